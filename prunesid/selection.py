@@ -7,11 +7,22 @@ Stages: redundancy (rho, phi) -> budget (fixed or dynamic) -> grouping -> intra-
 from __future__ import annotations
 
 from dataclasses import dataclass
+import math
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
-__all__ = ["Selection", "select"]
+from prunesid import defaults
+from prunesid.grouping import GROUPINGS
+from prunesid.psca import CENTERINGS
+
+__all__ = ["Selection", "select", "ORDERS"]
+
+ORDERS = ("reference", "spatial")
+# Above this threshold no cosine similarity (at most 1 plus float32 rounding) can exceed
+# tau, so NMS cannot suppress anything and is skipped.
+_NO_SUPPRESSION_TAU = 1.001
 
 
 @dataclass
@@ -99,4 +110,334 @@ def select(
     seed: int = 0,
     order: str = "reference",
 ) -> Selection:
-    raise NotImplementedError  # being written
+    """Choose which patch tokens to keep with PruneSID (SPEC.md).
+
+    Args:
+        tokens: ``[T, D]`` or ``[B, T, D]`` patch tokens of each image (or tile), any float
+            dtype and device; the decisions are computed in float32.
+        budget: total visual tokens the LLM receives per image, ``reserved`` included; so
+            ``budget - reserved`` patches are kept (all of them, in order, if that is >= T).
+        importance: ``[T]`` or ``[B, T]`` non-negative saliency (CLS attention summed over
+            heads for CLIP towers). ``None``: the grouping's own score (see grouping.py).
+            A patch of importance exactly 0 never leads an NMS step.
+        reserved: tokens the caller passes through untouched (1 for LLaVA's CLS).
+        groups: K, the number of groups; default ``budget // 4`` (defaults.py).
+        lam: lambda of the NMS threshold tau = lambda * rho; default ``budget / 32``.
+        grouping: ``"psca"`` (the method), ``"kmeans"`` or ``"random"`` (the paper's ablation).
+        centering: PSCA centring, ``"token"`` (the authors' code, the reference) or
+            ``"feature"`` (the formula of the paper's text).
+        dynamic: PruneSID-Dyn: image b gets ``N'_b = N * phi_b / phi_ref`` tokens, rounded
+            so the batch total is kept, clamped to [N/2, 2N] and to what the image holds.
+            K and lambda default per image from N'_b.
+        phi_ref: reference information score for ``dynamic``; ``None`` = the batch mean.
+        seed: seed of the random / kmeans groupings and of the PSCA subspace iteration.
+        order: ``"reference"`` (group by group, each in rank order, as the authors' code) or
+            ``"spatial"`` (kept indices sorted).
+    """
+    x, scores_given, single = _validated_inputs(tokens, importance)
+    batch, num_tokens, _ = x.shape
+    _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, num_tokens)
+    device = x.device
+
+    xn = F.normalize(x, dim=-1)
+    rho = _redundancy(xn)
+    phi = 1.0 - rho
+
+    if dynamic:
+        budgets, clamped, phi_ref_used = _dynamic_budgets(budget, phi, phi_ref, reserved, num_tokens)
+    else:
+        budgets = torch.full((batch,), budget, dtype=torch.long, device=device)
+        clamped = torch.zeros(batch, dtype=torch.bool, device=device)
+        phi_ref_used = None
+
+    num_groups = torch.tensor(
+        [min(groups if groups is not None else defaults.default_groups(int(n)), num_tokens) for n in budgets.tolist()],
+        dtype=torch.long,
+        device=device,
+    )
+    lams = torch.tensor(
+        [lam if lam is not None else defaults.default_lam(int(n)) for n in budgets.tolist()],
+        dtype=torch.float32,
+        device=device,
+    )
+    tau = lams * rho
+
+    group_of, grouping_scores = GROUPINGS[grouping](x, num_groups, centering=centering, seed=seed)
+    scores = scores_given if scores_given is not None else grouping_scores
+    k_max = int(num_groups.max())
+
+    rank = _importance_rank(scores)
+    survivor_rank = _intra_group_nms(xn, group_of, scores, rank, tau, k_max)
+    survivors = survivor_rank >= 0
+    position = _position_in_group_ranking(group_of, survivor_rank, rank, k_max)
+
+    sizes = _count_per_group(group_of, torch.ones_like(survivors), k_max)
+    survivor_counts = _count_per_group(group_of, survivors, k_max)
+    caps = torch.tensor([defaults.group_cap(int(n)) for n in budgets.tolist()], device=device)
+    to_keep = (budgets - reserved).clamp(max=num_tokens)
+    quotas = _quotas(sizes, survivor_counts, budgets, to_keep, caps)
+
+    keep_all = budgets - reserved >= num_tokens
+    quotas = torch.where(keep_all[:, None], sizes, quotas)
+    indices = _kept_indices(group_of, position, quotas, keep_all, order)
+
+    return Selection(
+        indices=indices,
+        groups=group_of,
+        scores=scores,
+        survivors=survivors,
+        survivor_rank=survivor_rank,
+        quotas=quotas,
+        num_groups=num_groups,
+        rho=rho,
+        phi=phi,
+        lam=lams,
+        tau=tau,
+        budget=budgets,
+        budget_clamped=clamped,
+        reserved=reserved,
+        grouping=grouping,
+        centering=centering,
+        dynamic=dynamic,
+        phi_ref=phi_ref_used,
+        order=order,
+    )
+
+
+# --- validation ------------------------------------------------------------------------
+
+
+def _validated_inputs(tokens, importance):
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(f"tokens must be a torch.Tensor of shape [T, D] or [B, T, D], got {type(tokens).__name__}")
+    if not tokens.is_floating_point():
+        raise TypeError(f"tokens must be a floating-point tensor, got dtype {tokens.dtype}")
+    if tokens.dim() not in (2, 3):
+        raise ValueError(f"tokens must have shape [T, D] or [B, T, D], got shape {tuple(tokens.shape)}")
+    single = tokens.dim() == 2
+    x = tokens[None] if single else tokens
+    if x.numel() == 0:
+        raise ValueError(f"tokens must not be empty, got shape {tuple(tokens.shape)}")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError("tokens contain NaN or inf values; all token features must be finite")
+    if importance is None:
+        return x, None, single
+    if not isinstance(importance, torch.Tensor):
+        raise TypeError(f"importance must be a torch.Tensor or None, got {type(importance).__name__}")
+    expected = tuple(x.shape[1:2]) if single else tuple(x.shape[:2])
+    if tuple(importance.shape) != expected:
+        raise ValueError(
+            f"importance must have shape {list(expected)} (one value per token), got shape {list(importance.shape)}"
+        )
+    scores = importance.reshape(x.shape[:2]).to(device=x.device, dtype=torch.float32)
+    if not torch.isfinite(scores).all():
+        raise ValueError("importance contains NaN or inf values; it must be finite")
+    if (scores < 0).any():
+        raise ValueError(f"importance must be non-negative, got a minimum of {float(scores.min()):.4g}")
+    return x, scores, single
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, num_tokens):
+    if not _is_int(budget) or budget <= 0:
+        raise ValueError(f"budget must be a positive integer, got {budget!r}")
+    if not _is_int(reserved) or reserved < 0:
+        raise ValueError(f"reserved must be a non-negative integer, got {reserved!r}")
+    if reserved >= budget:
+        raise ValueError(f"reserved must be smaller than budget ({budget}), got reserved={reserved}")
+    if groups is not None and (not _is_int(groups) or not 1 <= groups <= num_tokens):
+        raise ValueError(f"groups must be an integer in [1, T={num_tokens}] or None, got {groups!r}")
+    if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0):
+        raise ValueError(f"lam must be a positive finite number or None, got {lam!r}")
+    if grouping not in GROUPINGS:
+        raise ValueError(f"grouping must be one of {sorted(GROUPINGS)}, got {grouping!r}")
+    if centering not in CENTERINGS:
+        raise ValueError(f"centering must be one of {list(CENTERINGS)}, got {centering!r}")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    if phi_ref is not None and (isinstance(phi_ref, bool) or not isinstance(phi_ref, (int, float)) or not math.isfinite(phi_ref) or phi_ref <= 0):
+        raise ValueError(f"phi_ref must be a positive finite number or None, got {phi_ref!r}")
+
+
+# --- stage 1: redundancy -------------------------------------------------------------
+
+
+def _redundancy(xn: torch.Tensor) -> torch.Tensor:
+    """rho: mean cosine similarity over pairs i < j, without forming the T x T matrix.
+
+    sum_{i,j} S_ij = |sum_i xn_i|^2, and S is symmetric, so the off-diagonal mean is
+    (|sum xn|^2 - sum |xn_i|^2) / (T (T - 1)). Accumulated in float64 for accuracy.
+    """
+    num_tokens = xn.shape[1]
+    if num_tokens < 2:
+        return torch.zeros(xn.shape[0], dtype=torch.float32, device=xn.device)
+    xn64 = xn.double()
+    total = xn64.sum(dim=1).square().sum(dim=-1)
+    diagonal = xn64.square().sum(dim=(1, 2))
+    return ((total - diagonal) / (num_tokens * (num_tokens - 1))).float()
+
+
+# --- stage 2: dynamic budget ------------------------------------------------------------
+
+
+def _dynamic_budgets(budget, phi, phi_ref, reserved, num_tokens):
+    """N'_b = N * phi_b / phi_ref, rounded by largest remainder so that the batch total is
+    exactly B * N when phi_ref is the batch mean, then clamped."""
+    reference = float(phi.mean()) if phi_ref is None else float(phi_ref)
+    if reference <= 0:
+        raise ValueError(f"phi_ref must be positive; the batch mean phi is {reference:.4g} (tokens are all alike)")
+    raw = budget * phi.double() / reference
+    floor = raw.floor()
+    shortfall = int(round(float(raw.sum() - floor.sum())))
+    order = torch.sort(raw - floor, descending=True, stable=True).indices
+    rounded = floor.clone()
+    rounded[order[:shortfall]] += 1
+    low = max(reserved + 1, math.ceil(budget * defaults.DYNAMIC_MIN_FRACTION))
+    high = max(low, min(math.floor(budget * defaults.DYNAMIC_MAX_FRACTION), num_tokens + reserved))
+    budgets = rounded.clamp(low, high).long()
+    return budgets, budgets != rounded.long(), reference
+
+
+# --- stage 3: intra-group NMS -------------------------------------------------------------
+
+
+def _importance_rank(scores: torch.Tensor) -> torch.Tensor:
+    """[B, T] rank of each token by importance (descending, ties to the lower index)."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return rank
+
+
+def _intra_group_nms(xn, group_of, scores, rank, tau, k_max):
+    """Greedy NMS inside every group, all groups and images at once.
+
+    Each step takes, in every group, the most important remaining token as a survivor and
+    discards the remaining tokens of that group whose cosine similarity to it exceeds tau.
+    Returns [B, T] long: the step at which each survivor was taken (its rank within its
+    group), -1 for discarded tokens. Only the similarity rows of survivors are computed.
+    """
+    batch, num_tokens = group_of.shape
+    device = group_of.device
+    survivor_rank = torch.full_like(group_of, -1)
+    alive = scores > 0
+    if bool((tau > _NO_SUPPRESSION_TAU).all()):
+        # Nothing can be discarded: survivors are the group's tokens by importance.
+        ordered = _rank_within_groups(group_of, torch.where(alive, rank, rank + num_tokens))
+        return torch.where(alive, ordered, survivor_rank)
+    token_ids = torch.arange(num_tokens, device=device).expand(batch, num_tokens)
+    order = torch.argsort(rank, dim=1)  # token at each importance rank
+    step = 0
+    while bool(alive.any()):
+        candidate_rank = torch.where(alive, rank, num_tokens)
+        best = torch.full((batch, k_max), num_tokens, dtype=torch.long, device=device)
+        best.scatter_reduce_(1, group_of, candidate_rank, reduce="amin")
+        leader = order.gather(1, best.clamp(max=num_tokens - 1))  # [B, K]
+        leader_of_token = leader.gather(1, group_of)
+        group_active = (best < num_tokens).gather(1, group_of)
+        is_leader = group_active & (leader_of_token == token_ids)
+        leader_features = xn.gather(1, leader_of_token[..., None].expand_as(xn))
+        similarity = (leader_features * xn).sum(dim=-1)
+        survivor_rank[is_leader] = step
+        alive &= ~is_leader & ~(group_active & (similarity > tau[:, None]))
+        step += 1
+    return survivor_rank
+
+
+def _rank_within_groups(group_of: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
+    """Position of each token within its group when the group is sorted by ``key``
+    (smaller first; keys are distinct within an image)."""
+    num_tokens = group_of.shape[1]
+    combined = group_of * (2 * num_tokens + 1) + key
+    order = torch.argsort(combined, dim=1)
+    sorted_groups = group_of.gather(1, order)
+    positions = torch.arange(num_tokens, device=group_of.device).expand_as(order)
+    is_start = torch.ones_like(sorted_groups, dtype=torch.bool)
+    is_start[:, 1:] = sorted_groups[:, 1:] != sorted_groups[:, :-1]
+    start = torch.where(is_start, positions, 0).cummax(dim=1).values
+    within = torch.empty_like(order)
+    within.scatter_(1, order, positions - start)
+    return within
+
+
+def _position_in_group_ranking(group_of, survivor_rank, rank, k_max):
+    """Each token's place in its group's ranking: survivors in the order taken, then the
+    discarded tokens by importance."""
+    num_tokens = group_of.shape[1]
+    key = torch.where(survivor_rank >= 0, survivor_rank, num_tokens + rank)
+    return _rank_within_groups(group_of, key)
+
+
+# --- stage 4: quotas ------------------------------------------------------------------------
+
+
+def _count_per_group(group_of, mask, k_max):
+    counts = torch.zeros(group_of.shape[0], k_max, dtype=torch.long, device=group_of.device)
+    return counts.scatter_add_(1, group_of, mask.long())
+
+
+def _quotas(sizes, survivor_counts, budgets, to_keep, caps):
+    """Tokens kept per group (SPEC.md section 4), vectorised over images.
+
+    Beyond the reference: when there are more non-empty groups than tokens to keep, only
+    the groups with the most survivors get their guaranteed token (the reference would
+    overshoot the budget), and the top-up stops at the number of tokens there are.
+    """
+    lower = sizes.clamp(max=1)
+    lower = torch.where(lower.sum(1, keepdim=True) > to_keep[:, None], _first_by_survivors(survivor_counts, lower, to_keep), lower)
+    upper = torch.minimum(torch.minimum(caps[:, None].expand_as(sizes), sizes), survivor_counts)
+    # Raise every group's ceiling by one until the ceilings can hold the total budget N.
+    target_ceiling = budgets.clamp(max=int(sizes.sum(1).max()))
+    while True:
+        short = upper.sum(1) < torch.minimum(target_ceiling, sizes.sum(1))
+        if not bool(short.any()):
+            break
+        upper = torch.where(short[:, None], torch.minimum(upper + 1, sizes), upper)
+
+    remaining = (to_keep - lower.sum(1)).clamp(min=0)
+    total_survivors = survivor_counts.sum(1, keepdim=True)
+    share = survivor_counts / total_survivors.clamp(min=1)  # float32, as the reference
+    cumulative = torch.cumsum(share, dim=1)
+    rounded = (cumulative * remaining[:, None]).round().long()
+    extra = rounded - torch.nn.functional.pad(rounded[:, :-1], (1, 0))
+    quotas = torch.minimum(lower + extra, upper)
+
+    # Fill what is missing, visiting groups by survivor count (descending, stable).
+    target = lower.sum(1) + remaining
+    visit = torch.sort(survivor_counts, dim=1, descending=True, stable=True).indices
+    room = (upper - quotas).clamp(min=0).gather(1, visit)
+    missing = (target - quotas.sum(1)).clamp(min=0)
+    room_before = torch.cumsum(room, dim=1) - room
+    added = torch.minimum(room, (missing[:, None] - room_before).clamp(min=0))
+    return quotas.scatter_add(1, visit, added)
+
+
+def _first_by_survivors(survivor_counts, lower, to_keep):
+    """Keep the guaranteed token only for the ``to_keep`` groups with most survivors."""
+    visit = torch.sort(survivor_counts, dim=1, descending=True, stable=True).indices
+    visited_lower = lower.gather(1, visit)
+    allowed = torch.cumsum(visited_lower, dim=1) <= to_keep[:, None]
+    return torch.zeros_like(lower).scatter(1, visit, visited_lower * allowed)
+
+
+# --- stage 5: output order -------------------------------------------------------------------
+
+
+def _kept_indices(group_of, position, quotas, keep_all, order):
+    batch, num_tokens = group_of.shape
+    kept = position < quotas.gather(1, group_of)
+    # Reference order: group by group, each in ranking order.
+    sort_key = group_of * num_tokens + position
+    indices = []
+    for b in range(batch):
+        if bool(keep_all[b]) or order == "spatial":
+            chosen = torch.arange(num_tokens, device=group_of.device) if keep_all[b] else kept[b].nonzero().squeeze(1)
+        else:
+            candidates = kept[b].nonzero().squeeze(1)
+            chosen = candidates[torch.argsort(sort_key[b, candidates])]
+        indices.append(chosen)
+    return indices
