@@ -167,9 +167,9 @@ def select(
     k_max = int(num_groups.max())
 
     rank = _importance_rank(scores)
-    survivor_rank = _intra_group_nms(xn, group_of, scores, rank, tau, k_max)
+    survivor_rank = _intra_group_nms(xn, group_of, scores, rank, tau)
     survivors = survivor_rank >= 0
-    position = _position_in_group_ranking(group_of, survivor_rank, rank, k_max)
+    position = _position_in_group_ranking(group_of, survivor_rank, rank)
 
     sizes = _count_per_group(group_of, torch.ones_like(survivors), k_max)
     survivor_counts = _count_per_group(group_of, survivors, k_max)
@@ -275,9 +275,8 @@ def _redundancy(xn: torch.Tensor) -> torch.Tensor:
     num_tokens = xn.shape[1]
     if num_tokens < 2:
         return torch.zeros(xn.shape[0], dtype=torch.float32, device=xn.device)
-    xn64 = xn.double()
-    total = xn64.sum(dim=1).square().sum(dim=-1)
-    diagonal = xn64.square().sum(dim=(1, 2))
+    total = xn.sum(dim=1, dtype=torch.float64).square().sum(dim=-1)
+    diagonal = (xn * xn).sum(dim=(1, 2), dtype=torch.float64)
     return ((total - diagonal) / (num_tokens * (num_tokens - 1))).float()
 
 
@@ -313,39 +312,48 @@ def _importance_rank(scores: torch.Tensor) -> torch.Tensor:
     return rank
 
 
-def _intra_group_nms(xn, group_of, scores, rank, tau, k_max):
+def _intra_group_nms(xn, group_of, scores, rank, tau):
     """Greedy NMS inside every group, all groups and images at once.
 
-    Each step takes, in every group, the most important remaining token as a survivor and
-    discards the remaining tokens of that group whose cosine similarity to it exceeds tau.
-    Returns [B, T] long: the step at which each survivor was taken (its rank within its
-    group), -1 for discarded tokens. Only the similarity rows of survivors are computed.
+    Greedy NMS (take the most important remaining token of the group, discard the rest of
+    the group more similar to it than tau, repeat) keeps token j exactly when no *kept*
+    token of its group that is more important has similarity > tau with it. That rule is
+    resolved by propagation on the conflict graph instead of step by step: a token with a
+    kept conflicting predecessor is discarded, one whose conflicting predecessors are all
+    discarded is kept. Each round is one batched mat-vec, and rounds equal the longest
+    chain of decisions, far fewer than the survivors of the largest group.
+
+    Returns [B, T] long: each survivor's place among its group's survivors (the order the
+    greedy NMS takes them), -1 for discarded tokens. Zero-importance tokens are never taken.
     """
-    batch, num_tokens = group_of.shape
-    device = group_of.device
-    survivor_rank = torch.full_like(group_of, -1)
-    alive = scores > 0
+    num_tokens = group_of.shape[1]
+    takeable = scores > 0
     if bool((tau > _NO_SUPPRESSION_TAU).all()):
-        # Nothing can be discarded: survivors are the group's tokens by importance.
-        ordered = _rank_within_groups(group_of, torch.where(alive, rank, rank + num_tokens))
-        return torch.where(alive, ordered, survivor_rank)
-    token_ids = torch.arange(num_tokens, device=device).expand(batch, num_tokens)
-    order = torch.argsort(rank, dim=1)  # token at each importance rank
-    step = 0
-    while bool(alive.any()):
-        candidate_rank = torch.where(alive, rank, num_tokens)
-        best = torch.full((batch, k_max), num_tokens, dtype=torch.long, device=device)
-        best.scatter_reduce_(1, group_of, candidate_rank, reduce="amin")
-        leader = order.gather(1, best.clamp(max=num_tokens - 1))  # [B, K]
-        leader_of_token = leader.gather(1, group_of)
-        group_active = (best < num_tokens).gather(1, group_of)
-        is_leader = group_active & (leader_of_token == token_ids)
-        leader_features = xn.gather(1, leader_of_token[..., None].expand_as(xn))
-        similarity = (leader_features * xn).sum(dim=-1)
-        survivor_rank[is_leader] = step
-        alive &= ~is_leader & ~(group_active & (similarity > tau[:, None]))
-        step += 1
-    return survivor_rank
+        kept = takeable  # no similarity can exceed tau: nothing is discarded
+    else:
+        similarity = torch.bmm(xn, xn.transpose(1, 2))
+        earlier = rank[:, :, None] < rank[:, None, :]  # i more important than j
+        same_group = group_of[:, :, None] == group_of[:, None, :]
+        conflicts = (similarity > tau[:, None, None]) & same_group & earlier & takeable[:, :, None]
+        kept = _resolve_greedy_nms(conflicts.float(), takeable)
+    within = _rank_within_groups(group_of, torch.where(kept, rank, rank + num_tokens))
+    return torch.where(kept, within, torch.full_like(within, -1))
+
+
+def _resolve_greedy_nms(conflicts: torch.Tensor, takeable: torch.Tensor) -> torch.Tensor:
+    """Survivors of greedy NMS given conflicts[b, i, j] = 1 where i precedes j and would
+    discard it. Tokens are decided in rounds; undecided tokens always remain at the head of
+    some chain, so each round decides at least one token."""
+    kept = torch.zeros_like(takeable)
+    undecided = takeable.clone()
+    into = conflicts.transpose(1, 2)  # into[b, j, i]: i can discard j
+    while bool(undecided.any()):
+        votes = torch.bmm(into, torch.stack([kept, undecided], dim=-1).float())
+        discarded = undecided & (votes[..., 0] > 0)
+        newly_kept = undecided & (votes[..., 1] == 0) & ~discarded
+        kept |= newly_kept
+        undecided &= ~(discarded | newly_kept)
+    return kept
 
 
 def _rank_within_groups(group_of: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
@@ -364,7 +372,7 @@ def _rank_within_groups(group_of: torch.Tensor, key: torch.Tensor) -> torch.Tens
     return within
 
 
-def _position_in_group_ranking(group_of, survivor_rank, rank, k_max):
+def _position_in_group_ranking(group_of, survivor_rank, rank):
     """Each token's place in its group's ranking: survivors in the order taken, then the
     discarded tokens by importance."""
     num_tokens = group_of.shape[1]
