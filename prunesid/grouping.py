@@ -1,7 +1,7 @@
 """Semantic groupings of patch tokens, looked up by name.
 
 A grouping maps float32 tokens ``[B, T, D]`` and the number of groups of each image
-(``[B]`` long) to ``(groups [B, T] long, scores [B, T] float32)``. ``scores`` is the
+(``[B]`` long), plus keyword options it may ignore (``centering``, ``solver``, ``seed``), to ``(groups [B, T] long, scores [B, T] float32)``. ``scores`` is the
 grouping's own importance, used when the caller supplies none:
 
 - ``psca``: |V[i, group(i)]|, the token's weight on its principal semantic component.
@@ -39,10 +39,10 @@ def _column_mask(num_groups: torch.Tensor, k_max: int) -> torch.Tensor:
 
 
 @register_grouping("psca")
-def psca_grouping(x, num_groups, *, centering="token", seed=0):
+def psca_grouping(x, num_groups, *, centering="token", solver="exact", seed=0):
     """PSCA: each token joins the principal token-space direction it weighs most on."""
     k_max = int(num_groups.max())
-    weights = principal_token_components(x, k_max, centering=centering).abs()  # [B, T, K]
+    weights = principal_token_components(x, k_max, centering=centering, solver=solver, seed=seed).abs()  # [B, T, K]
     # Images with fewer groups ignore the trailing components (the exact top-k of a
     # smaller k is the leading columns of the larger one).
     weights = weights.masked_fill(~_column_mask(num_groups, k_max)[:, None, :], -1.0)
@@ -60,7 +60,7 @@ def _typicality(x: torch.Tensor, groups: torch.Tensor, k_max: int) -> torch.Tens
 
 
 @register_grouping("random")
-def random_grouping(x, num_groups, *, centering="token", seed=0):
+def random_grouping(x, num_groups, *, seed=0, **_):
     """The paper's ablation: shuffle the tokens (seeded) and cut them into K equal groups."""
     batch, tokens, _ = x.shape
     generator = torch.Generator().manual_seed(seed)
@@ -74,7 +74,7 @@ def random_grouping(x, num_groups, *, centering="token", seed=0):
 
 
 @register_grouping("kmeans")
-def kmeans_grouping(x, num_groups, *, centering="token", seed=0):
+def kmeans_grouping(x, num_groups, *, seed=0, **_):
     """The paper's ablation: K-means with K clusters on the token features (scikit-learn)."""
     from sklearn.cluster import KMeans
 

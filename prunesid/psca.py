@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 CENTERINGS = ("token", "feature")
+SOLVERS = ("exact", "randomized")
 
 
 def centred_sigmoid(x: torch.Tensor, centering: str) -> torch.Tensor:
@@ -28,12 +29,19 @@ def centred_sigmoid(x: torch.Tensor, centering: str) -> torch.Tensor:
     raise ValueError(f"centering must be one of {CENTERINGS}, got {centering!r}")
 
 
-def principal_token_components(x: torch.Tensor, k: int, *, centering: str = "token") -> torch.Tensor:
-    """Exact top-k principal token directions of each image: [B, T, k], largest first.
+def principal_token_components(
+    x: torch.Tensor, k: int, *, centering: str = "token", solver: str = "exact", seed: int = 0
+) -> torch.Tensor:
+    """Top-k principal token directions of each image: [B, T, k], largest first.
 
+    ``solver="exact"`` is the reference. ``"randomized"`` is the authors' released solver
+    (a randomised low-rank PCA with two power iterations), seeded here: several times
+    faster, but its trailing components, and so some groups, differ from the exact ones.
     Signs are arbitrary (PSCA uses |V|).
     """
     centred = centred_sigmoid(x, centering)
+    if solver == "randomized":
+        return _randomized_components(centred, k, seed)
     num_tokens, width = centred.shape[-2:]
     if num_tokens <= width or k > width:
         # (More components than features: the D x D Gram has too few; the extra columns
@@ -61,3 +69,11 @@ def top_eigenvectors(gram: torch.Tensor, k: int) -> torch.Tensor:
         return torch.stack(columns).flip(-1)
     _, vectors = torch.linalg.eigh(gram64)
     return vectors[..., -k:].flip(-1)
+
+
+def _randomized_components(centred: torch.Tensor, k: int, seed: int) -> torch.Tensor:
+    devices = [centred.device] if centred.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        _, _, vectors = torch.pca_lowrank(centred.transpose(-1, -2), q=k, center=False, niter=2)
+    return vectors

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from prunesid import defaults
 from prunesid.grouping import GROUPINGS
-from prunesid.psca import CENTERINGS
+from prunesid.psca import CENTERINGS, SOLVERS
 
 __all__ = ["Selection", "select", "ORDERS"]
 
@@ -52,6 +52,7 @@ class Selection:
     dynamic: bool
     phi_ref: float | None  # the phi_ref actually used (dynamic only)
     order: str = "reference"
+    solver: str = "exact"
 
     @property
     def num_images(self) -> int:
@@ -92,6 +93,7 @@ class Selection:
             "centering": self.centering,
             "dynamic": self.dynamic,
             "order": self.order,
+            "solver": self.solver,
         }
 
 
@@ -109,6 +111,7 @@ def select(
     phi_ref: float | None = None,
     seed: int = 0,
     order: str = "reference",
+    solver: str = "exact",
 ) -> Selection:
     """Choose which patch tokens to keep with PruneSID (SPEC.md).
 
@@ -133,10 +136,12 @@ def select(
         seed: seed of the random / kmeans groupings and of the PSCA subspace iteration.
         order: ``"reference"`` (group by group, each in rank order, as the authors' code) or
             ``"spatial"`` (kept indices sorted).
+        solver: PSCA eigensolver, ``"exact"`` (the reference) or ``"randomized"`` (the
+            authors' released low-rank PCA, seeded; faster, not exact; see psca.py).
     """
     x, scores_given, single = _validated_inputs(tokens, importance)
     batch, num_tokens, _ = x.shape
-    _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, num_tokens)
+    _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, solver, num_tokens)
     device = x.device
 
     xn = F.normalize(x, dim=-1)
@@ -162,7 +167,7 @@ def select(
     )
     tau = lams * rho
 
-    group_of, grouping_scores = GROUPINGS[grouping](x, num_groups, centering=centering, seed=seed)
+    group_of, grouping_scores = GROUPINGS[grouping](x, num_groups, centering=centering, solver=solver, seed=seed)
     scores = scores_given if scores_given is not None else grouping_scores
     k_max = int(num_groups.max())
 
@@ -201,6 +206,7 @@ def select(
         dynamic=dynamic,
         phi_ref=phi_ref_used,
         order=order,
+        solver=solver,
     )
 
 
@@ -219,7 +225,7 @@ def _validated_inputs(tokens, importance):
     if x.numel() == 0:
         raise ValueError(f"tokens must not be empty, got shape {tuple(tokens.shape)}")
     x = x.float()
-    if not torch.isfinite(x).all():
+    if not torch.isfinite(x.abs().amax()):  # amax propagates NaN; one pass, no mask
         raise ValueError("tokens contain NaN or inf values; all token features must be finite")
     if importance is None:
         return x, None, single
@@ -231,7 +237,7 @@ def _validated_inputs(tokens, importance):
             f"importance must have shape {list(expected)} (one value per token), got shape {list(importance.shape)}"
         )
     scores = importance.reshape(x.shape[:2]).to(device=x.device, dtype=torch.float32)
-    if not torch.isfinite(scores).all():
+    if not torch.isfinite(scores.abs().amax()):
         raise ValueError("importance contains NaN or inf values; it must be finite")
     if (scores < 0).any():
         raise ValueError(f"importance must be non-negative, got a minimum of {float(scores.min()):.4g}")
@@ -242,7 +248,7 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, num_tokens):
+def _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, solver, num_tokens):
     if not _is_int(budget) or budget <= 0:
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
     if not _is_int(reserved) or reserved < 0:
@@ -257,6 +263,8 @@ def _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_r
         raise ValueError(f"grouping must be one of {sorted(GROUPINGS)}, got {grouping!r}")
     if centering not in CENTERINGS:
         raise ValueError(f"centering must be one of {list(CENTERINGS)}, got {centering!r}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
     if phi_ref is not None and (isinstance(phi_ref, bool) or not isinstance(phi_ref, (int, float)) or not math.isfinite(phi_ref) or phi_ref <= 0):

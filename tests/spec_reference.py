@@ -40,7 +40,9 @@ def spec_select(groups, importance, similarity, tau, budget, reserved, cap):
     remaining_budget = max(0, to_keep - sum(lower))
     total = sum(survivor_counts)
     shares = np.array([c / total if total else 0.0 for c in survivor_counts], dtype=np.float32)
-    cumulative = np.cumsum(shares, dtype=np.float32)
+    # float32 running sums as torch.cumsum makes them on CPU: accumulated in double,
+    # each partial sum rounded to float32.
+    cumulative = np.cumsum(shares.astype(np.float64)).astype(np.float32)
     rounded = [int(np.round(np.float32(p) * np.float32(remaining_budget))) for p in cumulative]
     extra = [rounded[g] - (rounded[g - 1] if g else 0) for g in range(k)]
     quotas = [min(lower[g] + extra[g], upper[g]) for g in range(k)]

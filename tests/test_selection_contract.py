@@ -192,3 +192,11 @@ def test_any_float_dtype_gives_the_float32_decision():
     x = clustered_tokens(4, 1, 144, 32).half()
     assert torch.equal(select(x, 36).indices[0], select(x.float(), 36).indices[0])
     assert torch.equal(select(x.bfloat16(), 36).groups, select(x.bfloat16().float(), 36).groups)
+
+
+def test_randomized_solver_is_seeded_and_keeps_the_budget():
+    x = clustered_tokens(6, 2, 576, 64)
+    first = select(x, 64, reserved=1, solver="randomized", seed=3)
+    again = select(x, 64, reserved=1, solver="randomized", seed=3)
+    assert all(torch.equal(a, b) for a, b in zip(first.indices, again.indices))
+    assert [i.numel() for i in first.indices] == [63, 63] and first.solver == "randomized"
