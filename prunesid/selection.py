@@ -278,13 +278,13 @@ def _redundancy(xn: torch.Tensor) -> torch.Tensor:
     """rho: mean cosine similarity over pairs i < j, without forming the T x T matrix.
 
     sum_{i,j} S_ij = |sum_i xn_i|^2, and S is symmetric, so the off-diagonal mean is
-    (|sum xn|^2 - sum |xn_i|^2) / (T (T - 1)). Accumulated in float64 for accuracy.
+    (|sum xn|^2 - sum |xn_i|^2) / (T (T - 1)). O(T D) instead of O(T^2 D).
     """
     num_tokens = xn.shape[1]
     if num_tokens < 2:
         return torch.zeros(xn.shape[0], dtype=torch.float32, device=xn.device)
-    total = xn.sum(dim=1, dtype=torch.float64).square().sum(dim=-1)
-    diagonal = (xn * xn).sum(dim=(1, 2), dtype=torch.float64)
+    total = xn.sum(dim=1).double().square().sum(dim=-1)
+    diagonal = xn.square().sum(dim=-1).sum(dim=-1).double()
     return ((total - diagonal) / (num_tokens * (num_tokens - 1))).float()
 
 
