@@ -326,10 +326,8 @@ def _intra_group_nms(xn, group_of, scores, rank, tau):
     Greedy NMS (take the most important remaining token of the group, discard the rest of
     the group more similar to it than tau, repeat) keeps token j exactly when no *kept*
     token of its group that is more important has similarity > tau with it. That rule is
-    resolved by propagation on the conflict graph instead of step by step: a token with a
-    kept conflicting predecessor is discarded, one whose conflicting predecessors are all
-    discarded is kept. Each round is one batched mat-vec, and rounds equal the longest
-    chain of decisions, far fewer than the survivors of the largest group.
+    resolved by propagation on the conflict graph instead of step by step (see
+    _resolve_greedy_nms), and only similarities inside groups are computed.
 
     Returns [B, T] long: each survivor's place among its group's survivors (the order the
     greedy NMS takes them), -1 for discarded tokens. Zero-importance tokens are never taken.
@@ -339,13 +337,45 @@ def _intra_group_nms(xn, group_of, scores, rank, tau):
     if bool((tau > _NO_SUPPRESSION_TAU).all()):
         kept = takeable  # no similarity can exceed tau: nothing is discarded
     else:
-        similarity = torch.bmm(xn, xn.transpose(1, 2))
-        earlier = rank[:, :, None] < rank[:, None, :]  # i more important than j
-        same_group = group_of[:, :, None] == group_of[:, None, :]
-        conflicts = (similarity > tau[:, None, None]) & same_group & earlier & takeable[:, :, None]
-        kept = _resolve_greedy_nms(conflicts.float(), takeable)
+        kept = _greedy_nms_survivors(xn, group_of, rank, takeable, tau)
     within = _rank_within_groups(group_of, torch.where(kept, rank, rank + num_tokens))
     return torch.where(kept, within, torch.full_like(within, -1))
+
+
+def _greedy_nms_survivors(xn, group_of, rank, takeable, tau):
+    """[B, T] bool survivors. Tokens are laid out in blocks, each in importance order: one
+    block per group when the padded blocks are small (similarities only within groups),
+    else one block per image holding every token (one T x T similarity matrix)."""
+    batch, num_tokens, width = xn.shape
+    sizes = torch.zeros(batch, int(group_of.max()) + 1, dtype=torch.long, device=xn.device)
+    sizes.scatter_add_(1, group_of, torch.ones_like(group_of))
+    longest = int(sizes.max())
+    if sizes.shape[1] * longest * longest * 2 <= num_tokens * num_tokens:
+        block_of, block_len = group_of, longest
+    else:
+        block_of, block_len = torch.zeros_like(group_of), num_tokens
+    num_blocks = int(block_of.max()) + 1
+    slot = block_of * block_len + _rank_within_groups(block_of, rank)  # [B, T]
+    members = torch.zeros(batch, num_blocks * block_len, dtype=torch.long, device=xn.device)
+    members.scatter_(1, slot, torch.arange(num_tokens, device=xn.device).expand(batch, num_tokens))
+    occupied = torch.zeros_like(members, dtype=torch.bool).scatter_(1, slot, True)
+
+    def blocks(values):
+        return values.gather(1, members).view(batch * num_blocks, block_len)
+
+    features = xn.gather(1, members[..., None].expand(-1, -1, width)).view(batch * num_blocks, block_len, width)
+    similarity = torch.bmm(features, features.transpose(1, 2))
+    block_groups, block_takeable = blocks(group_of), blocks(takeable) & occupied.view(-1, block_len)
+    block_tau = tau.repeat_interleave(num_blocks)[:, None, None]
+    earlier = torch.ones(block_len, block_len, dtype=torch.bool, device=xn.device).triu(1)
+    conflicts = (
+        (similarity > block_tau)
+        & earlier
+        & (block_groups[:, :, None] == block_groups[:, None, :])
+        & block_takeable[:, :, None]
+    )
+    block_kept = _resolve_greedy_nms(conflicts.float(), block_takeable)
+    return block_kept.view(batch, -1).gather(1, slot)
 
 
 def _resolve_greedy_nms(conflicts: torch.Tensor, takeable: torch.Tensor) -> torch.Tensor:
