@@ -133,15 +133,15 @@ def select(
             so the batch total is kept, clamped to [N/2, 2N] and to what the image holds.
             K and lambda default per image from N'_b.
         phi_ref: reference information score for ``dynamic``; ``None`` = the batch mean.
-        seed: seed of the random / kmeans groupings and of the PSCA subspace iteration.
+        seed: seed of the random / kmeans groupings and of the randomized PSCA solver.
         order: ``"reference"`` (group by group, each in rank order, as the authors' code) or
             ``"spatial"`` (kept indices sorted).
         solver: PSCA eigensolver, ``"exact"`` (the reference) or ``"randomized"`` (the
             authors' released low-rank PCA, seeded; faster, not exact; see psca.py).
     """
-    x, scores_given, single = _validated_inputs(tokens, importance)
+    x, scores_given = _validated_inputs(tokens, importance)
     batch, num_tokens, _ = x.shape
-    _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, solver, num_tokens)
+    _validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens)
     device = x.device
 
     xn = F.normalize(x, dim=-1)
@@ -221,14 +221,14 @@ def _validated_inputs(tokens, importance):
     if tokens.dim() not in (2, 3):
         raise ValueError(f"tokens must have shape [T, D] or [B, T, D], got shape {tuple(tokens.shape)}")
     single = tokens.dim() == 2
-    x = tokens[None] if single else tokens
+    x = tokens[None] if single else tokens  # a single image is a batch of one
     if x.numel() == 0:
         raise ValueError(f"tokens must not be empty, got shape {tuple(tokens.shape)}")
     x = x.float()
     if not torch.isfinite(x.abs().amax()):  # amax propagates NaN; one pass, no mask
         raise ValueError("tokens contain NaN or inf values; all token features must be finite")
     if importance is None:
-        return x, None, single
+        return x, None
     if not isinstance(importance, torch.Tensor):
         raise TypeError(f"importance must be a torch.Tensor or None, got {type(importance).__name__}")
     expected = tuple(x.shape[1:2]) if single else tuple(x.shape[:2])
@@ -241,14 +241,14 @@ def _validated_inputs(tokens, importance):
         raise ValueError("importance contains NaN or inf values; it must be finite")
     if (scores < 0).any():
         raise ValueError(f"importance must be non-negative, got a minimum of {float(scores.min()):.4g}")
-    return x, scores, single
+    return x, scores
 
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_ref, order, solver, num_tokens):
+def _validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens):
     if not _is_int(budget) or budget <= 0:
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
     if not _is_int(reserved) or reserved < 0:
@@ -267,6 +267,10 @@ def _validate_settings(budget, reserved, groups, lam, grouping, centering, phi_r
         raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    if not isinstance(dynamic, bool):
+        raise TypeError(f"dynamic must be True or False, got {dynamic!r}")
+    if not _is_int(seed):
+        raise TypeError(f"seed must be an integer, got {seed!r}")
     if phi_ref is not None and (isinstance(phi_ref, bool) or not isinstance(phi_ref, (int, float)) or not math.isfinite(phi_ref) or phi_ref <= 0):
         raise ValueError(f"phi_ref must be a positive finite number or None, got {phi_ref!r}")
 
