@@ -2,7 +2,7 @@
 
 Rows time the reference (exact PSCA) and solver="randomized" (the authors' low-rank PCA).
 The floor is what no implementation of PruneSID avoids: one batched T x T cosine-similarity
-matmul on the same tokens. Every case runs both, interleaved, and reports medians; peak
+matmul on the same tokens. Every case runs all of them in one run and reports medians; peak
 memory is the peak of live allocations during one call (torch allocator events plus
 NumPy/SciPy via tracemalloc); tt_matrix_mb is the size of one [B, T, T] float32 tensor.
 
@@ -60,22 +60,25 @@ def _synchronize(device):
         torch.cuda.synchronize()
 
 
-def time_side_by_side(x, importance, budget, repeats, device):
+def time_side_by_side(x, importance, budget, repeats, device, rounds=3):
+    """Median ms of each call. Calls of one kind run back to back (warm thread pools and
+    caches, as in steady serving); the kinds alternate over a few rounds so that drift of
+    the machine affects all of them alike."""
     calls = {
         "floor": lambda: floor(x),
         "select": lambda: run_select(x, importance, budget),
         "randomized": lambda: run_select(x, importance, budget, solver="randomized"),
     }
     timings = {name: [] for name in calls}
-    for fn in calls.values():
-        fn()  # warm-up (LAPACK, thread pools)
-    for _ in range(repeats):
+    for _ in range(rounds):
         for name, fn in calls.items():
-            _synchronize(device)
-            start = time.perf_counter()
-            fn()
-            _synchronize(device)
-            timings[name].append((time.perf_counter() - start) * 1000)
+            fn()  # warm-up
+            for _ in range(max(1, repeats // rounds)):
+                _synchronize(device)
+                start = time.perf_counter()
+                fn()
+                _synchronize(device)
+                timings[name].append((time.perf_counter() - start) * 1000)
     return {name: statistics.median(values) for name, values in timings.items()}
 
 
