@@ -6,8 +6,9 @@ Stages: redundancy (rho, phi) -> budget (fixed or dynamic) -> grouping -> intra-
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -69,6 +70,17 @@ class Selection:
         for b, idx in enumerate(self.indices):
             mask[b, idx] = True
         return mask
+
+    def take(self, start: int, stop: int) -> "Selection":
+        """The selection of images (or views) ``start..stop-1`` of the batch, as a Selection."""
+        if not 0 <= start < stop <= self.num_images:
+            raise ValueError(f"take({start}, {stop}) is outside the batch of {self.num_images}")
+        per_image = {
+            f.name: getattr(self, f.name)[start:stop]
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), (torch.Tensor, list))
+        }
+        return dataclasses.replace(self, **per_image)
 
     def to_dict(self, image: int = 0) -> dict[str, Any]:
         """JSON-friendly summary of one image's selection."""
@@ -141,7 +153,7 @@ def select(
     """
     x, scores_given = _validated_inputs(tokens, importance)
     batch, num_tokens, _ = x.shape
-    _validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens)
+    validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens)
     device = x.device
 
     xn = F.normalize(x, dim=-1)
@@ -248,15 +260,17 @@ def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens):
+def validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens=None):
+    """Check select()'s settings; ``num_tokens=None`` (no tokens yet) skips the groups <= T check."""
     if not _is_int(budget) or budget <= 0:
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
     if not _is_int(reserved) or reserved < 0:
         raise ValueError(f"reserved must be a non-negative integer, got {reserved!r}")
     if reserved >= budget:
         raise ValueError(f"reserved must be smaller than budget ({budget}), got reserved={reserved}")
-    if groups is not None and (not _is_int(groups) or not 1 <= groups <= num_tokens):
-        raise ValueError(f"groups must be an integer in [1, T={num_tokens}] or None, got {groups!r}")
+    if groups is not None and (not _is_int(groups) or groups < 1 or (num_tokens is not None and groups > num_tokens)):
+        allowed = f"in [1, T={num_tokens}]" if num_tokens is not None else ">= 1"
+        raise ValueError(f"groups must be an integer {allowed} or None, got {groups!r}")
     if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0):
         raise ValueError(f"lam must be a positive finite number or None, got {lam!r}")
     if grouping not in GROUPINGS:

@@ -1,0 +1,86 @@
+"""LLaVA-NeXT (anyres): a base view of the whole image plus a grid of 336 px tiles.
+
+Every view is compressed on its own with the per-view budget (SPEC 8). The kept tokens are
+then laid out the way the model packs its own features: base view first, then the tiles
+stitched into one large patch grid, unpadded (tokens in the letterbox padding are dropped)
+and read row by row with ``image_newline`` after every row that still holds a kept token.
+That keeps the newline's meaning ("a new row of the picture starts") true for the kept
+tokens. The packing has no slot for a CLS token, so ``keep_cls`` does not apply here and
+each view spends its whole budget on patches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from PIL import Image
+from transformers.image_processing_utils import select_best_resolution
+from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches, unpad_image
+
+from prunesid.geometry import PatchGrid
+
+
+class AnyResTiles:
+    cls_slot = False
+
+    def __init__(self, config):
+        self.config = config
+        self.tile_size = config.vision_config.image_size
+        self.side = self.tile_size // config.vision_config.patch_size
+
+    def _num_views(self, image_size_hw) -> int:
+        return image_size_to_num_patches(
+            image_size=list(image_size_hw), grid_pinpoints=self.config.image_grid_pinpoints, patch_size=self.tile_size
+        )
+
+    def pixel_views(self, pixel_inputs: dict) -> torch.Tensor:
+        pixels = pixel_inputs["pixel_values"][0]
+        return pixels[: self._num_views(pixel_inputs["image_sizes"][0].tolist())]
+
+    def grids(self, image_processor, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
+        width, height = image.size
+        best_h, best_w = select_best_resolution((height, width), self.config.image_grid_pinpoints)
+        # The processor resizes into (best_w, best_h) keeping the aspect ratio, then pads evenly.
+        scale_w, scale_h = best_w / width, best_h / height
+        if scale_w < scale_h:
+            new_w, new_h = best_w, min(math.ceil(height * scale_w), best_h)
+        else:
+            new_w, new_h = min(math.ceil(width * scale_h), best_w), best_h
+        pad_x, pad_y = (best_w - new_w) // 2, (best_h - new_h) // 2
+        to_image_x, to_image_y = width / new_w, height / new_h
+        grids = [PatchGrid(self.side, self.side, (0.0, 0.0, float(width), float(height)), label="base")]
+        for row in range(best_h // self.tile_size):
+            for col in range(best_w // self.tile_size):
+                x0 = (col * self.tile_size - pad_x) * to_image_x
+                y0 = (row * self.tile_size - pad_y) * to_image_y
+                box = (x0, y0, x0 + self.tile_size * to_image_x, y0 + self.tile_size * to_image_y)
+                grids.append(PatchGrid(self.side, self.side, box, label=f"tile {row},{col}"))
+        return grids
+
+    def layout(self, model, projected_views, kept, cls, pixel_inputs) -> torch.Tensor:
+        image_size_hw = pixel_inputs["image_sizes"][0].tolist()
+        base, tiles, tile_kept = projected_views[0], projected_views[1:], kept[1:]
+        best_h, best_w = select_best_resolution(image_size_hw, self.config.image_grid_pinpoints)
+        tile_rows, tile_cols = best_h // self.tile_size, best_w // self.tile_size
+        side = self.side
+        # Big-grid position of every kept tile token, and its row in the stacked features.
+        positions = []
+        for tile, patches in enumerate(tile_kept):
+            tile_row, tile_col = divmod(tile, tile_cols)
+            patch_row, patch_col = patches // side, patches % side
+            positions.append((tile_row * side + patch_row) * (tile_cols * side) + tile_col * side + patch_col)
+        positions = torch.cat(positions)
+        features = torch.cat(list(tiles))
+        grid_h, grid_w = tile_rows * side, tile_cols * side
+        feature_row = torch.full((grid_h * grid_w,), -1, dtype=torch.long)
+        feature_row[positions.cpu()] = torch.arange(positions.numel())
+        # The model's own unpad: crop the letterbox rows/columns from the big grid.
+        visible = unpad_image(feature_row.view(1, grid_h, grid_w), image_size_hw)[0]
+        newline_row = features.shape[0]
+        rows_with_tokens = (visible >= 0).any(dim=1, keepdim=True)
+        newline_column = torch.where(rows_with_tokens, newline_row, -1)
+        order = torch.cat([visible, newline_column], dim=1).flatten()
+        order = order[order >= 0].to(features.device)
+        newline = model.model.image_newline.to(features.dtype)[None]
+        return torch.cat([base, torch.cat([features, newline])[order]])

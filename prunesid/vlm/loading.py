@@ -1,0 +1,101 @@
+"""load_vlm(): a Hugging Face LLaVA checkpoint or an offline built-in, ready to chat."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from prunesid.vlm.llava import SingleView
+from prunesid.vlm.llava_next import AnyResTiles
+from prunesid.vlm.model import VLM
+from prunesid.vlm.tiny import BUILTINS
+
+DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
+# model_type of the checkpoint's config -> how its images become views.
+FAMILIES = {"llava": "single view (LLaVA-1.5, SigLIP LLaVA)", "llava_next": "anyres tiles (LLaVA-NeXT)"}
+
+
+def load_vlm(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | torch.dtype = "auto", progress: bool = False) -> VLM:
+    """Load a LLaVA-family VLM with PruneSID support.
+
+    Args:
+        model: ``"tiny-random"`` / ``"tiny-random-next"`` (offline built-ins with random
+            weights), a Hugging Face model id (``llava-hf/llava-1.5-7b-hf``,
+            ``llava-hf/llava-v1.6-vicuna-7b-hf``, ``llava-hf/llava-interleave-qwen-0.5b-hf``)
+            or a local directory holding one.
+        device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
+        dtype: ``"auto"`` (float16 on GPU, float32 on CPU) or a torch dtype / its name.
+        progress: print what is being loaded and how long it took (the CLI turns it on).
+    """
+    if not isinstance(model, str) or not model.strip():
+        raise ValueError(f"model must be a built-in name ({', '.join(BUILTINS)}), a Hugging Face id or a directory, got {model!r}")
+    resolved_device = _device(device)
+    resolved_dtype = _dtype(dtype, resolved_device)
+    start = time.perf_counter()
+    if progress:
+        print(f"Loading {model} on {resolved_device} ({str(resolved_dtype).removeprefix('torch.')})...", file=sys.stderr, flush=True)
+    if model in BUILTINS:
+        hf_model, processor = BUILTINS[model]()
+    else:
+        hf_model, processor = _load_pretrained(model, resolved_dtype)
+    hf_model = hf_model.to(resolved_device, resolved_dtype).eval()
+    if progress:
+        print(f"Loaded {model} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
+    return VLM(hf_model, processor, _family(hf_model), name=model)
+
+
+def _family(hf_model):
+    model_type = hf_model.config.model_type
+    if model_type == "llava":
+        return SingleView(hf_model.config.vision_config.patch_size)
+    if model_type == "llava_next":
+        return AnyResTiles(hf_model.config)
+    raise ValueError(f"model type {model_type!r} is not supported; supported: {', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}")
+
+
+def _load_pretrained(model: str, dtype: torch.dtype):
+    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+
+    classes = {"llava": LlavaForConditionalGeneration, "llava_next": LlavaNextForConditionalGeneration}
+    try:
+        config = AutoConfig.from_pretrained(model)
+    except (OSError, ValueError) as error:
+        where = "local directory" if Path(model).is_dir() else "Hugging Face model id"
+        raise ValueError(
+            f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}) and not a loadable {where} "
+            f"(no network, a typo, or no access?). Details: {error}"
+        ) from error
+    if config.model_type not in classes:
+        raise ValueError(
+            f"model {model!r} is a {config.model_type!r} model; supported: "
+            f"{', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}"
+        )
+    hf_model = classes[config.model_type].from_pretrained(model, dtype=dtype)
+    processor = AutoProcessor.from_pretrained(model)
+    return hf_model, processor
+
+
+def _device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', got {device!r}") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} was requested but CUDA is not available on this machine")
+    return resolved
+
+
+def _dtype(dtype, device: torch.device) -> torch.dtype:
+    if dtype == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    resolved = getattr(torch, str(dtype), None)
+    if not isinstance(resolved, torch.dtype) or not resolved.is_floating_point:
+        raise ValueError(f"dtype must be 'auto' or a floating torch dtype (float32, float16, bfloat16), got {dtype!r}")
+    return resolved
