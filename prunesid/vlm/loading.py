@@ -60,6 +60,12 @@ def _load_pretrained(model: str, dtype: torch.dtype):
     from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
 
     classes = {"llava": LlavaForConditionalGeneration, "llava_next": LlavaNextForConditionalGeneration}
+    if not Path(model).is_dir() and model.count("/") != 1:
+        # Every LLaVA checkpoint on the Hub is "owner/name": fail now rather than after retries.
+        raise ValueError(
+            f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}), not a directory, "
+            f"and not a Hugging Face id of the form owner/name (e.g. {DEFAULT_MODEL})"
+        )
     try:
         config = AutoConfig.from_pretrained(model)
     except (OSError, ValueError) as error:

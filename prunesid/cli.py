@@ -1,0 +1,147 @@
+"""The ``prunesid`` command: chat with a compressed VLM, or show what PruneSID keeps.
+
+    prunesid chat IMAGE "question" --model tiny-random --budget 64 [--grouping kmeans] [--dynamic] [--json]
+    prunesid compress IMAGE --model tiny-random --budget 64 [--json] [--out overlay.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from prunesid.grouping import GROUPINGS
+from prunesid.press import PruneSID
+from prunesid.psca import CENTERINGS, SOLVERS
+from prunesid.selection import ORDERS
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError) as error:
+        print(f"prunesid {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from prunesid.vlm.loading import DEFAULT_MODEL
+    from prunesid.vlm.tiny import BUILTINS
+
+    parser = argparse.ArgumentParser(prog="prunesid", description="PruneSID vision-token compression for LLaVA models.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("image", help="path of the image file")
+        sub.add_argument("--model", default="tiny-random", help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
+        sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+        sub.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
+        sub.add_argument("--budget", type=int, default=64, help="visual tokens per image (per view on LLaVA-NeXT), CLS included")
+        sub.add_argument("--groups", type=int, default=None, help="K concept groups (default budget/4)")
+        sub.add_argument("--lam", type=float, default=None, help="lambda of tau = lambda * rho (default budget/32)")
+        sub.add_argument("--grouping", choices=sorted(GROUPINGS), default="psca")
+        sub.add_argument("--centering", choices=CENTERINGS, default="token")
+        sub.add_argument("--solver", choices=SOLVERS, default="exact")
+        sub.add_argument("--order", choices=ORDERS, default="reference")
+        sub.add_argument("--dynamic", action="store_true", help="PruneSID-Dyn: budget proportional to the image's information")
+        sub.add_argument("--phi-ref", type=float, default=None, help="phi that maps to exactly --budget with --dynamic")
+        sub.add_argument("--no-cls", action="store_true", help="do not pass the CLS token through")
+        sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+
+    chat = commands.add_parser("chat", help="answer a question about an image")
+    common(chat)
+    chat.add_argument("question")
+    chat.add_argument("--max-new-tokens", type=int, default=128)
+    chat.add_argument("--no-compress", action="store_true", help="run the unmodified model (all visual tokens)")
+    chat.set_defaults(run=_chat)
+
+    compress = commands.add_parser("compress", help="show which tokens PruneSID keeps")
+    common(compress)
+    compress.add_argument("--out", default=None, help="write the overlays (groups, survivors, kept) to this PNG")
+    compress.set_defaults(run=_compress)
+    return parser
+
+
+def _press(args) -> PruneSID:
+    return PruneSID(
+        budget=args.budget, groups=args.groups, lam=args.lam, grouping=args.grouping, centering=args.centering,
+        dynamic=args.dynamic, phi_ref=args.phi_ref, keep_cls=not args.no_cls, order=args.order, solver=args.solver,
+    )
+
+
+def _load(args):
+    from prunesid.images import load_image
+    from prunesid.vlm.loading import load_vlm
+
+    press = _press(args)  # settings fail before a large model is loaded
+    if getattr(args, "question", "x").strip() == "":
+        raise ValueError("the question is empty; ask something about the image")
+    image = load_image(args.image)
+    vlm = load_vlm(args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty())
+    return vlm, image, press
+
+
+def _chat(args) -> int:
+    vlm, image, press = _load(args)
+    press = None if args.no_compress else press
+    if args.json:
+        reply = vlm.chat(image, args.question, press=press, max_new_tokens=args.max_new_tokens)
+        print(json.dumps({
+            "model": vlm.name,
+            "answer": reply.text,
+            "visual_tokens": reply.visual_tokens,
+            "timings_ms": reply.timings,
+            "selection": _views(vlm.encode(image), reply.selections[0]),
+        }))
+        return 0
+    stream = vlm.stream(image, args.question, press=press, max_new_tokens=args.max_new_tokens)
+    for piece in stream:
+        print(piece, end="", flush=True)
+    reply = stream.reply
+    timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in reply.timings.items() if name.endswith("_ms"))
+    print(f"\n[{reply.visual_tokens[0]} visual tokens; {timings}]", file=sys.stderr)
+    return 0
+
+
+def _compress(args) -> int:
+    vlm, image, press = _load(args)
+    encoded = vlm.encode(image)
+    selection = vlm.select(encoded, press)[0]
+    visual_tokens = int(vlm.visual_features(encoded, selection).shape[0])
+    if args.out:
+        import viz
+
+        viz.save_panel(viz.render_all(image, selection, encoded.grids), args.out)
+    if args.json:
+        print(json.dumps({
+            "model": vlm.name,
+            "image_size": list(image.size),
+            "tokens": encoded.num_tokens,
+            "visual_tokens": visual_tokens,
+            "vision_ms": encoded.vision_ms,
+            "views": _views(encoded, selection),
+        }))
+    else:
+        for view in _views(encoded, selection):
+            print(
+                f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches "
+                f"(budget {view['budget']}), rho {view['rho']:.3f}, phi {view['phi']:.3f}, tau {view['tau']:.3f}, "
+                f"K {view['num_groups']}, quotas {view['quotas']}"
+            )
+        print(f"the language model receives {visual_tokens} visual tokens" + (f"; overlays written to {args.out}" if args.out else ""))
+    return 0
+
+
+def _views(encoded, selection) -> list[dict] | None:
+    if selection is None:
+        return None
+    return [
+        {"label": grid.label, "box": list(grid.box), **selection.to_dict(view)}
+        for view, grid in enumerate(encoded.grids)
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
