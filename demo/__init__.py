@@ -1,0 +1,1 @@
+"""What the Gradio app does, without Gradio layout: model choice and event handlers."""
