@@ -88,22 +88,23 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
 
         controls = [image, budget, groups, lam, grouping, dynamic]
         overlays = [groups_view, survivors_view, kept_view, stats_json, stats_table]
-        analyze_button.click(analyze, controls, overlays, api_name="analyze")
-        image.change(analyze, controls, overlays, api_name=False)
+        # preprocess=False: the handlers read the uploaded file themselves (demo/handlers.py).
+        raw = {"preprocess": False}
+        analyze_button.click(analyze, controls, overlays, api_name="analyze", **raw)
+        image.change(analyze, controls, overlays, api_name=False, **raw)
         image.change(lambda: ([], ""), None, [chatbot, reply_info], api_name=False)  # a new image starts a new chat
-        for slider in (budget, groups, lam):
-            slider.release(analyze, controls, overlays, api_name=False)
-        for switch in (grouping, dynamic):
-            switch.change(analyze, controls, overlays, api_name=False)
+        # Live re-render while a control moves; only the latest value is run when busy.
+        for control in (budget, groups, lam, grouping, dynamic):
+            control.change(analyze, controls, overlays, api_name=False, trigger_mode="always_last", show_progress="hidden", **raw)
 
         chat_inputs = [message, chatbot] + controls
-        send.click(chat, chat_inputs, [chatbot, reply_info], api_name="chat").then(lambda: "", None, message, api_name=False)
-        message.submit(chat, chat_inputs, [chatbot, reply_info], api_name=False).then(lambda: "", None, message, api_name=False)
+        send.click(chat, chat_inputs, [chatbot, reply_info], api_name="chat", **raw).then(lambda: "", None, message, api_name=False)
+        message.submit(chat, chat_inputs, [chatbot, reply_info], api_name=False, **raw).then(lambda: "", None, message, api_name=False)
 
-        compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings")
+        compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **raw)
         answers_button.click(
             compare_answers, [question, image, budget, groups, lam, grouping, dynamic],
-            [full_answer, compressed_answer, speedup], api_name="compare_answers",
+            [full_answer, compressed_answer, speedup], api_name="compare_answers", **raw,
         )
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=64)
     return page

@@ -76,9 +76,7 @@ class Handlers:
         )
 
     def _encode(self, image):
-        if image is None:
-            raise ValueError("no image: upload one or pick an example")
-        return self.vlm.encode(image)
+        return self.vlm.encode(image_path(image))
 
     # --- analyze: the overlays ------------------------------------------------------------
 
@@ -142,7 +140,7 @@ class Handlers:
         self._encode(image)
         history = list(history or [])
         conversation = _conversation(history, message)
-        stream = self.vlm.stream(image, conversation, press=press, max_new_tokens=self.max_new_tokens)
+        stream = self.vlm.stream(image_path(image), conversation, press=press, max_new_tokens=self.max_new_tokens)
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         answer = ""
         for piece in stream:
@@ -160,9 +158,10 @@ class Handlers:
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the question is empty: type a question about the image")
         press = self.press(budget, groups, lam, grouping, dynamic)
-        self._encode(image)
-        full = self.vlm.chat(image, message, press=None, max_new_tokens=self.max_new_tokens)
-        compressed = self.vlm.chat(image, message, press=press, max_new_tokens=self.max_new_tokens)
+        path = image_path(image)
+        self._encode(path)
+        full = self.vlm.chat(path, message, press=None, max_new_tokens=self.max_new_tokens)
+        compressed = self.vlm.chat(path, message, press=press, max_new_tokens=self.max_new_tokens)
         speedup = full.timings["prefill_ms"] / max(compressed.timings["prefill_ms"], 1e-6)
         summary = (
             f"Prefill with **{full.visual_tokens[0]}** visual tokens: {full.timings['prefill_ms']:.0f} ms; "
@@ -170,6 +169,17 @@ class Handlers:
             f"(**{speedup:.2f}x** faster, prompt {full.prompt_tokens} -> {compressed.prompt_tokens} tokens)."
         )
         return full.text, compressed.text, summary
+
+
+def image_path(image) -> str:
+    """The uploaded file's path. Events run with ``preprocess=False`` so that the library,
+    not Gradio's PIL preprocessing, judges the file and words the error."""
+    if image is None:
+        raise ValueError("no image: upload one or pick an example")
+    path = image.get("path") if isinstance(image, dict) else image
+    if not isinstance(path, str) or not path:
+        raise ValueError(f"the image input is not a file upload: {image!r}")
+    return path
 
 
 def _whole(value, name: str) -> int:
@@ -226,7 +236,7 @@ def stats_markdown(stats: dict) -> str:
         ("Visual tokens to the LLM", f"{stats['visual_tokens']} (compression {stats['compression']}x)"),
         ("Timings", timings),
     ]
-    lines = ["| | |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
+    lines = ["| Quantity | Value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
 
 

@@ -62,6 +62,8 @@ def _open_bytes(data: bytes, name: str, source: str) -> Image.Image:
         raise ValueError(f"{name} {source} is not an image PIL can read (PNG, JPEG, WebP, GIF, BMP, TIFF, ...)") from error
     except Image.DecompressionBombError as error:
         raise ValueError(f"{name} {source} is too large: {error}") from error
+    except (OSError, SyntaxError, ValueError) as error:  # a known format with a damaged header
+        raise ValueError(f"{name} {source} is damaged and could not be decoded ({error})") from error
 
 
 def _from_array(array: np.ndarray, name: str) -> Image.Image:
