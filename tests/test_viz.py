@@ -101,7 +101,7 @@ def test_next_tiles_are_drawn_beside_the_base_view():
     # The tiles' letterbox padding (80 px above the image) is canvas, drawn grey, not image.
     canvas = build_canvas(_photo(), grids, [1, 2, 3, 4])
     assert canvas.pixels.shape[:2] == (640, 640)
-    assert not canvas.on_image[:80].any() and canvas.on_image[80:].all()
+    assert not canvas.on_image[:80].any() and canvas.on_image[80:560].all() and not canvas.on_image[560:].any()
     np.testing.assert_array_equal(canvas.pixels[10, 10], PADDING_GREY)
     assert (canvas.view[:80] >= 1).all()  # the padded rows still belong to tile patches
 
