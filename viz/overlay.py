@@ -65,11 +65,15 @@ def _mark_margin(canvas: Canvas, pixels: np.ndarray) -> None:
     pixels[rows[hatch], cols[hatch]] = 200.0
 
 
-def _draw(image, selection, grids, paint) -> Image.Image:
+def canvases(image: Image.Image, grids: list[PatchGrid]) -> list[tuple[str, Canvas]]:
+    """The rasterised panels of an image; build once and pass to several layers."""
+    return [(caption, build_canvas(image, grids, views)) for caption, views in _panels(grids)]
+
+
+def _draw(image, selection, grids, paint, panels=None) -> Image.Image:
     _check(selection, grids)
     rendered = []
-    for caption, views in _panels(grids):
-        canvas = build_canvas(image, grids, views)
+    for caption, canvas in panels or canvases(image, grids):
         pixels = paint(canvas)
         _mark_margin(canvas, pixels)
         rendered.append((caption, Image.fromarray(pixels.clip(0, 255).astype(np.uint8))))
@@ -92,7 +96,7 @@ def _side_by_side(panels: list[tuple[str, Image.Image]]) -> Image.Image:
     return sheet
 
 
-def render_groups(image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> Image.Image:
+def render_groups(image: Image.Image, selection: Selection, grids: list[PatchGrid], panels=None) -> Image.Image:
     """Every patch tinted with its group's colour; borders where the group changes."""
     groups = selection.groups.cpu().numpy()
     colours = _group_colours(int(groups.max()) + 1)
@@ -108,10 +112,10 @@ def render_groups(image: Image.Image, selection: Selection, grids: list[PatchGri
         pixels[border & inside] = 20.0
         return pixels
 
-    return _draw(image, selection, grids, paint)
+    return _draw(image, selection, grids, paint, panels)
 
 
-def render_survivors(image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> Image.Image:
+def render_survivors(image: Image.Image, selection: Selection, grids: list[PatchGrid], panels=None) -> Image.Image:
     """NMS survivors outlined in green on the image; suppressed patches dimmed and tinted red."""
     survivors = selection.survivors.cpu().numpy()
 
@@ -123,10 +127,10 @@ def render_survivors(image: Image.Image, selection: Selection, grids: list[Patch
         pixels[canvas.edges & (state == 1)] = SURVIVOR_EDGE
         return pixels
 
-    return _draw(image, selection, grids, paint)
+    return _draw(image, selection, grids, paint, panels)
 
 
-def render_kept(image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> Image.Image:
+def render_kept(image: Image.Image, selection: Selection, grids: list[PatchGrid], panels=None) -> Image.Image:
     """Kept patches at full brightness with a yellow outline; every other patch dimmed."""
     kept = selection.kept.cpu().numpy()
 
@@ -138,7 +142,7 @@ def render_kept(image: Image.Image, selection: Selection, grids: list[PatchGrid]
         pixels[canvas.edges & (state == 1)] = KEPT_EDGE
         return pixels
 
-    return _draw(image, selection, grids, paint)
+    return _draw(image, selection, grids, paint, panels)
 
 
 LAYERS = {"groups": render_groups, "survivors": render_survivors, "kept": render_kept}
@@ -146,7 +150,9 @@ LAYERS = {"groups": render_groups, "survivors": render_survivors, "kept": render
 
 def render_all(image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> dict[str, Image.Image]:
     """All three layers: ``{"groups", "survivors", "kept"}``."""
-    return {name: render(image, selection, grids) for name, render in LAYERS.items()}
+    _check(selection, grids)
+    panels = canvases(image, grids)
+    return {name: render(image, selection, grids, panels) for name, render in LAYERS.items()}
 
 
 def compare(image: Image.Image, selections: dict[str, Selection], grids: list[PatchGrid], layer: str = "kept") -> Image.Image:
@@ -155,10 +161,11 @@ def compare(image: Image.Image, selections: dict[str, Selection], grids: list[Pa
         raise ValueError(f"layer must be one of {list(LAYERS)}, got {layer!r}")
     if not selections:
         raise ValueError("compare needs at least one selection")
+    shared = canvases(image, grids)
     panels = []
     for name, selection in selections.items():
         kept = sum(int(index.numel()) for index in selection.indices)
-        panels.append((f"{name}: {kept} kept, rho {float(selection.rho[0]):.3f}", LAYERS[layer](image, selection, grids)))
+        panels.append((f"{name}: {kept} kept, rho {float(selection.rho[0]):.3f}", LAYERS[layer](image, selection, grids, shared)))
     return _side_by_side(panels)
 
 
