@@ -66,6 +66,12 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
                         groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", elem_classes="overlay", interactive=False)
                     with gr.Tab("NMS survivors"):
                         survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", elem_classes="overlay", interactive=False)
+                gr.Markdown(
+                    "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
+                    "colour per PSCA group, dark borders between groups. **Survivors**: green outline; suppressed "
+                    "by NMS: dimmed red. Hatched: cut away by the processor's center crop (the model never sees "
+                    "it). Grey: padding around LLaVA-NeXT tiles.</small>"
+                )
                 stats_table = gr.Markdown(elem_id="stats")
                 stats_json = gr.JSON(label="Stats (JSON)", visible=False)
 

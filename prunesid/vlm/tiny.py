@@ -7,6 +7,8 @@ models runs here without a download. Their answers are noise; their selections a
 
 from __future__ import annotations
 
+import string
+
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
@@ -109,6 +111,7 @@ def build_tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = LlavaForConditionalGeneration(config).eval()
+    _printable_only(model, tokenizer)
     processor = LlavaProcessor(
         image_processor=CLIPImageProcessorPil(**_image_processor_kwargs()),
         tokenizer=tokenizer,
@@ -135,6 +138,7 @@ def build_tiny_llava_next() -> tuple[LlavaNextForConditionalGeneration, LlavaNex
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = LlavaNextForConditionalGeneration(config).eval()
+    _printable_only(model, tokenizer)
     processor = LlavaNextProcessor(
         image_processor=LlavaNextImageProcessorPil(
             image_grid_pinpoints=GRID_PINPOINTS, **_image_processor_kwargs()
@@ -146,6 +150,18 @@ def build_tiny_llava_next() -> tuple[LlavaNextForConditionalGeneration, LlavaNex
         chat_template=CHAT_TEMPLATE,
     )
     return model, processor
+
+
+def _printable_only(model, tokenizer) -> None:
+    """Random weights pick any byte; most bytes alone are not valid UTF-8 and would show as
+    replacement characters. Suppress all but printable ASCII (and end-of-sequence), so the
+    meaningless answers at least look like text."""
+    printable = set(string.ascii_letters + string.digits + string.punctuation + " ")
+    model.generation_config.suppress_tokens = [
+        token_id
+        for token_id in range(len(tokenizer))
+        if token_id != tokenizer.eos_token_id and tokenizer.decode([token_id]) not in printable
+    ]
 
 
 BUILTINS = {"tiny-random": build_tiny_llava, "tiny-random-next": build_tiny_llava_next}
