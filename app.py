@@ -104,8 +104,9 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
             control.change(analyze, controls, overlays, api_name=False, trigger_mode="always_last", show_progress="hidden", **raw)
 
         chat_inputs = [message, chatbot] + controls
-        send.click(chat, chat_inputs, [chatbot, reply_info], api_name="chat", **raw).then(lambda: "", None, message, api_name=False)
-        message.submit(chat, chat_inputs, [chatbot, reply_info], api_name=False, **raw).then(lambda: "", None, message, api_name=False)
+        chat_outputs = [chatbot, reply_info, stats_json, stats_table]
+        send.click(chat, chat_inputs, chat_outputs, api_name="chat", **raw).then(lambda: "", None, message, api_name=False)
+        message.submit(chat, chat_inputs, chat_outputs, api_name=False, **raw).then(lambda: "", None, message, api_name=False)
 
         compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **raw)
         answers_button.click(

@@ -132,12 +132,13 @@ class Handlers:
 
     # --- chat ----------------------------------------------------------------------------
 
-    def chat(self, message, history, image, budget, groups, lam, grouping, dynamic) -> Iterator[tuple[list, str]]:
-        """Stream the compressed model's answer into the chat history."""
+    def chat(self, message, history, image, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
+        """Stream the compressed model's answer into the chat history; when it is done,
+        refresh the stats with the measured prefill."""
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the message is empty: type a question about the image")
         press = self.press(budget, groups, lam, grouping, dynamic)
-        self._encode(image)
+        encoded = self._encode(image)
         history = list(history or [])
         conversation = _conversation(history, message)
         stream = self.vlm.stream(image_path(image), conversation, press=press, max_new_tokens=self.max_new_tokens)
@@ -146,10 +147,12 @@ class Handlers:
         for piece in stream:
             answer += piece
             history[-1] = {"role": "assistant", "content": answer}
-            yield history, "generating..."
+            yield history, "generating...", gr.skip(), gr.skip()
         reply = stream.reply
         history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
-        yield history, reply_markdown(reply)
+        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
+        stats = self.stats(encoded, reply.selections[0], press, timings)
+        yield history, reply_markdown(reply), stats, stats_markdown(stats)
 
     max_new_tokens = 96
 

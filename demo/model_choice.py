@@ -20,7 +20,12 @@ def requested_model(cli_model: str | None) -> str:
         return cli_model
     if os.environ.get("PRUNESID_MODEL"):
         return os.environ["PRUNESID_MODEL"]
-    return DEFAULT_MODEL if torch.cuda.is_available() else FALLBACK_MODEL
+    return DEFAULT_MODEL if gpu_available() else FALLBACK_MODEL
+
+
+def gpu_available() -> bool:
+    # ZeroGPU Spaces attach the GPU per call; at start-up only their environment says so.
+    return torch.cuda.is_available() or bool(os.environ.get("SPACES_ZERO_GPU"))
 
 
 def load_with_fallback(name: str) -> tuple[VLM, str]:
@@ -39,7 +44,7 @@ def banner(vlm: VLM, reason: str | None) -> str:
     where = f"{vlm.device.type.upper()}, {str(vlm.dtype).removeprefix('torch.')}"
     text = f"**Model:** `{vlm.name}` on {where}."
     if vlm.name.startswith("tiny-random"):
-        cause = f"{reason}; " if reason else ("no GPU here; " if not torch.cuda.is_available() else "")
+        cause = f"{reason}; " if reason else ("no GPU here; " if not gpu_available() else "")
         text = (
             f"⚠️ {cause}running the offline model `{vlm.name}` with **random weights**: its answers are "
             f"meaningless, but the token selection below is computed for real. Run on a GPU with "

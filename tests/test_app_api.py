@@ -65,11 +65,13 @@ def test_ten_concurrent_analyses_each_match_their_own_image(client, images, tiny
 
 
 def test_chat_answers_and_reports_the_visual_tokens(client, images):
-    history, info = client.predict(
+    history, info, stats, table = client.predict(
         message="What is in this picture?", history=[], image=handle_file(str(images[2])), **ANALYZE_DEFAULTS, api_name="/chat"
     )
     assert [turn["role"] for turn in history] == ["user", "assistant"]
     assert "64 visual tokens" in info and "prefill" in info
+    assert stats["visual_tokens"] == 64 and stats["timings_ms"]["prefill_ms"] > 0
+    assert "prefill" in table
 
 
 def test_a_corrupt_file_gets_an_error_and_the_app_keeps_serving(client, images, tmp_path):

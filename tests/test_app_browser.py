@@ -74,6 +74,7 @@ def test_upload_analyze_slide_and_ask(browser, app_url, tmp_path):
     page.locator("#send").click()
     page.wait_for_function("/128 visual tokens/.test(document.querySelector('#reply-info').innerText)", timeout=60_000)
     assert page.locator("#chatbot").inner_text().count("What is in the picture?") == 1
+    page.wait_for_function("/prefill \\d+ ms/.test(document.querySelector('#stats').innerText)", timeout=30_000)
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
