@@ -53,6 +53,8 @@ def user_errors(function):
 class Handlers:
     """Binds the handlers to one loaded model and its calibrated phi_ref."""
 
+    max_new_tokens = 96  # per answer: enough for a demo, bounded for a shared GPU
+
     def __init__(self, vlm: VLM, phi_ref: float | None = None):
         self.vlm = vlm
         self.phi_ref = phi_ref
@@ -153,8 +155,6 @@ class Handlers:
         timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
         stats = self.stats(encoded, reply.selections[0], press, timings)
         yield history, reply_markdown(reply), stats, stats_markdown(stats)
-
-    max_new_tokens = 96
 
     def compare_answers(self, message, image, budget, groups, lam, grouping, dynamic):
         """All visual tokens vs the compressed ones: both answers and the measured prefill speedup."""

@@ -17,8 +17,6 @@ MIN_SIDE = 16
 MAX_PIXELS = 40_000_000  # 40 MP: any phone photo; a 10000 x 10000 scan is refused
 MAX_ASPECT = 20.0  # the processors resize the short side to 336: a 1:50 strip would explode
 
-ImageInput = "Image.Image | str | os.PathLike | bytes | np.ndarray"
-
 
 def load_image(image, name: str = "image") -> Image.Image:
     """Return ``image`` as an RGB ``PIL.Image``; raise ``ValueError`` naming the problem.

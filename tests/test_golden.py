@@ -11,7 +11,10 @@ import torch
 
 from prunesid import select
 
-GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
+# The golden cases travel with the tests, so a clone runs them anywhere; where the shared
+# originals sit beside the checkout, the copies must be identical to them.
+GOLDEN = Path(__file__).resolve().parent / "golden"
+SHARED_GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
 CASES = sorted(GOLDEN.glob("case*.npz"))
 
 
@@ -24,6 +27,14 @@ def _case(path):
 
 def test_golden_cases_are_present():
     assert len(CASES) == len(json.loads((GOLDEN / "cases.json").read_text())) >= 6
+
+
+@pytest.mark.skipif(not SHARED_GOLDEN.is_dir(), reason="the shared golden originals are not beside this checkout")
+def test_golden_copies_match_the_shared_originals():
+    originals = sorted(path.name for path in SHARED_GOLDEN.iterdir())
+    assert originals == sorted(path.name for path in GOLDEN.iterdir())
+    for name in originals:
+        assert (GOLDEN / name).read_bytes() == (SHARED_GOLDEN / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("path", CASES, ids=lambda p: p.stem)
