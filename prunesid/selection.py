@@ -18,7 +18,7 @@ from prunesid import defaults
 from prunesid.grouping import GROUPINGS
 from prunesid.psca import CENTERINGS, SOLVERS
 
-__all__ = ["Selection", "select", "ORDERS"]
+__all__ = ["Selection", "select", "redundancy", "ORDERS"]
 
 ORDERS = ("reference", "spatial")
 # Above this threshold no cosine similarity (at most 1 plus float32 rounding) can exceed
@@ -82,6 +82,48 @@ class Selection:
         }
         return dataclasses.replace(self, **per_image)
 
+    def embed(self, positions: torch.Tensor, num_tokens: int) -> "Selection":
+        """This selection, made on a subset of each image's tokens, in the full index space.
+
+        ``positions[b, i]`` is the full index of subset token ``i`` of image ``b`` (``[B, T']``,
+        ascending). Tokens outside the subset get group -1, score 0 and no survivor rank:
+        they took no part (e.g. LLaVA-NeXT letterbox padding).
+        """
+        positions = positions.to(self.groups.device)
+        if positions.shape != self.groups.shape:
+            raise ValueError(f"positions must be {tuple(self.groups.shape)}, got {tuple(positions.shape)}")
+
+        def spread(values: torch.Tensor, fill) -> torch.Tensor:
+            full = torch.full((values.shape[0], num_tokens), fill, dtype=values.dtype, device=values.device)
+            return full.scatter(1, positions, values)
+
+        return dataclasses.replace(
+            self,
+            indices=[row[index] for row, index in zip(positions, self.indices)],
+            groups=spread(self.groups, -1),
+            scores=spread(self.scores, 0),
+            survivors=spread(self.survivors, False),
+            survivor_rank=spread(self.survivor_rank, -1),
+        )
+
+    @staticmethod
+    def concat(selections: list["Selection"]) -> "Selection":
+        """Several selections (same settings and token count) as one batch, in order."""
+        if not selections:
+            raise ValueError("concat needs at least one selection")
+        first = selections[0]
+        k_max = max(selection.quotas.shape[1] for selection in selections)
+        merged = {}
+        for f in dataclasses.fields(first):
+            values = [getattr(selection, f.name) for selection in selections]
+            if f.name == "quotas":
+                merged[f.name] = torch.cat([F.pad(q, (0, k_max - q.shape[1])) for q in values])
+            elif isinstance(values[0], torch.Tensor):
+                merged[f.name] = torch.cat(values)
+            elif isinstance(values[0], list):
+                merged[f.name] = [item for value in values for item in value]
+        return dataclasses.replace(first, **merged)
+
     def to_dict(self, image: int = 0) -> dict[str, Any]:
         """JSON-friendly summary of one image's selection."""
         k = int(self.num_groups[image])
@@ -107,6 +149,11 @@ class Selection:
             "order": self.order,
             "solver": self.solver,
         }
+
+
+def redundancy(tokens: torch.Tensor) -> torch.Tensor:
+    """rho of each image of ``[B, T, D]`` tokens (mean pairwise cosine similarity); phi = 1 - rho."""
+    return _redundancy(F.normalize(tokens.float(), dim=-1))
 
 
 def select(

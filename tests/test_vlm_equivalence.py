@@ -97,6 +97,11 @@ def test_next_tiles_use_the_per_view_budget_and_newlines_follow_the_kept_rows(ti
     visible = unpad_image(mask[None], [480, 640])[0]
     expected = 32 + int(visible.sum()) + int(visible.any(dim=1).sum())
     assert reply.visual_tokens == [expected]
+    # Selection ran among the unpadded patches only: no kept token is lost to the padding,
+    # and the padded patches took no part (group -1).
+    assert int(visible.sum()) == 4 * 32
+    padded = ~encoded.valid
+    assert padded[1:].any() and (selection.groups[padded] == -1).all() and (selection.groups[~padded] >= 0).all()
 
 
 def test_dynamic_budget_splits_a_batch_of_images_unequally(tiny_vlm):

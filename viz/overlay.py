@@ -3,7 +3,8 @@
 Conventions, the same on every layer:
 - the area of the image no view covers (the processor's center crop cut it away) is
   darkened and hatched: the model never saw it;
-- a view's area beyond the image (LLaVA-NeXT letterbox padding) is drawn grey;
+- a view's area beyond the image (LLaVA-NeXT letterbox padding) is drawn grey; its patches
+  take no part in the selection (group -1) and carry no group colour or survivor mark;
 - with several views (LLaVA-NeXT) the base view and the tile mosaic are drawn side by side.
 """
 
@@ -117,11 +118,12 @@ def render_groups(image: Image.Image, selection: Selection, grids: list[PatchGri
 
 def render_survivors(image: Image.Image, selection: Selection, grids: list[PatchGrid], panels=None) -> Image.Image:
     """NMS survivors outlined in green on the image; suppressed patches dimmed and tinted red."""
-    survivors = selection.survivors.cpu().numpy()
+    # 1 survivor, 0 suppressed, -1 took no part (off-grid, or excluded such as NeXT padding)
+    states = np.where(selection.groups.cpu().numpy() < 0, -1, selection.survivors.cpu().numpy().astype(np.int8))
 
     def paint(canvas: Canvas) -> np.ndarray:
         pixels = canvas.pixels.copy()
-        state = canvas.gather(survivors[:, :, None].astype(np.int8), -1)[..., 0]
+        state = canvas.gather(states[:, :, None].astype(np.int8), -1)[..., 0]
         suppressed = state == 0
         pixels[suppressed] = 0.45 * pixels[suppressed] + 0.25 * SUPPRESSED_TINT
         pixels[canvas.edges & (state == 1)] = SURVIVOR_EDGE

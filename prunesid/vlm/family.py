@@ -23,6 +23,10 @@ class Family(Protocol):
     def grids(self, image_processor, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
         """One PatchGrid per view, in the order of :meth:`pixel_views`."""
 
+    def valid_patches(self, pixel_inputs: dict) -> torch.Tensor | None:
+        """``[V, T]`` bool: patches that may be selected (the rest never reach the LLM), or
+        None when every patch may."""
+
     def layout(
         self, model, projected_views: list[torch.Tensor], kept: list[torch.Tensor], cls: torch.Tensor | None,
         pixel_inputs: dict,

@@ -23,6 +23,9 @@ class SingleView:
         height, width = pixel_inputs["pixel_values"].shape[-2:]
         return [center_crop_grid(image.size, _resized_size(image_processor, image.size), (width, height), self.patch_size)]
 
+    def valid_patches(self, pixel_inputs: dict) -> None:
+        return None
+
     def layout(self, model, projected_views, kept, cls, pixel_inputs) -> torch.Tensor:
         tokens = projected_views[0]
         return tokens if cls is None else torch.cat([cls[:1], tokens])

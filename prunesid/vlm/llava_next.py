@@ -1,12 +1,13 @@
 """LLaVA-NeXT (anyres): a base view of the whole image plus a grid of 336 px tiles.
 
-Every view is compressed on its own with the per-view budget (SPEC 8). The kept tokens are
-then laid out the way the model packs its own features: base view first, then the tiles
-stitched into one large patch grid, unpadded (tokens in the letterbox padding are dropped)
-and read row by row with ``image_newline`` after every row that still holds a kept token.
-That keeps the newline's meaning ("a new row of the picture starts") true for the kept
-tokens. The packing has no slot for a CLS token, so ``keep_cls`` does not apply here and
-each view spends its whole budget on patches.
+Every view is compressed on its own with the per-view budget (SPEC 8), choosing only among
+the patches the model's unpadding keeps (``valid_patches``): the tiles' letterbox padding
+never costs budget. The kept tokens are then laid out the way the model packs its own
+features: base view first, then the tiles stitched into one large patch grid, unpadded and
+read row by row with ``image_newline`` after every row that still holds a kept token. That
+keeps the newline's meaning ("a new row of the picture starts") true for the kept tokens.
+The packing has no slot for a CLS token, so ``keep_cls`` does not apply here and each view
+spends its whole budget on patches.
 """
 
 from __future__ import annotations
@@ -57,6 +58,19 @@ class AnyResTiles:
                 box = (x0, y0, x0 + self.tile_size * to_image_x, y0 + self.tile_size * to_image_y)
                 grids.append(PatchGrid(self.side, self.side, box, label=f"tile {row},{col}"))
         return grids
+
+    def valid_patches(self, pixel_inputs: dict) -> torch.Tensor:
+        """``[V, T]`` bool: patches the model's unpadding keeps (all of the base view; the
+        tiles' letterbox padding is not), found with the model's own unpad_image."""
+        image_size_hw = pixel_inputs["image_sizes"][0].tolist()
+        best_h, best_w = select_best_resolution(image_size_hw, self.config.image_grid_pinpoints)
+        tile_rows, tile_cols, side = best_h // self.tile_size, best_w // self.tile_size, self.side
+        positions = torch.arange(tile_rows * side * tile_cols * side).view(1, tile_rows * side, tile_cols * side)
+        grid = torch.zeros(positions.numel(), dtype=torch.bool)
+        grid[unpad_image(positions, image_size_hw).flatten()] = True  # what the model's unpadding keeps
+        grid = grid.view(tile_rows, side, tile_cols, side)
+        tiles = grid.permute(0, 2, 1, 3).reshape(tile_rows * tile_cols, side * side)
+        return torch.cat([torch.ones(1, side * side, dtype=torch.bool), tiles])
 
     def layout(self, model, projected_views, kept, cls, pixel_inputs) -> torch.Tensor:
         image_size_hw = pixel_inputs["image_sizes"][0].tolist()

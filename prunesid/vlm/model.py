@@ -24,7 +24,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from prunesid.geometry import PatchGrid
 from prunesid.images import load_image
 from prunesid.press import PruneSID
-from prunesid.selection import Selection, select
+from prunesid.selection import Selection, redundancy, select
 from prunesid.vlm.importance import cls_attention, has_cls_token, tower_layers
 
 CACHE_SIZE = 16
@@ -40,6 +40,7 @@ class EncodedImage:
     cls: torch.Tensor | None  # [V, D] feature-layer CLS token, None for towers without one
     importance: torch.Tensor | None  # [V, T] CLS attention summed over heads (None: PSCA score)
     grids: list[PatchGrid]  # where each view's patches sit on the image
+    valid: torch.Tensor | None  # [V, T] bool: selectable patches (None: all), e.g. not padding
     pixel_inputs: dict  # the image processor's output (pixel_values, image_sizes, ...)
     vision_ms: float
 
@@ -132,6 +133,7 @@ class VLM:
             cls=cls,
             importance=importance,
             grids=self.family.grids(self.processor.image_processor, image, pixel_inputs),
+            valid=self.family.valid_patches(pixel_inputs),
             pixel_inputs=pixel_inputs,
             vision_ms=(time.perf_counter() - start) * 1000,
         )
@@ -156,11 +158,10 @@ class VLM:
             if key in self._selections:
                 self._selections.move_to_end(key)
                 return self._selections[key]
-        features = torch.cat([item.features for item in images])
-        importance = None
-        if all(item.importance is not None for item in images):
-            importance = torch.cat([item.importance for item in images])
-        selection = select(features, press.budget, importance=importance, **press.select_kwargs(self.reserved(press)))
+        if all(item.valid is None or bool(item.valid.all()) for item in images):
+            selection = self._select_all(images, press)
+        else:
+            selection = self._select_valid(images, press)
         per_image, start = [], 0
         for item in images:
             per_image.append(selection.take(start, start + item.num_views))
@@ -170,6 +171,40 @@ class VLM:
             while len(self._selections) > 4 * CACHE_SIZE:
                 self._selections.popitem(last=False)
         return per_image
+
+    def _select_all(self, images: list[EncodedImage], press: PruneSID) -> Selection:
+        features = torch.cat([item.features for item in images])
+        importance = None
+        if all(item.importance is not None for item in images):
+            importance = torch.cat([item.importance for item in images])
+        return select(features, press.budget, importance=importance, **press.select_kwargs(self.reserved(press)))
+
+    def _select_valid(self, images: list[EncodedImage], press: PruneSID) -> Selection:
+        """Select among each view's valid patches only. Views with the same number of valid
+        patches are selected together; a dynamic press without phi_ref gets the mean phi of
+        all views, so budgets stay comparable across those calls."""
+        features = torch.cat([item.features for item in images])
+        valid = torch.cat([item.valid if item.valid is not None else torch.ones(item.features.shape[:2], dtype=torch.bool) for item in images])
+        valid = valid.to(features.device)
+        importance = None
+        if all(item.importance is not None for item in images):
+            importance = torch.cat([item.importance for item in images])
+        positions = [mask.nonzero().flatten() for mask in valid]
+        kwargs = press.select_kwargs(self.reserved(press))
+        if press.dynamic and press.phi_ref is None:
+            phis = [1 - float(redundancy(view[index][None])[0]) for view, index in zip(features, positions)]
+            kwargs["phi_ref"] = sum(phis) / len(phis)
+        per_view: list[Selection | None] = [None] * len(positions)
+        counts = sorted({index.numel() for index in positions})
+        for count in counts:
+            views = [v for v, index in enumerate(positions) if index.numel() == count]
+            where = torch.stack([positions[v] for v in views])
+            tokens = torch.stack([features[v, positions[v]] for v in views])
+            scores = None if importance is None else torch.stack([importance[v, positions[v]] for v in views])
+            selection = select(tokens, press.budget, importance=scores, **kwargs).embed(where, features.shape[1])
+            for row, v in enumerate(views):
+                per_view[v] = selection.take(row, row + 1)
+        return Selection.concat(per_view)
 
     def calibrate(self, images) -> float:
         """phi_ref for PruneSID-Dyn: the mean information score phi over ``images``' views."""

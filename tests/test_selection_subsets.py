@@ -1,0 +1,51 @@
+"""Selections made on part of the tokens, and batches stitched from several calls."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prunesid import select
+from prunesid.selection import Selection, redundancy
+
+
+def _tokens(batch, num_tokens, seed=0):
+    return torch.randn(batch, num_tokens, 24, generator=torch.Generator().manual_seed(seed))
+
+
+def test_embed_maps_a_subset_selection_into_the_full_index_space():
+    full = _tokens(2, 100)
+    positions = torch.stack([torch.arange(10, 90), torch.arange(20, 100)])  # 80 of 100 per image
+    subset = torch.stack([full[b, positions[b]] for b in range(2)])
+    selection = select(subset, 16)
+    embedded = selection.embed(positions, 100)
+    for b in range(2):
+        assert torch.equal(embedded.indices[b], positions[b][selection.indices[b]])
+        outside = torch.ones(100, dtype=torch.bool)
+        outside[positions[b]] = False
+        assert (embedded.groups[b, outside] == -1).all() and not embedded.survivors[b, outside].any()
+        assert torch.equal(embedded.groups[b, positions[b]], selection.groups[b])
+        assert (embedded.survivor_rank[b, outside] == -1).all() and (embedded.scores[b, outside] == 0).all()
+        assert embedded.kept[b].sum() == 16 and not embedded.kept[b, outside].any()
+    torch.testing.assert_close(embedded.rho, selection.rho)
+    with pytest.raises(ValueError, match="positions must be"):
+        selection.embed(positions[:, :10], 100)
+
+
+def test_concat_rebuilds_a_batch_from_its_parts():
+    tokens = _tokens(3, 64, seed=1)
+    whole = select(tokens, 16)
+    parts = [whole.take(0, 1), select(tokens[1:], 32)]
+    merged = Selection.concat(parts)
+    assert merged.num_images == 3
+    assert torch.equal(merged.indices[0], whole.indices[0])
+    assert merged.quotas.shape == (3, 8)  # K = 4 for N = 16, K = 8 for N = 32: padded with zeros
+    assert merged.quotas[0, 4:].eq(0).all() and merged.quotas[0].sum() == 16 and merged.quotas[1].sum() == 32
+    assert merged.budget.tolist() == [16, 32, 32]
+    with pytest.raises(ValueError, match="at least one"):
+        Selection.concat([])
+
+
+def test_redundancy_matches_select():
+    tokens = _tokens(2, 50, seed=2)
+    torch.testing.assert_close(redundancy(tokens), select(tokens, 8).rho)
