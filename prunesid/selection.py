@@ -432,7 +432,8 @@ def _greedy_nms_survivors(xn, group_of, rank, takeable, tau):
     similarity = torch.bmm(features, features.transpose(1, 2))
     block_groups, block_takeable = blocks(group_of), blocks(takeable) & occupied.view(-1, block_len)
     block_tau = tau.repeat_interleave(num_blocks)[:, None, None]
-    earlier = torch.ones(block_len, block_len, dtype=torch.bool, device=xn.device).triu(1)
+    order = torch.arange(block_len, device=xn.device)
+    earlier = order[:, None] < order[None, :]  # (bool triu is a slow path on CPU)
     conflicts = (
         (similarity > block_tau)
         & earlier
