@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from PIL import Image
@@ -53,6 +53,17 @@ class EncodedImage:
         """Patch tokens across all views: what an uncompressed model would select from."""
         return self.features.shape[0] * self.features.shape[1]
 
+    def valid_positions(self) -> list[torch.Tensor]:
+        """Per view, the indices of the patches selection may choose from."""
+        every = torch.arange(self.features.shape[1], device=self.features.device)
+        if self.valid is None:
+            return [every] * self.num_views
+        return [every[mask.to(every.device)] for mask in self.valid]
+
+    def information(self) -> list[float]:
+        """phi = 1 - rho of each view, over its selectable patches."""
+        return [1.0 - float(redundancy(view[index][None])[0]) for view, index in zip(self.features, self.valid_positions())]
+
 
 @dataclass
 class Reply:
@@ -66,9 +77,9 @@ class Reply:
 class ReplyStream:
     """Iterate for text pieces as they are generated; ``.reply`` is complete afterwards."""
 
-    def __init__(self, pieces: Iterator[str]):
-        self._pieces = pieces
-        self.reply: Reply | None = None
+    def __init__(self, produce: Callable[["ReplyStream"], Iterator[str]]):
+        self.reply: Reply | None = None  # set by ``produce`` once generation has ended
+        self._pieces = produce(self)
 
     def __iter__(self) -> Iterator[str]:
         yield from self._pieces
@@ -184,15 +195,13 @@ class VLM:
         patches are selected together; a dynamic press without phi_ref gets the mean phi of
         all views, so budgets stay comparable across those calls."""
         features = torch.cat([item.features for item in images])
-        valid = torch.cat([item.valid if item.valid is not None else torch.ones(item.features.shape[:2], dtype=torch.bool) for item in images])
-        valid = valid.to(features.device)
         importance = None
         if all(item.importance is not None for item in images):
             importance = torch.cat([item.importance for item in images])
-        positions = [mask.nonzero().flatten() for mask in valid]
+        positions = [index for item in images for index in item.valid_positions()]
         kwargs = press.select_kwargs(self.reserved(press))
         if press.dynamic and press.phi_ref is None:
-            phis = [1 - float(redundancy(view[index][None])[0]) for view, index in zip(features, positions)]
+            phis = [phi for item in images for phi in item.information()]
             kwargs["phi_ref"] = sum(phis) / len(phis)
         per_view: list[Selection | None] = [None] * len(positions)
         counts = sorted({index.numel() for index in positions})
@@ -208,11 +217,10 @@ class VLM:
 
     def calibrate(self, images) -> float:
         """phi_ref for PruneSID-Dyn: the mean information score phi over ``images``' views."""
-        phis = []
-        for image in images:
-            selection = self.select(self.encode(image), PruneSID(budget=4, keep_cls=False))[0]
-            phis.append(selection.phi)
-        return float(torch.cat(phis).mean())
+        phis = [phi for image in images for phi in self.encode(image).information()]
+        if not phis:
+            raise ValueError("calibrate needs at least one image")
+        return sum(phis) / len(phis)
 
     @torch.inference_mode()
     def visual_features(self, encoded: EncodedImage, selection: Selection | None) -> torch.Tensor:
@@ -254,7 +262,7 @@ class VLM:
             max_new_tokens=prepared["max_new_tokens"],
             do_sample=do_sample,
             streamer=streamer,
-            pad_token_id=self.processor.tokenizer.pad_token_id or self.processor.tokenizer.eos_token_id,
+            pad_token_id=_pad_token_id(self.processor.tokenizer),
             **generate_kwargs,
         )
         if prepared["features"]:
@@ -269,9 +277,7 @@ class VLM:
                 failure.append(error)
                 streamer.end()
 
-        stream = ReplyStream(iter(()))
-
-        def pieces() -> Iterator[str]:
+        def pieces(stream: ReplyStream) -> Iterator[str]:
             worker = threading.Thread(target=run, daemon=True)
             streamer.start = time.perf_counter()
             worker.start()
@@ -289,8 +295,7 @@ class VLM:
                 prompt_tokens=int(prepared["input_ids"].shape[1]),
             )
 
-        stream._pieces = pieces()
-        return stream
+        return ReplyStream(pieces)
 
     def prepare(self, images, prompt, press: PruneSID | None, max_new_tokens: int = 128) -> dict:
         """Everything ``generate`` needs, with the visual tokens already compressed."""
@@ -332,6 +337,10 @@ class VLM:
         repeats = torch.ones_like(ids)
         repeats[placeholders] = torch.tensor(counts, dtype=torch.long)
         return torch.repeat_interleave(ids, repeats)[None]
+
+
+def _pad_token_id(tokenizer) -> int | None:
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def _image_key(image: Image.Image) -> str:
