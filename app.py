@@ -84,7 +84,7 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
 
         with gr.Accordion("Compare", open=False):
             compare_button = gr.Button("Compare random / KMeans / PSCA at this budget", elem_id="compare-groupings")
-            comparison = gr.Image(label="Kept patches per grouping", interactive=False)
+            comparison = gr.Image(label="Kept patches per grouping", interactive=False, elem_id="comparison")
             question = gr.Textbox(label="Question for the all-tokens vs compressed comparison", value="Describe the image.")
             answers_button = gr.Button("Answer with all tokens and with the compressed ones", elem_id="compare-answers")
             with gr.Row():

@@ -78,5 +78,12 @@ def test_upload_analyze_slide_and_ask(browser, app_url, tmp_path):
 
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "demo.png"), full_page=True)
+
+    page.get_by_text("Compare", exact=True).click()
+    page.locator("#compare-groupings").click()
+    page.wait_for_selector("#comparison img", timeout=60_000)
+    shown = page.locator("#comparison img").evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    assert shown[0] > 2.5 * shown[1]  # three panels side by side
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
     assert not errors, errors
     page.close()

@@ -97,7 +97,7 @@ def test_next_tiles_are_drawn_beside_the_base_view():
     ]
     drawn = viz.render_kept(_photo(), views, grids)
     # base panel (640 wide) + gap + tile mosaic (640 wide, padded to 640 high) + a caption band.
-    assert drawn.size == (640 + 8 + 640, 640 + 22)
+    assert drawn.size == (640 + 8 + 640, 640 + 26)
     # The tiles' letterbox padding (80 px above the image) is canvas, drawn grey, not image.
     canvas = build_canvas(_photo(), grids, [1, 2, 3, 4])
     assert canvas.pixels.shape[:2] == (640, 640)

@@ -14,14 +14,15 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from prunesid.geometry import PatchGrid
 from prunesid.selection import Selection
 from viz.canvas import Canvas, build_canvas
 
 GAP = 8
-CAPTION_HEIGHT = 22
+CAPTION_HEIGHT = 26
+CAPTION_FONT = ImageFont.load_default(size=16)
 KEPT_EDGE = np.array([255, 214, 0], dtype=np.float32)
 SURVIVOR_EDGE = np.array([40, 220, 90], dtype=np.float32)
 SUPPRESSED_TINT = np.array([200, 40, 40], dtype=np.float32)
@@ -91,7 +92,8 @@ def _side_by_side(panels: list[tuple[str, Image.Image]]) -> Image.Image:
     draw = ImageDraw.Draw(sheet)
     x = 0
     for caption, panel in panels:
-        draw.text((x + 4, 4), caption, fill=(20, 20, 20))
+        # Centred: the app draws its own label over an image's top-left corner.
+        draw.text((x + panel.width / 2, CAPTION_HEIGHT / 2), caption, fill=(20, 20, 20), font=CAPTION_FONT, anchor="mm")
         sheet.paste(panel, (x, caption_band))
         x += panel.width + GAP
     return sheet
