@@ -35,6 +35,7 @@ CSS = """
 
 def build(handlers: Handlers, banner: str) -> gr.Blocks:
     analyze = on_gpu(user_errors(handlers.analyze))
+    refresh = on_gpu(user_errors(handlers.refresh))
     chat = on_gpu(user_errors(handlers.chat))
     compare_groupings = on_gpu(user_errors(handlers.compare_groupings))
     compare_answers = on_gpu(user_errors(handlers.compare_answers))
@@ -97,11 +98,11 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
         # preprocess=False: the handlers read the uploaded file themselves (demo/handlers.py).
         raw = {"preprocess": False}
         analyze_button.click(analyze, controls, overlays, api_name="analyze", **raw)
-        image.change(analyze, controls, overlays, api_name=False, **raw)
+        image.change(refresh, controls, overlays, api_name=False, **raw)
         image.change(lambda: ([], ""), None, [chatbot, reply_info], api_name=False)  # a new image starts a new chat
         # Live re-render while a control moves; only the latest value is run when busy.
         for control in (budget, groups, lam, grouping, dynamic):
-            control.change(analyze, controls, overlays, api_name=False, trigger_mode="always_last", show_progress="hidden", **raw)
+            control.change(refresh, controls, overlays, api_name=False, trigger_mode="always_last", show_progress="hidden", **raw)
 
         chat_inputs = [message, chatbot] + controls
         chat_outputs = [chatbot, reply_info, stats_json, stats_table]

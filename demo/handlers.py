@@ -93,6 +93,13 @@ class Handlers:
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
         return layers["groups"], layers["survivors"], layers["kept"], stats, stats_markdown(stats)
 
+    def refresh(self, image, budget, groups, lam, grouping, dynamic):
+        """Like :meth:`analyze`, for events fired by the page itself: a cleared image (or
+        none yet) clears the overlays instead of raising an error at the user."""
+        if image is None:
+            return None, None, None, None, ""
+        return self.analyze(image, budget, groups, lam, grouping, dynamic)
+
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
         visual_tokens = int(self.vlm.visual_features(encoded, selection).shape[0])
         per_view = viz.selection_stats(selection, timings)

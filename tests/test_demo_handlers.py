@@ -57,6 +57,12 @@ def test_bad_control_values_become_visible_errors(tiny_vlm, picture_path):
         analyze(picture_path, 64, 600, 0, "psca", False)
 
 
+def test_clearing_the_image_clears_the_overlays_quietly(tiny_vlm, picture_path):
+    handlers = Handlers(tiny_vlm)
+    assert handlers.refresh(None, 64, 0, 0, "psca", False) == (None, None, None, None, "")
+    assert handlers.refresh(picture_path, 64, 0, 0, "psca", False)[3]["kept"] == 63
+
+
 def test_chat_history_keeps_the_image_on_the_first_turn():
     history = [{"role": "user", "content": "What is it?"}, {"role": "assistant", "content": [{"type": "text", "text": "A house."}]}]
     messages = _conversation(history, "What colour?")
