@@ -164,3 +164,17 @@ def test_builtins_are_identical_on_every_load():
     first, second = load_vlm("tiny-random"), load_vlm("tiny-random")
     for (name, a), (_, b) in zip(first.model.state_dict().items(), second.model.state_dict().items()):
         assert torch.equal(a, b), name
+
+
+def test_a_file_is_recognised_by_its_bytes_before_decoding(tiny_vlm, tmp_path, monkeypatch):
+    path = tmp_path / "photo.png"
+    scene(420, 300, seed=9).save(path)
+    first = tiny_vlm.encode(str(path))
+    import prunesid.vlm.model as model_module
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("a cached file was decoded again")
+
+    monkeypatch.setattr(model_module, "load_image", no_decoding)
+    assert tiny_vlm.encode(str(path)) is first
+    assert tiny_vlm.encode(path.read_bytes()) is first

@@ -9,11 +9,13 @@ patched on the transformers model; it is used through its public forward/generat
 from __future__ import annotations
 
 import hashlib
+import os
 import queue
 import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
@@ -112,13 +114,20 @@ class VLM:
 
     @torch.inference_mode()
     def encode(self, image) -> EncodedImage:
-        """Run the vision tower on one image (any input :func:`load_image` accepts); cached."""
+        """Run the vision tower on one image (any input :func:`load_image` accepts); cached.
+
+        Files and encoded bytes are recognised by their bytes, before decoding: moving a
+        slider in the demo re-reads a file but never decodes a large photo again.
+        """
+        key = _encoded_key(image)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         image = load_image(image)
-        key = _image_key(image)
-        with self._cache_lock:
-            if key in self._encoded:
-                self._encoded.move_to_end(key)
-                return self._encoded[key]
+        key = key or _image_key(image)
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
         start = time.perf_counter()
         pixel_inputs = dict(self.processor.image_processor(images=image, return_tensors="pt"))
         views = self.family.pixel_views(pixel_inputs).to(self.device, self.dtype)
@@ -153,6 +162,13 @@ class VLM:
             while len(self._encoded) > CACHE_SIZE:
                 self._encoded.popitem(last=False)
         return encoded
+
+    def _cached(self, key: str | None) -> EncodedImage | None:
+        with self._cache_lock:
+            if key in self._encoded:
+                self._encoded.move_to_end(key)
+                return self._encoded[key]
+        return None
 
     def reserved(self, press: PruneSID) -> int:
         """Slots of the budget taken by the passed-through CLS token (0 or 1)."""
@@ -341,6 +357,17 @@ class VLM:
 
 def _pad_token_id(tokenizer) -> int | None:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def _encoded_key(image) -> str | None:
+    """Cache key of a file path or encoded bytes, from the bytes; None for decoded images."""
+    if isinstance(image, (bytes, bytearray)):
+        data = bytes(image)
+    elif isinstance(image, (str, os.PathLike)) and Path(image).is_file():
+        data = Path(image).read_bytes()
+    else:
+        return None
+    return "bytes:" + hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _image_key(image: Image.Image) -> str:
