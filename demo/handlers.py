@@ -15,7 +15,7 @@ from typing import Iterator
 import gradio as gr
 
 import viz
-from prunesid import PruneSID, default_groups, default_lam
+from prunesid import PruneSID
 from prunesid.vlm import VLM
 
 GROUPING_CHOICES = ["psca", "kmeans", "random"]
@@ -68,6 +68,8 @@ class Handlers:
         if grouping not in GROUPING_CHOICES:
             raise ValueError(f"grouping must be one of {GROUPING_CHOICES}, got {grouping!r}")
         lam = float(lam) if lam not in (None, "") else 0.0
+        if not lam >= 0:
+            raise ValueError(f"lam must be >= 0 (0 = auto: budget / 32), got {lam!r}")
         return PruneSID(
             budget=budget,
             groups=groups or None,

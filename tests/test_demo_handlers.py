@@ -51,6 +51,8 @@ def test_bad_control_values_become_visible_errors(tiny_vlm, picture_path):
         analyze(picture_path, 12.5, 0, 0, "psca", False)
     with pytest.raises(gr.Error, match="grouping must be one of"):
         analyze(picture_path, 64, 0, 0, "spectral", False)
+    with pytest.raises(gr.Error, match="lam must be >= 0"):
+        analyze(picture_path, 64, 0, -1, "psca", False)
     with pytest.raises(gr.Error, match="no image"):
         analyze(None, 64, 0, 0, "psca", False)
     with pytest.raises(gr.Error, match="groups must be an integer in \\[1, T=576\\]"):
