@@ -87,3 +87,21 @@ def test_model_choice_order(monkeypatch):
     assert requested_model(None) == "tiny-random-next"
     monkeypatch.delenv("PRUNESID_MODEL")
     assert requested_model(None) == "tiny-random"  # no GPU on the test machines
+
+
+def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch, tiny_vlm):
+    import importlib
+    import sys
+    import types
+
+    decorated = []
+    spaces = types.ModuleType("spaces")
+    spaces.GPU = lambda function: decorated.append(function.__name__) or function
+    monkeypatch.setitem(sys.modules, "spaces", spaces)
+    monkeypatch.delitem(sys.modules, "app", raising=False)
+    app = importlib.import_module("app")
+    try:
+        app.build(Handlers(tiny_vlm), "banner")
+    finally:
+        sys.modules.pop("app", None)
+    assert sorted(decorated) == ["analyze", "chat", "compare_answers", "compare_groupings", "refresh"]
