@@ -67,6 +67,8 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
                         groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", elem_classes="overlay", interactive=False)
                     with gr.Tab("NMS survivors"):
                         survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", elem_classes="overlay", interactive=False)
+                    with gr.Tab("Budget per group"):
+                        quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", interactive=False)
                 gr.Markdown(
                     "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
                     "colour per PSCA group, dark borders between groups. **Survivors**: green outline; suppressed "
@@ -94,7 +96,7 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
             speedup = gr.Markdown()
 
         controls = [image, budget, groups, lam, grouping, dynamic]
-        overlays = [groups_view, survivors_view, kept_view, stats_json, stats_table]
+        overlays = [groups_view, survivors_view, kept_view, quotas_view, stats_json, stats_table]
         # preprocess=False: the handlers read the uploaded file themselves (demo/handlers.py).
         raw = {"preprocess": False}
         analyze_button.click(analyze, controls, overlays, api_name="analyze", **raw)

@@ -1,7 +1,8 @@
 """What moving a slider in the demo costs: select() on cached features + the three overlays.
 
 The vision tower does not run again (features are cached per image), so one re-render is
-prunesid.select() on the cached [T, D] features and viz.render_all() on the image. Measured
+prunesid.select() on the cached [T, D] features, viz.render_all() on the image, the quota
+chart and the stats. Measured
 at LLaVA-1.5 size (T=576, D=1024, CLS passed through) on a 640 x 480 image, per grouping and
 budget, medians and p90 over warm runs. Target: under 150 ms per re-render.
 
@@ -58,6 +59,7 @@ def main() -> None:
             selection = select(tokens, budget, importance=importance, reserved=1, grouping=grouping)
             middle = time.perf_counter()
             layers = viz.render_all(image, selection, grids)
+            viz.render_quotas(selection)
             viz.selection_stats(selection)
             end = time.perf_counter()
             if round_index >= 2:

@@ -85,7 +85,8 @@ class Handlers:
     # --- analyze: the overlays ------------------------------------------------------------
 
     def analyze(self, image, budget, groups, lam, grouping, dynamic):
-        """Overlays (groups, survivors, kept) and the stats of one image's selection."""
+        """Overlays (groups, survivors, kept), the per-group budget chart of the first view
+        and the stats of one image's selection."""
         press = self.press(budget, groups, lam, grouping, dynamic)
         encoded = self._encode(image)
         start = time.perf_counter()
@@ -93,13 +94,14 @@ class Handlers:
         select_ms = (time.perf_counter() - start) * 1000
         layers = viz.render_all(encoded.image, selection, encoded.grids)
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
-        return layers["groups"], layers["survivors"], layers["kept"], stats, stats_markdown(stats)
+        quotas = viz.render_quotas(selection, view=0)
+        return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
 
     def refresh(self, image, budget, groups, lam, grouping, dynamic):
         """Like :meth:`analyze`, for events fired by the page itself: a cleared image (or
         none yet) clears the overlays instead of raising an error at the user."""
         if image is None:
-            return None, None, None, None, ""
+            return None, None, None, None, None, ""
         return self.analyze(image, budget, groups, lam, grouping, dynamic)
 
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:

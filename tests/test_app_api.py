@@ -31,8 +31,8 @@ def images(tmp_path_factory):
 
 
 def test_analyze_returns_overlays_and_stats(client, images):
-    groups_png, survivors_png, kept_png, stats, table = client.predict(image=handle_file(str(images[0])), **ANALYZE_DEFAULTS, api_name="/analyze")
-    for overlay in (groups_png, survivors_png, kept_png):
+    groups_png, survivors_png, kept_png, quotas_png, stats, table = client.predict(image=handle_file(str(images[0])), **ANALYZE_DEFAULTS, api_name="/analyze")
+    for overlay in (groups_png, survivors_png, kept_png, quotas_png):
         with Image.open(overlay) as drawn:
             assert min(drawn.size) >= 64
     assert stats["kept"] == 63 and stats["reserved"] == 1 and stats["visual_tokens"] == 64
@@ -58,7 +58,7 @@ def test_ten_concurrent_analyses_each_match_their_own_image(client, images, tiny
 
     with ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(analyze, images))
-    for path, (_, _, _, stats, _) in zip(images, results):
+    for path, (*_, stats, _) in zip(images, results):
         expected = tiny_vlm.select(tiny_vlm.encode(path), PruneSID(budget=64))[0]
         assert stats["rho"] == pytest.approx(float(expected.rho[0]), abs=1e-6), path.name
         assert stats["kept_per_group"] == expected.quotas[0, : int(expected.num_groups[0])].tolist(), path.name

@@ -18,7 +18,7 @@ def picture_path(tmp_path_factory):
 
 
 def test_next_tiles_are_analyzed_per_view(tiny_next_vlm, picture_path):
-    groups, survivors, kept, stats, table = Handlers(tiny_next_vlm).analyze({"path": picture_path}, 32, 0, 0, "psca", False)
+    groups, survivors, kept, quotas, stats, table = Handlers(tiny_next_vlm).analyze({"path": picture_path}, 32, 0, 0, "psca", False)
     assert stats["views"] == 5 and stats["tokens"] == 5 * 576
     assert [view["kept"] for view in stats["per_view"]["views"]] == [32] * 5
     assert kept.width > 2 * kept.height * 0.9  # base view and tile mosaic side by side
@@ -61,8 +61,8 @@ def test_bad_control_values_become_visible_errors(tiny_vlm, picture_path):
 
 def test_clearing_the_image_clears_the_overlays_quietly(tiny_vlm, picture_path):
     handlers = Handlers(tiny_vlm)
-    assert handlers.refresh(None, 64, 0, 0, "psca", False) == (None, None, None, None, "")
-    assert handlers.refresh(picture_path, 64, 0, 0, "psca", False)[3]["kept"] == 63
+    assert handlers.refresh(None, 64, 0, 0, "psca", False) == (None, None, None, None, None, "")
+    assert handlers.refresh(picture_path, 64, 0, 0, "psca", False)[4]["kept"] == 63
 
 
 def test_chat_history_keeps_the_image_on_the_first_turn():

@@ -128,3 +128,23 @@ def test_grids_must_match_the_selection(selection):
         viz.render_kept(_photo(), selection, [PatchGrid(10, 10, (0, 0, 640, 480))])
     with pytest.raises(ValueError, match="layer must be one of"):
         viz.compare(_photo(), {"psca": selection}, [CROP_GRID], layer="heat")
+
+
+def test_quota_chart_draws_one_bar_per_group_in_its_colour(selection):
+    from viz.overlay import _group_colours
+
+    chart = np.asarray(viz.render_quotas(selection), dtype=np.int64)
+    k = int(selection.num_groups[0])
+    colours = _group_colours(k).astype(np.int64)
+    # The kept part of each bar (its base) is painted in the group's overlay colour.
+    from viz.quotas import HEIGHT, MARGIN_BOTTOM, MARGIN_LEFT, WIDTH
+
+    slot = (WIDTH - MARGIN_LEFT - 8) / k
+    base_row = HEIGHT - MARGIN_BOTTOM - 2
+    for g in range(k):
+        if int(selection.quotas[0, g]) == 0:
+            continue
+        x = int(MARGIN_LEFT + (g + 0.5) * slot)
+        np.testing.assert_array_equal(chart[base_row, x], colours[g])
+    with pytest.raises(ValueError, match="view must be in"):
+        viz.render_quotas(selection, view=3)

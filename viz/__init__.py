@@ -5,6 +5,7 @@ nothing about models. Returns PIL images.
 """
 
 from viz.overlay import compare, render_all, render_groups, render_kept, render_survivors, save_panel
+from viz.quotas import render_quotas
 from viz.stats import selection_stats
 
-__all__ = ["compare", "render_all", "render_groups", "render_kept", "render_survivors", "save_panel", "selection_stats"]
+__all__ = ["compare", "render_all", "render_groups", "render_kept", "render_quotas", "render_survivors", "save_panel", "selection_stats"]

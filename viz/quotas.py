@@ -1,0 +1,60 @@
+"""How the budget was shared between groups: one bar per group of one view.
+
+Each bar shows the group's size (pale), its NMS survivors (mid) and the tokens it kept (full
+colour, the group's colour in the groups overlay), so a reader sees why a group got its quota.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from prunesid.selection import Selection
+from viz.overlay import _group_colours
+
+WIDTH, HEIGHT = 640, 220
+MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 44, 28, 30
+FONT = ImageFont.load_default(size=13)
+
+
+def render_quotas(selection: Selection, view: int = 0) -> Image.Image:
+    """Bar chart of group sizes, survivors and kept tokens for ``view`` of ``selection``."""
+    if not 0 <= view < selection.num_images:
+        raise ValueError(f"view must be in [0, {selection.num_images - 1}], got {view}")
+    groups = selection.groups[view].cpu().numpy()
+    num_groups = int(selection.num_groups[view])
+    member = groups >= 0
+    sizes = np.bincount(groups[member], minlength=num_groups)
+    survivors = np.bincount(groups[member & selection.survivors[view].cpu().numpy()], minlength=num_groups)
+    kept = selection.quotas[view, :num_groups].cpu().numpy()
+    colours = _group_colours(num_groups)
+
+    image = Image.new("RGB", (WIDTH, HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    plot_w, plot_h = WIDTH - MARGIN_LEFT - 8, HEIGHT - MARGIN_BOTTOM - MARGIN_TOP
+    top = max(int(sizes.max()), 1)
+    slot = plot_w / num_groups
+    bar = max(slot * 0.8, 1.0)
+
+    def y(value: float) -> float:
+        return MARGIN_TOP + plot_h * (1 - value / top)
+
+    draw.line([(MARGIN_LEFT, MARGIN_TOP), (MARGIN_LEFT, MARGIN_TOP + plot_h)], fill=(0, 0, 0))
+    draw.line([(MARGIN_LEFT, MARGIN_TOP + plot_h), (WIDTH - 8, MARGIN_TOP + plot_h)], fill=(0, 0, 0))
+    for value in (0, top // 2, top):
+        draw.text((MARGIN_LEFT - 6, y(value)), str(value), fill=(60, 60, 60), font=FONT, anchor="rm")
+    for g in range(num_groups):
+        x0 = MARGIN_LEFT + g * slot + (slot - bar) / 2
+        colour = tuple(int(c) for c in colours[g])
+        pale = tuple(int(255 - (255 - c) * 0.25) for c in colours[g])
+        mid = tuple(int(255 - (255 - c) * 0.55) for c in colours[g])
+        draw.rectangle([x0, y(sizes[g]), x0 + bar, y(0)], fill=pale)
+        draw.rectangle([x0, y(survivors[g]), x0 + bar, y(0)], fill=mid)
+        draw.rectangle([x0, y(kept[g]), x0 + bar, y(0)], fill=colour)
+    draw.text(
+        (MARGIN_LEFT, 8),
+        f"per group: size (pale), NMS survivors (mid), kept (full): {int(kept.sum())} kept in {num_groups} groups",
+        fill=(20, 20, 20), font=FONT,
+    )
+    draw.text((MARGIN_LEFT + plot_w / 2, HEIGHT - MARGIN_BOTTOM / 2), "group", fill=(60, 60, 60), font=FONT, anchor="mm")
+    return image
