@@ -96,24 +96,24 @@ def _image_processor_kwargs() -> dict:
     }
 
 
-def build_tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
-    """LLaVA-1.5 geometry: one 336 x 336 center crop, 576 patches + CLS."""
+def _build(model_class, config_class, processor_class, image_processor, **geometry):
+    """The shared recipe: byte tokenizer, tiny configs, seeded weights, LLaVA-1.5 chat format."""
     tokenizer = build_tokenizer()
     vision, text = _configs(tokenizer)
-    config = LlavaConfig(
+    config = config_class(
         vision_config=vision,
         text_config=text,
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_layer=-2,
         vision_feature_select_strategy="default",
-        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+        **geometry,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
-        model = LlavaForConditionalGeneration(config).eval()
+        model = model_class(config).eval()
     _printable_only(model, tokenizer)
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(**_image_processor_kwargs()),
+    processor = processor_class(
+        image_processor=image_processor,
         tokenizer=tokenizer,
         patch_size=PATCH_SIZE,
         vision_feature_select_strategy="default",
@@ -121,35 +121,24 @@ def build_tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
         chat_template=CHAT_TEMPLATE,
     )
     return model, processor
+
+
+def build_tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
+    """LLaVA-1.5 geometry: one 336 x 336 center crop, 576 patches + CLS."""
+    return _build(
+        LlavaForConditionalGeneration, LlavaConfig, LlavaProcessor,
+        CLIPImageProcessorPil(**_image_processor_kwargs()),
+        image_seq_length=(IMAGE_SIZE // PATCH_SIZE) ** 2,
+    )
 
 
 def build_tiny_llava_next() -> tuple[LlavaNextForConditionalGeneration, LlavaNextProcessor]:
     """LLaVA-NeXT geometry: a 336 x 336 base view plus up to 4 anyres tiles of 336 x 336."""
-    tokenizer = build_tokenizer()
-    vision, text = _configs(tokenizer)
-    config = LlavaNextConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-2,
-        vision_feature_select_strategy="default",
+    return _build(
+        LlavaNextForConditionalGeneration, LlavaNextConfig, LlavaNextProcessor,
+        LlavaNextImageProcessorPil(image_grid_pinpoints=GRID_PINPOINTS, **_image_processor_kwargs()),
         image_grid_pinpoints=GRID_PINPOINTS,
     )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(SEED)
-        model = LlavaNextForConditionalGeneration(config).eval()
-    _printable_only(model, tokenizer)
-    processor = LlavaNextProcessor(
-        image_processor=LlavaNextImageProcessorPil(
-            image_grid_pinpoints=GRID_PINPOINTS, **_image_processor_kwargs()
-        ),
-        tokenizer=tokenizer,
-        patch_size=PATCH_SIZE,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=CHAT_TEMPLATE,
-    )
-    return model, processor
 
 
 def _printable_only(model, tokenizer) -> None:
