@@ -31,13 +31,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 from transformers import CLIPImageProcessorPil, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prunesid import PruneSID, select  # noqa: E402
-from prunesid.vlm.llava import SingleView  # noqa: E402
-from prunesid.vlm.model import VLM  # noqa: E402
+from prunesid import PruneSID  # noqa: E402
+from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.vlm.tiny import CHAT_TEMPLATE, build_tokenizer  # noqa: E402
 
 BUDGETS = (192, 128, 64)
@@ -67,7 +65,7 @@ def build_model(layers: int) -> VLM:
         tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="default",
         num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE,
     )
-    return VLM(model, processor, SingleView(14), name=f"llava-1.5-7b-shaped ({layers} LLM layers, random)")
+    return wrap(model, processor, name=f"llava-1.5-7b-shaped ({layers} LLM layers, random)")
 
 
 def picture() -> Image.Image:
@@ -88,8 +86,8 @@ def prefill_ms(vlm: VLM, prepared: dict) -> float:
     vlm.model(
         input_ids=prepared["input_ids"],
         attention_mask=torch.ones_like(prepared["input_ids"]),
-        mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=prepared["features"])},
         logits_to_keep=1,
+        **prepared["model_inputs"],
     )
     return (time.perf_counter() - start) * 1000
 
@@ -97,7 +95,7 @@ def prefill_ms(vlm: VLM, prepared: dict) -> float:
 def compressor_ms(vlm: VLM, encoded, budget: int, solver: str) -> float:
     press = PruneSID(budget=budget, solver=solver)
     start = time.perf_counter()
-    select(encoded.features, press.budget, importance=encoded.importance, **press.select_kwargs(vlm.reserved(press)))
+    press.compress(vlm.vision_tokens([encoded]))
     return (time.perf_counter() - start) * 1000
 
 

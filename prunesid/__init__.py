@@ -1,25 +1,34 @@
 """PruneSID: training-free vision-token compression for VLMs (ICLR 2026).
 
 ``select()`` runs the algorithm on tensors; ``load_vlm()`` runs it inside Hugging Face
-transformers LLaVA models, configured by a ``PruneSID`` press.
+transformers VLMs, configured by a *press*: a small frozen settings object (``PruneSID`` or
+a baseline method) whose ``compress()`` turns a batch of encoded vision tokens into a
+:class:`Compression` (kept token indices, optional merged tokens and the method's
+diagnostics). The name follows the habit of KV-cache "presses": configuration, no model code.
 """
 
-from prunesid.defaults import default_groups, default_lam, group_cap
+from prunesid.compression import Compression
 from prunesid.geometry import PatchGrid
 from prunesid.grouping import GROUPINGS, register_grouping
 from prunesid.images import load_image
-from prunesid.press import PruneSID
+from prunesid.methods import PRESSES, Press, PruneSID, VisionTokens
+from prunesid.presets import PRESETS, default_groups, default_lam, group_cap
 from prunesid.selection import Selection, select
 
 __all__ = [
     "GROUPINGS",
     "BUILTIN_MODELS",
+    "Compression",
     "EncodedImage",
+    "PRESETS",
+    "PRESSES",
     "PatchGrid",
+    "Press",
     "PruneSID",
     "Reply",
     "Selection",
     "VLM",
+    "VisionTokens",
     "default_groups",
     "default_lam",
     "group_cap",

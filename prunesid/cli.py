@@ -11,7 +11,7 @@ import json
 import sys
 
 from prunesid.grouping import GROUPINGS
-from prunesid.press import PruneSID
+from prunesid.methods import PruneSID
 from prunesid.psca import CENTERINGS, SOLVERS
 from prunesid.selection import ORDERS
 
@@ -108,7 +108,7 @@ def _chat(args) -> int:
 def _compress(args) -> int:
     vlm, image, press = _load(args)
     encoded = vlm.encode(image)
-    selection = vlm.select(encoded, press)[0]
+    selection = vlm.compress(encoded, press)[0]
     visual_tokens = int(vlm.visual_features(encoded, selection).shape[0])
     if args.out:
         import viz

@@ -1,20 +1,24 @@
-"""select() and Selection: PruneSID on tensors, stage by stage (see SPEC.md).
+"""select() and Selection: PruneSID on tensors, stage by stage (docs/SPEC.md).
 
-Stages: redundancy (rho, phi) -> budget (fixed or dynamic) -> grouping -> intra-group NMS
--> per-group quotas -> kept indices in reference order.
+Stages: redundancy (rho, phi) -> budget (fixed or dynamic, then the preset's N_eff) ->
+grouping -> intra-group NMS -> per-group quotas -> kept indices in reference order.
+
+``select`` works on a batch of B *views* (images, LLaVA-NeXT tiles or video frames) of T
+tokens each; ``valid`` excludes tokens per view (ragged views) and ``budget`` may differ per
+view. Presets (presets.py) derive K, lambda and the kept count from (N, T).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from prunesid import defaults
+from prunesid import presets
+from prunesid.compression import Compression
 from prunesid.grouping import GROUPINGS
 from prunesid.psca import CENTERINGS, SOLVERS
 
@@ -26,142 +30,82 @@ ORDERS = ("reference", "spatial")
 _NO_SUPPRESSION_TAU = 1.001
 
 
-@dataclass
-class Selection:
-    """Everything PruneSID decided for a batch of B images (or tiles) of T patch tokens.
+@dataclass(kw_only=True)
+class Selection(Compression):
+    """PruneSID's result: the kept tokens (see :class:`Compression`) and every decision that
+    led to them, per view. Index space: token indices 0..T-1 of the tokens handed to
+    :func:`select` (a CLS token the caller passes through is *not* part of it; ``reserved``
+    counts it). Tokens that took no part (``valid`` False) have group -1 and score 0."""
 
-    Index space: patch indices 0..T-1 of the tokens handed to :func:`select` (a CLS token the
-    caller passes through is *not* part of it; ``reserved`` counts it).
-    """
-
-    indices: list[torch.Tensor]  # per image: kept patch indices, in output order
-    groups: torch.Tensor  # [B, T] long: group of every patch
+    method: str = "prunesid"
+    groups: torch.Tensor  # [B, T] long: group of every token (the assignment; K is num_groups)
     scores: torch.Tensor  # [B, T] float32: importance that ordered the NMS
     survivors: torch.Tensor  # [B, T] bool: taken by the intra-group NMS
     survivor_rank: torch.Tensor  # [B, T] long: order taken within its group, -1 if suppressed
-    quotas: torch.Tensor  # [B, K_max] long: patches kept per group (zero-padded)
-    num_groups: torch.Tensor  # [B] long: K of each image
+    quotas: torch.Tensor  # [B, K_max] long: tokens kept per group (zero-padded)
+    num_groups: torch.Tensor  # [B] long: K of each view
     rho: torch.Tensor  # [B] float32: mean pairwise cosine similarity (redundancy)
     phi: torch.Tensor  # [B] float32: 1 - rho (information)
     lam: torch.Tensor  # [B] float32: lambda used
-    tau: torch.Tensor  # [B] float32: NMS threshold lambda * rho
-    budget: torch.Tensor  # [B] long: total budget of each image (N, or N' when dynamic)
+    tau: torch.Tensor  # [B] float32: NMS threshold, lambda * rho (preset "qwen2-vl": lambda * sim_mean)
+    requested_budget: torch.Tensor  # [B] long: N, or N' when dynamic, before the preset's N_eff
     budget_clamped: torch.Tensor  # [B] bool: the dynamic budget hit its clamp
-    reserved: int
     grouping: str
     centering: str
     dynamic: bool
     phi_ref: float | None  # the phi_ref actually used (dynamic only)
     order: str = "reference"
     solver: str = "exact"
+    preset: str = "llava"
 
-    @property
-    def num_images(self) -> int:
-        return self.groups.shape[0]
+    TOKEN_FIELDS: ClassVar[dict[str, Any]] = {
+        **Compression.TOKEN_FIELDS, "groups": -1, "scores": 0.0, "survivors": False, "survivor_rank": -1,
+    }
 
-    @property
-    def num_tokens(self) -> int:
-        return self.groups.shape[1]
-
-    @property
-    def kept(self) -> torch.Tensor:
-        """[B, T] bool mask of kept patches."""
-        mask = torch.zeros_like(self.survivors)
-        for b, idx in enumerate(self.indices):
-            mask[b, idx] = True
-        return mask
-
-    def take(self, start: int, stop: int) -> "Selection":
-        """The selection of images (or views) ``start..stop-1`` of the batch, as a Selection."""
-        if not 0 <= start < stop <= self.num_images:
-            raise ValueError(f"take({start}, {stop}) is outside the batch of {self.num_images}")
-        per_image = {
-            f.name: getattr(self, f.name)[start:stop]
-            for f in dataclasses.fields(self)
-            if isinstance(getattr(self, f.name), (torch.Tensor, list))
-        }
-        return dataclasses.replace(self, **per_image)
-
-    def embed(self, positions: torch.Tensor, num_tokens: int) -> "Selection":
-        """This selection, made on a subset of each image's tokens, in the full index space.
-
-        ``positions[b, i]`` is the full index of subset token ``i`` of image ``b`` (``[B, T']``,
-        ascending). Tokens outside the subset get group -1, score 0 and no survivor rank:
-        they took no part (e.g. LLaVA-NeXT letterbox padding).
-        """
-        positions = positions.to(self.groups.device)
-        if positions.shape != self.groups.shape:
-            raise ValueError(f"positions must be {tuple(self.groups.shape)}, got {tuple(positions.shape)}")
-
-        def spread(values: torch.Tensor, fill) -> torch.Tensor:
-            full = torch.full((values.shape[0], num_tokens), fill, dtype=values.dtype, device=values.device)
-            return full.scatter(1, positions, values)
-
-        return dataclasses.replace(
-            self,
-            indices=[row[index] for row, index in zip(positions, self.indices)],
-            groups=spread(self.groups, -1),
-            scores=spread(self.scores, 0),
-            survivors=spread(self.survivors, False),
-            survivor_rank=spread(self.survivor_rank, -1),
-        )
-
-    @staticmethod
-    def concat(selections: list["Selection"]) -> "Selection":
-        """Several selections (same settings and token count) as one batch, in order."""
-        if not selections:
-            raise ValueError("concat needs at least one selection")
-        first = selections[0]
-        k_max = max(selection.quotas.shape[1] for selection in selections)
-        merged = {}
-        for f in dataclasses.fields(first):
-            values = [getattr(selection, f.name) for selection in selections]
-            if f.name == "quotas":
-                merged[f.name] = torch.cat([F.pad(q, (0, k_max - q.shape[1])) for q in values])
-            elif isinstance(values[0], torch.Tensor):
-                merged[f.name] = torch.cat(values)
-            elif isinstance(values[0], list):
-                merged[f.name] = [item for value in values for item in value]
-        return dataclasses.replace(first, **merged)
-
-    def to_dict(self, image: int = 0) -> dict[str, Any]:
-        """JSON-friendly summary of one image's selection."""
-        k = int(self.num_groups[image])
-        return {
-            "tokens": self.num_tokens,
-            "budget": int(self.budget[image]),
-            "budget_clamped": bool(self.budget_clamped[image]),
-            "reserved": self.reserved,
-            "kept": self.indices[image].tolist(),
-            "num_kept": int(self.indices[image].numel()),
+    def to_dict(self, view: int = 0) -> dict[str, Any]:
+        """JSON-friendly summary of one view's selection."""
+        k = int(self.num_groups[view])
+        summary = super().to_dict(view)
+        summary.update({
+            "budget_requested": int(self.requested_budget[view]),
+            "budget_effective": int(self.budget[view]),
+            "budget_clamped": bool(self.budget_clamped[view]),
             "num_groups": k,
-            "groups": self.groups[image].tolist(),
-            "quotas": self.quotas[image, :k].tolist(),
-            "survivors": int(self.survivors[image].sum()),
-            "rho": float(self.rho[image]),
-            "phi": float(self.phi[image]),
-            "lam": float(self.lam[image]),
-            "tau": float(self.tau[image]),
+            "groups": self.groups[view].tolist(),
+            "quotas": self.quotas[view, :k].tolist(),
+            "survivors": int(self.survivors[view].sum()),
+            "rho": float(self.rho[view]),
+            "phi": float(self.phi[view]),
+            "lam": float(self.lam[view]),
+            "tau": float(self.tau[view]),
             "phi_ref": self.phi_ref,
             "grouping": self.grouping,
             "centering": self.centering,
             "dynamic": self.dynamic,
             "order": self.order,
             "solver": self.solver,
-        }
+            "preset": self.preset,
+        })
+        return summary
 
 
-def redundancy(tokens: torch.Tensor) -> torch.Tensor:
-    """rho of each image of ``[B, T, D]`` tokens (mean pairwise cosine similarity); phi = 1 - rho."""
-    return _redundancy(F.normalize(tokens.float(), dim=-1))
+def redundancy(tokens: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """rho of each view of ``[B, T, D]`` tokens (mean pairwise cosine similarity over the
+    ``valid`` tokens, all by default); phi = 1 - rho."""
+    xn = F.normalize(tokens.float(), dim=-1)
+    if valid is None:
+        return _redundancy(xn)
+    return _masked_redundancy(xn * valid[..., None], valid.sum(1))
 
 
 def select(
     tokens: torch.Tensor,
-    budget: int,
+    budget,
     *,
     importance: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
     reserved: int = 0,
+    preset: str = "llava",
     groups: int | None = None,
     lam: float | None = None,
     grouping: str = "psca",
@@ -172,59 +116,95 @@ def select(
     order: str = "reference",
     solver: str = "exact",
 ) -> Selection:
-    """Choose which patch tokens to keep with PruneSID (SPEC.md).
+    """Choose which tokens of each view to keep with PruneSID (docs/SPEC.md).
 
     Args:
-        tokens: ``[T, D]`` or ``[B, T, D]`` patch tokens of each image (or tile), any float
-            dtype and device; the decisions are computed in float32.
-        budget: total visual tokens the LLM receives per image, ``reserved`` included; so
-            ``budget - reserved`` patches are kept (all of them, in order, if that is >= T).
+        tokens: ``[T, D]`` or ``[B, T, D]`` tokens of each view (image, tile or frame), any
+            float dtype and device; the decisions are computed in float32.
+        budget: N, total visual tokens the LLM receives per view, ``reserved`` included: one
+            int for every view, or one per view (a sequence or 1-D tensor of B ints). So
+            ``N - reserved`` tokens are kept (all of them, in order, if that is >= T). Preset
+            ``"qwen2-vl"`` reads N per 576 tokens and keeps N_eff (presets.py).
         importance: ``[T]`` or ``[B, T]`` non-negative saliency (CLS attention summed over
             heads for CLIP towers). ``None``: the grouping's own score (see grouping.py).
-            A patch of importance exactly 0 never leads an NMS step.
+            A token of importance exactly 0 never leads an NMS step.
+        valid: ``[T]`` or ``[B, T]`` bool, the tokens each view may keep (default: all).
+            The others take no part at all: not in rho, the grouping, NMS or the quotas.
         reserved: tokens the caller passes through untouched (1 for LLaVA's CLS).
-        groups: K, the number of groups; default ``budget // 4`` (defaults.py).
-        lam: lambda of the NMS threshold tau = lambda * rho; default ``budget / 32``.
+        preset: ``"llava"`` (the reference) or ``"qwen2-vl"`` (SPEC section 9): the policy
+            that derives N_eff, K, lambda, the group cap, tau's basis and the order.
+        groups: K, the number of groups; default from the preset (``N // 4``). Clamped to the
+            number of selectable tokens of each view.
+        lam: lambda of the NMS threshold tau = lambda * rho; default from the preset (``N / 32``).
         grouping: ``"psca"`` (the method), ``"kmeans"`` or ``"random"`` (the paper's ablation).
         centering: PSCA centring, ``"token"`` (the authors' code, the reference) or
             ``"feature"`` (the formula of the paper's text).
-        dynamic: PruneSID-Dyn: image b gets ``N'_b = N * phi_b / phi_ref`` tokens, rounded
-            so the batch total is kept, clamped to [N/2, 2N] and to what the image holds.
-            K and lambda default per image from N'_b.
-        phi_ref: reference information score for ``dynamic``; ``None`` = the batch mean.
+        dynamic: PruneSID-Dyn: view b gets ``N'_b = N_b * phi_b / phi_ref`` tokens, rounded so
+            the batch total is kept, clamped to [N_b/2, 2 N_b] and to what the view holds.
+            K and lambda default per view from N'_b.
+        phi_ref: reference information score for ``dynamic``; ``None`` = the batch mean
+            (weighted by the budgets when they differ).
         seed: seed of the random / kmeans groupings and of the randomized PSCA solver.
-        order: ``"reference"`` (group by group, each in rank order, as the authors' code) or
-            ``"spatial"`` (kept indices sorted).
-        solver: PSCA eigensolver, ``"exact"`` (the reference) or ``"randomized"`` (the
-            authors' released low-rank PCA, seeded; faster, not exact; see psca.py).
+        order: ``"reference"`` (group by group, each in rank order, as the authors' code; the
+            preset may switch to position order for large N) or ``"spatial"`` (sorted).
+        solver: PSCA eigensolver, ``"exact"`` (the reference) or a faster one (see psca.py).
     """
-    x, scores_given = _validated_inputs(tokens, importance)
+    x, scores_given, valid = _validated_inputs(tokens, importance, valid)
     batch, num_tokens, _ = x.shape
-    validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens)
-    device = x.device
+    budgets = _validated_budgets(budget, batch, reserved)
+    validate_settings(
+        budget=budgets.tolist(), reserved=reserved, groups=groups, lam=lam, grouping=grouping, centering=centering,
+        dynamic=dynamic, phi_ref=phi_ref, seed=seed, order=order, solver=solver, preset=preset,
+    )
+    budgets = budgets.to(x.device)
+    settings = dict(
+        reserved=reserved, policy=presets.get_preset(preset), groups=groups, lam=lam, grouping=grouping,
+        centering=centering, dynamic=dynamic, seed=seed, order=order, solver=solver,
+    )
+    selectable = valid.sum(1)
+    if dynamic:
+        phi = 1.0 - _masked_redundancy(F.normalize(x, dim=-1) * valid[..., None], selectable)
+        budgets, clamped, phi_ref_used = _dynamic_budgets(budgets, phi, phi_ref, reserved, selectable)
+    else:
+        clamped = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        phi_ref_used = None
+    if bool(valid.all()):
+        return _select_views(x, scores_given, budgets, clamped, phi_ref_used, **settings)
 
+    # Ragged views: views with the same number of selectable tokens are selected together
+    # on just those tokens, then put back in the full index space.
+    parts: list[Selection | None] = [None] * batch
+    for count in sorted(set(selectable.tolist())):
+        rows = (selectable == count).nonzero().flatten()
+        # Ascending positions of each row's valid tokens (a stable sort puts them first).
+        positions = torch.sort((~valid[rows]).to(torch.int8), dim=1, stable=True).indices[:, :count]
+        subset = x[rows].gather(1, positions[..., None].expand(-1, -1, x.shape[2]))
+        scores = None if scores_given is None else scores_given[rows].gather(1, positions)
+        part = _select_views(subset, scores, budgets[rows], clamped[rows], phi_ref_used, **settings)
+        part = part.embed(positions, num_tokens)
+        for i, row in enumerate(rows.tolist()):
+            parts[row] = part.take(i, i + 1)
+    return Selection.concat(parts)
+
+
+def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved, policy, groups, lam, grouping, centering, dynamic, seed, order, solver) -> Selection:
+    """The stages on views whose every token is selectable."""
+    batch, num_tokens, _ = x.shape
+    device = x.device
     xn = F.normalize(x, dim=-1)
     rho = _redundancy(xn)
     phi = 1.0 - rho
 
-    if dynamic:
-        budgets, clamped, phi_ref_used = _dynamic_budgets(budget, phi, phi_ref, reserved, num_tokens)
-    else:
-        budgets = torch.full((batch,), budget, dtype=torch.long, device=device)
-        clamped = torch.zeros(batch, dtype=torch.bool, device=device)
-        phi_ref_used = None
-
+    effective = [policy.effective_budget(int(n), num_tokens) for n in requested.tolist()]
+    budgets = torch.tensor(effective, dtype=torch.long, device=device)
     num_groups = torch.tensor(
-        [min(groups if groups is not None else defaults.default_groups(int(n)), num_tokens) for n in budgets.tolist()],
-        dtype=torch.long,
-        device=device,
+        [min(groups if groups is not None else policy.num_groups(n, num_tokens), num_tokens) for n in effective],
+        dtype=torch.long, device=device,
     )
     lams = torch.tensor(
-        [lam if lam is not None else defaults.default_lam(int(n)) for n in budgets.tolist()],
-        dtype=torch.float32,
-        device=device,
+        [lam if lam is not None else policy.lam(n, num_tokens) for n in effective], dtype=torch.float32, device=device
     )
-    tau = lams * rho
+    tau = lams * (rho if policy.threshold_of == "rho" else _upper_triangle_mean(xn))
 
     group_of, grouping_scores = GROUPINGS[grouping](x, num_groups, centering=centering, solver=solver, seed=seed)
     scores = scores_given if scores_given is not None else grouping_scores
@@ -237,16 +217,21 @@ def select(
 
     sizes = _count_per_group(group_of, torch.ones_like(survivors), k_max)
     survivor_counts = _count_per_group(group_of, survivors, k_max)
-    caps = torch.tensor([defaults.group_cap(int(n)) for n in budgets.tolist()], device=device)
+    caps = torch.tensor([policy.group_cap(n) for n in effective], device=device)
     to_keep = (budgets - reserved).clamp(max=num_tokens)
     quotas = _quotas(sizes, survivor_counts, budgets, to_keep, caps)
 
     keep_all = budgets - reserved >= num_tokens
     quotas = torch.where(keep_all[:, None], sizes, quotas)
     indices = _kept_indices(group_of, position, quotas, keep_all, order)
+    if order == "reference" and policy.spatial_above is not None:
+        indices = [index.sort().values if index.numel() > policy.spatial_above else index for index in indices]
 
     return Selection(
         indices=indices,
+        valid=torch.ones(batch, num_tokens, dtype=torch.bool, device=device),
+        budget=budgets,
+        reserved=reserved,
         groups=group_of,
         scores=scores,
         survivors=survivors,
@@ -257,22 +242,22 @@ def select(
         phi=phi,
         lam=lams,
         tau=tau,
-        budget=budgets,
+        requested_budget=requested,
         budget_clamped=clamped,
-        reserved=reserved,
         grouping=grouping,
         centering=centering,
         dynamic=dynamic,
         phi_ref=phi_ref_used,
         order=order,
         solver=solver,
+        preset=policy.name,
     )
 
 
 # --- validation ------------------------------------------------------------------------
 
 
-def _validated_inputs(tokens, importance):
+def _validated_inputs(tokens, importance, valid):
     if not isinstance(tokens, torch.Tensor):
         raise TypeError(f"tokens must be a torch.Tensor of shape [T, D] or [B, T, D], got {type(tokens).__name__}")
     if not tokens.is_floating_point():
@@ -280,44 +265,77 @@ def _validated_inputs(tokens, importance):
     if tokens.dim() not in (2, 3):
         raise ValueError(f"tokens must have shape [T, D] or [B, T, D], got shape {tuple(tokens.shape)}")
     single = tokens.dim() == 2
-    x = tokens[None] if single else tokens  # a single image is a batch of one
+    x = tokens[None] if single else tokens  # a single view is a batch of one
     if x.numel() == 0:
         raise ValueError(f"tokens must not be empty, got shape {tuple(tokens.shape)}")
     x = x.float()
     if not torch.isfinite(x.abs().amax()):  # amax propagates NaN; one pass, no mask
         raise ValueError("tokens contain NaN or inf values; all token features must be finite")
-    if importance is None:
-        return x, None
-    if not isinstance(importance, torch.Tensor):
-        raise TypeError(f"importance must be a torch.Tensor or None, got {type(importance).__name__}")
     expected = tuple(x.shape[1:2]) if single else tuple(x.shape[:2])
-    if tuple(importance.shape) != expected:
-        raise ValueError(
-            f"importance must have shape {list(expected)} (one value per token), got shape {list(importance.shape)}"
-        )
-    scores = importance.reshape(x.shape[:2]).to(device=x.device, dtype=torch.float32)
-    if not torch.isfinite(scores.abs().amax()):
-        raise ValueError("importance contains NaN or inf values; it must be finite")
-    if (scores < 0).any():
-        raise ValueError(f"importance must be non-negative, got a minimum of {float(scores.min()):.4g}")
-    return x, scores
+    scores = None
+    if importance is not None:
+        if not isinstance(importance, torch.Tensor):
+            raise TypeError(f"importance must be a torch.Tensor or None, got {type(importance).__name__}")
+        if tuple(importance.shape) != expected:
+            raise ValueError(
+                f"importance must have shape {list(expected)} (one value per token), got shape {list(importance.shape)}"
+            )
+        scores = importance.reshape(x.shape[:2]).to(device=x.device, dtype=torch.float32)
+        if not torch.isfinite(scores.abs().amax()):
+            raise ValueError("importance contains NaN or inf values; it must be finite")
+        if (scores < 0).any():
+            raise ValueError(f"importance must be non-negative, got a minimum of {float(scores.min()):.4g}")
+    if valid is None:
+        return x, scores, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    if not isinstance(valid, torch.Tensor) or valid.dtype != torch.bool:
+        raise TypeError(f"valid must be a bool torch.Tensor or None, got {getattr(valid, 'dtype', type(valid).__name__)}")
+    if tuple(valid.shape) != expected:
+        raise ValueError(f"valid must have shape {list(expected)} (one flag per token), got shape {list(valid.shape)}")
+    valid = valid.reshape(x.shape[:2]).to(x.device)
+    empty = (~valid.any(1)).nonzero().flatten()
+    if empty.numel():
+        raise ValueError(f"valid leaves no selectable token in view {int(empty[0])}; every view needs at least one")
+    return x, scores, valid
 
 
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def validate_settings(budget, reserved, groups, lam, grouping, centering, dynamic, phi_ref, seed, order, solver, num_tokens=None):
-    """Check select()'s settings; ``num_tokens=None`` (no tokens yet) skips the groups <= T check."""
+def _validated_budgets(budget, batch: int, reserved) -> torch.Tensor:
+    """[B] long budgets from one int or one per view."""
+    if isinstance(budget, torch.Tensor):
+        if budget.dim() == 0 or budget.is_floating_point() or budget.dtype == torch.bool:
+            raise ValueError(f"budget must be a positive integer or one integer per view, got {budget!r}")
+        budget = budget.tolist()
+    if isinstance(budget, (list, tuple)):
+        if len(budget) != batch:
+            raise ValueError(f"budget must hold one value per view: got {len(budget)} values for {batch} views")
+        for value in budget:
+            if not _is_int(value) or value <= 0:
+                raise ValueError(f"budget must hold positive integers, got {value!r} in {list(budget)}")
+        return torch.tensor(list(budget), dtype=torch.long)
     if not _is_int(budget) or budget <= 0:
         raise ValueError(f"budget must be a positive integer, got {budget!r}")
+    return torch.full((batch,), budget, dtype=torch.long)
+
+
+def validate_settings(
+    *, budget, reserved=0, groups=None, lam=None, grouping="psca", centering="token", dynamic=False,
+    phi_ref=None, seed=0, order="reference", solver="exact", preset="llava",
+):
+    """Check select()'s settings, naming the parameter, the value and what is allowed.
+    ``budget`` is one int or a list of them."""
+    budgets = budget if isinstance(budget, (list, tuple)) else [budget]
+    for value in budgets:
+        if not _is_int(value) or value <= 0:
+            raise ValueError(f"budget must be a positive integer, got {value!r}")
     if not _is_int(reserved) or reserved < 0:
         raise ValueError(f"reserved must be a non-negative integer, got {reserved!r}")
-    if reserved >= budget:
-        raise ValueError(f"reserved must be smaller than budget ({budget}), got reserved={reserved}")
-    if groups is not None and (not _is_int(groups) or groups < 1 or (num_tokens is not None and groups > num_tokens)):
-        allowed = f"in [1, T={num_tokens}]" if num_tokens is not None else ">= 1"
-        raise ValueError(f"groups must be an integer {allowed} or None, got {groups!r}")
+    if reserved >= min(budgets):
+        raise ValueError(f"reserved must be smaller than budget ({min(budgets)}), got reserved={reserved}")
+    if groups is not None and (not _is_int(groups) or groups < 1):
+        raise ValueError(f"groups must be a positive integer (K) or None, got {groups!r}")
     if lam is not None and (isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0):
         raise ValueError(f"lam must be a positive finite number or None, got {lam!r}")
     if grouping not in GROUPINGS:
@@ -328,12 +346,31 @@ def validate_settings(budget, reserved, groups, lam, grouping, centering, dynami
         raise ValueError(f"solver must be one of {list(SOLVERS)}, got {solver!r}")
     if order not in ORDERS:
         raise ValueError(f"order must be one of {list(ORDERS)}, got {order!r}")
+    if not isinstance(preset, str) or preset not in presets.PRESETS:
+        raise ValueError(f"preset must be one of {sorted(presets.PRESETS)}, got {preset!r}")
     if not isinstance(dynamic, bool):
         raise TypeError(f"dynamic must be True or False, got {dynamic!r}")
     if not _is_int(seed):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     if phi_ref is not None and (isinstance(phi_ref, bool) or not isinstance(phi_ref, (int, float)) or not math.isfinite(phi_ref) or phi_ref <= 0):
         raise ValueError(f"phi_ref must be a positive finite number or None, got {phi_ref!r}")
+
+
+def _masked_redundancy(xn: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """rho where excluded tokens' rows of ``xn`` are zero and ``counts`` [B] tokens remain."""
+    total = xn.sum(dim=1).double().square().sum(dim=-1)
+    diagonal = xn.square().sum(dim=-1).sum(dim=-1).double()
+    pairs = (counts.double() * (counts.double() - 1)).clamp(min=1)
+    return torch.where(counts >= 2, (total - diagonal) / pairs, 0.0).float()
+
+
+def _upper_triangle_mean(xn: torch.Tensor) -> torch.Tensor:
+    """sum_{i <= j} S_ij / T^2 (the Qwen2-VL variant's tau basis), without forming S:
+    the diagonal counts once, each off-diagonal pair once, so (|sum xn|^2 + sum |xn_i|^2) / 2."""
+    num_tokens = xn.shape[1]
+    total = xn.sum(dim=1).double().square().sum(dim=-1)
+    diagonal = xn.square().sum(dim=-1).sum(dim=-1).double()
+    return ((total + diagonal) / 2 / (num_tokens * num_tokens)).float()
 
 
 # --- stage 1: redundancy -------------------------------------------------------------
@@ -356,22 +393,29 @@ def _redundancy(xn: torch.Tensor) -> torch.Tensor:
 # --- stage 2: dynamic budget ------------------------------------------------------------
 
 
-def _dynamic_budgets(budget, phi, phi_ref, reserved, num_tokens):
-    """N'_b = N * phi_b / phi_ref, rounded by largest remainder so that the batch total is
-    exactly B * N when phi_ref is the batch mean, then clamped."""
-    reference = float(phi.mean()) if phi_ref is None else float(phi_ref)
+def _dynamic_budgets(budgets, phi, phi_ref, reserved, selectable):
+    """N'_b = N_b * phi_b / phi_ref, rounded by largest remainder so that the batch total is
+    exactly sum(N_b) when phi_ref is the (budget-weighted) batch mean, then clamped to
+    [N_b / 2, 2 N_b] and to the view's selectable tokens."""
+    weights = budgets.double()
+    if phi_ref is None:
+        equal = bool((budgets == budgets[0]).all())
+        reference = float(phi.mean()) if equal else float((weights * phi.double()).sum() / weights.sum())
+    else:
+        reference = float(phi_ref)
     if reference <= 0:
         raise ValueError(f"phi_ref must be positive; the batch mean phi is {reference:.4g} (tokens are all alike)")
-    raw = budget * phi.double() / reference
+    raw = weights * phi.double() / reference
     floor = raw.floor()
     shortfall = int(round(float(raw.sum() - floor.sum())))
     order = torch.sort(raw - floor, descending=True, stable=True).indices
     rounded = floor.clone()
     rounded[order[:shortfall]] += 1
-    low = max(reserved + 1, math.ceil(budget * defaults.DYNAMIC_MIN_FRACTION))
-    high = max(low, min(math.floor(budget * defaults.DYNAMIC_MAX_FRACTION), num_tokens + reserved))
-    budgets = rounded.clamp(low, high).long()
-    return budgets, budgets != rounded.long(), reference
+    low = torch.ceil(weights * presets.DYNAMIC_MIN_FRACTION).clamp(min=reserved + 1)
+    high = torch.minimum(torch.floor(weights * presets.DYNAMIC_MAX_FRACTION), (selectable + reserved).double())
+    high = torch.maximum(high, low)
+    clamped = torch.minimum(torch.maximum(rounded, low), high).long()
+    return clamped, clamped != rounded.long(), reference
 
 
 # --- stage 3: intra-group NMS -------------------------------------------------------------

@@ -31,8 +31,11 @@ def test_golden_cases_are_present():
 
 @pytest.mark.skipif(not SHARED_GOLDEN.is_dir(), reason="the shared golden originals are not beside this checkout")
 def test_golden_copies_match_the_shared_originals():
-    originals = sorted(path.name for path in SHARED_GOLDEN.iterdir())
-    assert originals == sorted(path.name for path in GOLDEN.iterdir())
+    def files(root):
+        return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
+
+    originals = files(SHARED_GOLDEN)
+    assert originals == files(GOLDEN)
     for name in originals:
         assert (GOLDEN / name).read_bytes() == (SHARED_GOLDEN / name).read_bytes(), name
 
@@ -58,3 +61,28 @@ def test_reference_preset_reproduces_golden_intermediates(path):
     np.testing.assert_array_equal(selection.quotas.numpy(), data["quotas"])
     np.testing.assert_allclose(selection.rho.numpy(), data["rho"], rtol=0, atol=1e-6)
     np.testing.assert_allclose(selection.tau.numpy(), data["tau"], rtol=0, atol=1e-5)
+
+
+# --- the authors' Qwen2-VL variant (SPEC section 9) ------------------------------------------
+
+QWEN_CASES = sorted((GOLDEN / "qwen2vl").glob("case*.npz"))
+
+
+def test_qwen_golden_cases_are_present():
+    assert len(QWEN_CASES) == len(json.loads((GOLDEN / "qwen2vl" / "cases.json").read_text())) >= 5
+
+
+@pytest.mark.parametrize("path", QWEN_CASES, ids=lambda p: p.stem)
+def test_qwen2_vl_preset_reproduces_golden_indices_and_intermediates(path):
+    data = np.load(path)
+    tokens = torch.from_numpy(data["tokens"].astype(np.float32))
+    selection = select(tokens, int(data["budget"]), preset="qwen2-vl")
+    np.testing.assert_array_equal(selection.indices[0].numpy(), data["expected"])
+    assert int(selection.budget[0]) == int(data["budget_effective"]) == data["expected"].size
+    assert int(selection.num_groups[0]) == int(data["num_groups"])
+    np.testing.assert_allclose(float(selection.lam[0]), float(data["lam"]), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(float(selection.tau[0]), float(data["tau"]), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(selection.groups[0].numpy(), data["groups"])
+    np.testing.assert_array_equal(selection.survivors[0].numpy(), data["survivors"])
+    np.testing.assert_array_equal(selection.survivor_rank[0].numpy(), data["survivor_rank"])
+    np.testing.assert_array_equal(selection.quotas[0].numpy(), data["quotas"])

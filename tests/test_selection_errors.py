@@ -7,7 +7,7 @@ import torch
 
 from prunesid import select
 
-TOKENS = torch.randn(1, 64, 16)
+TOKENS = torch.randn(2, 64, 16)
 
 
 @pytest.mark.parametrize(
@@ -19,8 +19,16 @@ TOKENS = torch.randn(1, 64, 16)
         (dict(budget=True), ValueError, r"budget must be a positive integer, got True"),
         (dict(budget=16, reserved=16), ValueError, r"reserved must be smaller than budget \(16\), got reserved=16"),
         (dict(budget=16, reserved=-1), ValueError, r"reserved must be a non-negative integer, got -1"),
-        (dict(budget=16, groups=0), ValueError, r"groups must be an integer in \[1, T=64\] or None, got 0"),
-        (dict(budget=16, groups=65), ValueError, r"groups must be an integer in \[1, T=64\] or None, got 65"),
+        (dict(budget=16, groups=0), ValueError, r"groups must be a positive integer \(K\) or None, got 0"),
+        (dict(budget=16, groups=2.0), ValueError, r"groups must be a positive integer \(K\) or None, got 2\.0"),
+        (dict(budget=[16]), ValueError, r"budget must hold one value per view: got 1 values for 2 views"),
+        (dict(budget=[16, 0]), ValueError, r"budget must hold positive integers, got 0 in \[16, 0\]"),
+        (dict(budget=torch.tensor([16.0, 8.0])), ValueError, r"budget must be a positive integer or one integer per view"),
+        (dict(budget=[16, 4], reserved=4), ValueError, r"reserved must be smaller than budget \(4\), got reserved=4"),
+        (dict(budget=16, preset="qwen"), ValueError, r"preset must be one of \['llava', 'qwen2-vl'\], got 'qwen'"),
+        (dict(budget=16, valid=torch.ones(2, 64)), TypeError, r"valid must be a bool torch\.Tensor or None, got torch\.float32"),
+        (dict(budget=16, valid=torch.ones(2, 63, dtype=torch.bool)), ValueError, r"valid must have shape \[2, 64\] \(one flag per token\), got shape \[2, 63\]"),
+        (dict(budget=16, valid=torch.ones(2, 64, dtype=torch.bool).index_fill(0, torch.tensor([1]), False)), ValueError, r"valid leaves no selectable token in view 1"),
         (dict(budget=16, lam=0.0), ValueError, r"lam must be a positive finite number or None, got 0\.0"),
         (dict(budget=16, lam=float("nan")), ValueError, r"lam must be a positive finite number or None, got nan"),
         (dict(budget=16, grouping="spectral"), ValueError, r"grouping must be one of \['kmeans', 'psca', 'random'\], got 'spectral'"),
@@ -58,10 +66,10 @@ def test_bad_tokens(tokens, error, message):
 @pytest.mark.parametrize(
     "importance, error, message",
     [
-        (torch.rand(1, 63), ValueError, r"importance must have shape \[1, 64\] \(one value per token\), got shape \[1, 63\]"),
-        (torch.rand(64), ValueError, r"importance must have shape \[1, 64\]"),
-        (torch.full((1, 64), float("nan")), ValueError, r"importance contains NaN or inf"),
-        (-torch.rand(1, 64), ValueError, r"importance must be non-negative"),
+        (torch.rand(2, 63), ValueError, r"importance must have shape \[2, 64\] \(one value per token\), got shape \[2, 63\]"),
+        (torch.rand(64), ValueError, r"importance must have shape \[2, 64\]"),
+        (torch.full((2, 64), float("nan")), ValueError, r"importance contains NaN or inf"),
+        (-torch.rand(2, 64), ValueError, r"importance must be non-negative"),
         ([0.5] * 64, TypeError, r"importance must be a torch\.Tensor or None, got list"),
     ],
 )
@@ -75,3 +83,15 @@ def test_single_image_importance_may_be_one_dimensional():
     assert selection.indices[0].numel() == 16
     with pytest.raises(ValueError, match=r"importance must have shape \[64\]"):
         select(TOKENS[0], 16, importance=torch.rand(1, 64))
+
+
+def test_groups_beyond_the_selectable_tokens_are_clamped_like_the_default():
+    """An explicit K larger than a view's selectable tokens is clamped, as the default K is
+    (one rule; the Selection reports the K used)."""
+    valid = torch.zeros(2, 64, dtype=torch.bool)
+    valid[0, :40] = True
+    valid[1, :] = True
+    selection = select(TOKENS, 16, groups=50, valid=valid)
+    assert selection.num_groups.tolist() == [40, 50]
+    default = select(TOKENS[:, :8], 64)  # default K = 16 > T = 8
+    assert default.num_groups.tolist() == [8, 8]

@@ -117,7 +117,7 @@ def test_dynamic_budget_splits_a_batch_of_images_unequally(tiny_vlm):
 
 def test_cls_attention_from_q_k_equals_eager_attention_weights(tiny_vlm, picture):
     encoded = tiny_vlm.encode(picture)
-    tower = tiny_vlm.vision_tower
+    tower = tiny_vlm.family.vision_tower
     previous = tower.config._attn_implementation
     tower.set_attn_implementation("eager")
     try:
@@ -125,7 +125,7 @@ def test_cls_attention_from_q_k_equals_eager_attention_weights(tiny_vlm, picture
             out = tower(encoded.pixel_inputs["pixel_values"], output_attentions=True, output_hidden_states=True)
     finally:
         tower.set_attn_implementation(previous)
-    layer = tiny_vlm.feature_layer % len(out.hidden_states) - 1  # the layer whose output is the feature layer
+    layer = tiny_vlm.family.feature_layer % len(out.hidden_states) - 1  # the layer whose output is the feature layer
     eager_row = out.attentions[layer][:, :, 0, 1:].sum(dim=1)
     torch.testing.assert_close(encoded.importance, eager_row, rtol=1e-5, atol=1e-6)
     assert tower.config._attn_implementation == previous
@@ -134,7 +134,7 @@ def test_cls_attention_from_q_k_equals_eager_attention_weights(tiny_vlm, picture
 def test_follow_up_questions_reuse_the_encoded_image(tiny_vlm):
     image = scene(500, 400, seed=7)
     calls = []
-    hook = tiny_vlm.vision_tower.register_forward_hook(lambda *args: calls.append(1))
+    hook = tiny_vlm.family.vision_tower.register_forward_hook(lambda *args: calls.append(1))
     try:
         first = tiny_vlm.chat(image, "What is this?", press=PruneSID(budget=64), max_new_tokens=3)
         history = [

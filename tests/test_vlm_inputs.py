@@ -92,7 +92,7 @@ def test_messages_must_end_with_a_user_question(tiny_vlm):
 
 
 def test_a_press_must_be_a_press(tiny_vlm):
-    with pytest.raises(TypeError, match="press must be a prunesid.PruneSID or None, got dict"):
+    with pytest.raises(TypeError, match=r"press must be a prunesid press \(e.g. prunesid.PruneSID\) or None, got dict"):
         tiny_vlm.chat(scene(), "hi", press={"budget": 64})
 
 
@@ -104,7 +104,8 @@ def test_a_press_must_be_a_press(tiny_vlm):
         ({"grouping": "spectral"}, "grouping must be one of"),
         ({"centering": "median"}, "centering must be one of"),
         ({"lam": 0.0}, "lam must be a positive finite number"),
-        ({"groups": 0}, "groups must be an integer >= 1"),
+        ({"groups": 0}, r"groups must be a positive integer \(K\) or None, got 0"),
+            ({"preset": "qwen"}, "preset must be one of"),
         ({"order": "random"}, "order must be one of"),
         ({"keep_cls": "yes"}, "keep_cls must be True or False"),
         ({"budget": 1}, "budget must be at least 2 with keep_cls=True"),

@@ -8,8 +8,8 @@ import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipImageProcessorPil, SiglipVisionConfig
 
 from prunesid import PruneSID
-from prunesid.vlm.llava import SingleView
-from prunesid.vlm.model import VLM
+from prunesid.vlm import wrap
+
 from prunesid.vlm.tiny import CHAT_TEMPLATE, LlamaConfig, build_tokenizer
 from tests.conftest import scene
 
@@ -29,7 +29,7 @@ def siglip_vlm():
         image_processor=SiglipImageProcessorPil(size={"height": 224, "width": 224}),
         tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
     )
-    return VLM(model, processor, SingleView(14), name="tiny-siglip")
+    return wrap(model, processor, name="tiny-siglip")
 
 
 def test_siglip_tower_uses_the_psca_score_and_no_cls(siglip_vlm):

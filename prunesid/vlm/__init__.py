@@ -1,9 +1,10 @@
-"""PruneSID inside Hugging Face transformers LLaVA models."""
+"""Presses inside Hugging Face transformers VLMs: one module per model family."""
 
-from prunesid.vlm.loading import DEFAULT_MODEL, load_vlm
+from prunesid.vlm.family import FAMILIES
+from prunesid.vlm.loading import DEFAULT_MODEL, load_vlm, wrap
 from prunesid.vlm.model import VLM, EncodedImage, Reply, ReplyStream
 from prunesid.vlm.tiny import BUILTINS
 
 BUILTIN_MODELS = tuple(BUILTINS)
 
-__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "VLM", "EncodedImage", "Reply", "ReplyStream", "load_vlm"]
+__all__ = ["BUILTIN_MODELS", "DEFAULT_MODEL", "FAMILIES", "VLM", "EncodedImage", "Reply", "ReplyStream", "load_vlm", "wrap"]

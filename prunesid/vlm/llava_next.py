@@ -20,13 +20,25 @@ from transformers.image_processing_utils import select_best_resolution
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches, unpad_image
 
 from prunesid.geometry import PatchGrid
+from prunesid.vlm.family import Family, VisionOutput, VisualRun, register_family
+from prunesid.vlm.towers import check_strategy, encode_views
 
 
-class AnyResTiles:
+@register_family("llava_next", "LlavaNextForConditionalGeneration", "anyres tiles: LLaVA-NeXT")
+class AnyResTiles(Family):
     cls_slot = False
 
-    def __init__(self, config):
-        self.config = config
+    def __init__(self, model, processor):
+        super().__init__(model, processor)
+        config = self.config = model.config
+        self.vision_tower = model.model.vision_tower
+        self.feature_layer = config.vision_feature_layer
+        check_strategy(self.vision_tower, config.vision_feature_select_strategy)
+        if config.vision_feature_select_strategy != "default":
+            raise ValueError(
+                "LLaVA-NeXT packs square tiles of patches: vision_feature_select_strategy "
+                f"{config.vision_feature_select_strategy!r} is not supported, only 'default'"
+            )
         self.tile_size = config.vision_config.image_size
         self.side = self.tile_size // config.vision_config.patch_size
 
@@ -35,11 +47,13 @@ class AnyResTiles:
             image_size=list(image_size_hw), grid_pinpoints=self.config.image_grid_pinpoints, patch_size=self.tile_size
         )
 
-    def pixel_views(self, pixel_inputs: dict) -> torch.Tensor:
+    def encode(self, pixel_inputs: dict) -> VisionOutput:
         pixels = pixel_inputs["pixel_values"][0]
-        return pixels[: self._num_views(pixel_inputs["image_sizes"][0].tolist())]
+        views = pixels[: self._num_views(pixel_inputs["image_sizes"][0].tolist())]
+        tower = self.vision_tower
+        return encode_views(tower, views.to(tower.device, tower.dtype), self.feature_layer, "default")
 
-    def grids(self, image_processor, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
+    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
         width, height = image.size
         best_h, best_w = select_best_resolution((height, width), self.config.image_grid_pinpoints)
         # The processor resizes into (best_w, best_h) keeping the aspect ratio, then pads evenly.
@@ -72,9 +86,9 @@ class AnyResTiles:
         tiles = grid.permute(0, 2, 1, 3).reshape(tile_rows * tile_cols, side * side)
         return torch.cat([torch.ones(1, side * side, dtype=torch.bool), tiles])
 
-    def layout(self, model, projected_views, kept, cls, pixel_inputs) -> torch.Tensor:
+    def layout(self, projected, kept, merged, cls, pixel_inputs, cls_fed) -> VisualRun:
         image_size_hw = pixel_inputs["image_sizes"][0].tolist()
-        base, tiles, tile_kept = projected_views[0], projected_views[1:], kept[1:]
+        tiles, tile_kept = projected[1:], kept[1:]
         best_h, best_w = select_best_resolution(image_size_hw, self.config.image_grid_pinpoints)
         tile_rows, tile_cols = best_h // self.tile_size, best_w // self.tile_size
         side = self.side
@@ -82,19 +96,30 @@ class AnyResTiles:
         positions = []
         for tile, patches in enumerate(tile_kept):
             tile_row, tile_col = divmod(tile, tile_cols)
+            patches = patches.cpu()
             patch_row, patch_col = patches // side, patches % side
             positions.append((tile_row * side + patch_row) * (tile_cols * side) + tile_col * side + patch_col)
         positions = torch.cat(positions)
         features = torch.cat(list(tiles))
         grid_h, grid_w = tile_rows * side, tile_cols * side
         feature_row = torch.full((grid_h * grid_w,), -1, dtype=torch.long)
-        feature_row[positions.cpu()] = torch.arange(positions.numel())
+        feature_row[positions] = torch.arange(positions.numel())
         # The model's own unpad: crop the letterbox rows/columns from the big grid.
         visible = unpad_image(feature_row.view(1, grid_h, grid_w), image_size_hw)[0]
         newline_row = features.shape[0]
         rows_with_tokens = (visible >= 0).any(dim=1, keepdim=True)
         newline_column = torch.where(rows_with_tokens, newline_row, -1)
-        order = torch.cat([visible, newline_column], dim=1).flatten()
-        order = order[order >= 0].to(features.device)
-        newline = model.model.image_newline.to(features.dtype)[None]
-        return torch.cat([base, torch.cat([features, newline])[order]])
+        packed = torch.cat([visible, newline_column], dim=1).flatten()
+        present = packed >= 0
+        # The unmodified run: the whole base view, then every visible row and its newline.
+        base_len = side * side
+        origin = torch.cat([
+            kept[0].cpu().long(),
+            torch.full((merged[0].shape[0],), -1, dtype=torch.long),
+            base_len + torch.arange(packed.numel())[present],
+            torch.full((sum(m.shape[0] for m in merged[1:]),), -1, dtype=torch.long),
+        ])
+        order = packed[present].to(features.device)
+        newline = self.model.model.image_newline.to(features.dtype)[None]
+        embeds = torch.cat([projected[0], merged[0], torch.cat([features, newline])[order], *merged[1:]])
+        return VisualRun(embeds, origin)

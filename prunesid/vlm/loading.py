@@ -1,4 +1,4 @@
-"""load_vlm(): a Hugging Face LLaVA checkpoint or an offline built-in, ready to chat."""
+"""load_vlm(): a Hugging Face checkpoint of a supported family or an offline built-in, ready to chat."""
 
 from __future__ import annotations
 
@@ -8,18 +8,16 @@ from pathlib import Path
 
 import torch
 
-from prunesid.vlm.llava import SingleView
-from prunesid.vlm.llava_next import AnyResTiles
+import prunesid.vlm.families  # noqa: F401  (registers every family)
+from prunesid.vlm.family import FAMILIES, supported_families
 from prunesid.vlm.model import VLM
 from prunesid.vlm.tiny import BUILTINS
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
-# model_type of the checkpoint's config -> how its images become views.
-FAMILIES = {"llava": "single view (LLaVA-1.5, SigLIP LLaVA)", "llava_next": "anyres tiles (LLaVA-NeXT)"}
 
 
 def load_vlm(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | torch.dtype = "auto", progress: bool = False) -> VLM:
-    """Load a LLaVA-family VLM with PruneSID support.
+    """Load a VLM of a supported family (``prunesid.vlm.family.FAMILIES``) with press support.
 
     Args:
         model: ``"tiny-random"`` / ``"tiny-random-next"`` (offline built-ins with random
@@ -44,22 +42,21 @@ def load_vlm(model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | torc
     hf_model = hf_model.to(resolved_device, resolved_dtype).eval()
     if progress:
         print(f"Loaded {model} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
-    return VLM(hf_model, processor, _family(hf_model), name=model)
+    return wrap(hf_model, processor, name=model)
 
 
-def _family(hf_model):
+def wrap(hf_model, processor, name: str) -> VLM:
+    """A VLM around an already loaded transformers model and its processor."""
     model_type = hf_model.config.model_type
-    if model_type == "llava":
-        return SingleView(hf_model.config.vision_config.patch_size)
-    if model_type == "llava_next":
-        return AnyResTiles(hf_model.config)
-    raise ValueError(f"model type {model_type!r} is not supported; supported: {', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}")
+    if model_type not in FAMILIES:
+        raise ValueError(f"model type {model_type!r} is not supported; supported: {supported_families()}")
+    return VLM(hf_model, processor, FAMILIES[model_type].family(hf_model, processor), name=name)
 
 
 def _load_pretrained(model: str, dtype: torch.dtype):
-    from transformers import AutoConfig, AutoProcessor, LlavaForConditionalGeneration, LlavaNextForConditionalGeneration
+    import transformers
+    from transformers import AutoConfig, AutoProcessor
 
-    classes = {"llava": LlavaForConditionalGeneration, "llava_next": LlavaNextForConditionalGeneration}
     if not Path(model).is_dir() and model.count("/") != 1:
         # Every LLaVA checkpoint on the Hub is "owner/name": fail now rather than after retries.
         raise ValueError(
@@ -74,12 +71,10 @@ def _load_pretrained(model: str, dtype: torch.dtype):
             f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}) and not a loadable {where} "
             f"(no network, a typo, or no access?). Details: {error}"
         ) from error
-    if config.model_type not in classes:
-        raise ValueError(
-            f"model {model!r} is a {config.model_type!r} model; supported: "
-            f"{', '.join(f'{k} ({v})' for k, v in FAMILIES.items())}"
-        )
-    hf_model = classes[config.model_type].from_pretrained(model, dtype=dtype)
+    if config.model_type not in FAMILIES:
+        raise ValueError(f"model {model!r} is a {config.model_type!r} model; supported: {supported_families()}")
+    model_class = getattr(transformers, FAMILIES[config.model_type].model_class)
+    hf_model = model_class.from_pretrained(model, dtype=dtype)
     processor = AutoProcessor.from_pretrained(model)
     return hf_model, processor
 

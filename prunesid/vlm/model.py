@@ -1,9 +1,10 @@
-"""VLM: a transformers LLaVA model with PruneSID between its vision tower and its LLM.
+"""VLM: a transformers VLM with a press between its vision tower and its LLM.
 
-One question about one image runs: encode (tower once per image, cached) -> select (per
-press, cached) -> project the kept tokens -> shorten each image's placeholder run to its own
-count -> ``generate`` with the features handed over as ``mm_encoder_outputs``. Nothing is
-patched on the transformers model; it is used through its public forward/generate.
+One question about one image runs: encode (the family's tower pass, once per image, cached)
+-> compress (the press, cached) -> the family lays the kept tokens out for the LLM ->
+shorten each image's placeholder run to its own count -> ``generate`` with the features
+handed over (``mm_encoder_outputs``, or what the family's ``generation_inputs`` says).
+Nothing is patched on the transformers model; it is used through its public forward/generate.
 """
 
 from __future__ import annotations
@@ -21,28 +22,29 @@ from typing import Callable, Iterator
 import torch
 from PIL import Image
 from transformers.generation.streamers import BaseStreamer
-from transformers.modeling_outputs import BaseModelOutputWithPooling
 
+from prunesid.compression import Compression
 from prunesid.geometry import PatchGrid
 from prunesid.images import load_image
-from prunesid.press import PruneSID
-from prunesid.selection import Selection, redundancy, select
-from prunesid.vlm.importance import cls_attention, has_cls_token, tower_layers
+from prunesid.methods.base import Press, VisionTokens
+from prunesid.selection import redundancy
+from prunesid.vlm.family import Family, VisualRun
 
 CACHE_SIZE = 16
 
 
 @dataclass
 class EncodedImage:
-    """One image after the vision tower: what selection and drawing need, nothing more."""
+    """One image after the vision tower: what compression and drawing need, nothing more."""
 
     key: str  # content hash: the cache key
     image: Image.Image  # the RGB image as the user gave it
-    features: torch.Tensor  # [V, T, D] feature-layer patch tokens (before the projector)
+    features: torch.Tensor  # [V, T, D] tokens a press chooses from (feature layer, no CLS)
     cls: torch.Tensor | None  # [V, D] feature-layer CLS token, None for towers without one
+    cls_fed: bool  # the unmodified model feeds that CLS to the LLM (strategy "full")
     importance: torch.Tensor | None  # [V, T] CLS attention summed over heads (None: PSCA score)
-    grids: list[PatchGrid]  # where each view's patches sit on the image
-    valid: torch.Tensor | None  # [V, T] bool: selectable patches (None: all), e.g. not padding
+    grids: list[PatchGrid]  # where each view's tokens sit on the image
+    valid: torch.Tensor | None  # [V, T] bool: selectable tokens (None: all), e.g. not padding
     pixel_inputs: dict  # the image processor's output (pixel_values, image_sizes, ...)
     vision_ms: float
 
@@ -52,25 +54,18 @@ class EncodedImage:
 
     @property
     def num_tokens(self) -> int:
-        """Patch tokens across all views: what an uncompressed model would select from."""
+        """Tokens across all views (V x T), padding included."""
         return self.features.shape[0] * self.features.shape[1]
 
-    def valid_positions(self) -> list[torch.Tensor]:
-        """Per view, the indices of the patches selection may choose from."""
-        every = torch.arange(self.features.shape[1], device=self.features.device)
-        if self.valid is None:
-            return [every] * self.num_views
-        return [every[mask.to(every.device)] for mask in self.valid]
-
     def information(self) -> list[float]:
-        """phi = 1 - rho of each view, over its selectable patches."""
-        return [1.0 - float(redundancy(view[index][None])[0]) for view, index in zip(self.features, self.valid_positions())]
+        """phi = 1 - rho of each view, over its selectable tokens."""
+        return (1.0 - redundancy(self.features, self.valid)).tolist()
 
 
 @dataclass
 class Reply:
     text: str
-    selections: list[Selection | None]  # per image; None when no press was used
+    selections: list[Compression | None]  # per image; None when no press was used
     visual_tokens: list[int]  # tokens the LLM received for each image
     timings: dict[str, float] = field(default_factory=dict)  # vision/select/prefill/decode ms
     prompt_tokens: int = 0
@@ -88,24 +83,25 @@ class ReplyStream:
 
 
 class VLM:
-    """A loaded LLaVA-family model; build it with :func:`prunesid.load_vlm`."""
+    """A loaded VLM of a supported family; build it with :func:`prunesid.load_vlm`."""
 
-    def __init__(self, model, processor, family, name: str):
+    def __init__(self, model, processor, family: Family, name: str):
         self.model = model
         self.processor = processor
         self.family = family
         self.name = name
         self.device = next(model.parameters()).device
         self.dtype = next(model.parameters()).dtype
-        config = model.config
-        self.vision_tower = model.model.vision_tower
-        self.has_cls = has_cls_token(self.vision_tower)
-        self.feature_layer = config.vision_feature_layer
-        self.image_token_id = config.image_token_id
-        self.context_length = config.text_config.max_position_embeddings
+        self.placeholder_token_id = family.placeholder_token_id
+        self.context_length = model.config.text_config.max_position_embeddings
         self._encoded: OrderedDict[str, EncodedImage] = OrderedDict()
-        self._selections: OrderedDict[tuple, list[Selection]] = OrderedDict()
+        self._compressed: OrderedDict[tuple, list[Compression]] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    # The name LLaVA's config uses; kept for callers that read it.
+    @property
+    def image_token_id(self) -> int:
+        return self.placeholder_token_id
 
     def __repr__(self) -> str:
         return f"VLM({self.name!r}, {type(self.model).__name__}, device={self.device}, dtype={self.dtype})"
@@ -129,30 +125,18 @@ class VLM:
         if cached is not None:
             return cached
         start = time.perf_counter()
-        pixel_inputs = dict(self.processor.image_processor(images=image, return_tensors="pt"))
-        views = self.family.pixel_views(pixel_inputs).to(self.device, self.dtype)
-        out = self.vision_tower(views, output_hidden_states=True, return_dict=True)
-        hidden = out.hidden_states
-        layers = self.feature_layer if isinstance(self.feature_layer, (list, tuple)) else [self.feature_layer]
-        indices = [layer % len(hidden) for layer in layers]
-        selected = torch.cat([hidden[i] for i in indices], dim=-1)
-        cls = selected[:, 0] if self.has_cls else None
-        features = selected[:, 1:] if self.has_cls else selected
-        importance = None
-        encoder_layers = tower_layers(self.vision_tower)
-        if self.has_cls and encoder_layers is not None and indices[-1] >= 1:
-            # The layer whose output is the feature layer; its input is one hidden state earlier.
-            row = cls_attention(encoder_layers[indices[-1] - 1], hidden[indices[-1] - 1])
-            importance = row[:, 1:]
+        pixel_inputs = self.family.preprocess(image)
+        vision = self.family.encode(pixel_inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         encoded = EncodedImage(
             key=key,
             image=image,
-            features=features,
-            cls=cls,
-            importance=importance,
-            grids=self.family.grids(self.processor.image_processor, image, pixel_inputs),
+            features=vision.features,
+            cls=vision.cls,
+            cls_fed=vision.cls_fed,
+            importance=vision.importance,
+            grids=self.family.grids(image, pixel_inputs),
             valid=self.family.valid_patches(pixel_inputs),
             pixel_inputs=pixel_inputs,
             vision_ms=(time.perf_counter() - start) * 1000,
@@ -170,66 +154,60 @@ class VLM:
                 return self._encoded[key]
         return None
 
-    def reserved(self, press: PruneSID) -> int:
-        """Slots of the budget taken by the passed-through CLS token (0 or 1)."""
-        return int(press.keep_cls and self.has_cls and self.family.cls_slot)
+    def vision_tokens(self, images: list[EncodedImage]) -> VisionTokens:
+        """All views of ``images`` as one batch for a press. Views of different lengths (Qwen-VL
+        images of different sizes) are padded, the padding marked not valid."""
+        longest = max(item.features.shape[1] for item in images)
+        features, valid, importance = [], [], []
+        for item in images:
+            views, length, width = item.features.shape
+            pad = longest - length
+            mask = item.valid if item.valid is not None else torch.ones(views, length, dtype=torch.bool)
+            features.append(torch.nn.functional.pad(item.features, (0, 0, 0, pad)))
+            valid.append(torch.nn.functional.pad(mask.to(item.features.device), (0, pad), value=False))
+            if item.importance is not None:
+                importance.append(torch.nn.functional.pad(item.importance, (0, pad)))
+        all_valid = torch.cat(valid)
+        return VisionTokens(
+            features=torch.cat(features),
+            importance=torch.cat(importance) if len(importance) == len(images) else None,
+            valid=None if bool(all_valid.all()) else all_valid,
+            cls_slot=all(item.cls is not None for item in images) and self.family.cls_slot,
+            preset=self.family.preset,
+            grid_shapes=[(grid.rows, grid.cols) for item in images for grid in item.grids],
+        )
 
-    def select(self, encoded: EncodedImage | list[EncodedImage], press: PruneSID) -> list[Selection]:
-        """PruneSID on the cached features of one or more images: one Selection per image,
-        over its views. A dynamic press shares its budget across all views of all images."""
-        if not isinstance(press, PruneSID):
-            raise TypeError(f"press must be a prunesid.PruneSID, got {type(press).__name__}")
+    def compress(self, encoded: EncodedImage | list[EncodedImage], press: Press) -> list[Compression]:
+        """Run ``press`` on the cached features of one or more images, all their views in one
+        batch (so a dynamic press shares its budget across every view of every image).
+        Returns one result per image, covering its views (``prunesid.select`` is the
+        tensor-level call: one batch in, one result out)."""
+        if not isinstance(press, Press):
+            raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
         images = [encoded] if isinstance(encoded, EncodedImage) else list(encoded)
+        if not images:
+            return []
         key = (tuple(item.key for item in images), press)
         with self._cache_lock:
-            if key in self._selections:
-                self._selections.move_to_end(key)
-                return self._selections[key]
-        if all(item.valid is None or bool(item.valid.all()) for item in images):
-            selection = self._select_all(images, press)
-        else:
-            selection = self._select_valid(images, press)
+            if key in self._compressed:
+                self._compressed.move_to_end(key)
+                return self._compressed[key]
+        result = press.compress(self.vision_tokens(images))
         per_image, start = [], 0
         for item in images:
-            per_image.append(selection.take(start, start + item.num_views))
+            part = result.take(start, start + item.num_views)
+            if part.tokens_per_view != item.features.shape[1]:  # drop the batch padding again
+                part = part.first_tokens(item.features.shape[1])
+            per_image.append(part)
             start += item.num_views
         with self._cache_lock:
-            self._selections[key] = per_image
-            while len(self._selections) > 4 * CACHE_SIZE:
-                self._selections.popitem(last=False)
+            self._compressed[key] = per_image
+            while len(self._compressed) > 4 * CACHE_SIZE:
+                self._compressed.popitem(last=False)
         return per_image
 
-    def _select_all(self, images: list[EncodedImage], press: PruneSID) -> Selection:
-        features = torch.cat([item.features for item in images])
-        importance = None
-        if all(item.importance is not None for item in images):
-            importance = torch.cat([item.importance for item in images])
-        return select(features, press.budget, importance=importance, **press.select_kwargs(self.reserved(press)))
-
-    def _select_valid(self, images: list[EncodedImage], press: PruneSID) -> Selection:
-        """Select among each view's valid patches only. Views with the same number of valid
-        patches are selected together; a dynamic press without phi_ref gets the mean phi of
-        all views, so budgets stay comparable across those calls."""
-        features = torch.cat([item.features for item in images])
-        importance = None
-        if all(item.importance is not None for item in images):
-            importance = torch.cat([item.importance for item in images])
-        positions = [index for item in images for index in item.valid_positions()]
-        kwargs = press.select_kwargs(self.reserved(press))
-        if press.dynamic and press.phi_ref is None:
-            phis = [phi for item in images for phi in item.information()]
-            kwargs["phi_ref"] = sum(phis) / len(phis)
-        per_view: list[Selection | None] = [None] * len(positions)
-        counts = sorted({index.numel() for index in positions})
-        for count in counts:
-            views = [v for v, index in enumerate(positions) if index.numel() == count]
-            where = torch.stack([positions[v] for v in views])
-            tokens = torch.stack([features[v, positions[v]] for v in views])
-            scores = None if importance is None else torch.stack([importance[v, positions[v]] for v in views])
-            selection = select(tokens, press.budget, importance=scores, **kwargs).embed(where, features.shape[1])
-            for row, v in enumerate(views):
-                per_view[v] = selection.take(row, row + 1)
-        return Selection.concat(per_view)
+    # The earlier name of compress(); per image, unlike the batch-level prunesid.select().
+    select = compress
 
     def calibrate(self, images) -> float:
         """phi_ref for PruneSID-Dyn: the mean information score phi over ``images``' views."""
@@ -239,36 +217,50 @@ class VLM:
         return sum(phis) / len(phis)
 
     @torch.inference_mode()
-    def visual_features(self, encoded: EncodedImage, selection: Selection | None) -> torch.Tensor:
-        """``[n, H]``: the embeddings the LLM receives for one image (all tokens if no selection)."""
+    def visual_run(self, encoded: EncodedImage, compression: Compression | None) -> VisualRun:
+        """What the LLM receives for one image: all its tokens as the unmodified model feeds
+        them when ``compression`` is None, else the reserved, kept and merged tokens."""
         views = encoded.features
-        if selection is None:
+        if compression is None:
             kept = [torch.arange(views.shape[1], device=views.device) for _ in range(views.shape[0])]
+            merged = [views.new_zeros(0, views.shape[2]) for _ in kept]
+            with_cls = encoded.cls_fed
         else:
-            kept = [index.to(views.device) for index in selection.indices]
-        projector = self.model.model.multi_modal_projector
-        # One projector call for every kept token of every view (the MLP is per token).
-        stacked = projector(torch.cat([view[index] for view, index in zip(views, kept)])[None])[0]
-        projected = list(torch.split(stacked, [index.numel() for index in kept]))
-        cls = None
-        if selection is not None and selection.reserved and encoded.cls is not None:
-            cls = projector(encoded.cls[:1][None])[0]
-        return self.family.layout(self.model, projected, kept, cls, encoded.pixel_inputs)
+            kept = [index.to(views.device) for index in compression.indices]
+            merged = compression.merged or [views.new_zeros(0, views.shape[2]) for _ in kept]
+            with_cls = compression.reserved > 0
+        with_cls = with_cls and encoded.cls is not None
+        # One projector call for every token of every view (the projector is per token).
+        pieces = ([encoded.cls[:1]] if with_cls else []) + [view[index] for view, index in zip(views, kept)]
+        pieces += [m.to(views.device, views.dtype) for m in merged]
+        projected = list(torch.split(self.family.project(torch.cat(pieces)), [len(p) for p in pieces]))
+        cls = projected.pop(0) if with_cls else None
+        kept_projected, merged_projected = projected[: len(kept)], projected[len(kept):]
+        return self.family.layout(kept_projected, kept, merged_projected, cls, encoded.pixel_inputs, encoded.cls_fed)
+
+    def visual_features(self, encoded: EncodedImage, compression: Compression | None) -> torch.Tensor:
+        """``[n, H]``: the embeddings the LLM receives for one image (all tokens if None)."""
+        return self.visual_run(encoded, compression).embeds
+
+    def unmodified_visual_tokens(self, encoded: EncodedImage) -> int:
+        """How many visual tokens the unmodified model feeds the LLM for this image (LLaVA-NeXT:
+        base view, unpadded tiles and their newlines): the reference for every compression ratio."""
+        return int(self.visual_run(encoded, None).embeds.shape[0])
 
     # --- language -----------------------------------------------------------------------
 
-    def chat(self, images, prompt, press: PruneSID | None = None, max_new_tokens: int = 128, do_sample: bool = False, **generate_kwargs) -> Reply:
+    def chat(self, images, prompt, press: Press | None = None, max_new_tokens: int = 128, do_sample: bool = False, **generate_kwargs) -> Reply:
         """Answer ``prompt`` (a string, or a list of chat messages) about ``images``.
 
         ``press=None`` runs the unmodified model (all visual tokens). Returns a :class:`Reply`
-        with the text, each image's Selection, the visual token counts and timings in ms.
+        with the text, each image's compression result, the visual token counts and timings in ms.
         """
         stream = self.stream(images, prompt, press, max_new_tokens, do_sample, **generate_kwargs)
         for _ in stream:
             pass
         return stream.reply
 
-    def stream(self, images, prompt, press: PruneSID | None = None, max_new_tokens: int = 128, do_sample: bool = False, **generate_kwargs) -> ReplyStream:
+    def stream(self, images, prompt, press: Press | None = None, max_new_tokens: int = 128, do_sample: bool = False, **generate_kwargs) -> ReplyStream:
         """Like :meth:`chat`, but yields text pieces while generating (in a worker thread)."""
         prepared = self.prepare(images, prompt, press, max_new_tokens)
         streamer = _TimedTextStreamer(self.processor.tokenizer)
@@ -279,10 +271,9 @@ class VLM:
             do_sample=do_sample,
             streamer=streamer,
             pad_token_id=_pad_token_id(self.processor.tokenizer),
+            **prepared["model_inputs"],
             **generate_kwargs,
         )
-        if prepared["features"]:
-            kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=prepared["features"])}
         failure: list[BaseException] = []
 
         def run() -> None:
@@ -313,10 +304,13 @@ class VLM:
 
         return ReplyStream(pieces)
 
-    def prepare(self, images, prompt, press: PruneSID | None, max_new_tokens: int = 128) -> dict:
-        """Everything ``generate`` needs, with the visual tokens already compressed."""
-        if press is not None and not isinstance(press, PruneSID):
-            raise TypeError(f"press must be a prunesid.PruneSID or None, got {type(press).__name__}")
+    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> dict:
+        """Everything ``generate`` needs, with the visual tokens already compressed:
+        ``input_ids`` (placeholder runs shortened), ``model_inputs`` (the family's extra
+        keyword arguments: the features, positions where the family needs them), plus the
+        per-image results, counts and timings."""
+        if press is not None and not isinstance(press, Press):
+            raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID) or None, got {type(press).__name__}")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
@@ -325,8 +319,9 @@ class VLM:
         encoded = [self.encode(image) for image in image_list]
         vision_ms = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
-        selections = self.select(encoded, press) if (press is not None and encoded) else [None] * len(encoded)
-        features = [self.visual_features(item, sel) for item, sel in zip(encoded, selections)]
+        selections = self.compress(encoded, press) if press is not None else [None] * len(encoded)
+        runs = [self.visual_run(item, sel) for item, sel in zip(encoded, selections)]
+        features = [run.embeds for run in runs]
         select_ms = (time.perf_counter() - start) * 1000
         input_ids = self._input_ids(messages, [f.shape[0] for f in features])
         if input_ids.shape[1] >= self.context_length:
@@ -334,9 +329,12 @@ class VLM:
                 f"the prompt is {input_ids.shape[1]} tokens ({sum(f.shape[0] for f in features)} of them visual) "
                 f"but {self.name} has a context of {self.context_length} tokens; shorten the prompt or lower the budget"
             )
+        input_ids = input_ids.to(self.device)
         return {
-            "input_ids": input_ids.to(self.device),
+            "input_ids": input_ids,
+            "model_inputs": self.family.generation_inputs(input_ids, runs, encoded),
             "features": features,
+            "runs": runs,
             "selections": selections,
             "visual_tokens": [f.shape[0] for f in features],
             "max_new_tokens": min(max_new_tokens, self.context_length - input_ids.shape[1]),
@@ -347,7 +345,7 @@ class VLM:
         """Tokenise the conversation and widen each image's single placeholder to its count."""
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = torch.tensor(self.processor.tokenizer(text)["input_ids"], dtype=torch.long)
-        placeholders = (ids == self.image_token_id).nonzero().flatten()
+        placeholders = (ids == self.placeholder_token_id).nonzero().flatten()
         if placeholders.numel() != len(counts):
             raise ValueError(f"the conversation holds {placeholders.numel()} image placeholders but {len(counts)} images were given")
         repeats = torch.ones_like(ids)

@@ -1,0 +1,95 @@
+"""Presets: the one place where PruneSID's derived defaults live, as policies of (N, T).
+
+A preset turns the user's budget N and an image's number of selectable tokens T into every
+derived setting: the budget actually kept (N_eff), K, lambda, the per-group cap, the
+quantity tau is a multiple of, and the output order. Two are defined (docs/SPEC.md):
+
+- ``"llava"`` (sections 1-5, the reference): N is the total per image, K = N / 4,
+  lambda = N / 32, tau = lambda * rho.
+- ``"qwen2-vl"`` (section 9, the authors' Qwen2-VL variant, selecting among merged tokens):
+  N means "N per 576 tokens", so N_eff = max(round(T N / 576), 16); K = max(N_eff / 4, 4);
+  lambda = max(18 N_eff / T, 1); tau = lambda * (upper-triangle mean of S, diagonal
+  included); positions order when more than 150 tokens are kept; nothing pruned for T <= 16.
+
+Explicit ``groups`` / ``lam`` given to :func:`prunesid.select` override a preset's values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+# PruneSID-Dyn: an image's budget N' = round(N * phi / phi_ref) is clamped to
+# [DYNAMIC_MIN_FRACTION * N, DYNAMIC_MAX_FRACTION * N] (and to what the image can hold).
+DYNAMIC_MIN_FRACTION = 0.5
+DYNAMIC_MAX_FRACTION = 2.0
+
+
+def default_groups(budget: int) -> int:
+    """K = floor(N / 4), the paper's ablation optimum; at least one group."""
+    return max(1, budget // 4)
+
+
+def default_lam(budget: int) -> float:
+    """lambda = N / 32, so that the NMS threshold is tau = lambda * rho."""
+    return budget / 32
+
+
+def group_cap(budget: int) -> int:
+    """The per-group ceiling on kept tokens before top-up: 5 * ceil(N / 64)."""
+    return 5 * math.ceil(budget / 64)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """The reference (LLaVA) policy; subclasses change what differs."""
+
+    name: str = "llava"
+    # What tau is lambda times: "rho" (mean over i < j) or "sim_mean" (i <= j, over T^2).
+    threshold_of: str = "rho"
+    # Reference order becomes position order when more tokens than this are kept (None: never).
+    spatial_above: int | None = None
+
+    def effective_budget(self, budget: int, num_tokens: int) -> int:
+        """Tokens the LLM receives for an image of ``num_tokens`` selectable tokens."""
+        return budget
+
+    def num_groups(self, budget: int, num_tokens: int) -> int:
+        return default_groups(budget)
+
+    def lam(self, budget: int, num_tokens: int) -> float:
+        return default_lam(budget)
+
+    def group_cap(self, budget: int) -> int:
+        return group_cap(budget)
+
+
+@dataclass(frozen=True)
+class Qwen2VLPreset(Preset):
+    """SPEC section 9: the authors' Qwen2-VL variant (``budget`` is per 576 merged tokens)."""
+
+    name: str = "qwen2-vl"
+    threshold_of: str = "sim_mean"
+    spatial_above: int | None = 150
+    reference_tokens: int = 576
+    min_budget: int = 16
+
+    def effective_budget(self, budget: int, num_tokens: int) -> int:
+        if num_tokens <= self.min_budget:
+            return num_tokens  # too few tokens to prune
+        return max(round(num_tokens * budget / self.reference_tokens), self.min_budget)
+
+    def num_groups(self, budget: int, num_tokens: int) -> int:
+        return max(budget // 4, 4)
+
+    def lam(self, budget: int, num_tokens: int) -> float:
+        return max(budget / (num_tokens / 18), 1.0)
+
+
+PRESETS: dict[str, Preset] = {preset.name: preset for preset in (Preset(), Qwen2VLPreset())}
+
+
+def get_preset(name: str) -> Preset:
+    if name not in PRESETS:
+        raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {name!r}")
+    return PRESETS[name]

@@ -1,0 +1,3 @@
+"""Importing this module registers every supported family (one module each)."""
+
+from prunesid.vlm import llava, llava_next  # noqa: F401
