@@ -153,4 +153,14 @@ def _printable_only(model, tokenizer) -> None:
     ]
 
 
-BUILTINS = {"tiny-random": build_tiny_llava, "tiny-random-next": build_tiny_llava_next}
+# Built-in name -> builder returning (model, processor). Other families' modules add theirs
+# with register_builtin (prunesid/vlm/families.py imports them all).
+BUILTINS: dict = {"tiny-random": build_tiny_llava, "tiny-random-next": build_tiny_llava_next}
+
+
+def register_builtin(name: str):
+    def register(builder):
+        BUILTINS[name] = builder
+        return builder
+
+    return register
