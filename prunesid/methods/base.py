@@ -27,6 +27,8 @@ class VisionTokens:
     cls_slot: bool = False  # the tower has a CLS token and the family can pass it through
     preset: str = "llava"  # the family's selection preset (presets.py)
     grid_shapes: list[tuple[int, int]] | None = None  # per view (rows, cols): token i sits at divmod(i, cols)
+    keys: torch.Tensor | None = None  # [B, T, d] the feature layer's attention keys, mean over heads (VisionZip)
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None  # [n, D] -> [n, H]: into the LLM's input space
 
     @property
     def num_views(self) -> int:

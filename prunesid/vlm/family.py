@@ -29,6 +29,7 @@ class VisionOutput:
     cls: torch.Tensor | None  # [V, D] the tower's CLS token at the feature layer, None without one
     importance: torch.Tensor | None  # [V, T] CLS attention summed over heads (None: no CLS)
     cls_fed: bool  # the unmodified model feeds the CLS to the LLM (vision_feature_select_strategy "full")
+    keys: torch.Tensor | None = None  # [V, T, d] the same layer's attention keys, mean over heads (VisionZip)
 
 
 @dataclass

@@ -29,6 +29,12 @@ def cls_attention(layer: torch.nn.Module, layer_input: torch.Tensor) -> torch.Te
     ``layer_input`` is the hidden state entering ``layer`` (``[V, S, D]``); the layer must be
     pre-norm with ``layer_norm1`` and ``self_attn.{q,k}_proj`` as CLIP's is.
     """
+    return cls_attention_and_keys(layer, layer_input)[0]
+
+
+def cls_attention_and_keys(layer: torch.nn.Module, layer_input: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`cls_attention` and, from the same projections, the layer's keys averaged over
+    heads (``[V, S, head_dim]`` float32): the similarity space VisionZip merges in."""
     attention = layer.self_attn
     normed = layer.layer_norm1(layer_input)
     views, length, _ = normed.shape
@@ -38,4 +44,4 @@ def cls_attention(layer: torch.nn.Module, layer_input: torch.Tensor) -> torch.Te
     logits = torch.matmul(query, keys.transpose(2, 3)) * attention.scale
     # Eager attention takes its softmax in float32 and casts back: do the same.
     weights = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
-    return weights[:, :, 0, :].float().sum(dim=1)
+    return weights[:, :, 0, :].float().sum(dim=1), keys.mean(dim=1).float()

@@ -47,6 +47,7 @@ class EncodedImage:
     valid: torch.Tensor | None  # [V, T] bool: selectable tokens (None: all), e.g. not padding
     pixel_inputs: dict  # the image processor's output (pixel_values, image_sizes, ...)
     vision_ms: float
+    keys: torch.Tensor | None = None  # [V, T, d] feature layer's attention keys, mean over heads (VisionZip)
 
     @property
     def num_views(self) -> int:
@@ -140,6 +141,7 @@ class VLM:
             valid=self.family.valid_patches(pixel_inputs),
             pixel_inputs=pixel_inputs,
             vision_ms=(time.perf_counter() - start) * 1000,
+            keys=vision.keys,
         )
         with self._cache_lock:
             self._encoded[key] = encoded
@@ -158,7 +160,7 @@ class VLM:
         """All views of ``images`` as one batch for a press. Views of different lengths (Qwen-VL
         images of different sizes) are padded, the padding marked not valid."""
         longest = max(item.features.shape[1] for item in images)
-        features, valid, importance = [], [], []
+        features, valid, importance, keys = [], [], [], []
         for item in images:
             views, length, width = item.features.shape
             pad = longest - length
@@ -167,10 +169,14 @@ class VLM:
             valid.append(torch.nn.functional.pad(mask.to(item.features.device), (0, pad), value=False))
             if item.importance is not None:
                 importance.append(torch.nn.functional.pad(item.importance, (0, pad)))
+            if item.keys is not None:
+                keys.append(torch.nn.functional.pad(item.keys, (0, 0, 0, pad)))
         all_valid = torch.cat(valid)
         return VisionTokens(
             features=torch.cat(features),
             importance=torch.cat(importance) if len(importance) == len(images) else None,
+            keys=torch.cat(keys) if len(keys) == len(images) else None,
+            project=self.family.project,
             valid=None if bool(all_valid.all()) else all_valid,
             cls_slot=all(item.cls is not None for item in images) and self.family.cls_slot,
             preset=self.family.preset,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from prunesid.vlm.family import VisionOutput
-from prunesid.vlm.importance import cls_attention, has_cls_token, tower_layers
+from prunesid.vlm.importance import cls_attention_and_keys, has_cls_token, tower_layers
 
 STRATEGIES = ("default", "full")
 
@@ -36,9 +36,12 @@ def encode_views(vision_tower, views: torch.Tensor, feature_layer, strategy: str
     selected = torch.cat([hidden[i] for i in indices], dim=-1)
     if not has_cls_token(vision_tower):
         return VisionOutput(features=selected, cls=None, importance=None, cls_fed=False)
-    importance = None
+    importance = keys = None
     encoder_layers = tower_layers(vision_tower)
     if encoder_layers is not None and indices[-1] >= 1:
         # The layer whose output is the feature layer; its input is one hidden state earlier.
-        importance = cls_attention(encoder_layers[indices[-1] - 1], hidden[indices[-1] - 1])[:, 1:]
-    return VisionOutput(features=selected[:, 1:], cls=selected[:, 0], importance=importance, cls_fed=strategy == "full")
+        importance, keys = cls_attention_and_keys(encoder_layers[indices[-1] - 1], hidden[indices[-1] - 1])
+        importance, keys = importance[:, 1:], keys[:, 1:]
+    return VisionOutput(
+        features=selected[:, 1:], cls=selected[:, 0], importance=importance, cls_fed=strategy == "full", keys=keys
+    )
