@@ -1,9 +1,11 @@
 """PruneSID demo: chat with LLaVA through the compressor and see which vision tokens it keeps.
 
-    python app.py [--model llava-hf/llava-1.5-7b-hf] [--port 7860]
+    python app.py [--model llava-hf/llava-1.5-7b-hf] [--port 7860] [--max-new-tokens 96]
 
-The page reads top to bottom: banner, image and controls, the overlays and stats, the chat,
-then the comparisons. The work itself lives in demo/handlers.py.
+The page reads top to bottom: banner, image and controls, the overlays and stats (click a
+patch: why was it kept or dropped?), the chat, then the comparisons. The work itself lives
+in demo/: handlers.py (events), chat.py (the chat's queue), files.py (which files may be
+read), model_choice.py (which model, and why).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import os
 
 import gradio as gr
 
-from demo.handlers import GROUPING_CHOICES, Handlers, example_images, user_errors
-from demo.model_choice import load_with_fallback, requested_model
+from demo.chat import ChatQueue
+from demo.files import MAX_FILE_BYTES
+from demo.handlers import GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, example_images, stats_markdown, user_errors
+from demo.model_choice import choose_model, load_with_fallback
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
     import spaces
@@ -27,10 +31,12 @@ except ImportError:
 
 
 CONCURRENCY_LIMIT = 2  # model calls at once; the queue holds the rest
+QUEUE_SIZE = 64  # requests waiting beyond that are refused ("queue is full")
 CSS = """
 #banner {border-radius: 8px; padding: 4px 12px; background: var(--block-background-fill);}
 .overlay img {object-fit: contain;}
 """
+EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
 
 
 def build(handlers: Handlers, banner: str) -> gr.Blocks:
@@ -39,13 +45,47 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
     chat = on_gpu(user_errors(handlers.chat))
     compare_groupings = on_gpu(user_errors(handlers.compare_groupings))
     compare_answers = on_gpu(user_errors(handlers.compare_answers))
+    explain = on_gpu(user_errors(handlers.explain))
+    explain_click = on_gpu(user_errors(handlers.explain_click))
+    chats = ChatQueue(handlers.queued_answer, validate=handlers.check_question)
+
+    @user_errors
+    def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
+        history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic))
+        return "", history
+
+    @on_gpu
+    def answer(request: gr.Request):
+        answered = False
+        for history, info, stats in chats.answer(request.session_hash):
+            answered = True
+            if stats is None:
+                yield history, "generating...", gr.skip(), gr.skip()
+            else:
+                yield history, info, stats, stats_markdown(stats)
+        if not answered:  # another worker of this session is answering: it takes the question
+            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    def stop_answer(request: gr.Request):
+        chats.stop(request.session_hash)
+
+    @user_errors
+    def retry(image, budget, groups, lam, grouping, dynamic, request: gr.Request):
+        return chats.retry(request.session_hash, image, (budget, groups, lam, grouping, dynamic))
+
+    @user_errors
+    def undo(request: gr.Request):
+        return chats.undo(request.session_hash)
+
+    def new_chat(request: gr.Request):
+        return chats.reset(request.session_hash), ""
 
     with gr.Blocks(title="PruneSID: what the compressor keeps") as page:
         gr.Markdown(
             "# PruneSID — Prune Redundancy, Preserve Essence\n"
             "Training-free compression of a VLM's vision tokens: **PSCA** groups the patches into "
             "concepts, **NMS** inside each concept drops near-duplicates (τ = λ·ρ), and the budget "
-            "is shared between concepts. Upload an image, move the controls, ask a question."
+            "is shared between concepts. Upload an image, move the controls, click a patch, ask a question."
         )
         gr.Markdown(banner, elem_id="banner")
 
@@ -75,14 +115,21 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
                     "by NMS: dimmed red. Hatched: cut away by the processor's center crop (the model never sees "
                     "it). Grey: padding around LLaVA-NeXT tiles.</small>"
                 )
+                explanation = gr.Markdown(EXPLAIN_HINT, elem_id="explain")
+                explanation_json = gr.JSON(label="Why (JSON)", visible=False)
                 stats_table = gr.Markdown(elem_id="stats")
                 stats_json = gr.JSON(label="Stats (JSON)", visible=False)
 
-        gr.Markdown("## Chat with the compressed model")
+        gr.Markdown(
+            "## Chat with the compressed model\n"
+            "<small>Questions sent while an answer is being written wait their turn; Stop ends the answer "
+            "being written.</small>"
+        )
         chatbot = gr.Chatbot(label="Answer", height=300, elem_id="chatbot")
         with gr.Row():
             message = gr.Textbox(placeholder="Ask about the image...", show_label=False, scale=5, elem_id="message")
             send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         reply_info = gr.Markdown(elem_id="reply-info")
 
         with gr.Accordion("Compare", open=False):
@@ -95,42 +142,70 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
                 compressed_answer = gr.Textbox(label="Compressed", interactive=False)
             speedup = gr.Markdown()
 
+        # Endpoints for API clients only (gradio_client): a stateless chat and the patch explanation.
+        with gr.Row(visible=False):
+            api_chat = gr.Button("chat")
+            api_explain = gr.Button("explain")
+            pixel_x = gr.Number(precision=0, label="x")
+            pixel_y = gr.Number(precision=0, label="y")
+
         controls = [image, budget, groups, lam, grouping, dynamic]
         overlays = [groups_view, survivors_view, kept_view, quotas_view, stats_json, stats_table]
-        # preprocess=False: the handlers read the uploaded file themselves (demo/handlers.py).
+        hidden = {"api_visibility": "private"}  # page-only events: not offered to API clients
+        # preprocess=False: the handlers read the uploaded file themselves, through
+        # demo/files.py, which reads only files this app was given.
         raw = {"preprocess": False}
         analyze_button.click(analyze, controls, overlays, api_name="analyze", **raw)
-        image.change(refresh, controls, overlays, api_name=False, **raw)
-        image.change(lambda: ([], ""), None, [chatbot, reply_info], api_name=False)  # a new image starts a new chat
+        image.change(refresh, controls, overlays, **hidden, **raw)
+        image.change(lambda: EXPLAIN_HINT, None, explanation, queue=False, **hidden)
         # Live re-render while a control moves; only the latest value is run when busy.
         for control in (budget, groups, lam, grouping, dynamic):
-            control.change(refresh, controls, overlays, api_name=False, trigger_mode="always_last", show_progress="hidden", **raw)
+            control.change(refresh, controls, overlays, trigger_mode="always_last", show_progress="hidden", **hidden, **raw)
+        for view in (kept_view, groups_view, survivors_view):
+            view.select(explain_click, controls, [explanation, explanation_json], **hidden, **raw)
+        api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **raw)
 
-        chat_inputs = [message, chatbot] + controls
+        # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
         chat_outputs = [chatbot, reply_info, stats_json, stats_table]
-        send.click(chat, chat_inputs, chat_outputs, api_name="chat", **raw).then(lambda: "", None, message, api_name=False)
-        message.submit(chat, chat_inputs, chat_outputs, api_name=False, **raw).then(lambda: "", None, message, api_name=False)
+        answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden}
+        sent = gr.on(
+            [send.click, message.submit], send_message, [message] + controls, [message, chatbot],
+            queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
+        )
+        sent.success(answer, None, chat_outputs, **answering)
+        stop.click(stop_answer, None, None, queue=False, **hidden)
+        chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, chat_outputs, **answering)
+        chatbot.undo(undo, None, [chatbot, message], queue=False, **hidden)
+        chatbot.clear(new_chat, None, [chatbot, reply_info], queue=False, **hidden)
+        image.change(new_chat, None, [chatbot, reply_info], queue=False, **hidden)  # a new image starts a new chat
+        api_chat.click(chat, [message, chatbot] + controls, chat_outputs, api_name="chat", **raw)
 
         compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **raw)
         answers_button.click(
             compare_answers, [question, image, budget, groups, lam, grouping, dynamic],
             [full_answer, compressed_answer, speedup], api_name="compare_answers", **raw,
         )
-    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=64)
+    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return page
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model id or built-in (default: $PRUNESID_MODEL, else llava-1.5-7b on GPU, tiny-random on CPU)")
+    parser.add_argument("--model", default=None, help="model id or built-in (default: $PRUNESID_MODEL, else chosen by hardware and network: see README)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--max-new-tokens", type=int, default=96, help=f"tokens per answer, at most {MAX_NEW_TOKENS_LIMIT}")
     args = parser.parse_args(argv)
+    if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+        parser.error(f"--max-new-tokens must be in [1, {MAX_NEW_TOKENS_LIMIT}], got {args.max_new_tokens}")
 
-    vlm, banner = load_with_fallback(requested_model(args.model))
-    handlers = Handlers(vlm, phi_ref=vlm.calibrate(example_images()))
+    vlm, banner = load_with_fallback(choose_model(args.model))
+    handlers = Handlers(vlm, phi_ref=vlm.calibrate(example_images()), max_new_tokens=args.max_new_tokens)
     page = build(handlers, banner)
-    page.launch(server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True)
+    page.launch(
+        server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
+        max_file_size=MAX_FILE_BYTES,
+    )
 
 
 if __name__ == "__main__":

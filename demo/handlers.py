@@ -1,29 +1,32 @@
 """The app's event handlers: plain functions of the control values.
 
 Every handler turns bad input into ``gr.Error`` with the library's own message, so a user
-sees what was wrong and the server keeps serving everybody else.
+sees what was wrong and the server keeps serving everybody else. Every handler reads its
+image through :func:`demo.files.read_image_bytes`: only files the app was given.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import math
+import threading
 import time
-from pathlib import Path
+from collections import OrderedDict
 from typing import Iterator
 
 import gradio as gr
 
 import viz
+from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
 from prunesid import PruneSID
 from prunesid.vlm import VLM
+from viz.explain import explain_patch, locate
 
 GROUPING_CHOICES = ["psca", "kmeans", "random"]
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
-
-
-def example_images() -> list[str]:
-    return sorted(str(path) for path in ASSETS.iterdir() if path.suffix.lower() in (".png", ".jpg", ".jpeg"))
+MAX_NEW_TOKENS_LIMIT = 512  # whatever the command line says: one answer cannot hold a worker for long
+# The controls as the page labels them, for error messages.
+CONTROL_NAMES = {"budget": "N (budget)", "groups": "K (groups)", "lam": "λ (lam)"}
 
 
 def user_errors(function):
@@ -53,11 +56,14 @@ def user_errors(function):
 class Handlers:
     """Binds the handlers to one loaded model and its calibrated phi_ref."""
 
-    max_new_tokens = 96  # per answer: enough for a demo, bounded for a shared GPU
-
-    def __init__(self, vlm: VLM, phi_ref: float | None = None):
+    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96):
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
+            raise ValueError(f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}], got {max_new_tokens!r}")
         self.vlm = vlm
         self.phi_ref = phi_ref
+        self.max_new_tokens = max_new_tokens  # per answer: enough for a demo, bounded for a shared server
+        self._uncompressed: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
 
@@ -67,7 +73,7 @@ class Handlers:
         groups = _whole(groups, "groups")
         if grouping not in GROUPING_CHOICES:
             raise ValueError(f"grouping must be one of {GROUPING_CHOICES}, got {grouping!r}")
-        lam = float(lam) if lam not in (None, "") else 0.0
+        lam = 0.0 if lam in (None, "") else _finite(lam, "lam")
         if not lam >= 0:
             raise ValueError(f"lam must be >= 0 (0 = auto: budget / 32), got {lam!r}")
         return PruneSID(
@@ -79,8 +85,9 @@ class Handlers:
             phi_ref=self.phi_ref if dynamic else None,
         )
 
-    def _encode(self, image):
-        return self.vlm.encode(image_path(image))
+    def encode(self, image):
+        """The cached encoding of the image an event names (only files the app was given)."""
+        return self.vlm.encode(read_image_bytes(image))
 
     # --- analyze: the overlays ------------------------------------------------------------
 
@@ -88,7 +95,7 @@ class Handlers:
         """Overlays (groups, survivors, kept), the per-group budget chart of the first view
         and the stats of one image's selection."""
         press = self.press(budget, groups, lam, grouping, dynamic)
-        encoded = self._encode(image)
+        encoded = self.encode(image)
         start = time.perf_counter()
         selection = self.vlm.select(encoded, press)[0]
         select_ms = (time.perf_counter() - start) * 1000
@@ -104,9 +111,25 @@ class Handlers:
             return None, None, None, None, None, ""
         return self.analyze(image, budget, groups, lam, grouping, dynamic)
 
+    def uncompressed_tokens(self, encoded) -> int:
+        """Visual tokens the unmodified model feeds its LLM for this image (with LLaVA-NeXT's
+        newline tokens), computed once per image."""
+        with self._lock:
+            if encoded.key in self._uncompressed:
+                return self._uncompressed[encoded.key]
+        count = len(self.vlm.visual_features(encoded, None))
+        with self._lock:
+            self._uncompressed[encoded.key] = count
+            while len(self._uncompressed) > 256:
+                self._uncompressed.popitem(last=False)
+        return count
+
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
-        visual_tokens = int(self.vlm.visual_features(encoded, selection).shape[0])
+        visual_tokens = len(self.vlm.visual_features(encoded, selection))
+        uncompressed = self.uncompressed_tokens(encoded)
         per_view = viz.selection_stats(selection, timings)
+        # One definition of compression in the demo (below); not the per-view table's own.
+        per_view.pop("compression", None)
         first = selection.to_dict(0)
         kept = sum(int(index.numel()) for index in selection.indices)
         return {
@@ -129,7 +152,9 @@ class Handlers:
             "survivors": first["survivors"],
             "reserved": selection.reserved,
             "visual_tokens": visual_tokens,
-            "compression": round(encoded.num_tokens / max(visual_tokens, 1), 2),
+            "visual_tokens_uncompressed": uncompressed,
+            # What the unmodified model feeds the LLM over what the compressed one feeds.
+            "compression": round(uncompressed / max(visual_tokens, 1), 2),
             "grouping": press.grouping,
             "timings_ms": {name: round(value, 1) for name, value in timings.items()},
             "per_view": per_view,
@@ -137,45 +162,92 @@ class Handlers:
 
     def compare_groupings(self, image, budget, groups, lam, dynamic):
         """The three groupings side by side on the same image and budget."""
-        encoded = self._encode(image)
+        encoded = self.encode(image)
         selections = {
             name: self.vlm.select(encoded, self.press(budget, groups, lam, name, dynamic))[0] for name in GROUPING_CHOICES
         }
         return viz.compare(encoded.image, selections, encoded.grids, layer="kept")
 
+    # --- why was this patch dropped? ---------------------------------------------------------
+
+    def explain(self, image, budget, groups, lam, grouping, dynamic, x, y) -> tuple[str, dict | None]:
+        """Why the patch under pixel (x, y) of an overlay (groups, survivors or kept: they
+        share one layout) was kept or dropped: markdown and the numbers as a dict."""
+        if image is None:
+            return "", None
+        x, y = _whole(x, "x"), _whole(y, "y")
+        press = self.press(budget, groups, lam, grouping, dynamic)
+        encoded = self.encode(image)
+        selection = self.vlm.select(encoded, press)[0]
+        where = locate(encoded.image, encoded.grids, x, y)
+        if where.patch is None:
+            return where.markdown(), where.to_dict()
+        explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
+        return explanation.markdown(), explanation.to_dict()
+
+    def explain_click(self, image, budget, groups, lam, grouping, dynamic, evt: gr.SelectData):
+        """The overlay's select event: ``evt.index`` is the clicked pixel (x, y)."""
+        index = getattr(evt, "index", None)
+        if not isinstance(index, (list, tuple)) or len(index) != 2:
+            raise ValueError(f"the click carried no pixel position, got {index!r}")
+        return self.explain(image, budget, groups, lam, grouping, dynamic, index[0], index[1])
+
     # --- chat ----------------------------------------------------------------------------
 
     def chat(self, message, history, image, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
         """Stream the compressed model's answer into the chat history; when it is done,
-        refresh the stats with the measured prefill."""
+        refresh the stats with the measured prefill. Stateless: the API's chat."""
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the message is empty: type a question about the image")
-        press = self.press(budget, groups, lam, grouping, dynamic)
-        encoded = self._encode(image)
         history = list(history or [])
-        conversation = _conversation(history, message)
-        stream = self.vlm.stream(image_path(image), conversation, press=press, max_new_tokens=self.max_new_tokens)
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        for answer, done in self.answer_stream(_conversation(history[:-2], message), image, (budget, groups, lam, grouping, dynamic)):
+            if done is None:
+                history[-1] = {"role": "assistant", "content": answer}
+                yield history, "generating...", gr.skip(), gr.skip()
+            else:
+                info, stats = done
+                history[-1] = {"role": "assistant", "content": answer}
+                yield history, info, stats, stats_markdown(stats)
+
+    def answer_stream(self, conversation: list[dict], image, controls: tuple, stop: threading.Event | None = None):
+        """Yields ``(answer so far, None)`` while generating, then ``(answer, (info, stats))``.
+        ``stop``, when set, ends the answer early (what is generated so far is kept)."""
+        press = self.press(*controls)
+        data = read_image_bytes(image)
+        encoded = self.vlm.encode(data)
+        kwargs = {}
+        if stop is not None:
+            kwargs["stopping_criteria"] = _stopping_criteria(stop)
+        stream = self.vlm.stream(data, conversation, press=press, max_new_tokens=self.max_new_tokens, **kwargs)
         answer = ""
         for piece in stream:
             answer += piece
-            history[-1] = {"role": "assistant", "content": answer}
-            yield history, "generating...", gr.skip(), gr.skip()
+            yield answer, None
         reply = stream.reply
-        history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
+        text = reply.text or ("" if stop is not None and stop.is_set() else "(empty answer)")
         timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
         stats = self.stats(encoded, reply.selections[0], press, timings)
-        yield history, reply_markdown(reply), stats, stats_markdown(stats)
+        yield text, (reply_markdown(reply), stats)
+
+    def queued_answer(self, history: list, message: str, image, controls: tuple, stop: threading.Event):
+        """One queued question of the page's chat (demo/chat.py): as :meth:`answer_stream`."""
+        return self.answer_stream(_conversation(history, message), image, controls, stop)
+
+    def check_question(self, image, controls: tuple) -> None:
+        """What can be checked at once when a question is sent: the controls and the file."""
+        self.press(*controls)
+        allowed_path(requested_path(image))
 
     def compare_answers(self, message, image, budget, groups, lam, grouping, dynamic):
         """All visual tokens vs the compressed ones: both answers and the measured prefill speedup."""
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the question is empty: type a question about the image")
         press = self.press(budget, groups, lam, grouping, dynamic)
-        path = image_path(image)
-        self._encode(path)
-        full = self.vlm.chat(path, message, press=None, max_new_tokens=self.max_new_tokens)
-        compressed = self.vlm.chat(path, message, press=press, max_new_tokens=self.max_new_tokens)
+        data = read_image_bytes(image)
+        self.vlm.encode(data)
+        full = self.vlm.chat(data, message, press=None, max_new_tokens=self.max_new_tokens)
+        compressed = self.vlm.chat(data, message, press=press, max_new_tokens=self.max_new_tokens)
         speedup = full.timings["prefill_ms"] / max(compressed.timings["prefill_ms"], 1e-6)
         summary = (
             f"Prefill with **{full.visual_tokens[0]}** visual tokens: {full.timings['prefill_ms']:.0f} ms; "
@@ -185,21 +257,36 @@ class Handlers:
         return full.text, compressed.text, summary
 
 
-def image_path(image) -> str:
-    """The uploaded file's path. Events run with ``preprocess=False`` so that the library,
-    not Gradio's PIL preprocessing, judges the file and words the error."""
-    if image is None:
-        raise ValueError("no image: upload one or pick an example")
-    path = image.get("path") if isinstance(image, dict) else image
-    if not isinstance(path, str) or not path:
-        raise ValueError(f"the image input is not a file upload: {image!r}")
-    return path
+def _stopping_criteria(stop: threading.Event):
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopWhenAsked(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopWhenAsked()])
+
+
+def _finite(value, name: str) -> float:
+    """A control's value as a finite float, or a ValueError naming the control."""
+    label = CONTROL_NAMES.get(name, name)
+    if value is None or isinstance(value, bool):
+        raise ValueError(f"{name} must be a number ({label}), got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number ({label}), got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be a finite number ({label}), got {value!r}")
+    return number
 
 
 def _whole(value, name: str) -> int:
-    if value is None or isinstance(value, bool) or float(value) != int(float(value)):
-        raise ValueError(f"{name} must be a whole number, got {value!r}")
-    return int(float(value))
+    number = _finite(value, name)
+    if number != int(number):
+        raise ValueError(f"{name} must be a whole number ({CONTROL_NAMES.get(name, name)}), got {value!r}")
+    return int(number)
 
 
 def _text_of(content) -> str:
@@ -247,7 +334,10 @@ def stats_markdown(stats: dict) -> str:
         ("NMS survivors", f"{stats['survivors']}"),
         ("Kept patches", f"{stats['kept']}" + (" + CLS" if stats["reserved"] else "")),
         ("Kept per group", ", ".join(map(str, stats["kept_per_group"]))),
-        ("Visual tokens to the LLM", f"{stats['visual_tokens']} (compression {stats['compression']}x)"),
+        (
+            "Visual tokens to the LLM",
+            f"{stats['visual_tokens']} of {stats['visual_tokens_uncompressed']} (compression {stats['compression']}x)",
+        ),
         ("Timings", timings),
     ]
     lines = ["| Quantity | Value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import math
+import shutil
+import tempfile
+
 import gradio as gr
 import pytest
 
+import demo.model_choice as model_choice
+from demo.files import upload_folder
 from demo.handlers import Handlers, _conversation, user_errors
-from demo.model_choice import load_with_fallback, requested_model
+from demo.model_choice import choose_model, load_with_fallback
 from tests.conftest import scene
 
 
+def uploaded(image, name: str = "scene.png") -> str:
+    """Save ``image`` where Gradio puts uploads: the only place the handlers read from."""
+    import os
+
+    os.makedirs(upload_folder(), exist_ok=True)
+    path = os.path.join(tempfile.mkdtemp(dir=upload_folder(), prefix="test-"), name)
+    image.save(path)
+    return path
+
+
 @pytest.fixture(scope="module")
-def picture_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("handlers") / "scene.png"
-    scene(640, 480, seed=3).save(path)
-    return str(path)
+def picture_path():
+    path = uploaded(scene(640, 480, seed=3))
+    yield path
+    shutil.rmtree(path.rsplit("/", 1)[0], ignore_errors=True)
 
 
 def test_next_tiles_are_analyzed_per_view(tiny_next_vlm, picture_path):
@@ -82,11 +98,13 @@ def test_unloadable_models_fall_back_to_the_offline_model_with_a_banner(tmp_path
 
 
 def test_model_choice_order(monkeypatch):
+    monkeypatch.setattr(model_choice, "gpu_available", lambda: False)
+    monkeypatch.setattr(model_choice, "offline_reason", lambda *args: "simulated: no network")
     monkeypatch.setenv("PRUNESID_MODEL", "tiny-random-next")
-    assert requested_model("tiny-random") == "tiny-random"
-    assert requested_model(None) == "tiny-random-next"
+    assert choose_model("tiny-random").name == "tiny-random"
+    assert choose_model(None).name == "tiny-random-next"
     monkeypatch.delenv("PRUNESID_MODEL")
-    assert requested_model(None) == "tiny-random"  # no GPU on the test machines
+    assert choose_model(None).name == "tiny-random"  # no GPU and no Hub: the offline model
 
 
 def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch, tiny_vlm):
@@ -104,4 +122,28 @@ def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch,
         app.build(Handlers(tiny_vlm), "banner")
     finally:
         sys.modules.pop("app", None)
-    assert sorted(decorated) == ["analyze", "chat", "compare_answers", "compare_groupings", "refresh"]
+    assert sorted(decorated) == ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "explain_click", "refresh"]
+
+
+@pytest.mark.parametrize("control", ["budget", "groups", "lam"])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan, "inf", "nan", 1e400])
+def test_a_non_finite_control_value_names_the_control(tiny_vlm, picture_path, control, value):
+    settings = {"budget": 64, "groups": 0, "lam": 0}
+    settings[control] = value
+    analyze = user_errors(Handlers(tiny_vlm).analyze)
+    with pytest.raises(gr.Error, match=f"{control} must be a finite number"):
+        analyze(picture_path, settings["budget"], settings["groups"], settings["lam"], "psca", False)
+
+
+@pytest.mark.parametrize("model", ["tiny-random", "tiny-random-next"])
+def test_compression_is_against_what_the_unmodified_model_feeds(request, picture_path, model):
+    vlm = request.getfixturevalue("tiny_vlm" if model == "tiny-random" else "tiny_next_vlm")
+    *_, stats, table = Handlers(vlm).analyze(picture_path, 32, 0, 0, "psca", False)
+    encoded = vlm.encode(open(picture_path, "rb").read())
+    uncompressed = len(vlm.visual_features(encoded, None))
+    assert stats["visual_tokens_uncompressed"] == uncompressed
+    assert stats["compression"] == round(uncompressed / stats["visual_tokens"], 2)
+    assert "compression" not in stats["per_view"]  # one definition only
+    assert f"{stats['visual_tokens']} of {uncompressed} (compression {stats['compression']}x)" in table
+    if model == "tiny-random-next":  # the unmodified NeXT run carries its newline tokens
+        assert uncompressed != encoded.num_tokens

@@ -28,6 +28,12 @@ class Canvas:
     on_image: np.ndarray  # [H, W] bool: pixel lies on the original image
     edges: np.ndarray  # [H, W] bool: pixel sits on a patch border
 
+    def patch_at(self, x: int, y: int) -> tuple[int, int] | None:
+        """``(view, patch)`` drawn at pixel (x, y) of this canvas, None off every grid."""
+        if not (0 <= y < self.view.shape[0] and 0 <= x < self.view.shape[1]) or self.view[y, x] < 0:
+            return None
+        return int(self.view[y, x]), int(self.patch[y, x])
+
     def gather(self, per_patch: np.ndarray, default) -> np.ndarray:
         """Per-pixel values from a ``[V, T, ...]`` per-patch table (``default`` off-grid)."""
         inside = self.view >= 0

@@ -1,0 +1,177 @@
+"""The launched app reads only files it was given, whatever a raw request says.
+
+Plain HTTP (urllib / httpx), no gradio_client: gradio_client uploads local files itself and
+would hide what a hand-made request can do. Every event of the page that takes the image is
+called, the page-only ones too (the browser reaches them by index, so anybody can), with
+payloads that name server files in every form a request can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from demo.files import MAX_FILE_BYTES, REFUSED
+from tests.conftest import scene
+
+GRADIO_REFUSAL = "not uploaded by a user"  # Gradio's own check of FileData payloads (with meta)
+META = {"_type": "gradio.FileData"}
+
+
+def _upload_folder() -> Path:
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio").resolve()
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def _sse(url: str, until) -> dict:
+    with urllib.request.urlopen(url, timeout=120) as response:
+        for raw in response:
+            line = raw.decode().strip()
+            if line.startswith("data:"):
+                message = json.loads(line[5:]) if line[5:].strip() not in ("", "null") else None
+                if until(message):
+                    return message
+    raise AssertionError(f"the stream of {url} ended without a result")
+
+
+@pytest.fixture(scope="module")
+def config(app_url):
+    with urllib.request.urlopen(app_url + "config", timeout=30) as response:
+        return json.loads(response.read())
+
+
+@pytest.fixture(scope="module")
+def file_events(config):
+    """Every event of the page with the image among its inputs."""
+    types = {component["id"]: component["type"] for component in config["components"]}
+    events = [dep for dep in config["dependencies"] if any(types[i] == "image" for i in dep["inputs"])]
+    names = {dep.get("api_name") for dep in events}
+    # The public endpoints and the page's own events must all be in the sweep.
+    assert {"analyze", "chat", "compare_groupings", "compare_answers", "explain", "refresh", "send_message", "retry"} <= names, names
+    return [(dep, [types[i] for i in dep["inputs"]]) for dep in events]
+
+
+def _arguments(kinds: list[str], image) -> list:
+    values = {"slider": 64, "radio": "psca", "checkbox": False, "textbox": "What is in the picture?", "chatbot": [], "number": 20}
+    return [image if kind == "image" else values[kind] for kind in kinds]
+
+
+def _call(app_url: str, dependency: dict, kinds: list[str], image) -> dict:
+    """Run one event as the page would (by index) and return Gradio's final message:
+    ``{"success": bool, "output": ...}``."""
+    body = {
+        "data": _arguments(kinds, image),
+        "fn_index": dependency["id"],
+        "session_hash": uuid.uuid4().hex,
+        "event_data": {"index": [40, 40], "value": None, "selected": True},
+    }
+    if not dependency.get("queue", True):
+        status, payload = _post(app_url + "gradio_api/run/predict", body)
+        return {"success": status == 200, "output": payload}
+    status, joined = _post(app_url + "gradio_api/queue/join", body)
+    assert status == 200, joined
+    return _sse(
+        app_url + f"gradio_api/queue/data?session_hash={body['session_hash']}",
+        lambda message: message and message.get("msg") == "process_completed",
+    )
+
+
+def _error_text(result: dict) -> str:
+    output = result.get("output") or {}
+    return str(output.get("error", "")) if isinstance(output, dict) else ""
+
+
+def _mentions_a_file(output) -> bool:
+    return "gradio_api/file=" in json.dumps(output) or '"path"' in json.dumps(output)
+
+
+@pytest.fixture(scope="module")
+def outside(tmp_path_factory) -> Path:
+    """A perfectly good image the server could read, outside the upload folder."""
+    path = tmp_path_factory.mktemp("server-files") / "secret.png"
+    scene(320, 240, seed=11).save(path)
+    assert not str(path.resolve()).startswith(str(_upload_folder()))
+    return path
+
+
+def _payloads(outside: Path) -> dict[str, object]:
+    folder = _upload_folder()
+    folder.mkdir(parents=True, exist_ok=True)
+    link_dir = Path(tempfile.mkdtemp(dir=folder))
+    link = link_dir / "innocent.png"
+    link.symlink_to(outside)
+    climbing = str(folder / ".." / os.path.relpath(outside, folder.parent))
+    return {
+        "path without meta": {"path": str(outside)},
+        "path with meta": {"path": str(outside), "meta": META},
+        "bare string": str(outside),
+        "relative path": {"path": "assets/street.png"},
+        "relative path with meta": {"path": "assets/street.png", "meta": META},
+        "dot-dot out of the upload folder": {"path": climbing},
+        "dot-dot with meta": {"path": climbing, "meta": META},
+        "symlink in the upload folder": {"path": str(link)},
+        "symlink with meta": {"path": str(link), "meta": META},
+        "the upload folder itself": {"path": str(folder)},
+        "url only": {"url": "http://127.0.0.1:1/secret.png", "meta": META},
+    }
+
+
+def test_every_file_event_refuses_server_paths(app_url, file_events, outside):
+    payloads = _payloads(outside)
+    for dependency, kinds in file_events:
+        for name, image in payloads.items():
+            result = _call(app_url, dependency, kinds, image)
+            label = f"{dependency.get('api_name')} with {name}"
+            assert result.get("success") is False, f"{label}: served {str(result)[:300]}"
+            error = _error_text(result)
+            assert REFUSED in error or GRADIO_REFUSAL in error or "valid dictionary" in error, f"{label}: {error!r}"
+            assert not _mentions_a_file(result.get("output")), f"{label}: {str(result)[:300]}"
+
+
+def test_the_refusal_does_not_say_whether_a_file_exists(app_url, file_events, outside):
+    analyze = next((dep, kinds) for dep, kinds in file_events if dep.get("api_name") == "analyze")
+    missing = outside.with_name("no-such-file.png")
+    errors = {_error_text(_call(app_url, *analyze, {"path": str(path)})) for path in (outside, missing, outside.parent)}
+    assert errors == {REFUSED}
+
+
+def _upload(app_url: str, path: Path) -> str:
+    response = httpx.post(app_url + "gradio_api/upload", files={"files": (path.name, path.open("rb"), "image/png")}, timeout=120)
+    assert response.status_code == 200, response.text
+    return response.json()[0]
+
+
+def test_an_uploaded_file_is_served_with_or_without_meta(app_url, file_events, outside):
+    uploaded = _upload(app_url, outside)
+    analyze = next((dep, kinds) for dep, kinds in file_events if dep.get("api_name") == "analyze")
+    for image in ({"path": uploaded, "meta": META}, {"path": uploaded}):
+        result = _call(app_url, *analyze, image)
+        assert result.get("success") is True, str(result)[:400]
+        stats = result["output"]["data"][4]
+        assert stats["kept"] == 63
+
+
+def test_an_upload_over_the_size_limit_is_refused(app_url, tmp_path):
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:  # sparse: costs no disk
+        handle.truncate(MAX_FILE_BYTES + 1)
+    with big.open("rb") as handle:
+        response = httpx.post(app_url + "gradio_api/upload", files={"files": ("big.png", handle, "image/png")}, timeout=120)
+    assert response.status_code == 413, response.text[:200]
+    assert "maximum allowed size" in response.text

@@ -1,0 +1,227 @@
+"""Why was this patch kept or dropped? Pure functions of a Selection and the tokens it chose from.
+
+PruneSID drops a patch for one of a few reasons, each readable from a
+:class:`prunesid.Selection` plus the patch tokens of the view:
+
+- the NMS suppressed it: an earlier survivor of its group (earlier = more important) has a
+  cosine similarity with it above tau; the first such survivor the greedy NMS took is the
+  one that discarded it;
+- it survived the NMS but its group's quota was full: the group keeps its first k of c
+  survivors, in the order taken, and this one came later;
+- its importance is 0: the NMS never takes such a patch;
+- it took no part (LLaVA-NeXT letterbox padding: group -1).
+
+:func:`locate` maps a pixel of an overlay drawn by :mod:`viz.overlay` (groups, survivors or
+kept: one layout) back to the view and patch under it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from prunesid.geometry import PatchGrid
+from prunesid.selection import Selection
+from viz.overlay import CAPTION_HEIGHT, GAP, canvases
+
+
+@dataclass
+class Location:
+    """What lies under one pixel of an overlay."""
+
+    x: int
+    y: int
+    view: int | None = None
+    patch: int | None = None
+    where: str = "patch"  # "patch", "cropped" (on the image, in no view), "outside" (caption, gap, beyond)
+
+    def markdown(self) -> str:
+        if self.where == "cropped":
+            return (
+                f"Pixel ({self.x}, {self.y}) lies on the part of the image the processor's center crop cut "
+                "away: the model never sees it, so no patch there takes part."
+            )
+        if self.where == "outside":
+            return f"Pixel ({self.x}, {self.y}) is not on a patch: click inside the image."
+        return f"Pixel ({self.x}, {self.y}): view {self.view}, patch {self.patch}."
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def locate(image: Image.Image, grids: list[PatchGrid], x: int, y: int) -> Location:
+    """The view and patch drawn at pixel (x, y) of an overlay of ``image`` (as drawn by
+    :func:`viz.render_all`: one panel, or base view and tiles side by side under captions)."""
+    panels = canvases(image, grids)
+    if len(panels) == 1 and not panels[0][0]:
+        placed = [(0, 0, panels[0][1])]
+    else:
+        placed, left = [], 0
+        for _, canvas in panels:
+            placed.append((left, CAPTION_HEIGHT, canvas))
+            left += canvas.view.shape[1] + GAP
+    for left, top, canvas in placed:
+        height, width = canvas.view.shape
+        if left <= x < left + width and top <= y < top + height:
+            hit = canvas.patch_at(x - left, y - top)
+            if hit is not None:
+                return Location(x, y, view=hit[0], patch=hit[1])
+            where = "cropped" if canvas.on_image[y - top, x - left] else "outside"
+            return Location(x, y, where=where)
+    return Location(x, y, where="outside")
+
+
+def overlay_size(image: Image.Image, grids: list[PatchGrid]) -> tuple[int, int]:
+    """(width, height) of the overlays :func:`locate` reads, to check a click's frame."""
+    panels = canvases(image, grids)
+    if len(panels) == 1 and not panels[0][0]:
+        height, width = panels[0][1].view.shape
+        return width, height
+    width = sum(canvas.view.shape[1] for _, canvas in panels) + GAP * (len(panels) - 1)
+    return width, max(canvas.view.shape[0] for _, canvas in panels) + CAPTION_HEIGHT
+
+
+@dataclass
+class Explanation:
+    """The decision about one patch and the numbers behind it (indices are patch indices
+    of the view; ranks are 1-based)."""
+
+    view: int
+    view_label: str
+    patch: int
+    row: int
+    col: int
+    status: str  # "kept", "suppressed", "quota_full", "zero_importance", "excluded"
+    group: int | None = None
+    num_groups: int | None = None
+    group_size: int | None = None
+    importance: float | None = None
+    importance_rank: int | None = None  # within the group, by importance (ties: lower index first)
+    survivor_rank: int | None = None  # order taken by the NMS within the group, survivors only
+    group_survivors: int | None = None
+    group_quota: int | None = None  # patches the group keeps
+    suppressor: int | None = None
+    suppressor_row: int | None = None
+    suppressor_col: int | None = None
+    similarity: float | None = None
+    tau: float | None = None
+    keep_all: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def markdown(self) -> str:
+        head = f"**Patch {self.patch}** (row {self.row}, column {self.col}, {self.view_label})"
+        if self.status == "excluded":
+            return f"{head}: **took no part**. It lies on the padding around the image in this view, so it was never a candidate."
+        group = (
+            f"Group {self.group} of {self.num_groups} ({self.group_size} patches); importance {self.importance:.4g}, "
+            f"rank {self.importance_rank} of {self.group_size} in its group."
+        )
+        if self.status == "kept":
+            if self.keep_all:
+                why = "The budget covers every patch of the view, so all are kept."
+            else:
+                why = (
+                    f"Survivor #{self.survivor_rank} of {self.group_survivors} NMS survivors in its group, within the "
+                    f"group's quota ({self.group_quota} of {self.group_survivors} survivors kept)."
+                )
+            return f"{head}: **kept**.\n\n- {group}\n- {why}"
+        if self.status == "suppressed":
+            relation = ">" if self.similarity > self.tau else "≈ (within float rounding of)"
+            why = (
+                f"Suppressed by patch {self.suppressor} (row {self.suppressor_row}, column {self.suppressor_col}), a more "
+                f"important survivor of the same group: cosine similarity {self.similarity:.4f} {relation} τ = {self.tau:.4f}."
+            )
+            return f"{head}: **dropped by NMS**.\n\n- {group}\n- {why}"
+        if self.status == "quota_full":
+            why = (
+                f"It survived the NMS (survivor #{self.survivor_rank} of {self.group_survivors}), but its group's quota was "
+                f"full ({self.group_quota} of {self.group_survivors} survivors kept)."
+            )
+            return f"{head}: **dropped: quota full**.\n\n- {group}\n- {why}"
+        why = "Its importance is 0: the NMS never takes such a patch, and nothing needed to suppress it."
+        return f"{head}: **dropped: zero importance**.\n\n- {group}\n- {why}"
+
+
+def explain_patch(selection: Selection, features: torch.Tensor, view: int, patch: int, grids: list[PatchGrid] | None = None) -> Explanation:
+    """Why ``patch`` of ``view`` was kept or dropped.
+
+    ``features``: the patch tokens the selection chose from, ``[V, T, D]`` (or ``[T, D]``
+    for the one view asked about), in the selection's index space.
+    """
+    if not 0 <= view < selection.num_images:
+        raise ValueError(f"view must be in [0, {selection.num_images - 1}], got {view}")
+    num_tokens = selection.num_tokens
+    if not 0 <= patch < num_tokens:
+        raise ValueError(f"patch must be in [0, {num_tokens - 1}], got {patch}")
+    tokens = features[view] if features.dim() == 3 else features
+    if tuple(tokens.shape[:1]) != (num_tokens,):
+        raise ValueError(f"features hold {tokens.shape[0]} tokens for this view but the selection has {num_tokens}")
+    grid = grids[view] if grids is not None else None
+    cols = grid.cols if grid is not None else int(round(num_tokens ** 0.5))
+    label = grid.label if grid is not None else f"view {view}"
+    row, col = divmod(patch, cols)
+    base = dict(view=view, view_label=_view_label(label, view), patch=patch, row=row, col=col)
+
+    groups = selection.groups[view].cpu()
+    group = int(groups[patch])
+    if group < 0:
+        return Explanation(**base, status="excluded")
+    scores = selection.scores[view].cpu().float()
+    survivors = selection.survivors[view].cpu()
+    survivor_rank = selection.survivor_rank[view].cpu()
+    members = (groups == group).nonzero().flatten()
+    score = float(scores[patch])
+    earlier = (scores[members] > score) | ((scores[members] == score) & (members < patch))
+    kept = bool((selection.indices[view].cpu() == patch).any())
+    quota = int(selection.quotas[view, group])
+    info = dict(
+        base,
+        group=group,
+        num_groups=int(selection.num_groups[view]),
+        group_size=int(members.numel()),
+        importance=score,
+        importance_rank=int(earlier.sum()) + 1,
+        group_survivors=int(survivors[members].sum()),
+        group_quota=quota,
+        tau=float(selection.tau[view]),
+        keep_all=bool(selection.budget[view] - selection.reserved >= num_tokens),
+    )
+    if kept:
+        rank = int(survivor_rank[patch])
+        return Explanation(**info, status="kept", survivor_rank=rank + 1 if rank >= 0 else None)
+    if bool(survivors[patch]):
+        return Explanation(**info, status="quota_full", survivor_rank=int(survivor_rank[patch]) + 1)
+    if score <= 0:
+        return Explanation(**info, status="zero_importance")
+    # Suppressed: the first survivor the greedy NMS took, among the more important ones of
+    # the group, whose similarity with this patch exceeds tau.
+    candidates = members[earlier & survivors[members]]
+    if candidates.numel() == 0:
+        raise ValueError(f"patch {patch} of view {view} was neither kept nor suppressed by any survivor: the selection and the features disagree")
+    normed = F.normalize(tokens.detach().float().cpu(), dim=-1)
+    similarity = normed[candidates] @ normed[patch]
+    order = torch.argsort(survivor_rank[candidates])
+    candidates, similarity = candidates[order], similarity[order]
+    above = (similarity > info["tau"]).nonzero().flatten()
+    # Float rounding can put a similarity a hair under tau; then the closest survivor is named.
+    pick = int(above[0]) if above.numel() else int(torch.argmax(similarity))
+    suppressor = int(candidates[pick])
+    return Explanation(
+        **info,
+        status="suppressed",
+        suppressor=suppressor,
+        suppressor_row=suppressor // cols,
+        suppressor_col=suppressor % cols,
+        similarity=float(similarity[pick]),
+    )
+
+
+def _view_label(label: str, view: int) -> str:
+    if label in ("image", ""):
+        return "the image" if view == 0 else f"view {view}"
+    return f"view {view}: {label}"
