@@ -1,0 +1,189 @@
+"""Qwen2-VL, Qwen2.5-VL and Qwen3-VL: selection among each image's merged tokens.
+
+The processor keeps its dynamic resolution: an image is resized to multiples of
+patch x merge pixels (28 px for Qwen2/2.5-VL, 32 px for Qwen3-VL) between min_pixels and
+max_pixels, so every image has its own number T of merged tokens. The tower (with its patch
+merger) runs once per image; its output is already in the LLM's width, so selection runs
+there (SPEC section 9, preset "qwen2-vl": N is per 576 merged tokens, each image keeps its
+own N_eff) and ``project`` is the identity.
+
+Positions: the LLM places visual tokens with 3-D rotary positions (M-RoPE). The kept tokens
+keep the positions they have in the unmodified model: the model's own ``get_rope_index``
+runs on the *unpruned* input ids (every placeholder run at its full length), and the
+columns of the tokens actually fed are handed to ``generate`` as ``position_ids``. Text
+after an image keeps its original positions, and since generation continues from the last
+position, decoding uses the rope deltas of the unpruned sequence. The features go in
+through transformers' ``mm_encoder_outputs``; Qwen3-VL's deepstack features are cut with
+the same kept tokens. Nothing is patched, and any number of images works in one call.
+
+Video is not supported: a conversation holding a video fails with a message (ask about
+frames as images instead).
+"""
+
+from __future__ import annotations
+
+import torch
+from PIL import Image
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from prunesid.geometry import PatchGrid
+from prunesid.vlm.family import Family, VisionOutput, VisualRun, register_family
+
+# Where encode() leaves Qwen3-VL's deepstack features of an image in its pixel inputs:
+# one [T, H] tensor per deepstack layer, in merged-token order.
+DEEPSTACK_KEY = "deepstack_features"
+
+
+class QwenVL(Family):
+    """The Qwen-VL family: one view per image, the merged-token grid over the whole image."""
+
+    preset = "qwen2-vl"
+    cls_slot = False
+    modality = "image"
+
+    def __init__(self, model, processor, min_pixels: int | None = None, max_pixels: int | None = None):
+        super().__init__(model, processor)
+        vision = model.config.vision_config
+        self.merge_size = vision.spatial_merge_size
+        self.patch_size = vision.patch_size
+        self.token_pixels = self.patch_size * self.merge_size  # side of one merged token, in processor pixels
+        self.video_token_id = getattr(model.config, "video_token_id", None)
+        self.size = _pixel_limits(processor.image_processor, min_pixels, max_pixels, self.token_pixels)
+
+    def preprocess(self, image: Image.Image) -> dict:
+        inputs = self.processor.image_processor(images=image, size=dict(self.size), return_tensors="pt")
+        return dict(inputs)
+
+    def encode(self, pixel_inputs: dict) -> VisionOutput:
+        visual = self.model.model.visual
+        pixels = pixel_inputs["pixel_values"].to(visual.device, visual.dtype)
+        grid = pixel_inputs["image_grid_thw"].to(visual.device)
+        output = self.model.model.get_image_features(pixels, grid, return_dict=True)
+        features = output.pooler_output[0]  # [T, H]: merged tokens in the LLM's width, row-major
+        deepstack = getattr(output, "deepstack_features", None)
+        if deepstack:
+            pixel_inputs[DEEPSTACK_KEY] = [layer[0] for layer in deepstack]
+        return VisionOutput(features=features[None], cls=None, importance=None, cls_fed=False)
+
+    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
+        # The processor resizes the whole image (no crop, no padding) to rows x cols merged tokens.
+        _, height, width = (int(v) for v in pixel_inputs["image_grid_thw"][0])
+        rows, cols = height // self.merge_size, width // self.merge_size
+        return [PatchGrid(rows, cols, (0.0, 0.0, float(image.size[0]), float(image.size[1])), label="image")]
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return features  # the merger's output is already in the LLM's width
+
+    def layout(self, projected, kept, merged, cls, pixel_inputs, cls_fed) -> VisualRun:
+        # Kept tokens in output order, then any merged tokens (new: origin -1).
+        origin = torch.cat([kept[0].cpu().long(), torch.full((merged[0].shape[0],), -1, dtype=torch.long)])
+        return VisualRun(torch.cat([projected[0], merged[0]]), origin)
+
+    def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
+        if self.video_token_id is not None and bool((input_ids == self.video_token_id).any()):
+            raise ValueError(
+                "video input is not supported for Qwen-VL models here: give the frames as images "
+                "(each is compressed on its own) instead of a video part in the messages"
+            )
+        if not runs:
+            return {}
+        if input_ids.shape[0] != 1:
+            raise ValueError(f"expected the input ids of one conversation, got a batch of {input_ids.shape[0]}")
+        positions = self.positions(input_ids, runs, encoded)
+        return {"mm_encoder_outputs": {self.modality: self._encoder_outputs(runs, encoded)}, "position_ids": positions}
+
+    # --- positions ---------------------------------------------------------------------
+
+    def unpruned_indices(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The unmodified conversation's input ids ``[1, L_full]`` (every image's placeholder
+        run at its full length) and, for each of the ``L`` tokens fed, its index in them
+        (a new token, origin -1, takes its image's last token)."""
+        ids = input_ids[0].cpu()
+        placeholder = self.placeholder_token_id
+        starts = _run_starts(ids == placeholder)
+        counts = [int(run.embeds.shape[0]) for run in runs]
+        full_counts = [int(item.features.shape[1]) for item in encoded]
+        if 0 in counts:
+            raise ValueError(f"image {counts.index(0) + 1} has no visual token left; every image needs at least one")
+        if len(starts) != len(runs):
+            raise ValueError(f"the input ids hold {len(starts)} image placeholder runs but {len(runs)} images were given")
+        index = torch.arange(ids.numel())
+        shift = torch.zeros_like(index)
+        for start, count, full in zip(starts, counts, full_counts):
+            shift[start + count:] += full - count
+        index = index + shift
+        for start, count, run, full in zip(starts, counts, runs, full_counts):
+            origin = run.origin.cpu().long()
+            if int(origin.max()) >= full:
+                raise ValueError(f"a visual token's origin {int(origin.max())} is outside its image's {full} tokens")
+            origin = torch.where(origin >= 0, origin, full - 1)
+            index[start:start + count] = index[start] + origin
+        full_ids = torch.full((ids.numel() + sum(full_counts) - sum(counts),), placeholder, dtype=ids.dtype)
+        text = ids != placeholder
+        full_ids[index[text]] = ids[text]
+        return full_ids[None], index
+
+    def positions(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> torch.Tensor:
+        """``[4, 1, L]`` position ids for the ``L`` tokens fed: a plain text row (what
+        ``generate`` puts first) and the M-RoPE rows of the unmodified sequence at the
+        tokens fed, from the model's own ``get_rope_index`` on the unpruned ids."""
+        full_ids, index = self.unpruned_indices(input_ids, runs, encoded)
+        rope, _ = self.rope_index(full_ids, encoded)
+        rope = rope[:, :, index.to(rope.device)]
+        text = torch.arange(input_ids.shape[1], device=rope.device).view(1, 1, -1)
+        return torch.cat([text, rope]).to(input_ids.device)
+
+    def rope_index(self, full_ids: torch.Tensor, encoded: list) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's M-RoPE positions ``[3, 1, L_full]`` and rope deltas of unpruned ids."""
+        grid = torch.cat([item.pixel_inputs["image_grid_thw"] for item in encoded]) if encoded else None
+        token_types = (full_ids == self.placeholder_token_id).int()
+        return self.model.model.get_rope_index(full_ids, mm_token_type_ids=token_types, image_grid_thw=grid)
+
+    # --- features ----------------------------------------------------------------------
+
+    def _encoder_outputs(self, runs: list[VisualRun], encoded: list):
+        features = [run.embeds for run in runs]
+        if not all(DEEPSTACK_KEY in item.pixel_inputs for item in encoded):
+            return BaseModelOutputWithPooling(pooler_output=features)
+        from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
+
+        layers = len(encoded[0].pixel_inputs[DEEPSTACK_KEY])
+        deepstack = [[_cut(item.pixel_inputs[DEEPSTACK_KEY][layer], run.origin) for run, item in zip(runs, encoded)] for layer in range(layers)]
+        return BaseModelOutputWithDeepstackFeatures(pooler_output=features, deepstack_features=deepstack)
+
+
+def _cut(features: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:
+    """Rows of ``features`` at ``origin``; a new token (origin -1) gets zeros (nothing added)."""
+    origin = origin.to(features.device)
+    rows = features[origin.clamp(min=0)]
+    return torch.where((origin >= 0)[:, None], rows, torch.zeros_like(rows))
+
+
+def _run_starts(mask: torch.Tensor) -> list[int]:
+    """Start index of every run of True in a 1-D bool mask."""
+    previous = torch.cat([torch.zeros(1, dtype=torch.bool), mask[:-1]])
+    return (mask & ~previous).nonzero().flatten().tolist()
+
+
+def _pixel_limits(image_processor, min_pixels, max_pixels, token_pixels: int) -> dict:
+    """The processor's size dict with min_pixels / max_pixels applied (validated)."""
+    size = {"shortest_edge": image_processor.size["shortest_edge"], "longest_edge": image_processor.size["longest_edge"]}
+    for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer number of pixels, got {value!r}")
+        size["shortest_edge" if name == "min_pixels" else "longest_edge"] = value
+    if size["longest_edge"] < token_pixels * token_pixels:
+        raise ValueError(
+            f"max_pixels must be at least {token_pixels * token_pixels} (one {token_pixels} x {token_pixels} merged token), "
+            f"got {size['longest_edge']}"
+        )
+    if size["shortest_edge"] > size["longest_edge"]:
+        raise ValueError(f"min_pixels ({size['shortest_edge']}) must not exceed max_pixels ({size['longest_edge']})")
+    return size
+
+
+register_family("qwen2_vl", "Qwen2VLForConditionalGeneration", "dynamic resolution, merged tokens: Qwen2-VL")(QwenVL)
+register_family("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "dynamic resolution, window attention: Qwen2.5-VL")(QwenVL)
+register_family("qwen3_vl", "Qwen3VLForConditionalGeneration", "dynamic resolution, deepstack: Qwen3-VL")(QwenVL)

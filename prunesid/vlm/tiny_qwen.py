@@ -1,0 +1,188 @@
+"""Offline Qwen-VL built-ins: tiny, randomly initialised, identical on every machine.
+
+Each keeps its family's real geometry and only shrinks the widths: the processor's dynamic
+resolution (smart resize to multiples of patch x merge pixels, between min_pixels and
+max_pixels), temporal patch 2, spatial merge 2, the patch merger into the LLM's width, M-RoPE
+in the LLM. Qwen2-VL and Qwen2.5-VL use 14 px patches (28 px merged tokens); Qwen2.5-VL adds
+window attention (112 px windows) with full-attention blocks; Qwen3-VL uses 16 px patches
+(32 px merged tokens), a learned position grid, interleaved M-RoPE and deepstack features
+added to the first LLM layers. The tokenizer is byte-level with the Qwen special tokens and
+the family's chat format; nothing is downloaded. Their answers are noise; their selections
+and positions are real.
+"""
+
+from __future__ import annotations
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+from transformers import (
+    PreTrainedTokenizerFast,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLProcessor,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+    Qwen2VLImageProcessorPil,
+    Qwen2VLProcessor,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
+    Qwen3VLProcessor,
+)
+
+from prunesid.vlm.tiny import _printable_only, register_builtin
+
+SEED = 1234
+QWEN_SPECIAL_TOKENS = [
+    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
+    "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>",
+]
+# Pixel limits (min_pixels, max_pixels): the Qwen2-VL image processor's defaults, and those
+# of the released Qwen3-VL checkpoints' preprocessor configs.
+QWEN2_PIXELS = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 1280}
+QWEN3_PIXELS = {"shortest_edge": 256 * 256, "longest_edge": 4096 * 4096}
+
+
+def _chat_template(default_system: str | None) -> str:
+    """The ChatML format of the Qwen-VL instruct models: one <|vision_start|><|image_pad|>
+    <|vision_end|> per image (or <|video_pad|> per video) inside the user's turn."""
+    system = (
+        "{% if messages[0]['role'] != 'system' %}<|im_start|>system\n" + default_system + "<|im_end|>\n{% endif %}"
+        if default_system else ""
+    )
+    return (
+        system
+        + "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for part in message['content'] %}"
+        "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+        "{% elif part['type'] == 'video' %}<|vision_start|><|video_pad|><|vision_end|>"
+        "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+
+
+def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
+    """Byte-level tokens (any text round-trips) after the Qwen special tokens; no files."""
+    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
+    vocab = {token: i for i, token in enumerate(QWEN_SPECIAL_TOKENS + byte_chars)}
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(QWEN_SPECIAL_TOKENS)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768,
+    )
+
+
+def _token_ids(tokenizer) -> dict:
+    ids = tokenizer.convert_tokens_to_ids
+    return {
+        "image_token_id": ids("<|image_pad|>"),
+        "video_token_id": ids("<|video_pad|>"),
+        "vision_start_token_id": ids("<|vision_start|>"),
+        "vision_end_token_id": ids("<|vision_end|>"),
+    }
+
+
+def _text_config(tokenizer, mrope_section: list[int], **extra) -> dict:
+    """A 2-layer LLM of width 64 (4 heads of 16, 2 KV heads) with the family's M-RoPE split."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope_section, **extra.pop("rope", {})},
+        "bos_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        **extra,
+    }
+
+
+def _images_only(processor_class):
+    """The family's processor without its video processor: transformers' video processors
+    need torchvision, which this project does not install. Images work as with the full
+    processor (same image processor, tokenizer and placeholder expansion)."""
+
+    class ImagesOnly(processor_class):
+        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+            # The attributes come from this signature: image_processor and tokenizer only.
+            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+    ImagesOnly.__name__ = ImagesOnly.__qualname__ = processor_class.__name__ + "ImagesOnly"
+    return ImagesOnly
+
+
+def _build(model_class, config, processor_class, image_processor, tokenizer, chat_template):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(SEED)
+        model = model_class(config).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    _printable_only(model, tokenizer)
+    processor = _images_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+    return model, processor
+
+
+@register_builtin("tiny-random-qwen2-vl")
+def build_tiny_qwen2_vl():
+    """Qwen2-VL geometry: 14 px patches, 2 x 2 merge into the LLM width, full attention."""
+    tokenizer = build_qwen_tokenizer()
+    config = Qwen2VLConfig(
+        vision_config={
+            "depth": 2, "embed_dim": 32, "hidden_size": 64, "num_heads": 2, "mlp_ratio": 2,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+        },
+        text_config=_text_config(tokenizer, [2, 3, 3]),
+        **_token_ids(tokenizer),
+    )
+    image_processor = Qwen2VLImageProcessorPil(size=dict(QWEN2_PIXELS), patch_size=14, merge_size=2, temporal_patch_size=2)
+    return _build(
+        Qwen2VLForConditionalGeneration, config, Qwen2VLProcessor, image_processor, tokenizer,
+        _chat_template("You are a helpful assistant."),
+    )
+
+
+@register_builtin("tiny-random-qwen2.5-vl")
+def build_tiny_qwen2_5_vl():
+    """Qwen2.5-VL geometry: 14 px patches, 112 px attention windows, every second block full."""
+    tokenizer = build_qwen_tokenizer()
+    config = Qwen2_5_VLConfig(
+        vision_config={
+            "depth": 4, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+            "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "window_size": 112, "fullatt_block_indexes": [1, 3], "tokens_per_second": 2,
+        },
+        text_config=_text_config(tokenizer, [2, 3, 3]),
+        **_token_ids(tokenizer),
+    )
+    image_processor = Qwen2VLImageProcessorPil(size=dict(QWEN2_PIXELS), patch_size=14, merge_size=2, temporal_patch_size=2)
+    return _build(
+        Qwen2_5_VLForConditionalGeneration, config, Qwen2_5_VLProcessor, image_processor, tokenizer,
+        _chat_template("You are a helpful assistant."),
+    )
+
+
+@register_builtin("tiny-random-qwen3-vl")
+def build_tiny_qwen3_vl():
+    """Qwen3-VL geometry: 16 px patches (32 px merged tokens), learned 48 x 48 position grid,
+    deepstack features from two tower blocks added after the LLM's first two layers."""
+    tokenizer = build_qwen_tokenizer()
+    config = Qwen3VLConfig(
+        vision_config={
+            "depth": 4, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+            "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2,
+            "num_position_embeddings": 2304, "deepstack_visual_indexes": [1, 2],
+        },
+        text_config=_text_config(tokenizer, [4, 2, 2], head_dim=16, rope={"mrope_interleaved": True}),
+        **_token_ids(tokenizer),
+    )
+    image_processor = Qwen2VLImageProcessorPil(
+        size=dict(QWEN3_PIXELS), patch_size=16, merge_size=2, temporal_patch_size=2,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+    return _build(Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, image_processor, tokenizer, _chat_template(None))
