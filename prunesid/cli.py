@@ -30,7 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     from prunesid.vlm.loading import DEFAULT_MODEL
     from prunesid.vlm.tiny import BUILTINS
 
-    parser = argparse.ArgumentParser(prog="prunesid", description="PruneSID vision-token compression for LLaVA models.")
+    parser = argparse.ArgumentParser(prog="prunesid", description="PruneSID vision-token compression for LLaVA and Qwen-VL models.")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
@@ -38,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", default="tiny-random", help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sub.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
-        sub.add_argument("--budget", type=int, default=64, help="visual tokens per image (per view on LLaVA-NeXT), CLS included")
+        sub.add_argument("--budget", type=int, default=64, help="visual tokens per image (per view on LLaVA-NeXT), CLS included; Qwen-VL: per 576 merged tokens (each image keeps N_eff)")
         sub.add_argument("--groups", type=int, default=None, help="K concept groups (default budget/4)")
         sub.add_argument("--lam", type=float, default=None, help="lambda of tau = lambda * rho (default budget/32)")
         sub.add_argument("--grouping", choices=sorted(GROUPINGS), default="psca")
@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--dynamic", action="store_true", help="PruneSID-Dyn: budget proportional to the image's information")
         sub.add_argument("--phi-ref", type=float, default=None, help="phi that maps to exactly --budget with --dynamic")
         sub.add_argument("--no-cls", action="store_true", help="do not pass the CLS token through")
+        sub.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
+        sub.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     chat = commands.add_parser("chat", help="answer a question about an image")
@@ -79,7 +81,10 @@ def _load(args):
     if getattr(args, "question", "x").strip() == "":
         raise ValueError("the question is empty; ask something about the image")
     image = load_image(args.image)
-    vlm = load_vlm(args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty())
+    vlm = load_vlm(
+        args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
+        min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+    )
     return vlm, image, press
 
 
@@ -127,11 +132,17 @@ def _compress(args) -> int:
         for view in _views(encoded, selection):
             print(
                 f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches "
-                f"(budget {view['budget']}), rho {view['rho']:.3f}, phi {view['phi']:.3f}, tau {view['tau']:.3f}, "
+                f"(budget {_budget(view)}), rho {view['rho']:.3f}, phi {view['phi']:.3f}, tau {view['tau']:.3f}, "
                 f"K {view['num_groups']}, quotas {view['quotas']}"
             )
         print(f"the language model receives {visual_tokens} visual tokens" + (f"; overlays written to {args.out}" if args.out else ""))
     return 0
+
+
+def _budget(view: dict) -> str:
+    """N, and N_eff where the preset derives another count from it (Qwen-VL)."""
+    requested = view.get("budget_requested", view["budget"])
+    return str(view["budget"]) if requested == view["budget"] else f"N={requested}, N_eff={view['budget']}"
 
 
 def _views(encoded, selection) -> list[dict] | None:
