@@ -1,4 +1,4 @@
-"""A literal, loop-by-loop transcription of SPEC.md for one image, used as an oracle.
+"""A literal, loop-by-loop transcription of docs/SPEC.md for one image, used as an oracle.
 
 Slow on purpose: every step is written the way the specification reads, so the
 vectorised select() can be checked against it on inputs the golden cases do not cover

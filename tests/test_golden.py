@@ -86,3 +86,9 @@ def test_qwen2_vl_preset_reproduces_golden_indices_and_intermediates(path):
     np.testing.assert_array_equal(selection.survivors[0].numpy(), data["survivors"])
     np.testing.assert_array_equal(selection.survivor_rank[0].numpy(), data["survivor_rank"])
     np.testing.assert_array_equal(selection.quotas[0].numpy(), data["quotas"])
+
+
+@pytest.mark.skipif(not (SHARED_GOLDEN.parent / "SPEC.md").is_file(), reason="the shared specification is not beside this checkout")
+def test_vendored_specification_matches_the_shared_one():
+    vendored = Path(__file__).resolve().parents[1] / "docs" / "SPEC.md"
+    assert vendored.read_bytes() == (SHARED_GOLDEN.parent / "SPEC.md").read_bytes()

@@ -114,9 +114,10 @@ def test_compare_puts_one_panel_per_grouping(selection):
 
 
 def test_stats_report_the_selection(selection):
-    stats = viz.selection_stats(selection, {"select_ms": 12.5})
+    stats = viz.selection_stats(selection, {"select_ms": 12.5}, visual_tokens=65, unmodified_tokens=576)
     (view,) = stats["views"]
-    assert view["kept"] == 64 and stats["kept"] == 64 and stats["compression"] == 9.0
+    assert view["kept"] == 64 and stats["kept"] == 64 and stats["compression"] == round(576 / 65, 2)
+    assert "compression" not in viz.selection_stats(selection)  # no guess without the model's counts
     assert view["rho"] == pytest.approx(float(selection.rho[0])) and view["tau"] == pytest.approx(float(selection.tau[0]))
     assert sum(view["kept_per_group"]) == 64 and stats["timings_ms"] == {"select_ms": 12.5}
 
@@ -131,11 +132,11 @@ def test_grids_must_match_the_selection(selection):
 
 
 def test_quota_chart_draws_one_bar_per_group_in_its_colour(selection):
-    from viz.overlay import _group_colours
+    from viz.palette import selection_palette
 
     chart = np.asarray(viz.render_quotas(selection), dtype=np.int64)
     k = int(selection.num_groups[0])
-    colours = _group_colours(k).astype(np.int64)
+    colours = selection_palette(selection).astype(np.int64)
     # The kept part of each bar (its base) is painted in the group's overlay colour.
     from viz.quotas import HEIGHT, MARGIN_BOTTOM, MARGIN_LEFT, WIDTH
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from prunesid.geometry import PatchGrid
 from prunesid.selection import Selection
 from viz.canvas import Canvas, build_canvas
+from viz.palette import selection_palette
 
 GAP = 8
 CAPTION_HEIGHT = 26
@@ -44,16 +44,6 @@ def _panels(grids: list[PatchGrid]) -> list[tuple[str, list[int]]]:
     if len(grids) == 1:
         return [("", [0])]
     return [(grids[0].label, [0]), ("tiles", list(range(1, len(grids))))]
-
-
-def _group_colours(num_groups: int) -> np.ndarray:
-    """Distinct colours for up to ~150 groups: tab20 while it lasts, then a hue wheel."""
-    if num_groups <= 20:
-        colours = matplotlib.colormaps["tab20"](np.arange(num_groups))
-    else:
-        golden = (np.arange(num_groups) * 0.618033988749895) % 1.0
-        colours = matplotlib.colormaps["hsv"](golden)
-    return (colours[:, :3] * 255).astype(np.float32)
 
 
 def _mark_margin(canvas: Canvas, pixels: np.ndarray) -> None:
@@ -102,7 +92,7 @@ def _side_by_side(panels: list[tuple[str, Image.Image]]) -> Image.Image:
 def render_groups(image: Image.Image, selection: Selection, grids: list[PatchGrid], panels=None) -> Image.Image:
     """Every patch tinted with its group's colour; borders where the group changes."""
     groups = selection.groups.cpu().numpy()
-    colours = _group_colours(int(groups.max()) + 1)
+    colours = selection_palette(selection)
 
     def paint(canvas: Canvas) -> np.ndarray:
         pixels = canvas.pixels.copy()

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from prunesid.selection import Selection
-from viz.overlay import _group_colours
+from viz.palette import selection_palette
 
 WIDTH, HEIGHT = 640, 220
 MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 44, 28, 30
@@ -27,7 +27,7 @@ def render_quotas(selection: Selection, view: int = 0) -> Image.Image:
     sizes = np.bincount(groups[member], minlength=num_groups)
     survivors = np.bincount(groups[member & selection.survivors[view].cpu().numpy()], minlength=num_groups)
     kept = selection.quotas[view, :num_groups].cpu().numpy()
-    colours = _group_colours(num_groups)
+    colours = selection_palette(selection)
 
     image = Image.new("RGB", (WIDTH, HEIGHT), (255, 255, 255))
     draw = ImageDraw.Draw(image)

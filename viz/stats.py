@@ -5,7 +5,11 @@ from __future__ import annotations
 from prunesid.selection import Selection
 
 
-def selection_stats(selection: Selection, timings: dict | None = None) -> dict:
+def selection_stats(selection: Selection, timings: dict | None = None, visual_tokens: int | None = None, unmodified_tokens: int | None = None) -> dict:
+    """Per-view and total numbers of a selection. The compression ratio has one definition,
+    the visual tokens the unmodified model feeds the LLM over those fed after compression
+    (LLaVA-NeXT counts its newline tokens on both sides); only the model knows both counts
+    (``VLM.unmodified_visual_tokens``), so it is reported only when they are given."""
     views = []
     for view in range(selection.num_images):
         k = int(selection.num_groups[view])
@@ -24,14 +28,16 @@ def selection_stats(selection: Selection, timings: dict | None = None) -> dict:
         })
     kept = sum(view["kept"] for view in views)
     total = selection.num_tokens * selection.num_images
-    return {
+    stats = {
         "views": views,
         "tokens": total,
         "kept": kept,
         "reserved": selection.reserved,
-        "compression": round(total / max(kept + selection.reserved * selection.num_images, 1), 2),
         "dynamic": selection.dynamic,
         "phi_ref": selection.phi_ref,
         "grouping": selection.grouping,
         "timings_ms": {name: round(float(value), 2) for name, value in (timings or {}).items()},
     }
+    if visual_tokens is not None and unmodified_tokens is not None:
+        stats.update(visual_tokens=visual_tokens, unmodified_tokens=unmodified_tokens, compression=round(unmodified_tokens / max(visual_tokens, 1), 2))
+    return stats
