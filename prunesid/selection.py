@@ -139,9 +139,11 @@ def select(
         grouping: ``"psca"`` (the method), ``"kmeans"`` or ``"random"`` (the paper's ablation).
         centering: PSCA centring, ``"token"`` (the authors' code, the reference) or
             ``"feature"`` (the formula of the paper's text).
-        dynamic: PruneSID-Dyn: view b gets ``N'_b = N_b * phi_b / phi_ref`` tokens, rounded so
-            the batch total is kept, clamped to [N_b/2, 2 N_b] and to what the view holds.
-            K and lambda default per view from N'_b.
+        dynamic: PruneSID-Dyn: view b gets ``N'_b = N_b * phi_b / phi_ref`` tokens, clamped to
+            [N_b/2, 2 N_b] and to what the view holds. With ``phi_ref=None`` the batch total
+            stays exactly sum(N_b) (e.g. frames x N for a video): what the clamp takes or
+            gives is shared by the other views in proportion to phi. K and lambda default
+            per view from N'_b.
         phi_ref: reference information score for ``dynamic``; ``None`` = the batch mean
             (weighted by the budgets when they differ).
         seed: seed of the random / kmeans groupings and of the randomized PSCA solver.
@@ -394,9 +396,13 @@ def _redundancy(xn: torch.Tensor) -> torch.Tensor:
 
 
 def _dynamic_budgets(budgets, phi, phi_ref, reserved, selectable):
-    """N'_b = N_b * phi_b / phi_ref, rounded by largest remainder so that the batch total is
-    exactly sum(N_b) when phi_ref is the (budget-weighted) batch mean, then clamped to
-    [N_b / 2, 2 N_b] and to the view's selectable tokens."""
+    """N'_b = N_b * phi_b / phi_ref, clamped to [N_b / 2, 2 N_b] and to the view's
+    selectable tokens, rounded by largest remainder.
+
+    With ``phi_ref`` None (the budget-weighted batch mean) the batch total is exactly
+    sum(N_b): where the clamp takes tokens from some views or gives them to others, the
+    unclamped views share the difference in proportion to their phi (unless every view is
+    at a bound). With a given ``phi_ref`` each view's N'_b stands on its own."""
     weights = budgets.double()
     if phi_ref is None:
         equal = bool((budgets == budgets[0]).all())
@@ -406,16 +412,60 @@ def _dynamic_budgets(budgets, phi, phi_ref, reserved, selectable):
     if reference <= 0:
         raise ValueError(f"phi_ref must be positive; the batch mean phi is {reference:.4g} (tokens are all alike)")
     raw = weights * phi.double() / reference
-    floor = raw.floor()
-    shortfall = int(round(float(raw.sum() - floor.sum())))
-    order = torch.sort(raw - floor, descending=True, stable=True).indices
-    rounded = floor.clone()
-    rounded[order[:shortfall]] += 1
     low = torch.ceil(weights * presets.DYNAMIC_MIN_FRACTION).clamp(min=reserved + 1)
     high = torch.minimum(torch.floor(weights * presets.DYNAMIC_MAX_FRACTION), (selectable + reserved).double())
     high = torch.maximum(high, low)
-    clamped = torch.minimum(torch.maximum(rounded, low), high).long()
-    return clamped, clamped != rounded.long(), reference
+    if phi_ref is None:
+        shares, clamped = _shares_with_total(raw, low, high, float(weights.sum()))
+        return _largest_remainder(shares).long(), clamped, reference
+    rounded = _largest_remainder(raw)
+    result = torch.minimum(torch.maximum(rounded, low), high)
+    return result.long(), result != rounded, reference
+
+
+def _largest_remainder(values: torch.Tensor) -> torch.Tensor:
+    """Integers summing to round(sum(values)): floors, plus one for the largest remainders."""
+    floor = values.floor()
+    shortfall = int(round(float(values.sum() - floor.sum())))
+    order = torch.sort(values - floor, descending=True, stable=True).indices
+    rounded = floor.clone()
+    rounded[order[:shortfall]] += 1
+    return rounded
+
+
+def _shares_with_total(raw, low, high, total):
+    """Real-valued shares clamp(s * raw, low, high) with the scale s that makes them sum to
+    ``total`` (s = 1 when nothing needs clamping), and which views sit at a bound. The sum
+    is non-decreasing in s, so s is found by bisection and then solved exactly on the
+    unclamped views."""
+    if bool(((raw >= low) & (raw <= high)).all()):
+        return raw, torch.zeros(raw.shape, dtype=torch.bool, device=raw.device)
+
+    def shares(scale: float) -> torch.Tensor:
+        return torch.minimum(torch.maximum(raw * scale, low), high)
+
+    positive = raw > 0
+    reachable = float(torch.where(positive, high, low).sum())
+    if total <= float(low.sum()) or total >= reachable:  # every view at a bound
+        scale = 0.0 if total <= float(low.sum()) else math.inf
+        fixed = low if scale == 0.0 else torch.where(positive, high, low)
+        return fixed, torch.ones(raw.shape, dtype=torch.bool, device=raw.device)
+    lower, upper = 0.0, 1.0
+    while float(shares(upper).sum()) < total:
+        upper *= 2.0
+    for _ in range(200):
+        middle = (lower + upper) / 2
+        if float(shares(middle).sum()) < total:
+            lower = middle
+        else:
+            upper = middle
+    scaled = raw * upper
+    free = positive & (scaled > low) & (scaled < high)
+    if bool(free.any()):
+        fixed_total = float(shares(upper)[~free].sum())
+        upper = (total - fixed_total) / float(raw[free].sum())
+        scaled = raw * upper
+    return shares(upper), (scaled < low) | (scaled > high)
 
 
 # --- stage 3: intra-group NMS -------------------------------------------------------------
