@@ -88,8 +88,16 @@ def test_an_empty_message_gets_an_error(client, images):
         client.predict(message="   ", history=[], image=handle_file(str(images[0])), **ANALYZE_DEFAULTS, api_name="/chat")
 
 
-def test_a_huge_image_gets_an_error(client, tmp_path):
-    huge = tmp_path / "huge.png"
-    Image.new("RGB", (9000, 6000), (30, 60, 90)).save(huge, optimize=False, compress_level=1)
-    with pytest.raises(Exception, match="54.0 MP; the largest accepted is 40 MP"):
-        client.predict(image=handle_file(str(huge)), **ANALYZE_DEFAULTS, api_name="/analyze")
+def test_large_photos_are_analysed_and_impossible_ones_refused(client, tmp_path):
+    from tests.test_images_large import write_jpeg, write_png, write_png_header_only
+
+    for path in (write_jpeg(tmp_path / "photo-50mp.jpg", 8660, 5774), write_png(tmp_path / "scan-100mp.png", 10000, 10000)):
+        *_, stats, _ = client.predict(image=handle_file(str(path)), **ANALYZE_DEFAULTS, api_name="/analyze")
+        assert stats["kept"] == 63 and stats["visual_tokens"] == 64, path.name
+    giant = write_png_header_only(tmp_path / "giant.png", 20000, 10000)
+    with pytest.raises(Exception, match="200.0 MP; the largest accepted is 179.0 MP"):
+        client.predict(image=handle_file(str(giant)), **ANALYZE_DEFAULTS, api_name="/analyze")
+    dot = tmp_path / "dot.png"
+    Image.new("RGB", (1, 1)).save(dot)
+    with pytest.raises(Exception, match="1 x 1 pixels; each side must be at least 16"):
+        client.predict(image=handle_file(str(dot)), **ANALYZE_DEFAULTS, api_name="/analyze")
