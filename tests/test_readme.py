@@ -44,9 +44,19 @@ def test_readme_example_runs(source, request, capsys, monkeypatch, tmp_path):
         photo = tmp_path / "photo.jpg"
         scene().save(photo)
         source = source.replace('"photo.jpg"', repr(str(photo)))
-        exec(compile(source, str(README), "exec"), {"__name__": "readme_example"})
+        exec(compile(source, str(README), "exec"), _module_namespace(monkeypatch))
         assert asked, "the example never loaded a model"
         return
     if DEMO_URL in source:
         source = source.replace(DEMO_URL, request.getfixturevalue("app_url"))
-    exec(compile(source, str(README), "exec"), {"__name__": "readme_example"})
+    exec(compile(source, str(README), "exec"), _module_namespace(monkeypatch))
+
+
+def _module_namespace(monkeypatch) -> dict:
+    """A real (temporary) module for an example to run in: dataclasses look their module up."""
+    import sys
+    import types
+
+    module = types.ModuleType("readme_example")
+    monkeypatch.setitem(sys.modules, "readme_example", module)
+    return module.__dict__
