@@ -52,6 +52,8 @@ class Family(ABC):
     cls_slot: bool = True
     # The modality key under which the model takes precomputed features in generate().
     modality: str = "image"
+    # Frames a video is sampled to; None: the family's models take images only.
+    num_frames: int | None = None
 
     def __init__(self, model, processor):
         self.model = model
@@ -62,9 +64,20 @@ class Family(ABC):
         """The token id the chat template puts where an image's features go."""
         return self.model.config.image_token_id
 
+    def placeholder_for(self, modality: str) -> int:
+        """The placeholder token of an input of ``modality`` ("image" or "video")."""
+        if modality != "image":
+            raise ValueError(f"{type(self).__name__} models take images only, not {modality}s")
+        return self.placeholder_token_id
+
     def preprocess(self, image: Image.Image) -> dict:
         """The image processor's output for one image (pixel_values, image_sizes, ...)."""
         return dict(self.processor.image_processor(images=image, return_tensors="pt"))
+
+    def preprocess_video(self, frames: list[Image.Image]) -> dict:
+        """The processor's output for one clip's sampled frames; ``encode`` then returns one
+        view per frame (families with ``num_frames``)."""
+        raise ValueError(f"{type(self).__name__} models take images only, not videos")
 
     @abstractmethod
     def encode(self, pixel_inputs: dict) -> VisionOutput:
@@ -89,7 +102,7 @@ class Family(ABC):
     ) -> VisualRun:
         """What the LLM receives for one image, given per view the projected kept tokens (in
         output order), their token indices and the projected merged tokens, plus the projected
-        CLS (or None) and whether the unmodified model feeds a CLS."""
+        CLS of every view (``[V, H]``, or None) and whether the unmodified model feeds a CLS."""
 
     def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
         """Keyword arguments for the model's forward / generate besides input_ids: by default

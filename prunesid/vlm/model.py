@@ -28,6 +28,7 @@ from prunesid.geometry import PatchGrid
 from prunesid.images import load_image
 from prunesid.methods.base import Press, VisionTokens
 from prunesid.selection import redundancy
+from prunesid.video import Video, is_video, load_video
 from prunesid.vlm.family import Family, VisualRun
 
 CACHE_SIZE = 16
@@ -48,6 +49,8 @@ class EncodedImage:
     pixel_inputs: dict  # the image processor's output (pixel_values, image_sizes, ...)
     vision_ms: float
     keys: torch.Tensor | None = None  # [V, T, d] feature layer's attention keys, mean over heads (VisionZip)
+    modality: str = "image"  # or "video": the views are then the clip's sampled frames, ``image`` the first
+    video: Video | None = None  # a video's sampled frames and where they sit in the clip
 
     @property
     def num_views(self) -> int:
@@ -114,8 +117,12 @@ class VLM:
         """Run the vision tower on one image (any input :func:`load_image` accepts); cached.
 
         Files and encoded bytes are recognised by their bytes, before decoding: moving a
-        slider in the demo re-reads a file but never decodes a large photo again.
+        slider in the demo re-reads a file but never decodes a large photo again. A video (a
+        :class:`prunesid.video.Video`, or a video file or its bytes) is sampled to the
+        family's frame count; each frame is a view.
         """
+        if is_video(image):
+            return self._encode_video(image)
         key = _encoded_key(image)
         cached = self._cached(key)
         if cached is not None:
@@ -126,7 +133,26 @@ class VLM:
         if cached is not None:
             return cached
         start = time.perf_counter()
-        pixel_inputs = self.family.preprocess(image)
+        return self._encoded_from(key, image, self.family.preprocess(image), start)
+
+    def _encode_video(self, video) -> EncodedImage:
+        frames = self.family.num_frames
+        if frames is None:
+            raise ValueError(f"{self.name} takes images only; a video needs a video model (e.g. tiny-random-video-llava)")
+        key = video.key if isinstance(video, Video) else _encoded_key(video)
+        if key is not None and not isinstance(video, Video):
+            key = f"{key}:frames={frames}"  # the same key load_video gives the clip
+        cached = self._cached(key)
+        if cached is not None:
+            return cached
+        clip = load_video(video, num_frames=frames)
+        key = key or clip.key
+        start = time.perf_counter()
+        pixel_inputs = self.family.preprocess_video(list(clip.frames))
+        return self._encoded_from(key, clip.frames[0], pixel_inputs, start, modality="video", video=clip)
+
+    def _encoded_from(self, key, image, pixel_inputs, start, **media) -> EncodedImage:
+        """The tower on preprocessed pixels, as a cached EncodedImage."""
         vision = self.family.encode(pixel_inputs)
         if self.device.type == "cuda":
             torch.cuda.synchronize()
@@ -142,6 +168,7 @@ class VLM:
             pixel_inputs=pixel_inputs,
             vision_ms=(time.perf_counter() - start) * 1000,
             keys=vision.keys,
+            **media,
         )
         with self._cache_lock:
             self._encoded[key] = encoded
@@ -236,8 +263,9 @@ class VLM:
             merged = compression.merged or [views.new_zeros(0, views.shape[2]) for _ in kept]
             with_cls = compression.reserved > 0
         with_cls = with_cls and encoded.cls is not None
-        # One projector call for every token of every view (the projector is per token).
-        pieces = ([encoded.cls[:1]] if with_cls else []) + [view[index] for view, index in zip(views, kept)]
+        # One projector call for every token of every view (the projector is per token); the
+        # CLS of every view (a video frame each has its own), the layout takes what it needs.
+        pieces = ([encoded.cls] if with_cls else []) + [view[index] for view, index in zip(views, kept)]
         pieces += [m.to(views.device, views.dtype) for m in merged]
         projected = list(torch.split(self.family.project(torch.cat(pieces)), [len(p) for p in pieces]))
         cls = projected.pop(0) if with_cls else None
@@ -320,7 +348,8 @@ class VLM:
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
-        messages = _messages(prompt, len(image_list))
+        modalities = ["video" if is_video(item) else "image" for item in image_list]
+        messages = _messages(prompt, modalities)
         start = time.perf_counter()
         encoded = [self.encode(image) for image in image_list]
         vision_ms = (time.perf_counter() - start) * 1000
@@ -329,7 +358,7 @@ class VLM:
         runs = [self.visual_run(item, sel) for item, sel in zip(encoded, selections)]
         features = [run.embeds for run in runs]
         select_ms = (time.perf_counter() - start) * 1000
-        input_ids = self._input_ids(messages, [f.shape[0] for f in features])
+        input_ids = self._input_ids(messages, [f.shape[0] for f in features], modalities)
         if input_ids.shape[1] >= self.context_length:
             raise ValueError(
                 f"the prompt is {input_ids.shape[1]} tokens ({sum(f.shape[0] for f in features)} of them visual) "
@@ -347,15 +376,22 @@ class VLM:
             "timings": {"vision_ms": vision_ms, "select_ms": select_ms},
         }
 
-    def _input_ids(self, messages: list[dict], counts: list[int]) -> torch.Tensor:
-        """Tokenise the conversation and widen each image's single placeholder to its count."""
+    def _input_ids(self, messages: list[dict], counts: list[int], modalities: list[str] | None = None) -> torch.Tensor:
+        """Tokenise the conversation and widen each input's single placeholder to its count.
+        Per modality, the k-th placeholder in the prompt belongs to the k-th input of that
+        modality (as the model scatters each modality's features in order)."""
+        modalities = modalities or ["image"] * len(counts)
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = torch.tensor(self.processor.tokenizer(text)["input_ids"], dtype=torch.long)
-        placeholders = (ids == self.placeholder_token_id).nonzero().flatten()
-        if placeholders.numel() != len(counts):
-            raise ValueError(f"the conversation holds {placeholders.numel()} image placeholders but {len(counts)} images were given")
         repeats = torch.ones_like(ids)
-        repeats[placeholders] = torch.tensor(counts, dtype=torch.long)
+        for modality in dict.fromkeys(["image", *(["video"] if self.family.num_frames else []), *modalities]):
+            wanted = [count for count, kind in zip(counts, modalities) if kind == modality]
+            placeholders = (ids == self.family.placeholder_for(modality)).nonzero().flatten()
+            if placeholders.numel() != len(wanted):
+                raise ValueError(
+                    f"the conversation holds {placeholders.numel()} {modality} placeholders but {len(wanted)} {modality}s were given"
+                )
+            repeats[placeholders] = torch.tensor(wanted, dtype=torch.long)
         return torch.repeat_interleave(ids, repeats)[None]
 
 
@@ -368,7 +404,11 @@ def _encoded_key(image) -> str | None:
     if isinstance(image, (bytes, bytearray)):
         data = bytes(image)
     elif isinstance(image, (str, os.PathLike)) and Path(image).is_file():
-        data = Path(image).read_bytes()
+        digest = hashlib.blake2b(digest_size=16)
+        with open(image, "rb") as handle:  # in chunks: a video file may be large
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+        return "bytes:" + digest.hexdigest()
     else:
         return None
     return "bytes:" + hashlib.blake2b(data, digest_size=16).hexdigest()
@@ -380,12 +420,13 @@ def _image_key(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def _messages(prompt, num_images: int) -> list[dict]:
-    """Chat messages from a question string or validated user-given messages."""
+def _messages(prompt, modalities: list[str]) -> list[dict]:
+    """Chat messages from a question string (one image / video part per input, in order) or
+    validated user-given messages."""
     if isinstance(prompt, str):
         if not prompt.strip():
             raise ValueError("prompt is empty; ask a question about the image")
-        content = [{"type": "image"} for _ in range(num_images)] + [{"type": "text", "text": prompt}]
+        content = [{"type": modality} for modality in modalities] + [{"type": "text", "text": prompt}]
         return [{"role": "user", "content": content}]
     if not isinstance(prompt, (list, tuple)) or not prompt:
         raise TypeError(f"prompt must be a non-empty string or a list of chat messages, got {type(prompt).__name__}")

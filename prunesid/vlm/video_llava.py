@@ -1,0 +1,124 @@
+"""Video-LLaVA: 8 frames of a clip through a CLIP ViT-L/14 video tower, images through an
+image tower of the same shape, one LLM (transformers' ``VideoLlavaForConditionalGeneration``,
+``LanguageBind/Video-LLaVA-7B-hf``).
+
+What the unmodified model feeds its LLM (read from transformers' modeling_video_llava):
+- a video: every frame's hidden states of the feature layer *with* the CLS token (the video
+  path ignores ``vision_feature_select_strategy``), so 8 x (1 + 256) = 2,056 tokens at 224 px,
+  frame after frame, in the ``<video>`` placeholder run;
+- an image: the image tower's feature layer *without* CLS under strategy ``"default"`` (256).
+
+PruneSID runs on every frame on its own, as on a LLaVA-1.5 image (SPEC section 8): the
+frames are the views, the importance is that frame's CLS attention, and with ``keep_cls`` the
+frame's CLS is passed through and counted in its budget. At N = 17 per frame the LLM receives
+8 x 17 = 136 video tokens: for every frame its CLS and 16 patches, frames in clip order. The
+model's packing adds nothing around them (no separators, no newline tokens); images are
+compressed the same way through the image tower.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import torch
+from PIL import Image
+from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+from prunesid.geometry import PatchGrid, center_crop_grid
+from prunesid.vlm.family import Family, VisionOutput, VisualRun, register_family
+from prunesid.vlm.importance import has_cls_token
+from prunesid.vlm.llava import _resized_size
+from prunesid.vlm.towers import check_strategy, encode_views
+
+DEFAULT_FRAMES = 8
+
+
+@register_family("video_llava", "VideoLlavaForConditionalGeneration", "videos (8 frames) and images: Video-LLaVA")
+class VideoLlava(Family):
+    cls_slot = True
+
+    def __init__(self, model, processor):
+        super().__init__(model, processor)
+        config = model.config
+        self.image_tower = model.model.image_tower
+        self.video_tower = model.model.video_tower
+        self.patch_size = config.vision_config.patch_size
+        self.feature_layer = config.vision_feature_layer
+        self.strategy = config.vision_feature_select_strategy
+        check_strategy(self.image_tower, self.strategy)
+        if not has_cls_token(self.video_tower):
+            raise ValueError("Video-LLaVA's video path feeds the tower's first token as a CLS; this video tower has none")
+        side = config.vision_config.image_size // self.patch_size
+        # The checkpoints' video_seq_length is frames x (CLS + patches): 2,056 = 8 x 257.
+        frames, rest = divmod(getattr(config, "video_seq_length", 0) or 0, side * side + 1)
+        self.num_frames = frames if frames and not rest else DEFAULT_FRAMES
+
+    def placeholder_for(self, modality: str) -> int:
+        if modality == "video":
+            return self.model.config.video_token_id
+        return super().placeholder_for(modality)
+
+    def preprocess(self, image: Image.Image) -> dict:
+        out = self.processor.image_processor(images=image, return_tensors="pt", return_legacy_image_output=False)
+        return {"pixel_values": out.get("pixel_values", out.get("pixel_values_images"))}
+
+    def preprocess_video(self, frames: list[Image.Image]) -> dict:
+        """``pixel_values_videos`` ``[1, F, 3, 224, 224]``: the model's video processor where
+        there is one (it needs torchvision); otherwise the image processor on every frame,
+        which has the same settings (shortest edge 224, 224 center crop, CLIP mean / std)."""
+        video_processor = getattr(self.processor, "video_processor", None)
+        if video_processor is not None:
+            clip = np.stack([np.asarray(frame) for frame in frames])
+            return {"pixel_values_videos": video_processor(videos=[clip], return_tensors="pt")["pixel_values_videos"]}
+        out = self.processor.image_processor(images=list(frames), return_tensors="pt", return_legacy_image_output=False)
+        return {"pixel_values_videos": out.get("pixel_values", out.get("pixel_values_images"))[None]}
+
+    def encode(self, pixel_inputs: dict) -> VisionOutput:
+        if "pixel_values_videos" in pixel_inputs:
+            tower = self.video_tower
+            frames = pixel_inputs["pixel_values_videos"][0].to(tower.device, tower.dtype)
+            return encode_views(tower, frames, self.feature_layer, "full")  # the video path keeps the CLS
+        tower = self.image_tower
+        return encode_views(tower, pixel_inputs["pixel_values"].to(tower.device, tower.dtype), self.feature_layer, self.strategy)
+
+    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
+        """One grid per view; a video's frames share the first frame's size, so one geometry."""
+        video = "pixel_values_videos" in pixel_inputs
+        pixels = pixel_inputs["pixel_values_videos" if video else "pixel_values"]
+        height, width = pixels.shape[-2:]
+        processor = getattr(self.processor, "video_processor", None) if video else None
+        resized = _resized_size(processor or self.processor.image_processor, image.size)
+        grid = center_crop_grid(image.size, resized, (width, height), self.patch_size)
+        if not video:
+            return [grid]
+        return [dataclasses.replace(grid, label=f"frame {frame + 1}") for frame in range(pixels.shape[1])]
+
+    def layout(self, projected, kept, merged, cls, pixel_inputs, cls_fed) -> VisualRun:
+        """View after view (frames in clip order): its CLS when passed through, its kept
+        tokens, its merged tokens. In the unmodified run view v starts at v x (CLS + T)."""
+        pixels = pixel_inputs.get("pixel_values_videos", pixel_inputs.get("pixel_values"))
+        patches = (pixels.shape[-2] // self.patch_size) * (pixels.shape[-1] // self.patch_size)
+        stride = patches + int(cls_fed)
+        parts, origins = [], []
+        for view, (tokens, index, extra) in enumerate(zip(projected, kept, merged)):
+            start = view * stride
+            if cls is not None:
+                parts.append(cls[view:view + 1])
+                origins.append(torch.tensor([start if cls_fed else -1]))
+            parts += [tokens, extra]
+            origins += [start + int(cls_fed) + index.cpu().long(), torch.full((extra.shape[0],), -1, dtype=torch.long)]
+        return VisualRun(torch.cat(parts), torch.cat(origins))
+
+    def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
+        """Images and videos each as one ``[1, n, H]`` tensor (the model scatters each
+        modality's features into its placeholder positions in order)."""
+        by_modality: dict[str, list[torch.Tensor]] = {}
+        for run, item in zip(runs, encoded):
+            by_modality.setdefault(getattr(item, "modality", "image"), []).append(run.embeds)
+        return {
+            "mm_encoder_outputs": {
+                modality: BaseModelOutputWithPooling(pooler_output=torch.cat(embeds)[None])
+                for modality, embeds in by_modality.items()
+            }
+        } if by_modality else {}
