@@ -11,7 +11,7 @@ from prunesid.compression import Compression
 from prunesid.geometry import PatchGrid
 from prunesid.grouping import GROUPINGS, register_grouping
 from prunesid.images import load_image
-from prunesid.methods import PRESSES, Press, PruneSID, VisionTokens
+from prunesid.methods import PRESSES, DivPrune, Press, PruneSID, RandomPrune, UniformPrune, VisionTokens, VisionZip
 from prunesid.presets import PRESETS, default_groups, default_lam, group_cap
 from prunesid.selection import Selection, select
 
@@ -19,16 +19,20 @@ __all__ = [
     "GROUPINGS",
     "BUILTIN_MODELS",
     "Compression",
+    "DivPrune",
     "EncodedImage",
     "PRESETS",
     "PRESSES",
     "PatchGrid",
     "Press",
     "PruneSID",
+    "RandomPrune",
     "Reply",
     "Selection",
+    "UniformPrune",
     "VLM",
     "VisionTokens",
+    "VisionZip",
     "default_groups",
     "default_lam",
     "group_cap",

@@ -1,0 +1,157 @@
+"""The honest floors: random tokens and an even spatial grid of tokens.
+
+Any method worth its computation should beat both at the same budget. Neither looks at the
+tokens' content; both keep the kept tokens in position order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from prunesid.compression import Compression
+from prunesid.methods.base import Press, VisionTokens, register_press
+from prunesid.methods.common import budgets, check_bool, check_budget, check_int, positions, validated
+
+
+@register_press("random")
+@dataclass(frozen=True)
+class RandomPrune(Press):
+    """Random pruning: each view keeps ``budget`` tokens drawn uniformly at random, without
+    replacement, from its selectable tokens (the floor every pruning paper reports, e.g. the
+    random baseline of the PruneSID and DivPrune papers).
+
+    Args:
+        budget: N, visual tokens the language model receives per view, the CLS included when
+            ``keep_cls`` passes it through (read through the family's preset like every press).
+        seed: seed of the draw. Each view draws from its own generator seeded with ``seed``,
+            so a view's draw does not depend on the other views of the batch (an image gives
+            the same tokens alone or in a batch); views with the same number of selectable
+            tokens draw the same positions.
+        keep_cls: pass the tower's CLS token through, as PruneSID does by default, so the two
+            compare at the same budget (ignored where the tower or the family has no CLS slot).
+    """
+
+    budget: int = 64
+    seed: int = 0
+    keep_cls: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool(self.keep_cls, "keep_cls")
+        check_budget(self.budget, self.keep_cls)
+        check_int(self.seed, "seed", minimum=0)
+
+    def compress(self, tokens: VisionTokens) -> Compression:
+        x, valid = validated(tokens)
+        reserved = self.reserved(tokens)
+        budget, keep = budgets(self.budget, reserved, tokens, valid)
+        indices = []
+        for view, count in enumerate(keep):
+            candidates = positions(valid[view])
+            generator = torch.Generator().manual_seed(self.seed)
+            draw = torch.randperm(candidates.numel(), generator=generator)[:count].to(candidates.device)
+            indices.append(candidates[draw].sort().values)
+        return Compression(indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name)
+
+
+@register_press("uniform")
+@dataclass(frozen=True)
+class UniformPrune(Press):
+    """Uniform pruning: each view keeps ``budget`` tokens on an even spatial lattice over its
+    patch grid (``VisionTokens.grid_shapes``), the spatial floor (like the "uniform" /
+    pooling baselines of token-reduction papers, without averaging anything).
+
+    The lattice has ``a`` rows and ``b`` columns, ``a * b >= k`` with ``a / b`` close to the
+    selectable area's aspect ratio, each point at the centre of its cell; when ``a * b > k``
+    every ``a * b / k``-th point (row by row) is kept. It covers the bounding box of the view's
+    selectable tokens (LLaVA-NeXT: the unpadded part of a tile); a point on a token that may
+    not be kept moves to the nearest one that may.
+
+    Args:
+        budget: N, visual tokens the language model receives per view, the CLS included when
+            ``keep_cls`` passes it through.
+        keep_cls: pass the tower's CLS token through, as PruneSID does by default (ignored
+            where the tower or the family has no CLS slot).
+
+    Tokens given without ``grid_shapes`` are taken as a square grid when T is a square
+    number; otherwise the press raises ValueError.
+    """
+
+    budget: int = 64
+    keep_cls: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool(self.keep_cls, "keep_cls")
+        check_budget(self.budget, self.keep_cls)
+
+    def compress(self, tokens: VisionTokens) -> Compression:
+        x, valid = validated(tokens)
+        reserved = self.reserved(tokens)
+        budget, keep = budgets(self.budget, reserved, tokens, valid)
+        indices = []
+        for view, count in enumerate(keep):
+            rows, cols = _grid_shape(tokens, view)
+            indices.append(lattice(valid[view], rows, cols, count))
+        return Compression(indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name)
+
+
+def _grid_shape(tokens: VisionTokens, view: int) -> tuple[int, int]:
+    length = tokens.features.shape[1]
+    if tokens.grid_shapes is None:
+        side = math.isqrt(length)
+        if side * side != length:
+            raise ValueError(
+                f"UniformPrune needs the views' patch grids (VisionTokens.grid_shapes): {length} tokens are not a square grid"
+            )
+        return side, side
+    rows, cols = (int(n) for n in tokens.grid_shapes[view])
+    if rows < 1 or cols < 1 or rows * cols > length:
+        raise ValueError(f"grid_shapes[{view}] = ({rows}, {cols}) does not fit a view of {length} tokens")
+    return rows, cols
+
+
+def lattice(valid_row: torch.Tensor, rows: int, cols: int, count: int) -> torch.Tensor:
+    """``count`` token indices evenly spread over the selectable tokens of a ``rows x cols``
+    grid (row-major), ascending."""
+    candidates = positions(valid_row)
+    if count >= candidates.numel():
+        return candidates
+    if int(candidates.max()) >= rows * cols:
+        raise ValueError(f"selectable tokens lie beyond the {rows} x {cols} patch grid of the view")
+    cand_rows, cand_cols = candidates // cols, candidates % cols
+    top, left = int(cand_rows.min()), int(cand_cols.min())
+    height, width = int(cand_rows.max()) - top + 1, int(cand_cols.max()) - left + 1
+    # a x b lattice with a * b >= count, a <= height, b <= width (count <= height * width).
+    a = min(height, max(1, round(math.sqrt(count * height / width))))
+    b = math.ceil(count / a)
+    if b > width:
+        b = width
+        a = math.ceil(count / width)
+    lattice_rows = [top + math.floor((i + 0.5) * height / a) for i in range(a)]
+    lattice_cols = [left + math.floor((j + 0.5) * width / b) for j in range(b)]
+    points = [(r, c) for r in lattice_rows for c in lattice_cols]
+    chosen_points = [points[(j * len(points)) // count] for j in range(count)]
+
+    allowed = valid_row.cpu()
+    taken: list[int] = []
+    misses: list[tuple[int, int]] = []
+    for r, c in chosen_points:
+        index = r * cols + c
+        if bool(allowed[index]):
+            taken.append(index)
+        else:
+            misses.append((r, c))
+    if misses:  # a lattice point on a token that may not be kept: the nearest free one that may
+        free = allowed[: rows * cols].clone()
+        free[taken] = False
+        grid_rows = torch.arange(rows * cols) // cols
+        grid_cols = torch.arange(rows * cols) % cols
+        for r, c in misses:
+            distance = ((grid_rows - r) ** 2 + (grid_cols - c) ** 2).float()
+            distance[~free] = float("inf")
+            nearest = int(torch.argmin(distance))  # ties: the lowest index
+            taken.append(nearest)
+            free[nearest] = False
+    return torch.tensor(sorted(taken), dtype=torch.long, device=valid_row.device)

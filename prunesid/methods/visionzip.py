@@ -1,0 +1,168 @@
+"""VisionZip: dominant tokens by CLS attention, plus contextual tokens merged from the rest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from prunesid.compression import Compression
+from prunesid.methods.base import Press, VisionTokens, register_press
+from prunesid.methods.common import budgets, check_bool, check_budget, check_int, positions, validated
+
+# The authors' split: 10 contextual tokens per 64 (54 + 10 at 64, 108 + 20 at 128, 162 + 30 at 192).
+CONTEXTUAL_PER_64 = 10
+
+
+@dataclass(kw_only=True)
+class VisionZipResult(Compression):
+    """VisionZip's result: the dominant tokens (``indices``), the contextual tokens
+    (``merged``, after the dominant ones) and which tokens each contextual token covers
+    (``merged_from``; its anchor, the token it was built on, in ``targets``)."""
+
+    method: str = "visionzip"
+    scores: torch.Tensor  # [B, T] float32: the CLS attention that ranked the dominant tokens
+    targets: torch.Tensor  # [B, T] bool: the anchor of a contextual token
+    space: str = "keys"  # where the merge similarities were measured: "keys" or "features"
+
+    TOKEN_FIELDS: ClassVar[dict] = {**Compression.TOKEN_FIELDS, "scores": 0.0, "targets": False}
+
+
+@register_press("visionzip")
+@dataclass(frozen=True)
+class VisionZip(Press):
+    """VisionZip (Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision
+    Language Models", CVPR 2025): keep the *dominant* tokens, those the CLS token attends to
+    most, and merge the others into a few *contextual* tokens.
+
+    As in the authors' released code (dvlab-research/VisionZip, ``CLIPVisionTower_VisionZip``):
+    - the dominant tokens are the top ``budget - reserved - contextual`` patches by the CLS
+      token's attention in the feature layer (layer -2), summed over heads, and go to the
+      language model in position order after the CLS;
+    - the remaining patches, in position order, provide ``contextual`` anchors at a fixed
+      stride (every ``R // contextual``-th of the R remaining, from the first); every other
+      remaining patch joins the anchor it is most similar to, by cosine similarity of the
+      feature layer's attention **keys averaged over heads** (their similarity space, not
+      the hidden states);
+    - a contextual token is its anchor's features **plus** the mean of the features of the
+      patches that joined it (their code; the paper's text describes an average), in the
+      feature layer's space, so the projector maps it like any other token. They follow the
+      dominant tokens, in anchor order.
+
+    At the default split, budget 64 with the CLS is the authors' 54 + 10: CLS + 53 dominant
+    patches + 10 contextual tokens. On LLaVA-NeXT every view (base image, tile) is
+    compressed on its own with the per-view budget among the patches the unpadding keeps,
+    and without a CLS slot (the packing has none), so a view gets 54 dominant patches + 10
+    contextual tokens at 64; the authors' LLaVA-NeXT code also passes each tile's CLS.
+
+    Without CLS attention (towers without a CLS token: SigLIP, Qwen-VL) there are no
+    dominant tokens to choose: :meth:`compress` raises ValueError rather than guessing.
+    Without keys (plain tensors), the merge similarities use the features themselves.
+
+    Args:
+        budget: N, visual tokens the language model receives per view: the CLS (when
+            ``keep_cls``), the dominant patches and the contextual tokens.
+        contextual: number of contextual (merged) tokens per view; ``None`` = the authors'
+            ratio, round(budget * 10 / 64) (10 at 64, 20 at 128, 30 at 192). 0 keeps dominant
+            tokens only.
+        keep_cls: pass the tower's CLS token through, as the authors do (it is their first
+            dominant token); ignored where the tower or the family has no CLS slot.
+    """
+
+    budget: int = 64
+    contextual: int | None = None
+    keep_cls: bool = True
+
+    def __post_init__(self) -> None:
+        check_bool(self.keep_cls, "keep_cls")
+        check_budget(self.budget, self.keep_cls)
+        if self.contextual is not None:
+            check_int(self.contextual, "contextual", minimum=0)
+            room = self.budget - int(self.keep_cls)
+            if self.contextual > room:
+                raise ValueError(
+                    f"contextual must be at most budget{' - 1 (the CLS)' if self.keep_cls else ''} = {room}, "
+                    f"got {self.contextual}"
+                )
+
+    @property
+    def contextual_tokens(self) -> int:
+        """Contextual tokens per view at this budget (the authors' ratio unless given)."""
+        if self.contextual is not None:
+            return self.contextual
+        return min((self.budget * CONTEXTUAL_PER_64 + 32) // 64, self.budget - int(self.keep_cls))
+
+    def compress(self, tokens: VisionTokens) -> VisionZipResult:
+        x, valid = validated(tokens)
+        if tokens.importance is None:
+            raise ValueError(
+                "VisionZip chooses its dominant tokens by the CLS token's attention, and these tokens come "
+                "without it (a vision tower without a CLS token, e.g. SigLIP or Qwen-VL); use another method"
+            )
+        reserved = self.reserved(tokens)
+        budget, keep = budgets(self.budget, reserved, tokens, valid)
+        importance = tokens.importance.to(x.device).float()
+        metric = tokens.keys if tokens.keys is not None else x
+        batch, length, width = x.shape
+        indices, merged = [], []
+        merged_from = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
+        targets = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
+        for view, count in enumerate(keep):
+            candidates = positions(valid[view])
+            if count >= candidates.numel():  # keeps everything: nothing to merge
+                indices.append(candidates)
+                merged.append(x.new_zeros(0, width))
+                continue
+            contextual = min(self.contextual_tokens, count)
+            kept, anchors, joined, tokens_merged = zip_view(
+                x[view, candidates], importance[view, candidates], metric[view, candidates].to(x.device),
+                count - contextual, contextual,
+            )
+            indices.append(candidates[kept])
+            merged.append(tokens_merged)
+            merged_from[view, candidates[anchors]] = torch.arange(anchors.numel(), device=x.device)
+            others = _others(candidates.numel(), kept, anchors)
+            merged_from[view, candidates[others]] = joined
+            targets[view, candidates[anchors]] = True
+        return VisionZipResult(
+            indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name, merged=merged,
+            merged_from=merged_from, scores=importance.masked_fill(~valid, 0.0), targets=targets,
+            space="keys" if tokens.keys is not None else "features",
+        )
+
+
+def zip_view(x: torch.Tensor, importance: torch.Tensor, metric: torch.Tensor, dominant: int, contextual: int):
+    """VisionZip on one view's ``n`` tokens (``x`` [n, D], ``importance`` [n], ``metric``
+    [n, d]). Returns ``(dominant indices ascending, anchor indices ascending, the anchor each
+    other remaining token joined [n - dominant - contextual], contextual tokens [contextual, D])``;
+    the "other remaining tokens" are the remaining ones minus the anchors, ascending."""
+    n = x.shape[0]
+    kept = torch.topk(importance, dominant).indices.sort().values if dominant else importance.new_zeros(0, dtype=torch.long)
+    is_dominant = torch.zeros(n, dtype=torch.bool, device=x.device)
+    is_dominant[kept] = True
+    remaining = (~is_dominant).nonzero().flatten()
+    if contextual == 0:
+        empty = remaining.new_zeros(0)
+        return kept, empty, empty, x.new_zeros(0, x.shape[1])
+    stride = max(1, remaining.numel() // contextual)
+    anchor_slots = torch.arange(0, remaining.numel(), stride, device=x.device)[:contextual]
+    is_anchor = torch.zeros(remaining.numel(), dtype=torch.bool, device=x.device)
+    is_anchor[anchor_slots] = True
+    anchors, others = remaining[is_anchor], remaining[~is_anchor]
+    unit = F.normalize(metric.float(), dim=-1)
+    joined = torch.matmul(unit[others], unit[anchors].T).argmax(dim=1)
+    values = x.float()
+    sums = torch.zeros(anchors.numel(), x.shape[1], dtype=torch.float32, device=x.device).index_add_(0, joined, values[others])
+    counts = torch.bincount(joined, minlength=anchors.numel()).clamp(min=1).to(torch.float32)
+    contextual_tokens = (values[anchors] + sums / counts[:, None]).to(x.dtype)
+    return kept, anchors, joined, contextual_tokens
+
+
+def _others(n: int, kept: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
+    """Indices (ascending) of the tokens neither kept nor anchors: the ones merged into anchors."""
+    rest = torch.ones(n, dtype=torch.bool, device=kept.device)
+    rest[kept] = False
+    rest[anchors] = False
+    return rest.nonzero().flatten()
