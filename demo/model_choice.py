@@ -68,8 +68,10 @@ def offline_reason(timeout: float = PROBE_TIMEOUT_S) -> str | None:
             outcome.append(None)
         except urllib.error.HTTPError:  # the server answered (401, 404...): reachable
             outcome.append(None)
-        except Exception as error:  # DNS, refused, reset, timeout, TLS
-            outcome.append(f"{_host(url)} is unreachable ({_short(error)})")
+        except urllib.error.URLError as error:  # DNS, refused, TLS
+            outcome.append(f"{_host(url)} is unreachable: {_short(error.reason)}")
+        except Exception as error:  # reset, timeout
+            outcome.append(f"{_host(url)} is unreachable: {_short(error)}")
 
     worker = threading.Thread(target=probe, daemon=True, name="hub-probe")
     worker.start()
@@ -179,6 +181,6 @@ def _host(url: str) -> str:
     return url.split("://", 1)[-1].split("/", 1)[0]
 
 
-def _short(error: BaseException) -> str:
+def _short(error) -> str:
     message = str(error).splitlines()[0] if str(error) else type(error).__name__
     return message if len(message) < 160 else message[:157] + "..."

@@ -7,7 +7,8 @@ PruneSID drops a patch for one of a few reasons, each readable from a
   cosine similarity with it above tau; the first such survivor the greedy NMS took is the
   one that discarded it;
 - it survived the NMS but its group's quota was full: the group keeps its first k of c
-  survivors, in the order taken, and this one came later;
+  survivors, in the order taken, and this one came later (when a group's quota exceeds
+  its survivors, its most important suppressed patches fill the rest);
 - its importance is 0: the NMS never takes such a patch;
 - it took no part (LLaVA-NeXT letterbox padding: group -1).
 
@@ -124,6 +125,11 @@ class Explanation:
         if self.status == "kept":
             if self.keep_all:
                 why = "The budget covers every patch of the view, so all are kept."
+            elif self.survivor_rank is None:
+                why = (
+                    f"The NMS suppressed it, but its group's quota ({self.group_quota}) is larger than its "
+                    f"{self.group_survivors} survivors, so the group's most important suppressed patches fill the rest."
+                )
             else:
                 why = (
                     f"Survivor #{self.survivor_rank} of {self.group_survivors} NMS survivors in its group, within the "
@@ -136,6 +142,11 @@ class Explanation:
                 f"Suppressed by patch {self.suppressor} (row {self.suppressor_row}, column {self.suppressor_col}), a more "
                 f"important survivor of the same group: cosine similarity {self.similarity:.4f} {relation} τ = {self.tau:.4f}."
             )
+            if self.group_quota > self.group_survivors:
+                why += (
+                    f" Its group kept {self.group_quota}: its {self.group_survivors} survivors and then the most "
+                    f"important suppressed patches, not this one."
+                )
             return f"{head}: **dropped by NMS**.\n\n- {group}\n- {why}"
         if self.status == "quota_full":
             why = (
@@ -203,8 +214,8 @@ def explain_patch(selection: Selection, features: torch.Tensor, view: int, patch
     candidates = members[earlier & survivors[members]]
     if candidates.numel() == 0:
         raise ValueError(f"patch {patch} of view {view} was neither kept nor suppressed by any survivor: the selection and the features disagree")
-    normed = F.normalize(tokens.detach().float().cpu(), dim=-1)
-    similarity = normed[candidates] @ normed[patch]
+    rows = F.normalize(tokens[torch.cat([candidates, torch.tensor([patch])]).to(tokens.device)].detach().float().cpu(), dim=-1)
+    similarity = rows[:-1] @ rows[-1]
     order = torch.argsort(survivor_rank[candidates])
     candidates, similarity = candidates[order], similarity[order]
     above = (similarity > info["tau"]).nonzero().flatten()
