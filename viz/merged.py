@@ -1,0 +1,87 @@
+"""What any press kept, and what its merged tokens cover: one picture for every method.
+
+Works from a :class:`prunesid.Compression` (PruneSID's Selection, VisionZip, DivPrune, the
+floors), with the conventions of the other overlays (hatched: cut away by the crop; grey:
+LLaVA-NeXT padding; base view and tile mosaic side by side):
+
+- kept patches at full brightness with a yellow outline;
+- patches merged into a new token (VisionZip's contextual tokens) tinted with that token's
+  colour, one colour per merged token, the token's anchor outlined in white;
+- every other patch dimmed: the language model never sees it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from prunesid.compression import Compression
+from prunesid.geometry import PatchGrid
+from viz.canvas import Canvas
+from viz.overlay import KEPT_EDGE, _check, _mark_margin, _side_by_side, canvases
+from viz.palette import group_palette
+
+ANCHOR_EDGE = np.array([255, 255, 255], dtype=np.float32)
+DROPPED = 0.22  # brightness left to a dropped patch
+MERGED_TINT = 0.55  # share of the merged token's colour in a covered patch
+LEGEND = (
+    "Kept: yellow outline, full brightness. Merged into a new token (VisionZip's contextual tokens): "
+    "tinted with that token's colour, its anchor outlined in white. Dropped: dimmed."
+)
+
+
+def merged_palette(compression: Compression) -> np.ndarray:
+    """One colour per merged token index (the same index has the same colour in every view)."""
+    count = 0 if compression.merged is None else max((int(m.shape[0]) for m in compression.merged), default=0)
+    return group_palette(max(count, 1))
+
+
+def render_compression(image: Image.Image, compression: Compression, grids: list[PatchGrid], panels=None) -> Image.Image:
+    """Kept patches, merged tokens' coverage and dropped patches of one image's result."""
+    _check(compression, grids)
+    kept = compression.kept.cpu().numpy()
+    covered_by = (
+        compression.merged_from.cpu().numpy() if compression.merged_from is not None else np.full(kept.shape, -1, dtype=np.int64)
+    )
+    targets = getattr(compression, "targets", None)
+    anchors = targets.cpu().numpy() if targets is not None else np.zeros(kept.shape, dtype=bool)
+    excluded = ~compression.valid.cpu().numpy()
+    colours = merged_palette(compression)
+
+    def paint(canvas: Canvas) -> np.ndarray:
+        pixels = canvas.pixels.copy()
+        is_kept = canvas.gather(kept[:, :, None], False)[..., 0]
+        merged_into = canvas.gather(covered_by[:, :, None], -1)[..., 0]
+        is_anchor = canvas.gather(anchors[:, :, None], False)[..., 0]
+        is_excluded = canvas.gather(excluded[:, :, None], False)[..., 0]
+        inside = canvas.view >= 0
+        merged = merged_into >= 0
+        dropped = inside & ~is_kept & ~merged & ~is_excluded
+        pixels[dropped] *= DROPPED
+        pixels[merged] = (1 - MERGED_TINT) * pixels[merged] + MERGED_TINT * colours[merged_into[merged]]
+        pixels[canvas.edges & is_kept] = KEPT_EDGE
+        pixels[canvas.edges & is_anchor] = ANCHOR_EDGE
+        return pixels
+
+    rendered = []
+    for caption, canvas in panels or canvases(image, grids):
+        pixels = paint(canvas)
+        _mark_margin(canvas, pixels)
+        rendered.append((caption, Image.fromarray(pixels.clip(0, 255).astype(np.uint8))))
+    return _side_by_side(rendered)
+
+
+def caption(name: str, compression: Compression) -> str:
+    """``"name: 53 kept + 10 merged (+ CLS)"``."""
+    kept = sum(int(index.numel()) for index in compression.indices)
+    merged = 0 if compression.merged is None else sum(int(m.shape[0]) for m in compression.merged)
+    text = f"{name}: {kept} kept" + (f" + {merged} merged" if merged else "")
+    return text + (" + CLS" if compression.reserved else "")
+
+
+def compare_compressions(image: Image.Image, results: dict[str, Compression], grids: list[PatchGrid]) -> Image.Image:
+    """Several methods' results on the same image, side by side, captioned with their counts."""
+    if not results:
+        raise ValueError("compare_compressions needs at least one result")
+    shared = canvases(image, grids)
+    return _side_by_side([(caption(name, result), render_compression(image, result, grids, shared)) for name, result in results.items()])
