@@ -54,9 +54,11 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
-def offline_reason(timeout: float = PROBE_TIMEOUT_S) -> str | None:
+def offline_reason(timeout: float | None = None) -> str | None:
     """None when the Hub answers; otherwise why it counts as unreachable. Never takes
-    longer than ``timeout`` seconds: the request runs in a thread that is not waited for."""
+    longer than ``timeout`` seconds (default :data:`PROBE_TIMEOUT_S`): the request runs in
+    a thread that is not waited for."""
+    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set"
     url = f"{hub_endpoint()}/api/models/{CPU_MODEL}"
