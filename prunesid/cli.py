@@ -1,17 +1,19 @@
 """The ``prunesid`` command: chat with a compressed VLM, or show what PruneSID keeps.
 
     prunesid chat IMAGE "question" --model tiny-random --budget 64 [--grouping kmeans] [--dynamic] [--json]
+    prunesid chat IMAGE "question" --method visionzip --budget 64     (or divprune, random, uniform)
     prunesid compress IMAGE --model tiny-random --budget 64 [--json] [--out overlay.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
 from prunesid.grouping import GROUPINGS
-from prunesid.methods import PruneSID
+from prunesid.methods import PRESSES, PruneSID
 from prunesid.psca import CENTERINGS, SOLVERS
 from prunesid.selection import ORDERS
 
@@ -38,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", default="tiny-random", help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sub.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
+        sub.add_argument("--method", choices=sorted(PRESSES), default="prunesid", help="compression method; --groups ... --phi-ref are PruneSID's options")
         sub.add_argument("--budget", type=int, default=64, help="visual tokens per image (per view on LLaVA-NeXT), CLS included; Qwen-VL: per 576 merged tokens (each image keeps N_eff)")
         sub.add_argument("--groups", type=int, default=None, help="K concept groups (default budget/4)")
         sub.add_argument("--lam", type=float, default=None, help="lambda of tau = lambda * rho (default budget/32)")
@@ -66,7 +69,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _press(args) -> PruneSID:
+# PruneSID's own options and their defaults: other methods refuse them rather than ignore them.
+PRUNESID_OPTIONS = {
+    "groups": None, "lam": None, "grouping": "psca", "centering": "token", "solver": "exact", "order": "reference",
+    "dynamic": False, "phi_ref": None,
+}
+
+
+def _press(args):
+    if args.method != "prunesid":
+        given = [name for name, default in PRUNESID_OPTIONS.items() if getattr(args, name) != default]
+        if given:
+            flag = "--" + given[0].replace("_", "-")
+            raise ValueError(f"{flag} is a PruneSID option; it does not apply to --method {args.method}")
+        cls = PRESSES[args.method]
+        settings = {"budget": args.budget}
+        if args.no_cls and "keep_cls" in {f.name for f in dataclasses.fields(cls)}:
+            settings["keep_cls"] = False
+        return cls(**settings)
     return PruneSID(
         budget=args.budget, groups=args.groups, lam=args.lam, grouping=args.grouping, centering=args.centering,
         dynamic=args.dynamic, phi_ref=args.phi_ref, keep_cls=not args.no_cls, order=args.order, solver=args.solver,
@@ -118,7 +138,12 @@ def _compress(args) -> int:
     if args.out:
         import viz
 
-        viz.save_panel(viz.render_all(image, selection, encoded.grids), args.out)
+        if hasattr(selection, "groups"):
+            viz.save_panel(viz.render_all(image, selection, encoded.grids), args.out)
+        else:  # another method: kept patches and merged tokens' coverage
+            from viz.merged import render_compression
+
+            render_compression(image, selection, encoded.grids).save(args.out)
     if args.json:
         print(json.dumps({
             "model": vlm.name,
@@ -130,6 +155,10 @@ def _compress(args) -> int:
         }))
     else:
         for view in _views(encoded, selection):
+            if "rho" not in view:  # another method than PruneSID
+                merged = f" + {view['num_merged']} merged tokens" if view.get("num_merged") else ""
+                print(f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches{merged} (budget {_budget(view)})")
+                continue
             print(
                 f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches "
                 f"(budget {_budget(view)}), rho {view['rho']:.3f}, phi {view['phi']:.3f}, tau {view['tau']:.3f}, "
