@@ -1,0 +1,276 @@
+"""The app's video handlers: a clip through Video-LLaVA with PruneSID on every frame.
+
+Plain functions of the control values, no layout (app.py wires them): ``analyze_video``
+draws the frame strips (kept, groups, survivors: every frame with its own selection), the
+per-frame chart of rho / phi / N' and the stats; ``chat_video`` streams an answer about the
+clip. Files are read only when the app was given them: uploads in Gradio's upload folder
+(checked by demo/files.py) or the bundled example clips in ``assets/``.
+
+The video model: the app's model when it takes videos (Video-LLaVA), else
+``$PRUNESID_VIDEO_MODEL``, else the offline built-in ``tiny-random-video-llava`` (random
+weights: its answers are noise, its selections are real).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import stat
+import threading
+import time
+from collections import OrderedDict
+from typing import Iterator
+
+from demo.files import ASSETS, RefusedFile, allowed_path
+from demo.handlers import Handlers
+from prunesid import PruneSID, load_vlm
+from prunesid.video import is_video, load_video
+from prunesid.vlm import VLM
+from viz.frames import render_frame_chart, render_frame_layers
+
+VIDEO_MODEL_ENV = "PRUNESID_VIDEO_MODEL"
+OFFLINE_VIDEO_MODEL = "tiny-random-video-llava"
+DEFAULT_FRAME_BUDGET = 17  # the paper's Video-LLaVA setting: 256 -> 17 tokens per frame
+EXAMPLE_VIDEO_SUFFIXES = (".mp4", ".webm")
+MAX_VIDEO_BYTES = 64 * 1024 * 1024  # per upload, as for images (app.py's max_file_size)
+VIDEO_REFUSED = "this video was not uploaded to this app: upload a clip or pick the example"
+
+
+def example_videos() -> list[str]:
+    return sorted(str(path) for path in ASSETS.iterdir() if path.suffix.lower() in EXAMPLE_VIDEO_SUFFIXES)
+
+
+def choose_video_model(main: VLM | None = None) -> tuple[VLM, str]:
+    """The model the video handlers use, and a sentence saying which and why."""
+    if main is not None and main.family.num_frames is not None:
+        return main, f"Video: {main.name}, the app's model."
+    name = os.environ.get(VIDEO_MODEL_ENV, "").strip()
+    if name:
+        return load_vlm(name), f"Video: {name} (from ${VIDEO_MODEL_ENV})."
+    return load_vlm(OFFLINE_VIDEO_MODEL), (
+        f"Video: {OFFLINE_VIDEO_MODEL}, Video-LLaVA's geometry with random weights (set ${VIDEO_MODEL_ENV} to "
+        "LanguageBind/Video-LLaVA-7B-hf on a GPU): its answers are noise, the per-frame selections are real."
+    )
+
+
+def read_video_bytes(video, max_bytes: int = MAX_VIDEO_BYTES) -> bytes:
+    """The bytes of the clip an event names (FileData dict or path), if the app was given it."""
+    if video is None:
+        raise ValueError("no video: upload a clip or pick the example")
+    path = video.get("path") if isinstance(video, dict) else video
+    if isinstance(path, os.PathLike):
+        path = os.fspath(path)
+    if not isinstance(path, str) or not path:
+        raise ValueError(VIDEO_REFUSED)
+    resolved = os.path.realpath(path) if os.path.isabs(path) and "\x00" not in path else None
+    if resolved is None or resolved not in {os.path.realpath(example) for example in example_videos()}:
+        try:
+            resolved = allowed_path(path)  # inside Gradio's upload folder
+        except RefusedFile:
+            raise ValueError(VIDEO_REFUSED) from None
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        descriptor = os.open(resolved, flags)
+    except OSError:
+        raise ValueError(VIDEO_REFUSED) from None
+    with os.fdopen(descriptor, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(VIDEO_REFUSED)
+        if info.st_size > max_bytes:
+            raise ValueError(f"the video file is {info.st_size / 2**20:.1f} MB; the largest accepted is {max_bytes / 2**20:.0f} MB")
+        return handle.read(max_bytes + 1)
+
+
+class VideoHandlers:
+    """Binds the video handlers to one model that takes videos."""
+
+    def __init__(self, vlm: VLM, max_new_tokens: int = 96, note: str = ""):
+        if vlm.family.num_frames is None:
+            raise ValueError(f"{vlm.name} takes images only; the video handlers need a video model such as {OFFLINE_VIDEO_MODEL}")
+        self.vlm = vlm
+        self.note = note
+        self._controls = Handlers(vlm, phi_ref=None, max_new_tokens=max_new_tokens)  # the controls' checks
+        self.max_new_tokens = self._controls.max_new_tokens
+        self._uncompressed: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_app(cls, main: VLM | None = None, max_new_tokens: int = 96) -> "VideoHandlers":
+        vlm, note = choose_video_model(main)
+        return cls(vlm, max_new_tokens=max_new_tokens, note=note)
+
+    def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
+        """Controls -> a press, checked as for images. N is per frame; with the dynamic budget
+        the frames share frames x N exactly (phi_ref = the clip's mean phi)."""
+        return dataclasses.replace(self._controls.press(budget, groups, lam, grouping, dynamic), phi_ref=None)
+
+    def encode(self, video):
+        """The cached encoding of the clip an event names (only files the app was given)."""
+        data = read_video_bytes(video)
+        if not is_video(data):  # no known container signature: PyAV decides (or says why not)
+            return self.vlm.encode(load_video(data, num_frames=self.vlm.family.num_frames))
+        return self.vlm.encode(data)
+
+    # --- analyze_video: the frame strips, the chart and the stats ------------------------------
+
+    def analyze_video(self, video, budget, groups, lam, grouping, dynamic):
+        """Frame strips (groups, survivors, kept), the per-frame chart of rho / phi / N' and
+        the stats (dict and markdown) of one clip's per-frame selection."""
+        press = self.press(budget, groups, lam, grouping, dynamic)
+        encoded = self.encode(video)
+        start = time.perf_counter()
+        selection = self.vlm.compress(encoded, press)[0]
+        select_ms = (time.perf_counter() - start) * 1000
+        clip = encoded.video
+        frames, timestamps = list(clip.frames), list(clip.timestamps)
+        start = time.perf_counter()
+        layers = render_frame_layers(frames, selection, encoded.grids, timestamps)
+        chart = render_frame_chart(selection, timestamps, budget=press.budget)
+        render_ms = (time.perf_counter() - start) * 1000
+        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms, "render_ms": render_ms})
+        return layers["groups"], layers["survivors"], layers["kept"], chart, stats, video_stats_markdown(stats)
+
+    def refresh_video(self, video, budget, groups, lam, grouping, dynamic):
+        """As :meth:`analyze_video`, for events the page fires itself: no clip clears the outputs."""
+        if video is None:
+            return None, None, None, None, None, ""
+        return self.analyze_video(video, budget, groups, lam, grouping, dynamic)
+
+    def uncompressed_tokens(self, encoded) -> int:
+        with self._lock:
+            if encoded.key in self._uncompressed:
+                return self._uncompressed[encoded.key]
+        count = self.vlm.unmodified_visual_tokens(encoded)
+        with self._lock:
+            self._uncompressed[encoded.key] = count
+            while len(self._uncompressed) > 64:
+                self._uncompressed.popitem(last=False)
+        return count
+
+    def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
+        clip = encoded.video
+        visual_tokens = len(self.vlm.visual_features(encoded, selection))
+        uncompressed = self.uncompressed_tokens(encoded)
+        per_frame = []
+        for frame in range(selection.num_views):
+            k = int(selection.num_groups[frame])
+            per_frame.append({
+                "frame": frame + 1,
+                "clip_frame": int(clip.indices[frame]),
+                "time_s": round(float(clip.timestamps[frame]), 3),
+                "budget": int(selection.budget[frame]),
+                "budget_clamped": bool(selection.budget_clamped[frame]),
+                "kept": int(selection.indices[frame].numel()),
+                "rho": float(selection.rho[frame]),
+                "phi": float(selection.phi[frame]),
+                "lam": float(selection.lam[frame]),
+                "tau": float(selection.tau[frame]),
+                "groups": k,
+                "survivors": int(selection.survivors[frame].sum()),
+                "kept_per_group": selection.quotas[frame, :k].tolist(),
+            })
+        return {
+            "model": self.vlm.name,
+            "frames": selection.num_views,
+            "clip": {
+                "total_frames": clip.total_frames, "duration_s": clip.duration, "fps": clip.fps, "size": list(clip.size),
+            },
+            "tokens_per_frame": selection.tokens_per_view,
+            "budget": press.budget,
+            "budget_total": int(selection.budget.sum()),
+            "dynamic": press.dynamic,
+            "phi_ref": selection.phi_ref,
+            "reserved": selection.reserved,
+            "visual_tokens": visual_tokens,
+            "visual_tokens_uncompressed": uncompressed,
+            "compression": round(uncompressed / max(visual_tokens, 1), 2),
+            "grouping": press.grouping,
+            "timings_ms": {name: round(value, 1) for name, value in timings.items()},
+            "per_frame": per_frame,
+        }
+
+    # --- chat about the clip -----------------------------------------------------------------
+
+    def chat_video(self, message, history, video, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
+        """Stream the compressed model's answer about the clip into the chat history; when
+        done, yield the reply's numbers and the stats. Stateless: the API's video chat."""
+        if not isinstance(message, str) or not message.strip():
+            raise ValueError("the message is empty: type a question about the clip")
+        press = self.press(budget, groups, lam, grouping, dynamic)
+        encoded = self.encode(video)
+        conversation = video_conversation(list(history or []), message)
+        history = list(history or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        stream = self.vlm.stream(encoded.video, conversation, press=press, max_new_tokens=self.max_new_tokens)
+        answer = ""
+        for piece in stream:
+            answer += piece
+            history[-1] = {"role": "assistant", "content": answer}
+            yield history, "generating...", None, ""
+        reply = stream.reply
+        history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
+        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
+        stats = self.stats(encoded, reply.selections[0], press, timings)
+        info = (
+            f"{reply.visual_tokens[0]} video tokens ({stats['frames']} frames) of {stats['visual_tokens_uncompressed']} · "
+            f"prefill {reply.timings['prefill_ms']:.0f} ms · decode {reply.timings['decode_ms']:.0f} ms "
+            f"({int(reply.timings['new_tokens'])} tokens)"
+        )
+        yield history, info, stats, video_stats_markdown(stats)
+
+
+def _text_of(content) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, dict):
+        return content.get("text", "") or ""
+    if isinstance(content, (list, tuple)):
+        return " ".join(_text_of(part) for part in content)
+    return ""
+
+
+def video_conversation(history: list, message: str) -> list[dict]:
+    """Gradio chat history + the new message -> chat messages; the clip rides on the first turn."""
+    messages, placed = [], False
+    for turn in history:
+        role = turn.get("role") if isinstance(turn, dict) else None
+        if role not in ("user", "assistant"):
+            continue
+        text = _text_of(turn.get("content"))
+        if role == "user" and not placed:
+            messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]})
+            placed = True
+        else:
+            messages.append({"role": role, "content": [{"type": "text", "text": text}]})
+    content = [{"type": "text", "text": message}]
+    messages.append({"role": "user", "content": content if placed else [{"type": "video"}] + content})
+    return messages
+
+
+def video_stats_markdown(stats: dict) -> str:
+    budget = f"N = {stats['budget']} per frame"
+    if stats["dynamic"]:
+        budget += f", dynamic: N' ∝ φ, {stats['budget_total']} in all (φ_ref {stats['phi_ref']:.3f}, the clip's mean)"
+    timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
+    lines = [
+        f"**{stats['visual_tokens']}** video tokens to the LLM of {stats['visual_tokens_uncompressed']} "
+        f"({stats['frames']} frames x {stats['tokens_per_frame']} patches + CLS; compression {stats['compression']}x). "
+        f"{budget}. {timings}.",
+        "",
+        "| Frame | Time | N' | Kept | ρ | φ | τ | K | Survivors |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for frame in stats["per_frame"]:
+        clamp = " (clamped)" if frame["budget_clamped"] else ""
+        lines.append(
+            f"| {frame['frame']} | {frame['time_s']:.1f} s | {frame['budget']}{clamp} | {frame['kept']}"
+            f"{' + CLS' if stats['reserved'] else ''} | {frame['rho']:.3f} | {frame['phi']:.3f} | {frame['tau']:.3f} | "
+            f"{frame['groups']} | {frame['survivors']} |"
+        )
+    return "\n".join(lines)
+
+
+__all__ = [
+    "DEFAULT_FRAME_BUDGET", "VideoHandlers", "choose_video_model", "example_videos", "read_video_bytes",
+    "video_conversation", "video_stats_markdown",
+]
