@@ -1,0 +1,26 @@
+"""The model ids lmms-eval finds through the ``lmms_eval.models`` entry-point group.
+
+pyproject.toml points one entry point per model id here; lmms-eval (>= 0.6) loads them when
+``lmms_eval.models`` is imported. Loading this module imports only lmms-eval's registry,
+not the model classes: those are imported when a run asks for the model.
+"""
+
+from __future__ import annotations
+
+from lmms_eval.models.registry_v2 import ModelManifest
+
+_MODELS = "prunesid.eval.models"
+
+# LLaVA-1.5 and LLaVA-NeXT checkpoints (llava-hf/...): lmms-eval's llava_hf with a press.
+llava_hf = ModelManifest(
+    model_id="prunesid_llava_hf",
+    chat_class_path=f"{_MODELS}.LlavaHf",
+    simple_class_path=f"{_MODELS}.LlavaHfSimple",
+)
+
+# Qwen2.5-VL checkpoints (Qwen/Qwen2.5-VL-...): lmms-eval's qwen2_5_vl with a press.
+qwen2_5_vl = ModelManifest(
+    model_id="prunesid_qwen2_5_vl",
+    chat_class_path=f"{_MODELS}.Qwen2_5_VL",
+    simple_class_path=f"{_MODELS}.Qwen2_5_VLSimple",
+)

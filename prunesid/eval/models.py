@@ -1,0 +1,249 @@
+"""The lmms-eval model classes: lmms-eval's own class for each family, with a press.
+
+Imported by lmms-eval only (through ``prunesid.eval.manifest``); it imports lmms-eval.
+Each class puts :class:`PressedModel` in front of lmms-eval's class, which does all the
+loading, prompting and decoding as usual: ``__init__`` takes our ``--model_args`` out
+(``prunesid.eval.settings``) and wraps the loaded model in a :class:`prunesid.vlm.VLM`;
+``generate_until`` runs lmms-eval's loop with the press in between
+(``prunesid.eval.pressing``).
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import inspect
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from loguru import logger as eval_logger
+
+from lmms_eval.models.chat.llava_hf import LlavaHf as _ChatLlavaHf
+from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _ChatQwen2_5_VL
+from lmms_eval.models.simple.llava_hf import LlavaHf as _SimpleLlavaHf
+from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _SimpleQwen2_5_VL
+from prunesid.eval.pressing import (
+    ModelView,
+    PressFailure,
+    PressRun,
+    ProcessorView,
+    RecordWriter,
+    image_digest,
+)
+from prunesid.eval.settings import EvalSettings, parse_model_args
+from prunesid.vlm import wrap
+from prunesid.vlm.tiny import BUILTINS
+
+DEFAULT_RECORDS_DIR = "prunesid-records"
+
+
+class PressedModel:
+    """Mixin in front of an lmms-eval model class (see the module docstring)."""
+
+    model_id = "prunesid"
+    processor_attr = "_image_processor"  # where the lmms-eval class keeps its processor
+
+    def __init__(self, **kwargs):
+        base = self._lmms_eval_class()
+        parameters = inspect.signature(base.__init__).parameters
+        accepted = {name for name, p in parameters.items() if name != "self" and p.kind is not p.VAR_KEYWORD}
+        settings, rest = parse_model_args(kwargs, accepted, self.model_id)
+        if settings.press is not None and str(rest.get("batch_size", 1)) != "1":
+            raise ValueError(f"--model_args batch_size must be 1 with a press (one conversation per generate call), got {rest['batch_size']!r}")
+        default = parameters["pretrained"].default
+        name = rest.get("pretrained", default)
+        if name in BUILTINS:
+            rest["pretrained"] = export_builtin(name)
+        self.adjust_kwargs(rest)
+        super().__init__(**rest)
+        self.prunesid_settings: EvalSettings = settings
+        self.prunesid_vlm = wrap(self.model, getattr(self, self.processor_attr), name=name)
+        self.records_path = records_path(settings, self.model_id, rank=self.rank, world_size=self.world_size)
+        self._records = RecordWriter(self.records_path)
+        eval_logger.info(f"{self.model_id}: {settings.describe()}; per-sample records -> {self.records_path}")
+
+    @classmethod
+    def _lmms_eval_class(cls):
+        for klass in cls.__mro__[1:]:
+            if not issubclass(klass, PressedModel) and klass.__module__.startswith("lmms_eval."):
+                return klass
+        raise TypeError(f"{cls.__name__} has no lmms-eval model class among its bases")
+
+    def adjust_kwargs(self, kwargs: dict) -> None:
+        """Family-specific adjustments of the wrapped class's arguments (none by default)."""
+
+    @property
+    def model(self):
+        model = super().model
+        run = self.__dict__.get("_press_run")
+        return ModelView(model, run) if run is not None else model
+
+    # --- lmms-eval's entry points -------------------------------------------------------
+
+    def generate_until(self, requests):
+        requests = [self._tracked(request) for request in requests]
+        press = self.prunesid_settings.press
+        if press is not None and getattr(press, "dynamic", False) and getattr(press, "phi_ref", 0.0) is None:
+            press = dataclasses.replace(press, phi_ref=self.calibrate(requests))
+        run = PressRun(
+            vlm=self.prunesid_vlm, press=press, records=self._records, model_id=self.model_id,
+            settings={**self.prunesid_settings.describe(), **({"phi_ref": press.phi_ref} if hasattr(press, "phi_ref") else {})},
+        )
+        processor = getattr(self, self.processor_attr)
+        setattr(self, self.processor_attr, ProcessorView(processor, run.calls, pressed=press is not None))
+        self._press_run = run
+        try:
+            return super().generate_until(requests)
+        except PressFailure as failure:
+            raise failure.error
+        finally:
+            self._press_run = None
+            setattr(self, self.processor_attr, processor)
+            self._records.close()
+
+    def loglikelihood(self, requests):
+        if self.prunesid_settings.press is not None:
+            raise NotImplementedError(
+                f"{self.model_id}: scoring by likelihood (e.g. seedbench_ppl) is not supported with a press; "
+                "use the generation tasks (pope, mme, seedbench)"
+            )
+        return super().loglikelihood(requests)
+
+    # --- helpers ------------------------------------------------------------------------
+
+    def _tracked(self, request):
+        """The request with its visual callable noting (task, doc_id) when lmms-eval calls it."""
+        args = list(request.args)
+        slot = 2 if self.is_simple else 1  # simple: doc_to_visual; chat: doc_to_messages
+        if callable(args[slot]):
+            args[slot] = _Tracked(args[slot], self, task=args[4], doc_id=args[3])
+        return dataclasses.replace(request, arguments=tuple(args))
+
+    def request_images(self, request) -> list:
+        """The images lmms-eval will hand to the model for one request."""
+        args = request.args
+        doc = self.task_dict[args[4]][args[5]][args[3]]
+        if self.is_simple:
+            visuals = args[2](doc)
+            return [v for v in (visuals or []) if hasattr(v, "tobytes")]
+        from lmms_eval.protocol import ChatMessages
+
+        images, _, _ = ChatMessages(messages=args[1](doc)).extract_media()
+        return list(images)
+
+    def calibrate(self, requests) -> float:
+        """phi_ref for PruneSID-Dyn: the mean phi over every distinct image of the run (all
+        ranks together when distributed)."""
+        images = {}
+        for request in requests:
+            for image in self.request_images(request):
+                images.setdefault(image_digest(image), image)
+        start = time.perf_counter()
+        phis = [phi for image in images.values() for phi in self.prunesid_vlm.encode(image).information()]
+        total = torch.tensor([sum(phis), float(len(phis))], dtype=torch.float64)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            total = total.to(self.device)
+            torch.distributed.all_reduce(total)
+        if float(total[1]) == 0:
+            raise ValueError("PruneSID-Dyn calibration found no image in the evaluated requests; give phi_ref=")
+        phi_ref = float(total[0] / total[1])
+        eval_logger.info(f"{self.model_id}: phi_ref = {phi_ref:.4f} over {len(images)} images ({(time.perf_counter() - start):.1f} s)")
+        return phi_ref
+
+
+class _Tracked:
+    """A task's doc_to_visual / doc_to_messages that tells the model which doc it serves."""
+
+    def __init__(self, function, owner: PressedModel, task, doc_id):
+        self.function = function
+        self.owner = owner
+        self.task = task
+        self.doc_id = doc_id
+
+    def __call__(self, *args, **kwargs):
+        run = self.owner.__dict__.get("_press_run")
+        if run is not None:
+            run.current = (self.task, self.doc_id)
+        return self.function(*args, **kwargs)
+
+
+def records_path(settings: EvalSettings, model_id: str, rank: int = 0, world_size: int = 1) -> Path:
+    """Where the per-sample records go: ``records=`` (a ``.jsonl`` file or a directory), by
+    default ``prunesid-records/`` in the working directory; one file per rank."""
+    given = Path(settings.records) if settings.records else Path(DEFAULT_RECORDS_DIR)
+    if given.suffix == ".jsonl":
+        path = given
+    else:
+        budget = getattr(settings.press, "budget", None)
+        stamp = time.strftime("%Y%m%d_%H%M%S")
+        path = given / f"{model_id}_{settings.method}{'' if budget is None else budget}_{stamp}.jsonl"
+    if world_size > 1:
+        path = path.with_name(f"{path.stem}.rank{rank}{path.suffix}")
+    return path
+
+
+_EXPORTED: dict[str, str] = {}
+
+
+def export_builtin(name: str) -> str:
+    """An offline built-in (``prunesid.load_vlm(name)``: random weights, no download) saved
+    to a temporary directory, so the lmms-eval class loads it like any checkpoint."""
+    if name not in _EXPORTED:
+        from prunesid.vlm import load_vlm
+
+        vlm = load_vlm(name, device="cpu", dtype="float32")
+        directory = Path(tempfile.mkdtemp(prefix=f"prunesid-{name}-"))
+        atexit.register(shutil.rmtree, directory, ignore_errors=True)
+        vlm.model.save_pretrained(directory)
+        vlm.processor.save_pretrained(directory)
+        _EXPORTED[name] = str(directory)
+    return _EXPORTED[name]
+
+
+def _single_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().num_processes == 1
+
+
+class _LlavaArgs:
+    def adjust_kwargs(self, kwargs: dict) -> None:
+        # lmms-eval's llava_hf passes device_map="" to from_pretrained on one process, which
+        # transformers 5 refuses: load onto the requested device instead.
+        if not kwargs.get("device_map") and _single_process():
+            kwargs["device_map"] = str(kwargs.get("device", "cuda"))
+
+
+class LlavaHf(_LlavaArgs, PressedModel, _ChatLlavaHf):
+    """``prunesid_llava_hf`` (chat): lmms-eval's llava_hf (LLaVA-1.5, LLaVA-NeXT) with a press."""
+
+    model_id = "prunesid_llava_hf"
+    processor_attr = "_image_processor"
+    is_simple = False
+
+
+class LlavaHfSimple(_LlavaArgs, PressedModel, _SimpleLlavaHf):
+    """``prunesid_llava_hf`` with ``--force_simple``: lmms-eval's simple llava_hf with a press."""
+
+    model_id = "prunesid_llava_hf"
+    processor_attr = "_image_processor"
+    is_simple = True
+
+
+class Qwen2_5_VL(PressedModel, _ChatQwen2_5_VL):
+    """``prunesid_qwen2_5_vl`` (chat): lmms-eval's qwen2_5_vl with a press."""
+
+    model_id = "prunesid_qwen2_5_vl"
+    processor_attr = "processor"
+    is_simple = False
+
+
+class Qwen2_5_VLSimple(PressedModel, _SimpleQwen2_5_VL):
+    """``prunesid_qwen2_5_vl`` with ``--force_simple``."""
+
+    model_id = "prunesid_qwen2_5_vl"
+    processor_attr = "processor"
+    is_simple = True

@@ -1,0 +1,247 @@
+"""How a press reaches a model that lmms-eval drives.
+
+lmms-eval's model classes build the prompt and call the processor and ``model.generate``
+themselves. While one of our ``generate_until`` calls runs, the lmms-eval instance's model
+and processor are seen through two thin views (instance attributes, restored afterwards;
+no class is patched):
+
+- the processor view records the images of each processor call (as lmms-eval hands them
+  over) and which keys its output has;
+- the model view's ``generate`` receives lmms-eval's inputs, compresses the recorded images
+  with :class:`prunesid.vlm.VLM` (encode -> press -> the family's layout, as ``VLM.chat``
+  does), cuts each image's placeholder run in lmms-eval's own prompt to the number of
+  tokens the press kept, hands the features to the real ``generate`` (the family's
+  ``generation_inputs``: ``mm_encoder_outputs``, M-RoPE positions) instead of the pixels,
+  and returns lmms-eval's prompt followed by the generated tokens, so the caller's own
+  trimming still works.
+
+Every call writes one record (task, doc id, which tokens each view kept, rho / phi / N').
+Errors in this path are raised as :class:`PressFailure` (a BaseException), so that
+lmms-eval's ``except Exception`` around ``generate`` (which would turn them into empty
+answers and quietly lower the score) cannot swallow them; the model class re-raises the
+original error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from prunesid.methods.base import Press
+
+
+class PressFailure(BaseException):
+    """Carries an error of the press path past ``except Exception`` blocks of lmms-eval."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class ProcessorCall:
+    images: list  # as given to the processor (PIL images)
+    keys: tuple[str, ...]  # the keys of its output (input_ids, pixel_values, image_sizes, ...)
+
+
+class ProcessorView:
+    """The lmms-eval instance's processor, recording the images of every call."""
+
+    def __init__(self, processor, calls: list[ProcessorCall], pressed: bool):
+        self._processor = processor
+        self._calls = calls
+        self._pressed = pressed
+
+    def __call__(self, *args, **kwargs):
+        videos = kwargs.get("videos")
+        if self._pressed and videos is not None and len(_as_list(videos)) > 0:
+            raise PressFailure(ValueError("video inputs cannot be compressed by this evaluation model; use an image task or method=none"))
+        output = self._processor(*args, **kwargs)
+        images = kwargs.get("images")
+        if images is not None:
+            self._calls.append(ProcessorCall(images=_flatten(images), keys=tuple(output.keys())))
+        return output
+
+    def __getattr__(self, name):
+        return getattr(self._processor, name)
+
+
+class ModelView:
+    """The wrapped transformers model, with ``generate`` going through the press."""
+
+    def __init__(self, model, run: "PressRun"):
+        self._model = model
+        self._run = run
+
+    def generate(self, *args, **kwargs):
+        if args:
+            raise PressFailure(TypeError("generate() expects keyword arguments only under a press"))
+        return self._run.generate(self._model, kwargs)
+
+    def __call__(self, *args, **kwargs):
+        raise PressFailure(NotImplementedError(
+            "scoring by likelihood (loglikelihood tasks, e.g. seedbench_ppl) is not supported under a press; "
+            "use the generation tasks (pope, mme, seedbench)"
+        ))
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+@dataclass
+class PressRun:
+    """One ``generate_until`` call of a model class: the press, the VLM and where records go."""
+
+    vlm: object  # prunesid.vlm.VLM around the lmms-eval instance's model and processor
+    press: Press | None  # None: the unmodified model (only the records are added)
+    settings: dict
+    records: "RecordWriter"
+    model_id: str
+    calls: list[ProcessorCall] = field(default_factory=list)
+    current: tuple | None = None  # (task, doc_id) of the request being answered
+
+    def generate(self, model, kwargs: dict):
+        call = self.calls.pop() if self.calls else None
+        self.calls.clear()
+        try:
+            if call is None or not call.images:
+                self.records.write(self._record([], []))
+                return model.generate(**kwargs)
+            if self.press is None:
+                return self._unmodified(model, kwargs, call)
+            return self._pressed(model, kwargs, call)
+        except PressFailure:
+            raise
+        except Exception as error:
+            raise PressFailure(error) from error
+
+    def _unmodified(self, model, kwargs, call):
+        # The prompt's placeholder count: all images together (no tower pass is added for it).
+        total = int((kwargs["input_ids"] == self.vlm.placeholder_token_id).sum())
+        images = [{"visual_tokens": total, "unmodified_tokens": total}] if len(call.images) == 1 else []
+        self.records.write(self._record(images, [total]))
+        return model.generate(**kwargs)
+
+    def _pressed(self, model, kwargs, call):
+        vlm = self.vlm
+        input_ids = kwargs.pop("input_ids")
+        if input_ids.shape[0] != 1:
+            raise ValueError(f"a press needs one conversation per generate call (batch_size=1), got a batch of {input_ids.shape[0]}")
+        for key in call.keys:  # the processor's outputs: pixels, sizes, grids, masks...
+            kwargs.pop(key, None)
+        encoded = [vlm.encode(image) for image in call.images]
+        full = [vlm.unmodified_visual_tokens(item) for item in encoded]
+        # The prompt must hold exactly what the unmodified model would receive for each image.
+        check_placeholders(input_ids, vlm.placeholder_token_id, full)
+        compressions = vlm.compress(encoded, self.press)
+        runs = [vlm.visual_run(item, compression) for item, compression in zip(encoded, compressions)]
+        counts = [int(run.embeds.shape[0]) for run in runs]
+        ids = cut_placeholder_runs(input_ids, vlm.placeholder_token_id, full, counts).to(model.device)
+        extra = vlm.family.generation_inputs(ids, runs, encoded)
+        output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **extra, **kwargs)
+        images = [
+            _image_record(item, compression, count, total)
+            for item, compression, count, total in zip(encoded, compressions, counts, full)
+        ]
+        self.records.write(self._record(images, counts))
+        # lmms-eval trims its own prompt length off the output: give it its prompt back.
+        return torch.cat([input_ids.to(output.device), output[:, ids.shape[1]:]], dim=1)
+
+    def _record(self, images: list[dict], counts: list[int]) -> dict:
+        task, doc_id = self.current or (None, None)
+        return {
+            "task": task,
+            "doc_id": doc_id,
+            "model": self.model_id,
+            "settings": self.settings,
+            "visual_tokens": counts,
+            "images": images,
+        }
+
+
+def _image_record(encoded, compression, count: int, total: int) -> dict:
+    """One image's record: per view the kept tokens, N' and the method's diagnostics, with
+    rho / phi measured the same way for every method."""
+    phis = encoded.information()
+    views = []
+    for view in range(compression.num_views):
+        summary = compression.to_dict(view)
+        for bulky in ("groups", "merged_from"):  # one value per token: in the overlays, not here
+            summary.pop(bulky, None)
+        summary.setdefault("phi", phis[view])
+        summary.setdefault("rho", 1.0 - phis[view])
+        label = encoded.grids[view].label if view < len(encoded.grids) else str(view)
+        views.append({"view": label, **summary})
+    return {"visual_tokens": count, "unmodified_tokens": total, "views": views}
+
+
+def cut_placeholder_runs(input_ids: torch.Tensor, placeholder: int, full: list[int], counts: list[int]) -> torch.Tensor:
+    """``input_ids [1, L]`` whose image placeholders are ``full[i]`` tokens per image, in
+    order, with image ``i``'s shortened to its first ``counts[i]``."""
+    positions = (input_ids[0] == placeholder).nonzero().flatten()
+    keep = torch.ones(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)
+    start = 0
+    for total, count in zip(full, counts):
+        if count > total:
+            raise ValueError(f"an image would get {count} visual tokens but the prompt has room for {total}")
+        keep[positions[start + count:start + total]] = False
+        start += total
+    return input_ids[:, keep]
+
+
+def check_placeholders(input_ids: torch.Tensor, placeholder: int, full: list[int]) -> None:
+    """lmms-eval's prompt must hold, in placeholders, what the unmodified model feeds for its images."""
+    total = int((input_ids[0] == placeholder).sum())
+    if total != sum(full):
+        raise ValueError(
+            f"the prompt holds {total} image placeholder tokens but its {len(full)} image(s) give {sum(full)} "
+            f"visual tokens ({full}) in the unmodified model: the evaluation's preprocessing and the model disagree"
+        )
+
+
+class RecordWriter:
+    """Appends one JSON line per generate call to ``path`` (opened on the first record)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._file = None
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        with self._lock:
+            if self._file is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = self.path.open("a", encoding="utf-8")
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+
+def image_digest(image) -> str:
+    """Content key of a PIL image (calibration counts each distinct image once)."""
+    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
+    digest.update(f"{image.size}{image.mode}".encode())
+    return digest.hexdigest()
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _flatten(images) -> list:
+    flat = []
+    for item in _as_list(images):
+        flat.extend(_flatten(item) if isinstance(item, (list, tuple)) else [item])
+    return [image for image in flat if image is not None]
