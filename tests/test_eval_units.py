@@ -1,0 +1,225 @@
+"""The evaluation plug-in's parts, in process: --model_args parsing, the press path between
+lmms-eval's processor call and ``generate`` (against the unmodified model), error
+propagation, the table script's arithmetic and ``prunesid calibrate``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+import torch
+
+from prunesid import PRESSES, PruneSID
+from prunesid.cli import main as prunesid_main
+from prunesid.eval.pressing import ModelView, PressFailure, PressRun, ProcessorView, RecordWriter, cut_placeholder_runs
+from prunesid.eval.settings import parse_model_args
+from prunesid.eval.table import main as table_main
+from tests.conftest import scene
+
+LLAVA_ARGS = {"pretrained", "device", "dtype", "batch_size", "device_map", "chat_template", "use_cache"}
+
+
+# --- --model_args --------------------------------------------------------------------------
+
+
+def test_model_args_are_converted_to_the_press_fields():
+    settings, rest = parse_model_args(
+        {"pretrained": "x", "method": "prunesid", "budget": 64, "dynamic": "True", "groups": "None", "lam": 2, "phi_ref": 0.4, "device_map": "cuda"},
+        LLAVA_ARGS, "prunesid_llava_hf",
+    )
+    assert rest == {"pretrained": "x", "device_map": "cuda"}
+    assert settings.press == PruneSID(budget=64, dynamic=True, groups=None, lam=2.0, phi_ref=0.4)
+    assert settings.describe()["method"] == "prunesid" and settings.records is None
+    none, rest = parse_model_args({"method": "none", "pretrained": "x"}, LLAVA_ARGS, "prunesid_llava_hf")
+    assert none.press is None and none.describe() == {"method": "none"} and rest == {"pretrained": "x"}
+
+
+@pytest.mark.parametrize("method", sorted(PRESSES))
+def test_every_registered_press_is_built_from_model_args(method):
+    settings, rest = parse_model_args({"method": method, "budget": 32, "pretrained": "x"}, LLAVA_ARGS, "prunesid_llava_hf")
+    assert isinstance(settings.press, PRESSES[method]) and settings.press.budget == 32 and rest == {"pretrained": "x"}
+
+
+# --- the press path ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_vlm):
+    return tiny_vlm
+
+
+def _run(vlm, press, tmp_path) -> PressRun:
+    return PressRun(vlm=vlm, press=press, settings={"method": "test"}, records=RecordWriter(tmp_path / "records.jsonl"), model_id="test")
+
+
+def _inputs(vlm, view, image, question="Is there a box?"):
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+    text = vlm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return view(images=[image], text=text, return_tensors="pt")
+
+
+class Spy:
+    """A model whose generate notes what it was given, then runs the real one."""
+
+    def __init__(self, model):
+        self.model = model
+        self.calls = []
+
+    def generate(self, **kwargs):
+        self.calls.append(kwargs)
+        return self.model.generate(**kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+
+def test_a_keep_everything_press_answers_like_the_unmodified_model(tiny, tmp_path):
+    """lmms-eval's own inputs, through the press path with a press that keeps every token in
+    place, give the unmodified model's greedy tokens: the plumbing (placeholder runs, features
+    handed over instead of pixels, prompt given back) changes nothing by itself."""
+    image = scene(320, 240, seed=3)
+    run = _run(tiny, PruneSID(budget=4096, keep_cls=False, order="spatial"), tmp_path)
+    inputs = _inputs(tiny, ProcessorView(tiny.processor, run.calls, pressed=True), image)
+    expected = tiny.model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    got = ModelView(tiny.model, run).generate(**inputs, max_new_tokens=6, do_sample=False)
+    assert torch.equal(got, expected)
+    record = json.loads((tmp_path / "records.jsonl").read_text())
+    assert record["visual_tokens"] == [576] and record["images"][0]["unmodified_tokens"] == 576
+
+
+def test_a_press_feeds_the_llm_its_budget_and_gives_lmms_eval_its_prompt_back(tiny, tmp_path):
+    image = scene(320, 240, seed=4)
+    run = _run(tiny, PruneSID(budget=16), tmp_path)
+    inputs = _inputs(tiny, ProcessorView(tiny.processor, run.calls, pressed=True), image)
+    spy = Spy(tiny.model)
+    output = ModelView(spy, run).generate(**inputs, max_new_tokens=4, do_sample=False)
+    (call,) = spy.calls
+    placeholder = tiny.placeholder_token_id
+    assert int((call["input_ids"] == placeholder).sum()) == 16
+    assert call["input_ids"].shape[1] == inputs["input_ids"].shape[1] - 576 + 16
+    assert "pixel_values" not in call and "mm_encoder_outputs" in call
+    assert call["mm_encoder_outputs"]["image"].pooler_output[0].shape[0] == 16
+    assert torch.equal(output[:, : inputs["input_ids"].shape[1]], inputs["input_ids"])  # lmms-eval trims this off
+    assert output.shape[1] > inputs["input_ids"].shape[1]
+    record = json.loads((tmp_path / "records.jsonl").read_text())
+    view = record["images"][0]["views"][0]
+    assert record["visual_tokens"] == [16] and view["num_kept"] == 15 and view["reserved"] == 1
+    assert sorted(view["kept"]) == sorted(run.vlm.compress(run.vlm.encode(image), PruneSID(budget=16))[0].indices[0].tolist())
+
+
+def test_press_errors_pass_lmms_eval_except_exception(tiny, tmp_path):
+    """A prompt that does not hold the image's 576 placeholders is refused, and the error is a
+    PressFailure, which ``except Exception`` (lmms-eval's guard around generate, that would
+    score an empty answer) does not catch."""
+    run = _run(tiny, PruneSID(budget=16), tmp_path)
+    inputs = _inputs(tiny, ProcessorView(tiny.processor, run.calls, pressed=True), scene(200, 200, seed=5))
+    inputs["input_ids"] = inputs["input_ids"][:, 10:]  # drops placeholders
+    with pytest.raises(PressFailure) as failure:
+        try:
+            ModelView(tiny.model, run).generate(**inputs, max_new_tokens=2)
+        except Exception:  # what lmms-eval's llava_hf does around generate
+            pytest.fail("the press error was caught by except Exception")
+    assert isinstance(failure.value.error, ValueError) and "placeholder" in str(failure.value.error)
+
+
+def test_cut_placeholder_runs_keeps_each_images_first_tokens():
+    ids = torch.tensor([[1, 9, 9, 9, 2, 9, 9, 3]])
+    assert cut_placeholder_runs(ids, 9, [3, 2], [1, 2]).tolist() == [[1, 9, 2, 9, 9, 3]]
+    assert cut_placeholder_runs(torch.tensor([[9, 9, 9, 9, 5]]), 9, [2, 2], [1, 1]).tolist() == [[9, 9, 5]]
+    with pytest.raises(ValueError, match="room for 2"):
+        cut_placeholder_runs(ids, 9, [3, 2], [1, 3])
+
+
+# --- the lmms-eval class, in process -------------------------------------------------------
+
+
+def test_generate_until_raises_the_press_error_and_removes_its_views(tmp_path, monkeypatch):
+    pytest.importorskip("lmms_eval")
+    from lmms_eval.api.instance import Instance
+    from prunesid.eval.models import LlavaHf
+
+    monkeypatch.chdir(tmp_path)
+    lm = LlavaHf(pretrained="tiny-random", device="cpu", method="prunesid", budget=16, records=str(tmp_path / "r.jsonl"))
+    processor, model = lm._image_processor, lm.model
+    image = scene(160, 120, seed=6)
+    lm.task_dict = {"t": {"test": [{"q": "Is it red?"}]}}
+
+    def doc_to_messages(doc):
+        return [{"role": "user", "content": [{"type": "image", "url": image}, {"type": "text", "text": doc["q"]}]}]
+
+    request = Instance("generate_until", ("ctx", doc_to_messages, {"max_new_tokens": 2}, 0, "t", "test"), idx=0, metadata={"task": "t", "doc_id": 0, "repeats": 1})
+    (answer,) = lm.generate_until([request])
+    line = json.loads((tmp_path / "r.jsonl").read_text())
+    assert line["task"] == "t" and line["doc_id"] == 0 and line["visual_tokens"] == [16]
+    assert lm._image_processor is processor and lm.model is model  # the views are gone
+
+    monkeypatch.setattr(lm.prunesid_vlm, "unmodified_visual_tokens", lambda encoded: 577)
+    with pytest.raises(ValueError, match="placeholder tokens"):
+        lm.generate_until([request])
+    assert lm._image_processor is processor and lm.model is model
+
+
+# --- the table -----------------------------------------------------------------------------
+
+
+def _results(path, model_args: str, scores: dict, date: str):
+    tasks = {"pope": "pope_f1_score", "mme": "mme_perception_score"}
+    results = {task: {"alias": task, f"{tasks[task]},none": value, f"{tasks[task]}_stderr,none": 0.01} for task, value in scores.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"results": results, "config": {"model": "prunesid_llava_hf", "model_args": model_args}, "date": date}))
+
+
+def test_table_relative_performance_per_method_and_budget(tmp_path, capsys):
+    base = "pretrained=llava-hf/llava-1.5-7b-hf"
+    _results(tmp_path / "a" / "1_results.json", f"{base},method=none", {"pope": 0.8, "mme": 1500.0}, "1")
+    _results(tmp_path / "b" / "1_results.json", f"{base},method=prunesid,budget=64", {"pope": 0.7, "mme": 1400.0}, "1")
+    _results(tmp_path / "c" / "1_results.json", f"{base},method=prunesid,budget=64", {"pope": 0.76}, "2")  # a later POPE run
+    _results(tmp_path / "d" / "1_results.json", f"{base},method=random,budget=192", {"pope": 0.4, "mme": 750.0}, "1")
+    _results(tmp_path / "e" / "1_results.json", f"{base},method=prunesid,budget=64,dynamic=True", {"pope": 0.8}, "1")
+    assert table_main([str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "### llava-hf/llava-1.5-7b-hf"
+    assert lines[2] == "| Method | Tokens | POPE | MME | Rel. |"
+    body = [line for line in lines[4:] if line]
+    assert body == [
+        "| all tokens | all | 80.0 (100.0%) | 1500.0 (100.0%) | 100.0% |",
+        "| *Retain 192 tokens* | |  |  | |",
+        "| random | 192 | 40.0 (50.0%) | 750.0 (50.0%) | 50.0% |",
+        "| *Retain 64 tokens* | |  |  | |",
+        # POPE from the later run: 0.76 / 0.8 = 95%; MME 1400 / 1500 = 93.3%; mean 94.2%
+        "| prunesid | 64 | 76.0 (95.0%) | 1400.0 (93.3%) | 94.2% |",
+        "| prunesid (dyn) | 64 | 80.0 (100.0%) | — | — |",
+    ]
+
+
+def test_table_refuses_a_folder_without_results(tmp_path, capsys):
+    assert table_main([str(tmp_path)]) == 2
+    assert "no lmms-eval results" in capsys.readouterr().err
+
+
+# --- prunesid calibrate --------------------------------------------------------------------
+
+
+def test_calibrate_prints_the_mean_phi_of_the_images(tmp_path, capsys, tiny):
+    paths = []
+    for seed in range(3):
+        path = tmp_path / f"image{seed}.png"
+        scene(300 + 40 * seed, 200, seed=seed).save(path)
+        paths.append(path)
+    assert prunesid_main(["calibrate", str(tmp_path), "--model", "tiny-random"]) == 0
+    printed = float(capsys.readouterr().out.strip())
+    phis = [tiny.encode(str(path)).information()[0] for path in paths]
+    assert printed == pytest.approx(sum(phis) / 3, abs=1e-6)
+    assert prunesid_main(["calibrate", str(paths[0]), "--model", "tiny-random", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["images"] == 1 and report["phi_ref"] == pytest.approx(phis[0], abs=1e-6)
+    assert prunesid_main(["calibrate", str(tmp_path / "missing.png")]) == 2
+    assert "missing.png: no such file" in capsys.readouterr().err
+
+
+def test_loading_the_package_does_not_import_lmms_eval():
+    import subprocess
+
+    code = "import prunesid.eval, prunesid.eval.table, sys; print('lmms_eval' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
