@@ -3,6 +3,8 @@
     prunesid chat IMAGE "question" --model tiny-random --budget 64 [--grouping kmeans] [--dynamic] [--json]
     prunesid chat IMAGE "question" --method visionzip --budget 64     (or divprune, random, uniform)
     prunesid compress IMAGE --model tiny-random --budget 64 [--json] [--out overlay.png]
+    prunesid chat CLIP.mp4 "question" [--model tiny-random-video-llava] [--budget 17]   (a video: N per frame)
+    prunesid compress CLIP.mp4 --json    (per frame: rho, phi, tau, budget, kept; --out draws the frame strips)
     prunesid calibrate IMAGES_OR_DIRS... --model tiny-random [--json]     (phi_ref for PruneSID-Dyn)
 """
 
@@ -17,6 +19,10 @@ from prunesid.grouping import GROUPINGS
 from prunesid.methods import PRESSES, PruneSID
 from prunesid.psca import CENTERINGS, SOLVERS
 from prunesid.selection import ORDERS
+
+
+DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL = "tiny-random", "tiny-random-video-llava"
+DEFAULT_IMAGE_BUDGET, DEFAULT_FRAME_BUDGET = 64, 17  # the paper's Video-LLaVA setting: 17 per frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,12 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("image", help="path of the image file")
-        sub.add_argument("--model", default="tiny-random", help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
+        sub.add_argument("image", help="path of the image or video file (MP4, WebM, MKV, MOV, AVI, ...)")
+        sub.add_argument(
+            "--model", default=None,
+            help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory; "
+            f"default {DEFAULT_IMAGE_MODEL}, {DEFAULT_VIDEO_MODEL} for a video",
+        )
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sub.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
         sub.add_argument("--method", choices=sorted(PRESSES), default="prunesid", help="compression method; --groups ... --phi-ref are PruneSID's options")
-        sub.add_argument("--budget", type=int, default=64, help="visual tokens per image (per view on LLaVA-NeXT), CLS included; Qwen-VL: per 576 merged tokens (each image keeps N_eff)")
+        sub.add_argument(
+            "--budget", type=int, default=None,
+            help=f"visual tokens per image (per view on LLaVA-NeXT, per frame for a video), CLS included; default "
+            f"{DEFAULT_IMAGE_BUDGET}, {DEFAULT_FRAME_BUDGET} per frame for a video; Qwen-VL: per 576 merged tokens (each image keeps N_eff)",
+        )
         sub.add_argument("--groups", type=int, default=None, help="K concept groups (default budget/4)")
         sub.add_argument("--lam", type=float, default=None, help="lambda of tau = lambda * rho (default budget/32)")
         sub.add_argument("--grouping", choices=sorted(GROUPINGS), default="psca")
@@ -56,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
-    chat = commands.add_parser("chat", help="answer a question about an image")
+    chat = commands.add_parser("chat", help="answer a question about an image or a video clip")
     common(chat)
     chat.add_argument("question")
     chat.add_argument("--max-new-tokens", type=int, default=128)
@@ -106,16 +120,24 @@ def _press(args):
 
 def _load(args):
     from prunesid.images import load_image
+    from prunesid.video import is_video, load_video
     from prunesid.vlm.loading import load_vlm
 
+    video = is_video(args.image)
+    if args.model is None:
+        args.model = DEFAULT_VIDEO_MODEL if video else DEFAULT_IMAGE_MODEL
+    if args.budget is None:
+        args.budget = DEFAULT_FRAME_BUDGET if video else DEFAULT_IMAGE_BUDGET
     press = _press(args)  # settings fail before a large model is loaded
     if getattr(args, "question", "x").strip() == "":
         raise ValueError("the question is empty; ask something about the image")
-    image = load_image(args.image)
+    image = load_video(args.image) if video else load_image(args.image)  # a bad file fails before loading, too
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
         min_pixels=args.min_pixels, max_pixels=args.max_pixels,
     )
+    if video and vlm.family.num_frames not in (None, image.num_frames):
+        image = load_video(args.image, num_frames=vlm.family.num_frames)  # the model's own frame count
     return vlm, image, press
 
 
@@ -149,7 +171,13 @@ def _compress(args) -> int:
     if args.out:
         import viz
 
-        if hasattr(selection, "groups"):
+        if encoded.video is not None:  # a clip: the frame strips and the per-frame chart
+            from viz.frames import render_video_sheet
+
+            if not hasattr(selection, "groups"):
+                raise ValueError(f"--out draws PruneSID's per-frame layers; for a video it does not apply to --method {args.method}")
+            render_video_sheet(list(image.frames), selection, encoded.grids, list(image.timestamps), press.budget).save(args.out)
+        elif hasattr(selection, "groups"):
             viz.save_panel(viz.render_all(image, selection, encoded.grids), args.out)
         else:  # another method: kept patches and merged tokens' coverage
             from viz.merged import render_compression
@@ -159,6 +187,7 @@ def _compress(args) -> int:
         print(json.dumps({
             "model": vlm.name,
             "image_size": list(image.size),
+            **({"clip": _clip(image)} if encoded.video is not None else {}),
             "tokens": encoded.num_tokens,
             "visual_tokens": visual_tokens,
             "vision_ms": encoded.vision_ms,
@@ -222,6 +251,13 @@ def _calibrate(args) -> int:
         print(f"phi_ref over {len(files)} images ({len(phis)} views); use it as --phi-ref or phi_ref= in --model_args", file=sys.stderr)
     return 0
 
+
+def _clip(video) -> dict:
+    """Where a video's sampled frames sit in the clip."""
+    return {
+        "frames": video.num_frames, "indices": list(video.indices), "timestamps": list(video.timestamps),
+        "total_frames": video.total_frames, "duration_s": video.duration, "fps": video.fps,
+    }
 
 
 def _budget(view: dict) -> str:

@@ -140,3 +140,25 @@ def render_frame_chart(selection: Selection, timestamps: list[float] | None = No
     draw.text((left, 10), legend, fill=(20, 20, 20), font=FONT)
     draw.text(((left + right) / 2, CHART_HEIGHT - 12), "frame · time", fill=(60, 60, 60), font=FONT, anchor="mm")
     return image
+
+
+SHEET_TITLES = {"kept": "Kept patches", "groups": "PSCA groups", "survivors": "NMS survivors"}
+TITLE_HEIGHT = 26
+TITLE_FONT = ImageFont.load_default(size=16)
+
+
+def render_video_sheet(frames, selection, grids, timestamps=None, budget: int | None = None) -> Image.Image:
+    """One picture of a clip's selection: the kept, groups and survivors strips and the
+    per-frame chart, one under the other, each titled (what ``prunesid compress --out`` writes)."""
+    layers = render_frame_layers(frames, selection, grids, timestamps)
+    parts = [(SHEET_TITLES[name], layers[name]) for name in ("kept", "groups", "survivors")]
+    parts.append(("Per frame: N', rho, phi", render_frame_chart(selection, timestamps, budget)))
+    width = max(part.width for _, part in parts)
+    sheet = Image.new("RGB", (width, sum(TITLE_HEIGHT + part.height for _, part in parts)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    y = 0
+    for title, part in parts:
+        draw.text((4, y + TITLE_HEIGHT / 2), title, fill=(20, 20, 20), font=TITLE_FONT, anchor="lm")
+        sheet.paste(part, (0, y + TITLE_HEIGHT))
+        y += TITLE_HEIGHT + part.height
+    return sheet
