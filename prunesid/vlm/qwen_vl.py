@@ -167,7 +167,10 @@ def _run_starts(mask: torch.Tensor) -> list[int]:
 
 def _pixel_limits(image_processor, min_pixels, max_pixels, token_pixels: int) -> dict:
     """The processor's size dict with min_pixels / max_pixels applied (validated)."""
-    size = {"shortest_edge": image_processor.size["shortest_edge"], "longest_edge": image_processor.size["longest_edge"]}
+    size = {
+        "shortest_edge": _size_entry(image_processor, "shortest_edge", "min_pixels", 56 * 56),
+        "longest_edge": _size_entry(image_processor, "longest_edge", "max_pixels", 28 * 28 * 1280),
+    }
     for name, value in (("min_pixels", min_pixels), ("max_pixels", max_pixels)):
         if value is None:
             continue
@@ -182,6 +185,16 @@ def _pixel_limits(image_processor, min_pixels, max_pixels, token_pixels: int) ->
     if size["shortest_edge"] > size["longest_edge"]:
         raise ValueError(f"min_pixels ({size['shortest_edge']}) must not exceed max_pixels ({size['longest_edge']})")
     return size
+
+
+def _size_entry(image_processor, key: str, legacy: str, default: int) -> int:
+    """A pixel limit of the processor, wherever its configuration keeps it."""
+    size = getattr(image_processor, "size", None) or {}
+    for source, name in ((size, key), (size, legacy), (image_processor, legacy)):
+        value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
+        if value:
+            return int(value)
+    return default
 
 
 register_family("qwen2_vl", "Qwen2VLForConditionalGeneration", "dynamic resolution, merged tokens: Qwen2-VL")(QwenVL)

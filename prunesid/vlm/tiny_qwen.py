@@ -42,7 +42,7 @@ QWEN2_PIXELS = {"shortest_edge": 56 * 56, "longest_edge": 28 * 28 * 1280}
 QWEN3_PIXELS = {"shortest_edge": 256 * 256, "longest_edge": 4096 * 4096}
 
 
-def _chat_template(default_system: str | None) -> str:
+def qwen_chat_template(default_system: str | None) -> str:
     """The ChatML format of the Qwen-VL instruct models: one <|vision_start|><|image_pad|>
     <|vision_end|> per image (or <|video_pad|> per video) inside the user's turn."""
     system = (
@@ -103,7 +103,7 @@ def _text_config(tokenizer, mrope_section: list[int], **extra) -> dict:
     }
 
 
-def _images_only(processor_class):
+def images_only(processor_class):
     """The family's processor without its video processor: transformers' video processors
     need torchvision, which this project does not install. Images work as with the full
     processor (same image processor, tokenizer and placeholder expansion)."""
@@ -124,7 +124,7 @@ def _build(model_class, config, processor_class, image_processor, tokenizer, cha
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     _printable_only(model, tokenizer)
-    processor = _images_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+    processor = images_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
     return model, processor
 
 
@@ -143,7 +143,7 @@ def build_tiny_qwen2_vl():
     image_processor = Qwen2VLImageProcessorPil(size=dict(QWEN2_PIXELS), patch_size=14, merge_size=2, temporal_patch_size=2)
     return _build(
         Qwen2VLForConditionalGeneration, config, Qwen2VLProcessor, image_processor, tokenizer,
-        _chat_template("You are a helpful assistant."),
+        qwen_chat_template("You are a helpful assistant."),
     )
 
 
@@ -163,7 +163,7 @@ def build_tiny_qwen2_5_vl():
     image_processor = Qwen2VLImageProcessorPil(size=dict(QWEN2_PIXELS), patch_size=14, merge_size=2, temporal_patch_size=2)
     return _build(
         Qwen2_5_VLForConditionalGeneration, config, Qwen2_5_VLProcessor, image_processor, tokenizer,
-        _chat_template("You are a helpful assistant."),
+        qwen_chat_template("You are a helpful assistant."),
     )
 
 
@@ -185,4 +185,4 @@ def build_tiny_qwen3_vl():
         size=dict(QWEN3_PIXELS), patch_size=16, merge_size=2, temporal_patch_size=2,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
     )
-    return _build(Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, image_processor, tokenizer, _chat_template(None))
+    return _build(Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, image_processor, tokenizer, qwen_chat_template(None))
