@@ -1,9 +1,10 @@
-"""lmms-eval runs our plug-in end to end, offline: its own CLI finds ``prunesid_llava_hf``
-through the ``lmms_eval.models`` entry point, loads ``pretrained=tiny-random`` and answers a
-small local yes/no task (images generated here, no download) with the unmodified model,
-PruneSID, a baseline press from the registry and PruneSID-Dyn (calibrated over the task's
-images), in one lmms-eval process (``--config`` with one entry per run). The results files
-become the paper's table; the per-sample records show what reached the LLM. A wrong
+"""lmms-eval runs our plug-in end to end, offline, through the README's one command
+(``python -m prunesid.eval.grid ... --run``): lmms-eval's own CLI (one process, ``--config``
+with one entry per run) finds ``prunesid_llava_hf`` through the ``lmms_eval.models`` entry
+point, loads ``pretrained=tiny-random`` and answers a small local yes/no task (images
+generated here, no download) with the unmodified model, PruneSID, PruneSID-Dyn (calibrated
+over the task's images) and a baseline press from the registry; the results files become
+the paper's table; the per-sample records show what reached the LLM. A wrong
 ``--model_args`` value makes lmms-eval's ``simple_evaluate`` fail naming the argument.
 """
 
@@ -29,11 +30,12 @@ from prunesid import PRESSES  # noqa: E402
 TASK = "yesno_local"
 FULL_TOKENS = 576  # tiny-random: LLaVA-1.5 geometry, 24 x 24 patches (the CLS is not fed)
 BASELINE = sorted(name for name in PRESSES if name != "prunesid")[0]  # one baseline press, from the registry
-RUNS = {
+BUDGET = 16
+RUNS = {  # row name (grid.py) -> our --model_args
     "none": "method=none",
-    "prunesid": "method=prunesid,budget=16",
-    "baseline": f"method={BASELINE},budget=8",
-    "dyn": "method=prunesid,budget=16,dynamic=True",
+    f"prunesid-{BUDGET}": f"method=prunesid,budget={BUDGET}",
+    f"prunesid-dyn-{BUDGET}": f"method=prunesid,budget={BUDGET},dynamic=True",
+    f"{BASELINE}-{BUDGET}": f"method={BASELINE},budget={BUDGET}",
 }
 
 UTILS = '''
@@ -131,40 +133,36 @@ def task_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def evaluation(tmp_path_factory, task_dir):
-    """One lmms-eval CLI process running every entry of RUNS; returns its folders and log."""
+    """The README's command on the local task: the grid of runs in one lmms-eval process, then the table."""
     root = tmp_path_factory.mktemp("lmms_eval")
-    task = task_dir
-    config = []
-    for name, args in RUNS.items():
-        config.append({
-            "model": "prunesid_llava_hf",
-            "model_args": f"pretrained=tiny-random,{args},records={root / 'records' / name}.jsonl",
-            "tasks": TASK,
-            "include_path": str(task),
-            "device": "cpu",
-            "batch_size": 1,
-            "output_path": str(root / "out" / name),
-            "log_samples": True,
-        })
-    config_file = root / "runs.json"  # YAML is a superset of JSON: lmms-eval reads it with yaml.safe_load
-    config_file.write_text(json.dumps(config))
-    completed = subprocess.run(
-        [sys.executable, "-m", "lmms_eval", "--config", str(config_file)],
-        cwd=root, env=offline_env(), capture_output=True, text=True, timeout=900,
-    )
+    command = [
+        sys.executable, "-m", "prunesid.eval.grid", "--model", "tiny-random", "--out", str(root / "out"),
+        "--tasks", TASK, "--include-path", str(task_dir), "--device", "cpu",
+        "--budgets", str(BUDGET), "--methods", f"prunesid,{BASELINE}", "--run",
+    ]
+    completed = subprocess.run(command, cwd=root, env=offline_env(), capture_output=True, text=True, timeout=900)
     log = completed.stdout + completed.stderr
     (root / "lmms_eval.log").write_text(log)
-    return {"root": root, "log": log, "returncode": completed.returncode}
+    return {"root": root, "out": root / "out", "log": log, "returncode": completed.returncode}
+
+
+def test_the_grid_is_one_lmms_eval_config(evaluation):
+    config = json.loads((evaluation["out"] / "grid.yaml").read_text())
+    assert [entry["output_path"].rsplit("/", 1)[-1] for entry in config] == list(RUNS)
+    for entry, (name, ours) in zip(config, RUNS.items()):
+        assert entry["model"] == "prunesid_llava_hf" and entry["tasks"] == TASK and entry["log_samples"] is True
+        assert entry["model_args"].startswith(f"pretrained=tiny-random,{ours},records=")
+    assert evaluation["returncode"] == 0, evaluation["log"][-4000:]
 
 
 def results_file(evaluation, name: str) -> Path:
-    found = sorted((evaluation["root"] / "out" / name).rglob("*_results.json"))
+    found = sorted((evaluation["out"] / name).rglob("*_results.json"))
     assert found, f"lmms-eval wrote no results for run {name!r}; its log:\n{evaluation['log'][-6000:]}"
     return found[-1]
 
 
 def records(evaluation, name: str) -> list[dict]:
-    path = evaluation["root"] / "records" / f"{name}.jsonl"
+    path = evaluation["out"] / "records" / f"{name}.jsonl"
     assert path.is_file(), f"no per-sample records for run {name!r}; log:\n{evaluation['log'][-4000:]}"
     return [json.loads(line) for line in path.read_text().splitlines()]
 
@@ -183,7 +181,7 @@ def test_entry_point_is_registered():
     assert get_model("prunesid_qwen2_5_vl") is models.Qwen2_5_VL
 
 
-@pytest.mark.parametrize("name", ["none", "prunesid", "baseline", "dyn"])
+@pytest.mark.parametrize("name", list(RUNS))
 def test_lmms_eval_writes_results_for_every_run(evaluation, name):
     data = json.loads(results_file(evaluation, name).read_text())
     assert data["config"]["model"] == "prunesid_llava_hf"
@@ -191,12 +189,12 @@ def test_lmms_eval_writes_results_for_every_run(evaluation, name):
     assert data["config"]["model_backend"].startswith("prunesid.eval.models.LlavaHf")
     assert set(data["results"]) == {TASK}
     assert data["n-samples"][TASK]["effective"] == len(task_images())
-    samples = sorted((evaluation["root"] / "out" / name).rglob(f"*_samples_{TASK}.jsonl"))
+    samples = sorted((evaluation["out"] / name).rglob(f"*_samples_{TASK}.jsonl"))
     assert samples, "no per-sample log from lmms-eval (--log_samples)"
     assert len(samples[0].read_text().splitlines()) == len(task_images())
 
 
-@pytest.mark.parametrize("name, tokens", [("none", FULL_TOKENS), ("prunesid", 16), ("baseline", 8)])
+@pytest.mark.parametrize("name, tokens", [("none", FULL_TOKENS), (f"prunesid-{BUDGET}", BUDGET), (f"{BASELINE}-{BUDGET}", BUDGET)])
 def test_records_show_the_requested_visual_tokens(evaluation, name, tokens):
     lines = records(evaluation, name)
     assert sorted(line["doc_id"] for line in lines) == list(range(len(task_images())))
@@ -213,14 +211,14 @@ def test_records_show_the_requested_visual_tokens(evaluation, name, tokens):
         kept = view["kept"]
         # the passed-through CLS (if the press keeps it), the kept patches and any merged tokens
         assert len(kept) == len(set(kept)) and len(kept) + view["reserved"] + view.get("num_merged", 0) == tokens
-        assert view["reserved"] == (1 if name == "prunesid" else view["reserved"])
+        assert view["reserved"] == (1 if name.startswith("prunesid") else view["reserved"])
         assert all(0 <= index < FULL_TOKENS for index in kept)
         assert 0.0 <= view["rho"] <= 1.0 and abs(view["rho"] + view["phi"] - 1.0) < 1e-6
-        assert line["settings"]["method"] == ("prunesid" if name == "prunesid" else BASELINE)
+        assert line["settings"]["method"] == name.rsplit("-", 1)[0]
 
 
 def test_dynamic_budget_is_calibrated_over_the_evaluated_images(evaluation):
-    lines = records(evaluation, "dyn")
+    lines = records(evaluation, f"prunesid-dyn-{BUDGET}")
     assert len(lines) == len(task_images())
     phis = {line["doc_id"]: line["images"][0]["views"][0]["phi"] for line in lines}
     phi_ref = lines[0]["settings"]["phi_ref"]
@@ -230,7 +228,7 @@ def test_dynamic_budget_is_calibrated_over_the_evaluated_images(evaluation):
     for line in lines:
         view = line["images"][0]["views"][0]
         assert view["phi_ref"] == pytest.approx(phi_ref) and view["dynamic"] is True
-        expected = min(max(round(16 * view["phi"] / phi_ref), 8), 32)
+        expected = min(max(round(BUDGET * view["phi"] / phi_ref), BUDGET // 2), 2 * BUDGET)
         assert abs(view["budget"] - expected) <= 1, (view["budget"], expected)
         assert line["visual_tokens"] == [view["budget"]] == [view["visual_tokens"]]
         budgets.append(view["budget"])
@@ -264,22 +262,17 @@ def test_a_wrong_model_args_value_fails_naming_the_argument(task_dir, tmp_path, 
     assert not (tmp_path / "prunesid-records").exists()
 
 
-def test_table_from_the_results_files(evaluation, tmp_path):
-    out = tmp_path / "table.md"
-    completed = subprocess.run(
-        [sys.executable, "-m", "prunesid.eval.table", str(evaluation["root"] / "out"), "--out", str(out)],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert completed.returncode == 0, completed.stderr
-    table = out.read_text()
+def test_table_from_the_results_files(evaluation):
+    table = (evaluation["out"] / "table.md").read_text()
     lines = table.splitlines()
     assert lines[0] == "### tiny-random"
     assert lines[2] == f"| Method | Tokens | {TASK} | Rel. |"
-    scores = {name: json.loads(results_file(evaluation, name).read_text())["results"][TASK]["yesno_accuracy,none"] for name in ("none", "prunesid", "baseline", "dyn")}
-    rows = {line.split(" | ")[0].lstrip("| "): line for line in lines[4:] if line.startswith("| ") and "Retain" not in line}
-    assert list(rows) == ["all tokens", "prunesid", "prunesid (dyn)", BASELINE]
-    assert rows["all tokens"].startswith(f"| all tokens | all | {scores['none'] * 100:.1f}")
-    assert f"| prunesid | 16 | {scores['prunesid'] * 100:.1f}" in rows["prunesid"]
-    assert f"| {BASELINE} | 8 | {scores['baseline'] * 100:.1f}" in rows[BASELINE]
-    # budgets in blocks, the largest first
-    assert table.index("*Retain 16 tokens*") < table.index("*Retain 8 tokens*")
+    score = {name: json.loads(results_file(evaluation, name).read_text())["results"][TASK]["yesno_accuracy,none"] for name in RUNS}
+    rows = [line for line in lines[4:] if line.startswith("| ")]
+    assert rows[0].startswith(f"| all tokens | all | {score['none'] * 100:.1f}")
+    assert rows[1].startswith(f"| *Retain {BUDGET} tokens*")
+    labels = {"prunesid": f"prunesid-{BUDGET}", "prunesid (dyn)": f"prunesid-dyn-{BUDGET}", BASELINE: f"{BASELINE}-{BUDGET}"}
+    assert [row.split(" | ")[0][2:] for row in rows[2:]] == list(labels)
+    for row, name in zip(rows[2:], labels.values()):
+        cells = row.split(" | ")
+        assert cells[1] == str(BUDGET) and cells[2].startswith(f"{score[name] * 100:.1f}"), row

@@ -54,9 +54,10 @@ def _run(vlm, press, tmp_path) -> PressRun:
 
 
 def _inputs(vlm, view, image, question="Is there a box?"):
+    """The processor call lmms-eval's llava_hf / qwen2_5_vl make: chat-templated text, the images."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     text = vlm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    return view(images=[image], text=text, return_tensors="pt")
+    return view(text=[text], images=[image], padding=True, return_tensors="pt")
 
 
 class Spy:
@@ -74,18 +75,37 @@ class Spy:
         return getattr(self.model, name)
 
 
-def test_a_keep_everything_press_answers_like_the_unmodified_model(tiny, tmp_path):
-    """lmms-eval's own inputs, through the press path with a press that keeps every token in
-    place, give the unmodified model's greedy tokens: the plumbing (placeholder runs, features
-    handed over instead of pixels, prompt given back) changes nothing by itself."""
+@pytest.fixture(scope="module")
+def tiny_qwen():
+    from prunesid import load_vlm
+
+    return load_vlm("tiny-random-qwen2.5-vl", device="cpu")
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2.5-vl"])
+def test_a_keep_everything_press_answers_like_the_unmodified_model(family, request, tmp_path):
+    """lmms-eval's own inputs (processor output as its llava_hf / qwen2_5_vl build them),
+    through the press path with a press that keeps every token in place, give the unmodified
+    model's greedy tokens: the plumbing (placeholder runs, features handed over instead of
+    pixels, M-RoPE positions, prompt given back) changes nothing by itself."""
+    vlm = request.getfixturevalue("tiny" if family == "llava" else "tiny_qwen")
+    full = 576 if family == "llava" else None
     image = scene(320, 240, seed=3)
-    run = _run(tiny, PruneSID(budget=4096, keep_cls=False, order="spatial"), tmp_path)
-    inputs = _inputs(tiny, ProcessorView(tiny.processor, run.calls, pressed=True), image)
-    expected = tiny.model.generate(**inputs, max_new_tokens=6, do_sample=False)
-    got = ModelView(tiny.model, run).generate(**inputs, max_new_tokens=6, do_sample=False)
+    run = _run(vlm, PruneSID(budget=100_000, keep_cls=False, order="spatial"), tmp_path)
+    inputs = _inputs(vlm, ProcessorView(vlm.processor, run.calls, pressed=True), image)
+    placeholders = int((inputs["input_ids"] == vlm.placeholder_token_id).sum())
+    assert placeholders == (full or placeholders) > 16
+    expected = vlm.model.generate(**inputs, max_new_tokens=6, do_sample=False)
+    got = ModelView(vlm.model, run).generate(**inputs, max_new_tokens=6, do_sample=False)
     assert torch.equal(got, expected)
     record = json.loads((tmp_path / "records.jsonl").read_text())
-    assert record["visual_tokens"] == [576] and record["images"][0]["unmodified_tokens"] == 576
+    assert record["visual_tokens"] == [placeholders] and record["images"][0]["unmodified_tokens"] == placeholders
+    # and a real budget on the same inputs: Qwen-VL keeps N_eff = max(round(T N / 576), 16) of its T
+    run = _run(vlm, PruneSID(budget=64), tmp_path / "pressed")
+    inputs = _inputs(vlm, ProcessorView(vlm.processor, run.calls, pressed=True), image)
+    ModelView(vlm.model, run).generate(**inputs, max_new_tokens=2, do_sample=False)
+    record = json.loads((tmp_path / "pressed" / "records.jsonl").read_text())
+    assert record["visual_tokens"] == [64 if family == "llava" else max(round(placeholders * 64 / 576), 16)]
 
 
 def test_a_press_feeds_the_llm_its_budget_and_gives_lmms_eval_its_prompt_back(tiny, tmp_path):
