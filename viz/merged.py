@@ -18,7 +18,7 @@ from PIL import Image
 from prunesid.compression import Compression
 from prunesid.geometry import PatchGrid
 from viz.canvas import Canvas
-from viz.overlay import KEPT_EDGE, _check, _mark_margin, _side_by_side, canvases
+from viz.overlay import GAP, KEPT_EDGE, _check, _mark_margin, _side_by_side, canvases
 from viz.palette import group_palette
 
 ANCHOR_EDGE = np.array([255, 255, 255], dtype=np.float32)
@@ -79,9 +79,22 @@ def caption(name: str, compression: Compression) -> str:
     return text + (" + CLS" if compression.reserved else "")
 
 
-def compare_compressions(image: Image.Image, results: dict[str, Compression], grids: list[PatchGrid]) -> Image.Image:
-    """Several methods' results on the same image, side by side, captioned with their counts."""
+def compare_compressions(
+    image: Image.Image, results: dict[str, Compression], grids: list[PatchGrid], per_row: int | None = None
+) -> Image.Image:
+    """Several methods' results on the same image, side by side (``per_row`` to a row, all
+    in one row by default), captioned with their counts."""
     if not results:
         raise ValueError("compare_compressions needs at least one result")
+    if per_row is not None and per_row < 1:
+        raise ValueError(f"per_row must be at least 1, got {per_row}")
     shared = canvases(image, grids)
-    return _side_by_side([(caption(name, result), render_compression(image, result, grids, shared)) for name, result in results.items()])
+    panels = [(caption(name, result), render_compression(image, result, grids, shared)) for name, result in results.items()]
+    per_row = per_row or len(panels)
+    rows = [_side_by_side(panels[start:start + per_row]) for start in range(0, len(panels), per_row)]
+    sheet = Image.new("RGB", (max(row.width for row in rows), sum(row.height for row in rows) + GAP * (len(rows) - 1)), (255, 255, 255))
+    y = 0
+    for row in rows:
+        sheet.paste(row, (0, y))
+        y += row.height + GAP
+    return sheet

@@ -1,0 +1,156 @@
+"""The demo's method switch and "Compare methods": plain functions of the control values.
+
+PruneSID next to the methods people compare it with, on the same image, model and budget:
+PruneSID, PruneSID-Dyn, VisionZip, DivPrune and the random / uniform floors. No layout here
+(app.py places the components); every function reads its image through
+:func:`demo.files.read_image_bytes` (only files the app was given) and raises ValueError
+with the library's message for bad input (app.py turns it into ``gr.Error``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from demo.files import read_image_bytes
+from prunesid import DivPrune, Press, PruneSID, RandomPrune, UniformPrune, VisionZip
+from viz.merged import compare_compressions, render_compression
+
+# The switch's choices, in the order the page lists them.
+METHOD_CHOICES = ["PruneSID", "PruneSID-Dyn", "VisionZip", "DivPrune", "random", "uniform"]
+PAPERS = {
+    "PruneSID": "PruneSID (ICLR 2026)",
+    "PruneSID-Dyn": "PruneSID-Dyn: budget ∝ the image's information φ",
+    "VisionZip": "VisionZip (CVPR 2025): dominant + contextual (merged) tokens",
+    "DivPrune": "DivPrune (CVPR 2025): max-min diversity",
+    "random": "random tokens (floor)",
+    "uniform": "an even spatial grid (floor)",
+}
+DEFAULT_QUESTION = "Describe the image."
+PER_ROW = 3  # panels per row of the comparison sheet
+
+
+def method_press(method: str, budget, phi_ref: float | None = None) -> Press:
+    """The switch's value and the budget slider -> a press (the methods' defaults otherwise)."""
+    if method not in METHOD_CHOICES:
+        raise ValueError(f"method must be one of {METHOD_CHOICES}, got {method!r}")
+    budget = _whole(budget, "budget")
+    if method == "PruneSID":
+        return PruneSID(budget=budget)
+    if method == "PruneSID-Dyn":
+        return PruneSID(budget=budget, dynamic=True, phi_ref=phi_ref)
+    return {"VisionZip": VisionZip, "DivPrune": DivPrune, "random": RandomPrune, "uniform": UniformPrune}[method](budget=budget)
+
+
+def timed_compress(vlm, encoded, press: Press):
+    """``(result, ms)``: the press on one image's cached features, timed (not the VLM's cache)."""
+    tokens = vlm.vision_tokens([encoded])
+    start = time.perf_counter()
+    result = press.compress(tokens)
+    return result, (time.perf_counter() - start) * 1000
+
+
+def method_stats(vlm, encoded, method: str, press: Press, result, select_ms: float) -> dict:
+    visual_tokens = int(vlm.visual_features(encoded, result).shape[0])
+    unmodified = vlm.unmodified_visual_tokens(encoded)
+    merged = 0 if result.merged is None else sum(int(m.shape[0]) for m in result.merged)
+    return {
+        "method": method,
+        "about": PAPERS[method],
+        "budget": press.budget,
+        "views": encoded.num_views,
+        "kept": sum(int(index.numel()) for index in result.indices),
+        "merged": merged,
+        "reserved": result.reserved,
+        "visual_tokens": visual_tokens,
+        "visual_tokens_uncompressed": unmodified,
+        "compression": round(unmodified / max(visual_tokens, 1), 2),
+        "select_ms": round(select_ms, 2),
+    }
+
+
+def analyze_method(vlm, image, method, budget, phi_ref: float | None = None):
+    """The method switch: ``(kept patches (merged tokens' coverage drawn), stats dict, stats
+    markdown)`` for one method at one budget."""
+    press = method_press(method, budget, phi_ref)
+    encoded = vlm.encode(read_image_bytes(image))
+    result, select_ms = timed_compress(vlm, encoded, press)
+    stats = method_stats(vlm, encoded, method, press, result, select_ms)
+    return render_compression(encoded.image, result, encoded.grids), stats, stats_markdown([stats])
+
+
+def compare_methods(vlm, image, question, budget, phi_ref: float | None = None, max_new_tokens: int = 48, methods=None):
+    """"Compare methods": every method at the same budget on the same image. Returns
+    ``(sheet of kept patches per method, markdown table, rows)``; each row holds the method's
+    answer to ``question``, its selection and prefill times and its visual tokens, and the
+    first row is the unmodified model (all visual tokens). A method the model cannot run
+    (VisionZip on a tower without CLS) gets a row saying why instead of stopping the rest."""
+    if not isinstance(question, str) or not question.strip():
+        raise ValueError("the question is empty: type a question about the image")
+    methods = METHOD_CHOICES if methods is None else list(methods)
+    presses = {method: method_press(method, budget, phi_ref) for method in methods}
+    data = read_image_bytes(image)
+    encoded = vlm.encode(data)
+    full = vlm.chat(data, question, press=None, max_new_tokens=max_new_tokens)
+    rows = [{
+        "method": "all tokens", "about": "the unmodified model", "visual_tokens": full.visual_tokens[0],
+        "select_ms": 0.0, "prefill_ms": round(full.timings["prefill_ms"], 1), "answer": full.text,
+    }]
+    results = {}
+    for method, press in presses.items():
+        try:
+            result, select_ms = timed_compress(vlm, encoded, press)
+        except ValueError as error:
+            rows.append({"method": method, "about": PAPERS[method], "unavailable": str(error)})
+            continue
+        reply = vlm.chat(data, question, press=press, max_new_tokens=max_new_tokens)
+        row = method_stats(vlm, encoded, method, press, result, select_ms)
+        # What the language model actually received with this answer.
+        row.update(visual_tokens=reply.visual_tokens[0], prefill_ms=round(reply.timings["prefill_ms"], 1), answer=reply.text)
+        rows.append(row)
+        results[method] = result
+    if not results:
+        raise ValueError("no method could run on this model: " + "; ".join(row["unavailable"] for row in rows[1:]))
+    sheet = compare_compressions(encoded.image, results, encoded.grids, per_row=PER_ROW)
+    return sheet, answers_markdown(rows), rows
+
+
+def stats_markdown(rows: list[dict]) -> str:
+    lines = ["| Method | Kept | Merged | Visual tokens to the LLM | Selection |", "|---|---|---|---|---|"]
+    for row in rows:
+        cls = " + CLS" if row["reserved"] else ""
+        lines.append(
+            f"| {row['about']} | {row['kept']}{cls} | {row['merged']} | {row['visual_tokens']} of "
+            f"{row['visual_tokens_uncompressed']} ({row['compression']}x) | {row['select_ms']:.1f} ms |"
+        )
+    return "\n".join(lines)
+
+
+def answers_markdown(rows: list[dict]) -> str:
+    lines = ["| Method | Visual tokens | Selection | Prefill | Answer |", "|---|---|---|---|---|"]
+    for row in rows:
+        if "unavailable" in row:
+            lines.append(f"| {row['method']} | — | — | — | not available: {_cell(row['unavailable'])} |")
+            continue
+        lines.append(
+            f"| {row['method']} | {row['visual_tokens']} | {row['select_ms']:.1f} ms | {row['prefill_ms']:.0f} ms | "
+            f"{_cell(row['answer']) or '(empty answer)'} |"
+        )
+    return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text that stays inside one markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _whole(value, name: str) -> int:
+    if value is None or isinstance(value, bool):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if not math.isfinite(number) or number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
