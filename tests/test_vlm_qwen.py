@@ -4,10 +4,12 @@ at the M-RoPE positions they had before pruning; deepstack features follow the k
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
-from prunesid import PruneSID, load_vlm
+from prunesid import Compression, Press, PruneSID, load_vlm
 from tests.conftest import scene
 
 MODELS = ["tiny-random-qwen2-vl", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl"]
@@ -202,6 +204,44 @@ def test_follow_up_turn_reuses_the_encoded_image(qwen):
     assert len(calls) == 1
     assert second.prompt_tokens > first.prompt_tokens and second.visual_tokens == first.visual_tokens
     assert second.selections[0] is first.selections[0]
+
+
+@dataclass(frozen=True)
+class KeepFirstMergeRest(Press):
+    """A toy merging press: keep the first ``budget - 1`` tokens, average the rest into one."""
+
+    budget: int = 8
+
+    def compress(self, tokens):
+        views, length, _ = tokens.features.shape
+        kept = [torch.arange(self.budget - 1) for _ in range(views)]
+        merged = [tokens.features[view, self.budget - 1:].mean(0, keepdim=True) for view in range(views)]
+        merged_from = torch.full((views, length), -1)
+        merged_from[:, self.budget - 1:] = 0
+        return Compression(
+            indices=kept, valid=torch.ones(views, length, dtype=torch.bool), budget=torch.full((views,), self.budget),
+            reserved=0, method="keep-first-merge-rest", merged=merged, merged_from=merged_from,
+        )
+
+
+def test_a_merged_token_sits_at_its_image_s_last_position_without_deepstack(qwen):
+    image = scene(448, 336, seed=10)
+    reference = reference_inputs(qwen, [image])
+    reply, calls = captured_language_model_calls(qwen, lambda: qwen.chat(image, QUESTION, press=KeepFirstMergeRest(8), max_new_tokens=2))
+    assert reply.visual_tokens == [8]
+    tokens = int(reference["image_grid_thw"][0].prod()) // 4
+    kept_and_last = [list(range(7)) + [tokens - 1]]  # the merged token takes the image's last position
+    wanted, _, _ = expected_positions(qwen, reference, kept_and_last)
+    assert torch.equal(calls[0]["position_ids"][1:, 0], wanted)
+    merged, deepstack = tower_output(qwen, reference)
+    fed_ids = qwen.prepare(image, QUESTION, KeepFirstMergeRest(8))["input_ids"][0]
+    visual = calls[0]["inputs_embeds"][0, fed_ids == qwen.placeholder_token_id]
+    torch.testing.assert_close(visual, torch.cat([merged[0][:7], merged[0][7:].mean(0, keepdim=True)]), rtol=1e-5, atol=1e-6)
+    if deepstack is not None:
+        assert int(calls[0]["visual_pos_masks"][0].sum()) == 8
+        for fed, layer in zip(calls[0]["deepstack_visual_embeds"], deepstack):
+            torch.testing.assert_close(fed[:7], layer[0][:7], rtol=1e-5, atol=1e-6)
+            assert not fed[7].any()  # nothing is added to the merged token
 
 
 # --- geometry ---------------------------------------------------------------------------------
