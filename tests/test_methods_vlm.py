@@ -224,3 +224,25 @@ def test_presses_compare_at_the_same_budget_on_llava(tiny_vlm, picture):
         for press in (PruneSID(budget=64), VisionZip(budget=64), DivPrune(budget=64), RandomPrune(budget=64), UniformPrune(budget=64))
     }
     assert set(counts.values()) == {64}, counts
+
+
+@pytest.mark.parametrize("name", ["prunesid", "visionzip", "divprune", "random", "uniform"])
+def test_every_press_compresses_each_frame_of_a_video(name):
+    """Video-LLaVA: each frame is a view with its own budget (its CLS counted where passed)."""
+    from pathlib import Path
+
+    from prunesid import PRESSES, load_vlm
+    from prunesid.vlm import BUILTIN_MODELS
+
+    if "tiny-random-video-llava" not in BUILTIN_MODELS:
+        pytest.skip("no Video-LLaVA built-in in this checkout")
+    from prunesid.video import load_video
+
+    vlm = load_vlm("tiny-random-video-llava")
+    clip = load_video(Path(__file__).resolve().parent.parent / "assets" / "clip.mp4")
+    reply = vlm.chat(clip, "What happens in the clip?", press=PRESSES[name](budget=17), max_new_tokens=1)
+    result = reply.selections[0]
+    merged = result.merged or [torch.zeros(0)] * result.num_views
+    frames = vlm.encode(clip).num_views
+    assert [result.reserved + int(i.numel()) + int(m.shape[0]) for i, m in zip(result.indices, merged)] == [17] * frames
+    assert reply.visual_tokens == [17 * frames]
