@@ -154,3 +154,30 @@ def _whole(value, name: str) -> int:
     if not math.isfinite(number) or number != int(number):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     return int(number)
+
+
+class MethodHandlers:
+    """The functions above bound to one loaded model, its calibrated phi_ref and the app's
+    answer length: what app.py wires to its components (see the README's demo section)."""
+
+    def __init__(self, vlm, phi_ref: float | None = None, max_new_tokens: int = 48):
+        if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        self.vlm = vlm
+        self.phi_ref = phi_ref
+        self.max_new_tokens = max_new_tokens
+
+    def analyze(self, image, method, budget):
+        """The method switch: kept patches of ``method`` at ``budget``, stats JSON, stats table."""
+        drawn, stats, table = analyze_method(self.vlm, image, method, budget, self.phi_ref)
+        return drawn, stats, table
+
+    def refresh(self, image, method, budget):
+        """:meth:`analyze` for events the page fires itself: no image clears the view quietly."""
+        if image is None:
+            return None, None, ""
+        return self.analyze(image, method, budget)
+
+    def compare(self, image, question, budget):
+        """"Compare methods": the sheet of kept patches, the answers table, the rows as JSON."""
+        return compare_methods(self.vlm, image, question, budget, self.phi_ref, self.max_new_tokens)

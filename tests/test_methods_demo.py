@@ -98,3 +98,16 @@ def test_a_method_the_model_cannot_run_says_why_and_the_others_still_answer(pict
     assert "not available" in table and isinstance(by_method["DivPrune"]["answer"], str)
     with pytest.raises(ValueError, match="no method could run"):
         compare_methods(vlm, picture_path, "What is it?", 64, methods=["VisionZip"], max_new_tokens=2)
+
+
+def test_bound_handlers_as_the_page_calls_them(tiny_vlm, picture_path):
+    from demo.methods import MethodHandlers
+
+    handlers = MethodHandlers(tiny_vlm, phi_ref=0.5, max_new_tokens=2)
+    assert handlers.refresh(None, "VisionZip", 64) == (None, None, "")
+    drawn, stats, table = handlers.refresh(picture_path, "VisionZip", 64)
+    assert stats["merged"] == 10 and "VisionZip" in table
+    sheet, answers, rows = handlers.compare(picture_path, "What is it?", 32)
+    assert len(rows) == 1 + len(METHOD_CHOICES) and "| all tokens |" in answers
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        MethodHandlers(tiny_vlm, max_new_tokens=0)
