@@ -21,6 +21,8 @@ import time
 from collections import OrderedDict
 from typing import Iterator
 
+import gradio as gr
+
 from demo.files import ASSETS, RefusedFile, allowed_path
 from demo.handlers import Handlers
 from prunesid import PruneSID, load_vlm
@@ -55,6 +57,8 @@ def choose_video_model(main: VLM | None = None) -> tuple[VLM, str]:
 
 def read_video_bytes(video, max_bytes: int = MAX_VIDEO_BYTES) -> bytes:
     """The bytes of the clip an event names (FileData dict or path), if the app was given it."""
+    if isinstance(video, dict) and isinstance(video.get("video"), dict):  # Gradio's VideoData shape
+        video = video["video"]
     if video is None:
         raise ValueError("no video: upload a clip or pick the example")
     path = video.get("path") if isinstance(video, dict) else video
@@ -206,7 +210,7 @@ class VideoHandlers:
         for piece in stream:
             answer += piece
             history[-1] = {"role": "assistant", "content": answer}
-            yield history, "generating...", None, ""
+            yield history, "generating...", gr.skip(), gr.skip()  # the stats stay until the answer is done
         reply = stream.reply
         history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
         timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}

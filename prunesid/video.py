@@ -165,14 +165,20 @@ def load_video(source, num_frames: int = DEFAULT_FRAMES, name: str = "video") ->
         container = av.open(opened, mode="r", metadata_errors="ignore")
     except av.FFmpegError as error:
         raise ValueError(
-            f"{name} {description} is not a video PyAV can read (MP4, WebM, MKV, MOV, AVI, ...), or it is damaged ({error})"
+            f"{name} {description} is not a video PyAV can read (MP4, WebM, MKV, MOV, AVI, ...), or it is damaged "
+            f"({_reason(error)})"
         ) from error
     try:
         return _sample(container, num_frames, name, description, key)
     except av.FFmpegError as error:
-        raise ValueError(f"{name} {description} is damaged and could not be decoded ({error})") from error
+        raise ValueError(f"{name} {description} is damaged and could not be decoded ({_reason(error)})") from error
     finally:
         container.close()
+
+
+def _reason(error) -> str:
+    """FFmpeg's own words for an error, without the file name the message already gives."""
+    return getattr(error, "strerror", None) or str(error)
 
 
 def _open_source(source, name: str):
