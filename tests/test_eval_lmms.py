@@ -179,6 +179,7 @@ def test_entry_point_is_registered():
     assert get_model("prunesid_llava_hf") is models.LlavaHf
     assert get_model("prunesid_llava_hf", force_simple=True) is models.LlavaHfSimple
     assert get_model("prunesid_qwen2_5_vl") is models.Qwen2_5_VL
+    assert get_model("prunesid_video_llava") is models.VideoLlava
 
 
 @pytest.mark.parametrize("name", list(RUNS))

@@ -128,6 +128,40 @@ def test_a_press_feeds_the_llm_its_budget_and_gives_lmms_eval_its_prompt_back(ti
     assert sorted(view["kept"]) == sorted(run.vlm.compress(run.vlm.encode(image), PruneSID(budget=16))[0].indices[0].tolist())
 
 
+def test_video_llava_frames_through_the_press_path(tmp_path):
+    """lmms-eval's video_llava hands its processor the clip as a [8, H, W, 3] array; the
+    frames are compressed one by one (N per frame, CLS included): 8 x 17 = 136 video tokens.
+    A press that keeps everything gives the unmodified model's tokens. (The processor's own
+    video path needs torchvision, absent here: the prompt and pixels are built as it would.)"""
+    import numpy as np
+
+    from prunesid import load_vlm
+
+    vlm = load_vlm("tiny-random-video-llava", device="cpu")
+    frames = [scene(320, 240, seed=seed) for seed in range(8)]
+    placeholder = vlm.family.placeholder_for("video")
+    ids = torch.tensor(vlm.processor.tokenizer("USER: <video>\nWhat happens? ASSISTANT:")["input_ids"])
+    repeats = torch.ones_like(ids)
+    repeats[ids == placeholder] = 8 * 257  # what the unmodified model feeds: every frame's CLS + 256 patches
+    ids = torch.repeat_interleave(ids, repeats)[None]
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), **vlm.family.preprocess_video(frames)}
+    expected = vlm.model.generate(**inputs, max_new_tokens=4, do_sample=False)
+    clip = np.stack([np.asarray(frame) for frame in frames])
+    for press, tokens in ((PruneSID(budget=100_000, order="spatial"), 8 * 257), (PruneSID(budget=17), 8 * 17)):
+        run = _run(vlm, press, tmp_path / str(tokens))
+        processor = ProcessorView(lambda **kwargs: inputs, run.calls, pressed=True, takes_video=True)
+        output = ModelView(vlm.model, run).generate(**processor(text="USER: <video>", videos=clip), max_new_tokens=4, do_sample=False)
+        record = json.loads((tmp_path / str(tokens) / "records.jsonl").read_text())
+        (video,) = record["images"]
+        assert record["visual_tokens"] == [tokens] and video["modality"] == "video" and len(video["views"]) == 8
+        if tokens == 8 * 257:
+            assert torch.equal(output, expected)
+        else:
+            assert all(view["visual_tokens"] == 17 and view["reserved"] == 1 for view in video["views"])
+    with pytest.raises(PressFailure, match="video inputs cannot be compressed"):
+        ProcessorView(lambda **kwargs: inputs, [], pressed=True, takes_video=False)(text="x", videos=clip)
+
+
 def test_press_errors_pass_lmms_eval_except_exception(tiny, tmp_path):
     """A prompt that does not hold the image's 576 placeholders is refused, and the error is a
     PressFailure, which ``except Exception`` (lmms-eval's guard around generate, that would

@@ -24,3 +24,9 @@ qwen2_5_vl = ModelManifest(
     chat_class_path=f"{_MODELS}.Qwen2_5_VL",
     simple_class_path=f"{_MODELS}.Qwen2_5_VLSimple",
 )
+
+# Video-LLaVA (LanguageBind/Video-LLaVA-7B-hf): lmms-eval's video_llava with a press per frame.
+video_llava = ModelManifest(
+    model_id="prunesid_video_llava",
+    simple_class_path=f"{_MODELS}.VideoLlava",
+)

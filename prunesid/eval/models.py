@@ -25,6 +25,7 @@ from lmms_eval.models.chat.llava_hf import LlavaHf as _ChatLlavaHf
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _ChatQwen2_5_VL
 from lmms_eval.models.simple.llava_hf import LlavaHf as _SimpleLlavaHf
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _SimpleQwen2_5_VL
+from lmms_eval.models.simple.video_llava import VideoLLaVA as _SimpleVideoLLaVA
 from prunesid.eval.pressing import (
     ModelView,
     PressFailure,
@@ -93,7 +94,8 @@ class PressedModel:
             settings={**self.prunesid_settings.describe(), **({"phi_ref": press.phi_ref} if hasattr(press, "phi_ref") else {})},
         )
         processor = getattr(self, self.processor_attr)
-        setattr(self, self.processor_attr, ProcessorView(processor, run.calls, pressed=press is not None))
+        takes_video = getattr(self.prunesid_vlm.family, "num_frames", None) is not None
+        setattr(self, self.processor_attr, ProcessorView(processor, run.calls, pressed=press is not None, takes_video=takes_video))
         self._press_run = run
         try:
             return super().generate_until(requests)
@@ -246,4 +248,13 @@ class Qwen2_5_VLSimple(PressedModel, _SimpleQwen2_5_VL):
 
     model_id = "prunesid_qwen2_5_vl"
     processor_attr = "processor"
+    is_simple = True
+
+
+class VideoLlava(PressedModel, _SimpleVideoLLaVA):
+    """``prunesid_video_llava``: lmms-eval's video_llava (Video-LLaVA, 8 frames) with a press;
+    the budget is per frame (the paper's 17 per frame: 136 video tokens)."""
+
+    model_id = "prunesid_video_llava"
+    processor_attr = "_processor"
     is_simple = True

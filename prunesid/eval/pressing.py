@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 from prunesid.methods.base import Press
 
@@ -47,24 +48,33 @@ class PressFailure(BaseException):
 class ProcessorCall:
     images: list  # as given to the processor (PIL images)
     keys: tuple[str, ...]  # the keys of its output (input_ids, pixel_values, image_sizes, ...)
+    videos: list = field(default_factory=list)  # prunesid.video.Video per video given (frames as sampled by lmms-eval)
+
+    @property
+    def media(self) -> list[tuple[str, object]]:
+        """(modality, input) of every image, then every video, each in the processor's order."""
+        return [("image", image) for image in self.images] + [("video", video) for video in self.videos]
 
 
 class ProcessorView:
     """The lmms-eval instance's processor, recording the images of every call."""
 
-    def __init__(self, processor, calls: list[ProcessorCall], pressed: bool):
+    def __init__(self, processor, calls: list[ProcessorCall], pressed: bool, takes_video: bool = False):
         self._processor = processor
         self._calls = calls
         self._pressed = pressed
+        self._takes_video = takes_video
 
     def __call__(self, *args, **kwargs):
-        videos = kwargs.get("videos")
-        if self._pressed and videos is not None and len(_as_list(videos)) > 0:
-            raise PressFailure(ValueError("video inputs cannot be compressed by this evaluation model; use an image task or method=none"))
+        videos = _clips(kwargs.get("videos"))
+        if self._pressed and videos:
+            if not self._takes_video:
+                raise PressFailure(ValueError("video inputs cannot be compressed by this evaluation model; use an image task or method=none"))
+            videos = [_video(clip) for clip in videos]
         output = self._processor(*args, **kwargs)
-        images = kwargs.get("images")
-        if images is not None:
-            self._calls.append(ProcessorCall(images=_flatten(images), keys=tuple(output.keys())))
+        images = _flatten(kwargs.get("images")) if kwargs.get("images") is not None else []
+        if images or videos:
+            self._calls.append(ProcessorCall(images=images, videos=videos, keys=tuple(output.keys())))
         return output
 
     def __getattr__(self, name):
@@ -109,7 +119,7 @@ class PressRun:
         call = self.calls.pop() if self.calls else None
         self.calls.clear()
         try:
-            if call is None or not call.images:
+            if call is None or not call.media:
                 self.records.write(self._record([], []))
                 return model.generate(**kwargs)
             if self.press is None:
@@ -121,10 +131,14 @@ class PressRun:
             raise PressFailure(error) from error
 
     def _unmodified(self, model, kwargs, call):
-        # The prompt's placeholder count: all images together (no tower pass is added for it).
-        total = int((kwargs["input_ids"] == self.vlm.placeholder_token_id).sum())
-        images = [{"visual_tokens": total, "unmodified_tokens": total}] if len(call.images) == 1 else []
-        self.records.write(self._record(images, [total]))
+        # The prompt's placeholder count per modality (no tower pass is added for it).
+        counts, items = [], []
+        for modality in dict.fromkeys(kind for kind, _ in call.media):
+            total = int((kwargs["input_ids"] == self.vlm.family.placeholder_for(modality)).sum())
+            counts.append(total)
+            if sum(kind == modality for kind, _ in call.media) == 1:
+                items.append({"modality": modality, "visual_tokens": total, "unmodified_tokens": total})
+        self.records.write(self._record(items, counts))
         return model.generate(**kwargs)
 
     def _pressed(self, model, kwargs, call):
@@ -134,19 +148,25 @@ class PressRun:
             raise ValueError(f"a press needs one conversation per generate call (batch_size=1), got a batch of {input_ids.shape[0]}")
         for key in call.keys:  # the processor's outputs: pixels, sizes, grids, masks...
             kwargs.pop(key, None)
-        encoded = [vlm.encode(image) for image in call.images]
+        modalities = [kind for kind, _ in call.media]
+        encoded = [vlm.encode(item) for _, item in call.media]
         full = [vlm.unmodified_visual_tokens(item) for item in encoded]
-        # The prompt must hold exactly what the unmodified model would receive for each image.
-        check_placeholders(input_ids, vlm.placeholder_token_id, full)
         compressions = vlm.compress(encoded, self.press)
         runs = [vlm.visual_run(item, compression) for item, compression in zip(encoded, compressions)]
         counts = [int(run.embeds.shape[0]) for run in runs]
-        ids = cut_placeholder_runs(input_ids, vlm.placeholder_token_id, full, counts).to(model.device)
+        ids = input_ids
+        for modality in dict.fromkeys(modalities):
+            mine = [i for i, kind in enumerate(modalities) if kind == modality]
+            placeholder = vlm.family.placeholder_for(modality)
+            # The prompt must hold exactly what the unmodified model would receive for each input.
+            check_placeholders(ids, placeholder, [full[i] for i in mine], modality)
+            ids = cut_placeholder_runs(ids, placeholder, [full[i] for i in mine], [counts[i] for i in mine])
+        ids = ids.to(model.device)
         extra = vlm.family.generation_inputs(ids, runs, encoded)
         output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **extra, **kwargs)
         images = [
-            _image_record(item, compression, count, total)
-            for item, compression, count, total in zip(encoded, compressions, counts, full)
+            {"modality": modality, **_image_record(item, compression, count, total)}
+            for modality, item, compression, count, total in zip(modalities, encoded, compressions, counts, full)
         ]
         self.records.write(self._record(images, counts))
         # lmms-eval trims its own prompt length off the output: give it its prompt back.
@@ -194,12 +214,12 @@ def cut_placeholder_runs(input_ids: torch.Tensor, placeholder: int, full: list[i
     return input_ids[:, keep]
 
 
-def check_placeholders(input_ids: torch.Tensor, placeholder: int, full: list[int]) -> None:
-    """lmms-eval's prompt must hold, in placeholders, what the unmodified model feeds for its images."""
+def check_placeholders(input_ids: torch.Tensor, placeholder: int, full: list[int], modality: str = "image") -> None:
+    """lmms-eval's prompt must hold, in placeholders, what the unmodified model feeds for its inputs."""
     total = int((input_ids[0] == placeholder).sum())
     if total != sum(full):
         raise ValueError(
-            f"the prompt holds {total} image placeholder tokens but its {len(full)} image(s) give {sum(full)} "
+            f"the prompt holds {total} {modality} placeholder tokens but its {len(full)} {modality}(s) give {sum(full)} "
             f"visual tokens ({full}) in the unmodified model: the evaluation's preprocessing and the model disagree"
         )
 
@@ -234,6 +254,29 @@ def image_digest(image) -> str:
     digest = hashlib.blake2b(image.tobytes(), digest_size=16)
     digest.update(f"{image.size}{image.mode}".encode())
     return digest.hexdigest()
+
+
+def _clips(videos) -> list:
+    """The clips of a processor call's ``videos``: one clip is a [T, H, W, 3] array, a list of
+    frames or a file path; several come as a list of those."""
+    if videos is None:
+        return []
+    import numpy as np
+
+    single = (isinstance(videos, np.ndarray) and videos.ndim == 4) or isinstance(videos, (str, Path)) or (
+        isinstance(videos, (list, tuple)) and len(videos) > 0 and isinstance(videos[0], Image.Image)
+    )
+    return [videos] if single else list(videos)
+
+
+def _video(clip):
+    """A clip as VLM.encode takes it: a file path as is (sampled to the model's frame count),
+    frames as a prunesid Video."""
+    from prunesid.video import Video
+
+    if isinstance(clip, (str, Path, Video)):
+        return clip
+    return Video.from_frames(list(clip))
 
 
 def _as_list(value) -> list:
