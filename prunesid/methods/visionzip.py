@@ -116,8 +116,11 @@ class VisionZip(Press):
                 merged.append(x.new_zeros(0, width))
                 continue
             contextual = min(self.contextual_tokens, count)
+            every = candidates.numel() == length  # no gather (copy) when every token is selectable
             kept, anchors, joined, tokens_merged = zip_view(
-                x[view, candidates], importance[view, candidates], metric[view, candidates].to(x.device),
+                x[view] if every else x[view, candidates],
+                importance[view] if every else importance[view, candidates],
+                (metric[view] if every else metric[view, candidates]).to(x.device),
                 count - contextual, contextual,
             )
             indices.append(candidates[kept])
@@ -153,10 +156,13 @@ def zip_view(x: torch.Tensor, importance: torch.Tensor, metric: torch.Tensor, do
     anchors, others = remaining[is_anchor], remaining[~is_anchor]
     unit = F.normalize(metric.float(), dim=-1)
     joined = torch.matmul(unit[others], unit[anchors].T).argmax(dim=1)
+    # Members' sums as one matmul of a one-hot assignment over all n tokens (a scatter-add
+    # into a few rows is a slow CPU path; the authors' code uses a matmul too).
+    assignment = torch.zeros(anchors.numel(), n, dtype=torch.float32, device=x.device)
+    assignment[joined, others] = 1.0
+    counts = assignment.sum(dim=1).clamp(min=1)
     values = x.float()
-    sums = torch.zeros(anchors.numel(), x.shape[1], dtype=torch.float32, device=x.device).index_add_(0, joined, values[others])
-    counts = torch.bincount(joined, minlength=anchors.numel()).clamp(min=1).to(torch.float32)
-    contextual_tokens = (values[anchors] + sums / counts[:, None]).to(x.dtype)
+    contextual_tokens = (values[anchors] + (assignment @ values) / counts[:, None]).to(x.dtype)
     return kept, anchors, joined, contextual_tokens
 
 
