@@ -1,24 +1,35 @@
 # One set-up path for a fresh machine: `make test` and `make demo` create the venv themselves.
-PYTHON ?= python3
-VENV   ?= .venv
-BIN    := $(VENV)/bin
-TORCH  ?= torch==2.13.0
-PIP    := $(BIN)/pip --disable-pip-version-check -q
+#
+# Versions: requirements*.txt keep ranges (what the code supports); requirements.lock holds
+# the exact versions the test suite last passed with, and every install here is constrained
+# by it. `make lock` rewrites it from the venv after a green `make test`.
+#
+# torch is installed first, pinned. Which build that pin gives depends on the index pip
+# reads: this project's machines resolve it to the CPU wheel, while plain PyPI on Linux x86_64
+# gives the CUDA build (several GB). For a CPU-only install anywhere:
+#   make setup TORCH_INDEX=https://download.pytorch.org/whl/cpu
+PYTHON      ?= python3
+VENV        ?= .venv
+BIN         := $(VENV)/bin
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+LOCK        ?= requirements.lock
+PIP         := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: setup test demo bench browser clean
+.PHONY: setup test demo bench lock clean
 
 setup: $(VENV)/.installed
 
-# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
-$(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
+$(VENV)/.installed: requirements.txt requirements-dev.txt $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(PIP) install $(TORCH)
-	$(PIP) install -r requirements-dev.txt
+	$(PIP) install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PIP) install -r requirements-dev.txt -c $(LOCK)
 	$(PIP) install --no-deps -e .
 	touch $@
 
+# HF_HUB_OFFLINE: the tests never reach the network (the apps they launch serve tiny-random).
 test: setup
-	$(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 demo: setup
 	$(BIN)/python app.py
@@ -27,6 +38,16 @@ bench: setup
 	$(BIN)/python benchmarks/compressor.py
 	$(BIN)/python benchmarks/prefill.py
 	$(BIN)/python benchmarks/rerender.py
+	$(BIN)/python benchmarks/images.py
+	$(BIN)/python benchmarks/load.py
+
+# The exact versions of this venv, less the project itself; torch without its local build
+# tag (+cpu), so that the same lock serves CPU and CUDA installs.
+lock:
+	test -x $(BIN)/pip || { echo "no venv yet: run make setup first" >&2; exit 1; }
+	{ echo "# Exact versions the test suite passed with (make lock). Used as constraints by make and the Dockerfile."; \
+	  $(BIN)/pip freeze --exclude-editable --disable-pip-version-check \
+	  | grep -v -i '^prunesid' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts
