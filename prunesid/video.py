@@ -250,7 +250,8 @@ def _sample(container, num_frames: int, name: str, description: str, key: str) -
             )
     if not stamps:
         raise ValueError(f"{name} {description} has no video frames (an empty clip)")
-    stamps = sorted(set(stamps))
+    if exact:  # presentation order (B-frames arrive out of it)
+        stamps = sorted(set(stamps))
     fps = float(stream.average_rate) if stream.average_rate else None
     start = stamps[0]
     span = float((stamps[-1] - start) * time_base) if exact else None

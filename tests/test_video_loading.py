@@ -214,3 +214,13 @@ def test_a_clip_with_tiny_frames_is_refused(tmp_path):
 def test_a_bad_frame_count_is_refused(count):
     with pytest.raises(ValueError, match="num_frames must be an integer"):
         load_video(CLIP, num_frames=count)
+
+
+def test_without_timestamps_one_pass_converts_just_the_sampled_frames(tmp_path):
+    """The fallback for streams whose packets carry no timestamps to seek by."""
+    path = _write_clip(tmp_path / "plain.mp4", frames=20, bframes=2)
+    every = _every_frame(path)
+    with av.open(str(path)) as container:
+        found = video_module._decode_in_order(container, container.streams.video[0], {0, 7, 19})
+    assert sorted(found) == [0, 7, 19]
+    assert all(np.array_equal(np.asarray(found[i]), every[i]) for i in found)
