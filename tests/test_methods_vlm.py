@@ -246,3 +246,13 @@ def test_every_press_compresses_each_frame_of_a_video(name):
     frames = vlm.encode(clip).num_views
     assert [result.reserved + int(i.numel()) + int(m.shape[0]) for i, m in zip(result.indices, merged)] == [17] * frames
     assert reply.visual_tokens == [17 * frames]
+
+
+def test_visionzip_without_contextual_tokens_keeps_the_most_attended():
+    generator = torch.Generator().manual_seed(2)
+    tokens = VisionTokens(features=torch.randn(2, 36, 8, generator=generator), importance=torch.rand(2, 36, generator=generator))
+    result = VisionZip(budget=8, contextual=0, keep_cls=False).compress(tokens)
+    for view in range(2):
+        assert torch.equal(result.indices[view], tokens.importance[view].topk(8).indices.sort().values)
+        assert result.merged[view].shape == (0, 8)
+    assert bool((result.merged_from == -1).all()) and not bool(result.targets.any())

@@ -117,7 +117,7 @@ class VisionZip(Press):
                 continue
             contextual = min(self.contextual_tokens, count)
             every = candidates.numel() == length  # no gather (copy) when every token is selectable
-            kept, anchors, joined, tokens_merged = zip_view(
+            kept, anchors, others, joined, tokens_merged = zip_view(
                 x[view] if every else x[view, candidates],
                 importance[view] if every else importance[view, candidates],
                 (metric[view] if every else metric[view, candidates]).to(x.device),
@@ -126,7 +126,6 @@ class VisionZip(Press):
             indices.append(candidates[kept])
             merged.append(tokens_merged)
             merged_from[view, candidates[anchors]] = torch.arange(anchors.numel(), device=x.device)
-            others = _others(candidates.numel(), kept, anchors)
             merged_from[view, candidates[others]] = joined
             targets[view, candidates[anchors]] = True
         return VisionZipResult(
@@ -138,9 +137,9 @@ class VisionZip(Press):
 
 def zip_view(x: torch.Tensor, importance: torch.Tensor, metric: torch.Tensor, dominant: int, contextual: int):
     """VisionZip on one view's ``n`` tokens (``x`` [n, D], ``importance`` [n], ``metric``
-    [n, d]). Returns ``(dominant indices ascending, anchor indices ascending, the anchor each
-    other remaining token joined [n - dominant - contextual], contextual tokens [contextual, D])``;
-    the "other remaining tokens" are the remaining ones minus the anchors, ascending."""
+    [n, d]). Returns ``(dominant, anchors, others, joined, contextual tokens [contextual, D])``:
+    index tensors, ascending, of the dominant tokens, the anchors and the other remaining
+    tokens, and for each of those others the anchor (0..contextual-1) it joined."""
     n = x.shape[0]
     kept = torch.topk(importance, dominant).indices.sort().values if dominant else importance.new_zeros(0, dtype=torch.long)
     is_dominant = torch.zeros(n, dtype=torch.bool, device=x.device)
@@ -148,7 +147,7 @@ def zip_view(x: torch.Tensor, importance: torch.Tensor, metric: torch.Tensor, do
     remaining = (~is_dominant).nonzero().flatten()
     if contextual == 0:
         empty = remaining.new_zeros(0)
-        return kept, empty, empty, x.new_zeros(0, x.shape[1])
+        return kept, empty, empty, empty, x.new_zeros(0, x.shape[1])
     stride = max(1, remaining.numel() // contextual)
     anchor_slots = torch.arange(0, remaining.numel(), stride, device=x.device)[:contextual]
     is_anchor = torch.zeros(remaining.numel(), dtype=torch.bool, device=x.device)
@@ -163,12 +162,4 @@ def zip_view(x: torch.Tensor, importance: torch.Tensor, metric: torch.Tensor, do
     counts = assignment.sum(dim=1).clamp(min=1)
     values = x.float()
     contextual_tokens = (values[anchors] + (assignment @ values) / counts[:, None]).to(x.dtype)
-    return kept, anchors, joined, contextual_tokens
-
-
-def _others(n: int, kept: torch.Tensor, anchors: torch.Tensor) -> torch.Tensor:
-    """Indices (ascending) of the tokens neither kept nor anchors: the ones merged into anchors."""
-    rest = torch.ones(n, dtype=torch.bool, device=kept.device)
-    rest[kept] = False
-    rest[anchors] = False
-    return rest.nonzero().flatten()
+    return kept, anchors, others, joined, contextual_tokens
