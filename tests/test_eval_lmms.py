@@ -20,10 +20,15 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-pytest.importorskip(
-    "lmms_eval",
-    reason="lmms-eval is not installed (make setup installs it: pip install --no-deps lmms-eval==0.7.3, see requirements-dev.txt)",
-)
+try:
+    import lmms_eval  # noqa: F401
+except ImportError:
+    if os.environ.get("PRUNESID_REQUIRE_EVAL"):  # CI sets it: these tests must run there
+        raise
+    pytest.skip(
+        "lmms-eval is not installed (pip install --no-deps lmms-eval==0.7.3 after requirements-dev.txt)",
+        allow_module_level=True,
+    )
 
 from prunesid import PRESSES  # noqa: E402
 
