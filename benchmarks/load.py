@@ -1,0 +1,261 @@
+"""Load on the launched demo: many clients mixing analyze and chat, then memory after N analyses.
+
+Launches ``python app.py --model tiny-random`` on a free port and drives it over plain HTTP
+(upload, then ``/gradio_api/call/analyze`` or ``/gradio_api/call/chat``), the way any
+client can: ``--clients`` threads for ``--seconds``, each request on an image of its own
+(a different generated picture every time), about one chat in three. Then analyses alone
+until ``--analyses`` in all, and the server's resident memory (VmRSS) is read.
+
+Every result is checked against its own image afterwards: the rho and the kept-per-group
+the server reported must be those the same model computes for that picture here.
+
+    python benchmarks/load.py [--clients 20] [--seconds 60] [--analyses 300]
+
+Prints a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.conftest import scene  # noqa: E402
+
+META = {"_type": "gradio.FileData"}
+CONTROLS = [64, 0, 0, "psca", False]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(port: int, log_path: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME")}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    log = open(log_path, "w")
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"app.py exited with {server.returncode}; see {log_path}")
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server
+        except OSError:
+            if time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError(f"app.py did not answer within 180 s; see {log_path}")
+            time.sleep(0.5)
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def picture(seed: int) -> bytes:
+    buffer = io.BytesIO()
+    scene(360 + seed % 97 * 3, 300 + seed % 53 * 3, seed=seed).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+class Client:
+    def __init__(self, url: str):
+        self.url = url
+        self.http = httpx.Client(timeout=300)
+
+    def upload(self, data: bytes, name: str) -> str:
+        response = self.http.post(self.url + "gradio_api/upload", files={"files": (name, data, "image/png")})
+        response.raise_for_status()
+        return response.json()[0]
+
+    def call(self, endpoint: str, data: list) -> list:
+        response = self.http.post(self.url + f"gradio_api/call/{endpoint}", json={"data": data})
+        response.raise_for_status()
+        event_id = response.json()["event_id"]
+        event, payload = None, None
+        with self.http.stream("GET", self.url + f"gradio_api/call/{endpoint}/{event_id}") as stream:
+            for line in stream.iter_lines():
+                if line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    payload = line[5:].strip()
+                    if event in ("complete", "error"):
+                        break
+        if event != "complete":
+            raise RuntimeError(f"{endpoint}: {event}: {payload}")
+        return json.loads(payload)
+
+    def analyze(self, path: str) -> dict:
+        return self.call("analyze", [{"path": path, "meta": META}] + CONTROLS)[4]
+
+    def chat(self, path: str, question: str) -> dict:
+        history, info, stats, _ = self.call("chat", [question, [], {"path": path, "meta": META}] + CONTROLS)
+        if [turn["role"] for turn in history] != ["user", "assistant"] or question not in json.dumps(history[0]):
+            raise RuntimeError(f"chat: the history does not hold the question: {history}")
+        if "64 visual tokens" not in info:
+            raise RuntimeError(f"chat: unexpected reply info {info!r}")
+        return stats
+
+
+def run(url: str, pid: int, clients: int = 20, seconds: float = 60.0, analyses: int = 300, chat_share: float = 0.33) -> dict:
+    """Drive the app at ``url`` (server process ``pid``); returns the measurements."""
+    counter = iter(range(10**9))
+    lock = threading.Lock()
+    results: list[dict] = []
+    errors: list[str] = []
+    stop_at = time.monotonic() + seconds
+
+    def work(index: int, only_analyze: bool, until) -> None:
+        client = Client(url)
+        rng = random.Random(index)
+        while until():
+            with lock:
+                seed = next(counter)
+            kind = "analyze" if only_analyze or rng.random() >= chat_share else "chat"
+            try:
+                path = client.upload(picture(seed), f"load-{seed}.png")
+                start = time.perf_counter()
+                stats = client.analyze(path) if kind == "analyze" else client.chat(path, f"What is in picture {seed}?")
+                elapsed = (time.perf_counter() - start) * 1000
+                with lock:
+                    results.append({"kind": kind, "seed": seed, "ms": elapsed, "rho": stats["rho"], "kept_per_group": stats["kept_per_group"]})
+            except Exception as error:  # counted, reported
+                with lock:
+                    errors.append(f"{kind} #{seed}: {error}")
+
+    rss_start = resident_mb(pid)
+    threads = [threading.Thread(target=work, args=(i, False, lambda: time.monotonic() < stop_at)) for i in range(clients)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    mixed_seconds = time.monotonic() - started
+    mixed = len(results)
+
+    def more_analyses() -> bool:
+        with lock:
+            return sum(1 for r in results if r["kind"] == "analyze") < analyses and len(errors) < 10
+
+    samples: list[tuple[int, float]] = []  # (analyses so far, resident MB), once a second
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(1.0):
+            with lock:
+                done = sum(1 for r in results if r["kind"] == "analyze")
+            samples.append((done, round(resident_mb(pid), 1)))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    threads = [threading.Thread(target=work, args=(clients + i, True, more_analyses)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    sampling.set()
+    rss_end = resident_mb(pid)
+
+    mismatches = check(results)
+    by_kind = {}
+    for kind in ("analyze", "chat"):
+        times = [r["ms"] for r in results[:mixed] if r["kind"] == kind]
+        by_kind[kind] = {
+            "requests": len(times),
+            "p50_ms": round(statistics.median(times), 1) if times else None,
+            "p90_ms": round(sorted(times)[int(0.9 * (len(times) - 1))], 1) if times else None,
+        }
+    return {
+        "clients": clients,
+        "seconds": round(mixed_seconds, 1),
+        "mixed_requests": mixed,
+        "requests_per_s": round(mixed / mixed_seconds, 2),
+        "by_kind": by_kind,
+        "analyses": sum(1 for r in results if r["kind"] == "analyze"),
+        "requests": len(results),
+        "distinct_images": len({r["seed"] for r in results}),
+        "errors": errors,
+        "mismatches": mismatches,
+        "rss_start_mb": round(rss_start, 1),
+        "rss_end_mb": round(rss_end, 1),
+        "rss_samples": samples[:: max(1, len(samples) // 12)],
+    }
+
+
+def check(results: list[dict]) -> list[str]:
+    """Each result against its own picture: rho and kept-per-group as computed here."""
+    from prunesid import PruneSID, load_vlm
+
+    vlm = load_vlm("tiny-random")
+    press = PruneSID(budget=64)
+    mismatches = []
+    for result in results:
+        encoded = vlm.encode(picture(result["seed"]))
+        selection = vlm.select(encoded, press)[0]
+        expected_rho = float(selection.rho[0])
+        expected_quotas = selection.quotas[0, : int(selection.num_groups[0])].tolist()
+        if abs(result["rho"] - expected_rho) > 1e-5 or result["kept_per_group"] != expected_quotas:
+            mismatches.append(f"{result['kind']} #{result['seed']}: rho {result['rho']} vs {expected_rho}")
+    return mismatches
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--analyses", type=int, default=300)
+    args = parser.parse_args()
+    log_path = ROOT / "test-artifacts" / "load-server.log"
+    log_path.parent.mkdir(exist_ok=True)
+    port = free_port()
+    server = launch(port, log_path)
+    try:
+        rss_idle = resident_mb(server.pid)
+        outcome = run(f"http://127.0.0.1:{port}/", server.pid, args.clients, args.seconds, args.analyses)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    outcome["rss_idle_mb"] = round(rss_idle, 1)
+    print(f"Load: {args.clients} clients for {outcome['seconds']} s on tiny-random (2 model calls at once), then analyses up to {args.analyses}\n")
+    print("| requests | per s | analyze p50 / p90 ms | chat p50 / p90 ms | errors | mismatches | RSS idle / after MB |")
+    print("|---|---|---|---|---|---|---|")
+    a, c = outcome["by_kind"]["analyze"], outcome["by_kind"]["chat"]
+    print(
+        f"| {outcome['mixed_requests']} ({a['requests']} analyze, {c['requests']} chat) | {outcome['requests_per_s']} | "
+        f"{a['p50_ms']} / {a['p90_ms']} | {c['p50_ms']} / {c['p90_ms']} | {len(outcome['errors'])} | {len(outcome['mismatches'])} | "
+        f"{outcome['rss_idle_mb']:.0f} / {outcome['rss_end_mb']:.0f} after {outcome['analyses']} analyses of {outcome['distinct_images']} images |"
+    )
+    print("\nresident MB as analyses accumulate:", ", ".join(f"{n}: {mb:.0f}" for n, mb in outcome["rss_samples"]))
+    for line in (outcome["errors"] + outcome["mismatches"])[:10]:
+        print("  ", line)
+    print(json.dumps({"benchmark": "load", **{k: v for k, v in outcome.items() if k not in ("errors", "mismatches")},
+                      "errors": len(outcome["errors"]), "mismatches": len(outcome["mismatches"])}))
+
+
+if __name__ == "__main__":
+    main()
