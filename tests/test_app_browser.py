@@ -183,7 +183,7 @@ def test_a_question_sent_while_an_answer_streams_is_answered_next(browser, slow_
     box.fill("And the second question?")
     page.locator("#send").click()
     page.wait_for_function("() => document.querySelectorAll('#chatbot [data-testid=user]').length === 2", timeout=10_000)
-    assert box.input_value() == ""
+    page.wait_for_function("document.querySelector('#message textarea').value === ''", timeout=5_000)
     assert _streaming(page), "the first answer was no longer streaming when the second question was sent"
     first = _turns(page)
     assert [role for role, _ in first][:2] == ["user", "bot"] and first[-1] == ("user", "And the second question?")

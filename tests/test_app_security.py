@@ -56,23 +56,27 @@ def config(app_url):
         return json.loads(response.read())
 
 
+FILE_INPUTS = ("image", "video")  # components whose value names a file on the server
+
+
 @pytest.fixture(scope="module")
 def file_events(config):
-    """Every event of the page with the image among its inputs."""
-    types = {component["id"]: component["type"] for component in config["components"]}
-    events = [dep for dep in config["dependencies"] if any(types[i] == "image" for i in dep["inputs"])]
+    """Every event of the page with a file among its inputs, each input as (type, default)."""
+    components = {component["id"]: component for component in config["components"]}
+    events = [dep for dep in config["dependencies"] if any(components[i]["type"] in FILE_INPUTS for i in dep["inputs"])]
     names = {dep.get("api_name") for dep in events}
     # The public endpoints and the page's own events must all be in the sweep.
     assert {"analyze", "chat", "compare_groupings", "compare_answers", "explain", "refresh", "send_message", "retry"} <= names, names
-    return [(dep, [types[i] for i in dep["inputs"]]) for dep in events]
+    inputs = lambda dep: [(components[i]["type"], components[i].get("props", {}).get("value")) for i in dep["inputs"]]
+    return [(dep, inputs(dep)) for dep in events]
 
 
-def _arguments(kinds: list[str], image) -> list:
+def _arguments(kinds: list[tuple], image) -> list:
     values = {"slider": 64, "radio": "psca", "checkbox": False, "textbox": "What is in the picture?", "chatbot": [], "number": 20}
-    return [image if kind == "image" else values[kind] for kind in kinds]
+    return [image if kind in FILE_INPUTS else values.get(kind, default) for kind, default in kinds]
 
 
-def _call(app_url: str, dependency: dict, kinds: list[str], image) -> dict:
+def _call(app_url: str, dependency: dict, kinds: list[tuple], image) -> dict:
     """Run one event as the page would (by index) and return Gradio's final message:
     ``{"success": bool, "output": ...}``."""
     body = {
