@@ -41,13 +41,14 @@ bench: setup
 	$(BIN)/python benchmarks/images.py
 	$(BIN)/python benchmarks/load.py
 
-# The exact versions of this venv, less the project itself; torch without its local build
-# tag (+cpu), so that the same lock serves CPU and CUDA installs.
+# The exact versions of this venv, less the project itself, as name==version (never a
+# local file URL); torch without its local build tag (+cpu), so that the same lock serves
+# CPU and CUDA installs.
 lock:
 	test -x $(BIN)/pip || { echo "no venv yet: run make setup first" >&2; exit 1; }
 	{ echo "# Exact versions the test suite passed with (make lock). Used as constraints by make and the Dockerfile."; \
-	  $(BIN)/pip freeze --exclude-editable --disable-pip-version-check \
-	  | grep -v -i '^prunesid' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK)
+	  $(BIN)/pip list --format=freeze --exclude-editable --disable-pip-version-check \
+	  | grep -v -i -E '^(prunesid|pip|setuptools|wheel)==' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts
