@@ -18,7 +18,9 @@ import gradio as gr
 from demo.chat import ChatQueue
 from demo.files import MAX_FILE_BYTES
 from demo.handlers import GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, example_images, stats_markdown, user_errors
+from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, MethodHandlers
 from demo.model_choice import choose_model, load_with_fallback
+from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, example_videos
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
     import spaces
@@ -39,7 +41,11 @@ CSS = """
 EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
 
 
-def build(handlers: Handlers, banner: str) -> gr.Blocks:
+def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None, videos: VideoHandlers | None = None) -> gr.Blocks:
+    methods = methods or MethodHandlers(handlers.vlm, phi_ref=handlers.phi_ref)
+    analyze_method = on_gpu(user_errors(methods.analyze))
+    refresh_method = on_gpu(user_errors(methods.refresh))
+    compare_methods = on_gpu(user_errors(methods.compare))
     analyze = on_gpu(user_errors(handlers.analyze))
     refresh = on_gpu(user_errors(handlers.refresh))
     chat = on_gpu(user_errors(handlers.chat))
@@ -142,6 +148,52 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
                 compressed_answer = gr.Textbox(label="Compressed", interactive=False)
             speedup = gr.Markdown()
 
+        with gr.Accordion("Methods: PruneSID next to VisionZip, DivPrune, random and uniform", open=False):
+            gr.Markdown("<small>The same image, model and budget N for every method. VisionZip's merged tokens: "
+                        "one colour each over the patches they cover, the anchor outlined.</small>")
+            with gr.Row():
+                method = gr.Radio(METHOD_CHOICES, value="PruneSID", label="Method", elem_id="method")
+                method_button = gr.Button("Show what this method keeps", elem_id="analyze-method")
+            method_view = gr.Image(label="Kept by the method", interactive=False, elem_id="method-view", elem_classes="overlay")
+            method_table = gr.Markdown(elem_id="method-stats")
+            method_json = gr.JSON(visible=False)
+            method_question = gr.Textbox(label="Question for every method", value=DEFAULT_QUESTION, elem_id="method-question")
+            compare_methods_button = gr.Button("Compare methods: kept patches, answers, selection and prefill times", elem_id="compare-methods")
+            methods_sheet = gr.Image(label="Kept patches per method", interactive=False, elem_id="methods-sheet")
+            methods_table = gr.Markdown(elem_id="methods-table")
+            methods_json = gr.JSON(visible=False)
+
+        if videos is not None:
+            analyze_video = on_gpu(user_errors(videos.analyze_video))
+            chat_video = on_gpu(user_errors(videos.chat_video))
+            with gr.Accordion("Video: PruneSID on every frame (Video-LLaVA)", open=False):
+                gr.Markdown(videos.note, elem_id="video-note")
+                with gr.Row():
+                    with gr.Column(scale=2, min_width=320):
+                        video = gr.Video(label="Clip", elem_id="input-video", height=240)
+                        if example_videos():
+                            gr.Examples(example_videos(), inputs=video, label="Example clip (generated, CC0)")
+                        frame_budget = gr.Slider(2, 256, value=DEFAULT_FRAME_BUDGET, step=1, label="N — tokens per frame (CLS included)", elem_id="frame-budget")
+                        video_dynamic = gr.Checkbox(False, label="Dynamic budget across frames (N'_f ∝ φ_f, total frames x N)", elem_id="video-dynamic")
+                        video_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
+                    with gr.Column(scale=3, min_width=420):
+                        with gr.Tabs():
+                            with gr.Tab("Kept per frame"):
+                                frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, elem_id="frames-kept")
+                            with gr.Tab("Groups per frame"):
+                                frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, elem_id="frames-groups")
+                            with gr.Tab("Survivors per frame"):
+                                frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, elem_id="frames-survivors")
+                            with gr.Tab("ρ, φ, N' per frame"):
+                                frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, elem_id="frames-chart")
+                        video_table = gr.Markdown(elem_id="video-stats")
+                        video_json = gr.JSON(visible=False)
+                video_chatbot = gr.Chatbot(label="Answer about the clip", height=220, elem_id="video-chatbot")
+                with gr.Row():
+                    video_message = gr.Textbox(placeholder="Ask about the clip...", show_label=False, scale=5, elem_id="video-message")
+                    video_send = gr.Button("Send", scale=1, elem_id="video-send")
+                video_info = gr.Markdown(elem_id="video-reply-info")
+
         # Endpoints for API clients only (gradio_client): a stateless chat and the patch explanation.
         with gr.Row(visible=False):
             api_chat = gr.Button("chat")
@@ -185,6 +237,28 @@ def build(handlers: Handlers, banner: str) -> gr.Blocks:
             compare_answers, [question, image, budget, groups, lam, grouping, dynamic],
             [full_answer, compressed_answer, speedup], api_name="compare_answers", **raw,
         )
+
+        method_inputs = [image, method, budget]
+        method_outputs = [method_view, method_json, method_table]
+        method_button.click(analyze_method, method_inputs, method_outputs, api_name="analyze_method", **raw)
+        method.change(refresh_method, method_inputs, method_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **raw)
+        compare_methods_button.click(
+            compare_methods, [image, method_question, budget], [methods_sheet, methods_table, methods_json],
+            api_name="compare_methods", **raw,
+        )
+
+        if videos is not None:
+            # The video controls: N per frame and the dynamic switch; K, lambda and grouping as for images.
+            video_controls = [video, frame_budget, groups, lam, grouping, video_dynamic]
+            video_outputs = [frames_groups, frames_survivors, frames_kept, frames_chart, video_json, video_table]
+            video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **raw)
+            video.change(on_gpu(user_errors(videos.refresh_video)), video_controls, video_outputs, **hidden, **raw)
+            video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
+            video_sent = gr.on(
+                [video_send.click, video_message.submit], chat_video, [video_message, video_chatbot] + video_controls,
+                [video_chatbot, video_info, video_json, video_table], api_name="chat_video", **raw,
+            )
+            video_sent.then(lambda: "", None, video_message, queue=False, **hidden)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return page
 
@@ -201,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
 
     vlm, banner = load_with_fallback(choose_model(args.model))
     handlers = Handlers(vlm, phi_ref=vlm.calibrate(example_images()), max_new_tokens=args.max_new_tokens)
-    page = build(handlers, banner)
+    methods = MethodHandlers(vlm, phi_ref=handlers.phi_ref, max_new_tokens=min(args.max_new_tokens, 48))
+    page = build(handlers, banner, methods, VideoHandlers.for_app(vlm, max_new_tokens=args.max_new_tokens))
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
         max_file_size=MAX_FILE_BYTES,
