@@ -20,9 +20,12 @@ import httpx
 import pytest
 
 from demo.files import MAX_FILE_BYTES, REFUSED
+from demo.video import VIDEO_REFUSED
 from tests.conftest import scene
 
 GRADIO_REFUSAL = "not uploaded by a user"  # Gradio's own check of FileData payloads (with meta)
+GRADIO_NEEDS_META = "'meta' field must be explicitly provided"  # Gradio's check of video payloads
+REFUSALS = (REFUSED, VIDEO_REFUSED, GRADIO_REFUSAL, GRADIO_NEEDS_META, "valid dictionary")
 META = {"_type": "gradio.FileData"}
 
 
@@ -66,14 +69,16 @@ def file_events(config):
     events = [dep for dep in config["dependencies"] if any(components[i]["type"] in FILE_INPUTS for i in dep["inputs"])]
     names = {dep.get("api_name") for dep in events}
     # The public endpoints and the page's own events must all be in the sweep.
-    assert {"analyze", "chat", "compare_groupings", "compare_answers", "explain", "refresh", "send_message", "retry"} <= names, names
+    assert {"analyze", "chat", "compare_groupings", "compare_answers", "explain", "refresh", "send_message", "retry",
+            "analyze_method", "compare_methods", "analyze_video", "chat_video"} <= names, names
     inputs = lambda dep: [(components[i]["type"], components[i].get("props", {}).get("value")) for i in dep["inputs"]]
     return [(dep, inputs(dep)) for dep in events]
 
 
 def _arguments(kinds: list[tuple], image) -> list:
-    values = {"slider": 64, "radio": "psca", "checkbox": False, "textbox": "What is in the picture?", "chatbot": [], "number": 20}
-    return [image if kind in FILE_INPUTS else values.get(kind, default) for kind, default in kinds]
+    values = {"slider": 64, "checkbox": False, "textbox": "What is in the picture?", "chatbot": [], "number": 20}
+    # Radios (grouping, method) keep the page's own default choice.
+    return [image if kind in FILE_INPUTS else default if kind == "radio" else values.get(kind, default) for kind, default in kinds]
 
 
 def _call(app_url: str, dependency: dict, kinds: list[tuple], image) -> dict:
@@ -144,7 +149,7 @@ def test_every_file_event_refuses_server_paths(app_url, file_events, outside):
             label = f"{dependency.get('api_name')} with {name}"
             assert result.get("success") is False, f"{label}: served {str(result)[:300]}"
             error = _error_text(result)
-            assert REFUSED in error or GRADIO_REFUSAL in error or "valid dictionary" in error, f"{label}: {error!r}"
+            assert any(refusal in error for refusal in REFUSALS), f"{label}: {error!r}"
             assert not _mentions_a_file(result.get("output")), f"{label}: {str(result)[:300]}"
 
 
