@@ -24,6 +24,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt $(LOCK) pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PIP) install -r requirements-dev.txt -c $(LOCK)
+	# lmms-eval (the evaluation tests) without its declared dependencies: they include
+	# torchvision, whose only wheel here is a CUDA build that breaks beside the CPU torch;
+	# what it really needs is in requirements-dev.txt.
+	$(PIP) install --no-deps "lmms-eval==0.7.3" -c $(LOCK)
 	$(PIP) install --no-deps -e .
 	touch $@
 
