@@ -118,7 +118,13 @@ def test_press_settings_are_validated_at_construction(settings, message):
 
 
 def test_unknown_models_list_the_builtins():
-    with pytest.raises(ValueError, match=r"unknown model 'llava-tiny': not a built-in \(tiny-random, tiny-random-next\)"):
+    import re
+
+    from prunesid.vlm import BUILTIN_MODELS
+
+    assert {"tiny-random", "tiny-random-next"} <= set(BUILTIN_MODELS)
+    listed = re.escape(", ".join(BUILTIN_MODELS))
+    with pytest.raises(ValueError, match=rf"unknown model 'llava-tiny': not a built-in \({listed}\)"):
         load_vlm("llava-tiny")
 
 
