@@ -388,7 +388,7 @@ def _redundancy(xn: torch.Tensor) -> torch.Tensor:
     if num_tokens < 2:
         return torch.zeros(xn.shape[0], dtype=torch.float32, device=xn.device)
     total = xn.sum(dim=1).double().square().sum(dim=-1)
-    diagonal = xn.square().sum(dim=-1).sum(dim=-1).double()
+    diagonal = torch.linalg.vector_norm(xn.flatten(1), dim=1).double().square()  # sum |xn_i|^2, no copy
     return ((total - diagonal) / (num_tokens * (num_tokens - 1))).float()
 
 
@@ -471,6 +471,12 @@ def _shares_with_total(raw, low, high, total):
 # --- stage 3: intra-group NMS -------------------------------------------------------------
 
 
+def _waits_are_free(device: torch.device) -> bool:
+    """Whether reading a result back to Python costs nothing (the CPU) or waits for the
+    device (a GPU): there, no loop below reads anything back."""
+    return device.type == "cpu"
+
+
 def _importance_rank(scores: torch.Tensor) -> torch.Tensor:
     """[B, T] rank of each token by importance (descending, ties to the lower index)."""
     order = torch.sort(scores, dim=1, descending=True, stable=True).indices
@@ -501,56 +507,133 @@ def _intra_group_nms(xn, group_of, scores, rank, tau):
     return torch.where(kept, within, torch.full_like(within, -1))
 
 
+def _block_lengths(longest: int, device) -> torch.Tensor:
+    """Padded lengths of NMS blocks: 0, 16, 32, 48, 64, then powers of two and one and a
+    half times them (96, 128, 192, 256, ...) up to ``longest``: few lengths, little padding."""
+    lengths = [0, 16, 32, 48, 64]
+    while lengths[-1] < longest:
+        last = lengths[-1]
+        lengths.append(last * 3 // 2 if last & (last - 1) == 0 else last * 4 // 3)
+    return torch.tensor(lengths, device=device)
+
+
 def _greedy_nms_survivors(xn, group_of, rank, takeable, tau):
-    """[B, T] bool survivors. Tokens are laid out in blocks, each in importance order: one
-    block per group when the padded blocks are small (similarities only within groups),
-    else one block per image holding every token (one T x T similarity matrix)."""
+    """[B, T] bool survivors. Every group of every view is a block of its tokens in
+    importance order, padded to one of a few lengths (_block_lengths); blocks of the same
+    length are resolved together, so similarities are computed only inside groups (the sum
+    of the padded n_g^2 per view, never a T x T matrix)."""
     batch, num_tokens, width = xn.shape
-    sizes = torch.zeros(batch, int(group_of.max()) + 1, dtype=torch.long, device=xn.device)
+    device = xn.device
+    num_groups = int(group_of.max()) + 1
+    sizes = torch.zeros(batch, num_groups, dtype=torch.long, device=device)
     sizes.scatter_add_(1, group_of, torch.ones_like(group_of))
-    longest = int(sizes.max())
-    if sizes.shape[1] * longest * longest * 2 <= num_tokens * num_tokens:
-        block_of, block_len = group_of, longest
-    else:
-        block_of, block_len = torch.zeros_like(group_of), num_tokens
-    num_blocks = int(block_of.max()) + 1
-    slot = block_of * block_len + _rank_within_groups(block_of, rank)  # [B, T]
-    members = torch.zeros(batch, num_blocks * block_len, dtype=torch.long, device=xn.device)
-    members.scatter_(1, slot, torch.arange(num_tokens, device=xn.device).expand(batch, num_tokens))
-    occupied = torch.zeros_like(members, dtype=torch.bool).scatter_(1, slot, True)
+    ladder = _block_lengths(num_tokens, device)
+    padded = ladder[torch.searchsorted(ladder, sizes)]
+    # Number the blocks of each padded length (on the host: B x K small integers).
+    lengths: dict[int, int] = {}
+    ordinal = []
+    for row in padded.tolist():
+        ordinal.append([])
+        for length in row:
+            ordinal[-1].append(lengths.get(length, 0))
+            lengths[length] = lengths.get(length, 0) + 1
+    token_length = padded.gather(1, group_of)
+    token_slot = torch.tensor(ordinal, device=device).gather(1, group_of) * token_length
+    token_slot = (token_slot + _rank_within_groups(group_of, rank)).flatten()
+    token_length = token_length.flatten()
+    spare = batch * num_tokens  # stands for an empty slot: untakeable, and kept nowhere
+    tokens = torch.arange(spare, device=device)
+    features = xn.reshape(spare, width)
+    takeable_flat = torch.cat([takeable.flatten(), takeable.new_zeros(1)])
+    image_tau = tau.repeat_interleave(num_tokens)
 
-    def blocks(values):
-        return values.gather(1, members).view(batch * num_blocks, block_len)
+    classes = []
+    for length, count in sorted(lengths.items()):
+        if length == 0:
+            continue
+        slots = count * length
+        slot = torch.where(token_length == length, token_slot, slots)  # other tokens: one extra slot
+        members = torch.full((slots + 1,), spare, dtype=torch.long, device=device)
+        members = members.scatter(0, slot, tokens)[:slots]
+        block = features.index_select(0, members.clamp(max=spare - 1)).view(count, length, width)
+        similarity = torch.bmm(block, block.transpose(1, 2))
+        block_takeable = takeable_flat[members].view(count, length)
+        block_tau = image_tau[members.view(count, length)[:, 0]]  # slot 0: the group's leader
+        order = torch.arange(length, device=device)
+        earlier = order[:, None] < order[None, :]  # (bool triu is a slow path on CPU)
+        conflicts = (similarity > block_tau[:, None, None]) & earlier & block_takeable[:, :, None]
+        classes.append((members, conflicts.float(), block_takeable))
+    classes = _merged_if_small(classes, batch * num_tokens * num_tokens, spare)
 
-    features = xn.gather(1, members[..., None].expand(-1, -1, width)).view(batch * num_blocks, block_len, width)
-    similarity = torch.bmm(features, features.transpose(1, 2))
-    block_groups, block_takeable = blocks(group_of), blocks(takeable) & occupied.view(-1, block_len)
-    block_tau = tau.repeat_interleave(num_blocks)[:, None, None]
-    order = torch.arange(block_len, device=xn.device)
-    earlier = order[:, None] < order[None, :]  # (bool triu is a slow path on CPU)
-    conflicts = (
-        (similarity > block_tau)
-        & earlier
-        & (block_groups[:, :, None] == block_groups[:, None, :])
-        & block_takeable[:, :, None]
-    )
-    block_kept = _resolve_greedy_nms(conflicts.float(), block_takeable)
-    return block_kept.view(batch, -1).gather(1, slot)
+    if _waits_are_free(device):
+        resolved = [_resolve_greedy_nms(conflicts, block_takeable) for _, conflicts, block_takeable in classes]
+    else:  # one wait for the device, for the round counts of all classes
+        bounds = torch.stack([_nms_round_bound(c, t) for _, c, t in classes]).tolist()
+        resolved = [_greedy_nms_rounds(c, t, bound) for (_, c, t), bound in zip(classes, bounds)]
+    kept = torch.zeros(spare + 1, dtype=torch.bool, device=device)
+    for (members, _, _), block_kept in zip(classes, resolved):
+        kept = kept.scatter(0, members, block_kept.flatten())
+    return kept[:spare].view(batch, num_tokens)
+
+
+def _merged_if_small(classes, budget: int, spare: int):
+    """The blocks of all lengths padded to the longest and stacked, so that one loop of
+    rounds resolves them all, when that takes at most ``budget`` conflict entries."""
+    longest = max(conflicts.shape[-1] for _, conflicts, _ in classes)
+    count = sum(conflicts.shape[0] for _, conflicts, _ in classes)
+    if len(classes) < 2 or count * longest * longest > budget:
+        return classes
+    members = classes[0][0].new_full((count, longest), spare)
+    conflicts = classes[0][1].new_zeros(count, longest, longest)
+    takeable = classes[0][2].new_zeros(count, longest)
+    start = 0
+    for part_members, part_conflicts, part_takeable in classes:
+        blocks, length = part_takeable.shape
+        members[start : start + blocks, :length] = part_members.view(blocks, length)
+        conflicts[start : start + blocks, :length, :length] = part_conflicts
+        takeable[start : start + blocks, :length] = part_takeable
+        start += blocks
+    return [(members.flatten(), conflicts, takeable)]
 
 
 def _resolve_greedy_nms(conflicts: torch.Tensor, takeable: torch.Tensor) -> torch.Tensor:
     """Survivors of greedy NMS given conflicts[b, i, j] = 1 where i precedes j and would
     discard it. Tokens are decided in rounds; undecided tokens always remain at the head of
-    some chain, so each round decides at least one token."""
+    some chain, so each round decides at least one token.
+
+    On the CPU the rounds stop as soon as every token is decided. Elsewhere (a GPU) they run
+    a number of times fixed before the loop, so that the loop never waits for the device:
+    a token is decided by the round after its longest chain of possible discarders, and
+    such a chain only passes through tokens that something can discard."""
+    if _waits_are_free(conflicts.device):
+        return _greedy_nms_rounds(conflicts, takeable, None)
+    return _greedy_nms_rounds(conflicts, takeable, int(_nms_round_bound(conflicts, takeable)))
+
+
+def _nms_round_bound(conflicts: torch.Tensor, takeable: torch.Tensor) -> torch.Tensor:
+    """Rounds that decide every token (a 0-dim tensor, read back by the caller): one more
+    than the longest chain of possible discarders, which passes only through tokens that
+    something can discard."""
+    can_be_discarded = (conflicts.amax(dim=1) > 0) & takeable
+    return can_be_discarded.sum(1).max() + 1
+
+
+def _greedy_nms_rounds(conflicts: torch.Tensor, takeable: torch.Tensor, rounds: int | None) -> torch.Tensor:
+    """The rounds of :func:`_resolve_greedy_nms`: until all are decided (``rounds=None``) or
+    exactly ``rounds`` times (enough when it bounds the longest chain, plus one)."""
     kept = torch.zeros_like(takeable)
     undecided = takeable.clone()
     into = conflicts.transpose(1, 2)  # into[b, j, i]: i can discard j
-    while bool(undecided.any()):
-        votes = torch.bmm(into, torch.stack([kept, undecided], dim=-1).float())
-        discarded = undecided & (votes[..., 0] > 0)
-        newly_kept = undecided & (votes[..., 1] == 0) & ~discarded
-        kept |= newly_kept
-        undecided &= ~(discarded | newly_kept)
+    state = torch.empty(*takeable.shape, 2, dtype=conflicts.dtype, device=conflicts.device)
+    done = 0
+    while (rounds is None and bool(undecided.any())) or (rounds is not None and done < rounds):
+        state[..., 0] = kept
+        state[..., 1] = undecided
+        votes = torch.bmm(into, state)  # [..., 0]: kept discarders, [..., 1]: undecided ones
+        free = undecided & (votes[..., 0] == 0)  # the others are discarded
+        kept |= free & (votes[..., 1] == 0)
+        undecided = free & (votes[..., 1] > 0)
+        done += 1
     return kept
 
 
@@ -596,13 +679,13 @@ def _quotas(sizes, survivor_counts, budgets, to_keep, caps):
     lower = sizes.clamp(max=1)
     lower = torch.where(lower.sum(1, keepdim=True) > to_keep[:, None], _first_by_survivors(survivor_counts, lower, to_keep), lower)
     upper = torch.minimum(torch.minimum(caps[:, None].expand_as(sizes), sizes), survivor_counts)
-    # Raise every group's ceiling by one until the ceilings can hold the total budget N.
-    target_ceiling = budgets.clamp(max=int(sizes.sum(1).max()))
-    while True:
-        short = upper.sum(1) < torch.minimum(target_ceiling, sizes.sum(1))
-        if not bool(short.any()):
-            break
-        upper = torch.where(short[:, None], torch.minimum(upper + 1, sizes), upper)
+    # Raise every group's ceiling by one until the ceilings can hold the total budget N (or
+    # every token): r raises give min(upper + r, size), so take the smallest r that is enough.
+    totals = sizes.sum(1)
+    raises = torch.arange(int(totals.max()) + 1, device=sizes.device)
+    held = torch.minimum(upper[:, :, None] + raises, sizes[:, :, None]).sum(1)  # [B, raises]
+    needed = (held < torch.minimum(budgets, totals)[:, None]).sum(1)  # held grows with r
+    upper = torch.minimum(upper + needed[:, None], sizes)
 
     remaining = (to_keep - lower.sum(1)).clamp(min=0)
     total_survivors = survivor_counts.sum(1, keepdim=True)
@@ -634,16 +717,18 @@ def _first_by_survivors(survivor_counts, lower, to_keep):
 
 
 def _kept_indices(group_of, position, quotas, keep_all, order):
+    """Kept token indices of each view: reference order (group by group, each in ranking
+    order) or spatial order; every token, in order, where ``keep_all``. One sort for the
+    whole batch: kept tokens first, by their key; then each row is cut at its count."""
     batch, num_tokens = group_of.shape
-    kept = position < quotas.gather(1, group_of)
-    # Reference order: group by group, each in ranking order.
-    sort_key = group_of * num_tokens + position
-    indices = []
-    for b in range(batch):
-        if bool(keep_all[b]) or order == "spatial":
-            chosen = torch.arange(num_tokens, device=group_of.device) if keep_all[b] else kept[b].nonzero().squeeze(1)
-        else:
-            candidates = kept[b].nonzero().squeeze(1)
-            chosen = candidates[torch.argsort(sort_key[b, candidates])]
-        indices.append(chosen)
-    return indices
+    tokens = torch.arange(num_tokens, device=group_of.device).expand(batch, num_tokens)
+    kept = (position < quotas.gather(1, group_of)) | keep_all[:, None]
+    if order == "spatial":
+        key = tokens
+    else:
+        key = torch.where(keep_all[:, None], tokens, group_of * num_tokens + position)
+    # Keys are distinct within a row and below T * T (position < T, group < T).
+    key = key + (~kept).long() * (num_tokens * num_tokens)
+    ordered = torch.argsort(key, dim=1)
+    counts = kept.sum(1).tolist()
+    return [ordered[b, : counts[b]] for b in range(batch)]
