@@ -44,6 +44,7 @@ bench: setup
 	$(BIN)/python benchmarks/rerender.py
 	$(BIN)/python benchmarks/images.py
 	$(BIN)/python benchmarks/load.py
+	$(BIN)/python benchmarks/methods.py
 
 # The exact versions of this venv, less the project itself, as name==version (never a
 # local file URL); torch without its local build tag (+cpu), so that the same lock serves

@@ -241,7 +241,10 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         method_inputs = [image, method, budget]
         method_outputs = [method_view, method_json, method_table]
         method_button.click(analyze_method, method_inputs, method_outputs, api_name="analyze_method", **raw)
-        method.change(refresh_method, method_inputs, method_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **raw)
+        # The method view follows the switch, the budget and a new image, like the overlays.
+        for control in (method, budget):
+            control.change(refresh_method, method_inputs, method_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **raw)
+        image.change(refresh_method, method_inputs, method_outputs, **hidden, **raw)
         compare_methods_button.click(
             compare_methods, [image, method_question, budget], [methods_sheet, methods_table, methods_json],
             api_name="compare_methods", **raw,
