@@ -45,6 +45,8 @@ bench: setup
 	$(BIN)/python benchmarks/images.py
 	$(BIN)/python benchmarks/load.py
 	$(BIN)/python benchmarks/methods.py
+	$(BIN)/python benchmarks/prefill_qwen.py
+	$(BIN)/python benchmarks/prefill_video.py
 
 # The exact versions of this venv, less the project itself, as name==version (never a
 # local file URL); torch without its local build tag (+cpu), so that the same lock serves
