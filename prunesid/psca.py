@@ -20,9 +20,11 @@ Three solvers:
     of the spectrum (neighbouring eigenvalues 0.01% apart) no Krylov run settles it and
     this route is taken.
 
-- ``"krylov"``: a block Krylov run with a fixed, short schedule in float32 and no
-  certificate: deterministic, several times faster than the exact solver, and its trailing
-  components (so a few tokens' groups) may differ where they are not converged.
+- ``"krylov"``: a short block Krylov run in float32 with no certificate, stopped once the
+  Ritz residuals are small (relative 1e-3) or after 7 blocks (a fixed run on a GPU):
+  deterministic, several times faster than the exact solver; where the trailing
+  components have not converged a few tokens change group (tests/test_solvers.py bounds
+  how far the kept tokens move).
 - ``"randomized"``: the authors' released low-rank PCA (two power iterations), seeded.
 
 Signs are arbitrary (PSCA uses |V|).
@@ -42,13 +44,13 @@ CERTIFY_TOL = 1e-9
 _KRYLOV_MIN_SIZE = 256  # smaller matrices go the dense route directly (it is cheap there)
 _KRYLOV_MAX_FRACTION = 0.5  # and so do runs whose basis would exceed this share of n
 _EXACT_OVERSAMPLING = 8  # block width k + 8
-_EXACT_CHECKS = (10, 12, 14, 16)  # blocks after which a certificate is computed (CPU)
-_EXACT_HOPELESS = 1e-3  # a bound this large at a check: that image goes dense
+_EXACT_CHECKS = (7, 10, 12, 14, 16)  # blocks after which a certificate is computed (CPU)
+_EXACT_HOPELESS = 1e-2  # a bound this large at a check: that image goes dense
 # The fast solver's fixed schedule: blocks of k + 8, started in the range of P_c.
 _FAST_OVERSAMPLING = 8
 _FAST_BLOCKS = 7
 _FAST_MIN_BLOCKS = 3
-_FAST_CHECKS = (3, 4, 5)  # blocks after which convergence is checked (CPU)
+_FAST_CHECKS = (4, 6)  # blocks after which convergence is checked (CPU)
 _FAST_TOL = 1e-3  # relative residual of every wanted Ritz pair that ends the run early
 
 
