@@ -198,6 +198,7 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         with gr.Row(visible=False):
             api_chat = gr.Button("chat")
             api_explain = gr.Button("explain")
+            api_video_chat = gr.Button("chat_video")
             pixel_x = gr.Number(precision=0, label="x")
             pixel_y = gr.Number(precision=0, label="y")
 
@@ -257,11 +258,22 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **raw)
             video.change(on_gpu(user_errors(videos.refresh_video)), video_controls, video_outputs, **hidden, **raw)
             video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
+            video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
+            api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **raw)
+
+            def chat_video_page(message, history, *controls):
+                # Also hand back the question answered, so the box is cleared only if it still
+                # holds that question: a follow-up typed meanwhile is never wiped. A send while
+                # an answer streams is ignored by the event (trigger "once"), so it stays in the box.
+                for outputs in chat_video(message, history, *controls):
+                    yield (*outputs, message)
+
+            answered = gr.State("")
             video_sent = gr.on(
-                [video_send.click, video_message.submit], chat_video, [video_message, video_chatbot] + video_controls,
-                [video_chatbot, video_info, video_json, video_table], api_name="chat_video", **raw,
+                [video_send.click, video_message.submit], chat_video_page, [video_message, video_chatbot] + video_controls,
+                video_outputs_chat + [answered], **hidden, **raw,
             )
-            video_sent.then(lambda: "", None, video_message, queue=False, **hidden)
+            video_sent.then(lambda sent, current: "" if current == sent else gr.skip(), [answered, video_message], video_message, queue=False, **hidden)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return page
 

@@ -63,6 +63,7 @@ def app_url():
     root = Path(__file__).resolve().parent.parent
     env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME")}
     env["GRADIO_ANALYTICS_ENABLED"] = "False"
+    env["HF_HUB_OFFLINE"] = "1"  # the launched app serves tiny-random without probing the Hub
     log_path = root / "test-artifacts" / "app-server.log"
     log_path.parent.mkdir(exist_ok=True)
     log = open(log_path, "w")

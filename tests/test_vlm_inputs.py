@@ -12,11 +12,21 @@ from prunesid import PruneSID, load_image, load_vlm
 from tests.conftest import scene
 
 
+def _png_header_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header alone claims ``width`` x ``height`` (refused before decoding)."""
+    import tempfile
+    from pathlib import Path
+
+    from tests.test_images_large import write_png_header_only
+
+    return write_png_header_only(Path(tempfile.mkdtemp()) / "claims.png", width, height).read_bytes()
+
+
 @pytest.mark.parametrize(
     "image, message",
     [
         (Image.new("RGB", (1, 1)), "1 x 1 pixels; each side must be at least 16"),
-        (Image.new("RGB", (10000, 10000)), "10000 x 10000 = 100.0 MP"),
+        (_png_header_claiming(20000, 10000), "is 200.0 MP; the largest accepted is 179.0 MP"),
         (Image.new("RGB", (2000, 40)), "aspect ratios beyond 20:1"),
         (b"this is not an image", "is not an image PIL can read"),
         (b"", "is empty"),
