@@ -89,3 +89,13 @@ def app_url():
         except subprocess.TimeoutExpired:
             server.kill()
         log.close()
+
+
+@pytest.fixture(autouse=True)
+def _pillow_refuses_truncated_files():
+    """lmms-eval, imported in-process by the evaluation tests, switches Pillow's global
+    LOAD_TRUNCATED_IMAGES on; every other test runs with Pillow's default (off)."""
+    from PIL import ImageFile
+
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    yield
