@@ -33,7 +33,7 @@ TOKENS = torch.randn(2, 64, 16)
         (dict(budget=16, lam=float("nan")), ValueError, r"lam must be a positive finite number or None, got nan"),
         (dict(budget=16, grouping="spectral"), ValueError, r"grouping must be one of \['kmeans', 'psca', 'random'\], got 'spectral'"),
         (dict(budget=16, centering="row"), ValueError, r"centering must be one of \['token', 'feature'\], got 'row'"),
-        (dict(budget=16, solver="lobpcg"), ValueError, r"solver must be one of \['exact', 'randomized'\], got 'lobpcg'"),
+        (dict(budget=16, solver="lobpcg"), ValueError, r"solver must be one of \['exact', 'randomized', 'krylov'\], got 'lobpcg'"),
         (dict(budget=16, order="random"), ValueError, r"order must be one of \['reference', 'spatial'\], got 'random'"),
         (dict(budget=16, dynamic="yes"), TypeError, r"dynamic must be True or False, got 'yes'"),
         (dict(budget=16, seed=1.5), TypeError, r"seed must be an integer, got 1\.5"),
