@@ -299,21 +299,22 @@ def _text_of(content) -> str:
     return ""
 
 
-def _conversation(history: list, message: str) -> list[dict]:
-    """Gradio chat history + the new message -> chat messages; the image rides on the first turn."""
-    messages, image_placed = [], False
+def _conversation(history: list, message: str, media: str = "image") -> list[dict]:
+    """Gradio chat history + the new message -> chat messages; the image (or the clip, with
+    ``media="video"``) rides on the first user turn."""
+    messages, placed = [], False
     for turn in history:
         role = turn.get("role") if isinstance(turn, dict) else None
         if role not in ("user", "assistant"):
             continue
         text = _text_of(turn.get("content"))
-        if role == "user" and not image_placed:
-            messages.append({"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]})
-            image_placed = True
+        if role == "user" and not placed:
+            messages.append({"role": "user", "content": [{"type": media}, {"type": "text", "text": text}]})
+            placed = True
         else:
             messages.append({"role": role, "content": [{"type": "text", "text": text}]})
     content = [{"type": "text", "text": message}]
-    messages.append({"role": "user", "content": content if image_placed else [{"type": "image"}] + content})
+    messages.append({"role": "user", "content": content if placed else [{"type": media}] + content})
     return messages
 
 

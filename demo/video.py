@@ -24,7 +24,7 @@ from typing import Iterator
 import gradio as gr
 
 from demo.files import ASSETS, RefusedFile, allowed_path
-from demo.handlers import Handlers
+from demo.handlers import Handlers, _conversation
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
@@ -223,32 +223,9 @@ class VideoHandlers:
         yield history, info, stats, video_stats_markdown(stats)
 
 
-def _text_of(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text", "") or ""
-    if isinstance(content, (list, tuple)):
-        return " ".join(_text_of(part) for part in content)
-    return ""
-
-
 def video_conversation(history: list, message: str) -> list[dict]:
     """Gradio chat history + the new message -> chat messages; the clip rides on the first turn."""
-    messages, placed = [], False
-    for turn in history:
-        role = turn.get("role") if isinstance(turn, dict) else None
-        if role not in ("user", "assistant"):
-            continue
-        text = _text_of(turn.get("content"))
-        if role == "user" and not placed:
-            messages.append({"role": "user", "content": [{"type": "video"}, {"type": "text", "text": text}]})
-            placed = True
-        else:
-            messages.append({"role": role, "content": [{"type": "text", "text": text}]})
-    content = [{"type": "text", "text": message}]
-    messages.append({"role": "user", "content": content if placed else [{"type": "video"}] + content})
-    return messages
+    return _conversation(history, message, media="video")
 
 
 def video_stats_markdown(stats: dict) -> str:
