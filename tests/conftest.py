@@ -99,3 +99,17 @@ def _pillow_refuses_truncated_files():
 
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     yield
+
+
+def fed_to_language_model(vlm, run):
+    """Run ``run()`` and capture the inputs_embeds of the language model's first (prefill)
+    call: exactly what the LLM was fed. Returns (embeds, run's result)."""
+    captured = []
+    hook = vlm.model.model.language_model.register_forward_pre_hook(
+        lambda module, args, kwargs: captured.append(kwargs["inputs_embeds"].detach().clone()), with_kwargs=True
+    )
+    try:
+        result = run()
+    finally:
+        hook.remove()
+    return captured[0], result

@@ -9,21 +9,11 @@ import torch
 
 from prunesid import DivPrune, PruneSID, RandomPrune, UniformPrune, VisionTokens, VisionZip
 from tests.conftest import scene
+from tests.conftest import fed_to_language_model as _fed_to_language_model
 
 QUESTION = "What is in the picture?"
 
 
-def _fed_to_language_model(vlm, run):
-    """The inputs_embeds of the language model's first (prefill) call."""
-    captured = []
-    hook = vlm.model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: captured.append(kwargs["inputs_embeds"].detach().clone()), with_kwargs=True
-    )
-    try:
-        result = run()
-    finally:
-        hook.remove()
-    return captured[0], result
 
 
 def test_visionzip_feeds_cls_dominant_then_merged_tokens_to_llava(tiny_vlm, picture):

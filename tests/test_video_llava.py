@@ -13,6 +13,7 @@ import torch
 from prunesid import PruneSID, load_vlm
 from prunesid.video import load_video
 from tests.conftest import scene
+from tests.conftest import fed_to_language_model as _fed_to_language_model
 
 CLIP = Path(__file__).resolve().parent.parent / "assets" / "clip.mp4"
 QUESTION = "What happens in the clip?"
@@ -118,16 +119,6 @@ def test_an_image_and_a_video_each_reach_their_own_placeholders(vlm, clip):
     assert int((ids == vlm.model.config.image_token_id).sum()) == 17
 
 
-def _fed_to_language_model(vlm, run):
-    captured = []
-    hook = vlm.model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: captured.append(kwargs["inputs_embeds"].detach().clone()), with_kwargs=True
-    )
-    try:
-        result = run()
-    finally:
-        hook.remove()
-    return captured[0], result
 
 
 def test_budget_17_feeds_exactly_8_x_17_video_tokens_cls_then_kept_patches_per_frame(vlm, clip):

@@ -9,6 +9,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid import PruneSID
 from tests.conftest import scene
+from tests.conftest import fed_to_language_model as _fed_to_language_model
 
 KEEP_ALL = PruneSID(budget=4096, keep_cls=False, order="spatial")
 QUESTION = "What is in the picture?"
@@ -49,17 +50,6 @@ def test_keeping_every_patch_equals_the_unmodified_model(request, fixture, size)
     assert vlm.chat(image, QUESTION, press=KEEP_ALL, max_new_tokens=12).text == expected_text
 
 
-def _fed_to_language_model(vlm, run):
-    """Capture the inputs_embeds of the LLM's first (prefill) call."""
-    captured = []
-    hook = vlm.model.model.language_model.register_forward_pre_hook(
-        lambda module, args, kwargs: captured.append(kwargs["inputs_embeds"].detach().clone()), with_kwargs=True
-    )
-    try:
-        result = run()
-    finally:
-        hook.remove()
-    return captured[0], result
 
 
 def test_budget_64_feeds_exactly_64_visual_tokens(tiny_vlm, picture):
