@@ -563,7 +563,7 @@ def _greedy_nms_survivors(xn, group_of, rank, takeable, tau):
         earlier = order[:, None] < order[None, :]  # (bool triu is a slow path on CPU)
         conflicts = (similarity > block_tau[:, None, None]) & earlier & block_takeable[:, :, None]
         classes.append((members, conflicts.float(), block_takeable))
-    classes = _merged_if_small(classes, batch * num_tokens * num_tokens, spare)
+    classes = _merge_classes(classes, spare, batch * num_tokens * num_tokens)
 
     if _waits_are_free(device):
         resolved = [_resolve_greedy_nms(conflicts, block_takeable) for _, conflicts, block_takeable in classes]
@@ -576,24 +576,45 @@ def _greedy_nms_survivors(xn, group_of, rank, takeable, tau):
     return kept[:spare].view(batch, num_tokens)
 
 
-def _merged_if_small(classes, budget: int, spare: int):
-    """The blocks of all lengths padded to the longest and stacked, so that one loop of
-    rounds resolves them all, when that takes at most ``budget`` conflict entries."""
-    longest = max(conflicts.shape[-1] for _, conflicts, _ in classes)
-    count = sum(conflicts.shape[0] for _, conflicts, _ in classes)
-    if len(classes) < 2 or count * longest * longest > budget:
-        return classes
-    members = classes[0][0].new_full((count, longest), spare)
-    conflicts = classes[0][1].new_zeros(count, longest, longest)
-    takeable = classes[0][2].new_zeros(count, longest)
+def _merge_classes(classes, spare: int, budget: int):
+    """Blocks of neighbouring lengths padded to the longest of them and stacked, so that one
+    loop of rounds resolves them together: all of them when that takes at most ``budget``
+    entries, else classes (ascending lengths) join a stack while its padded size stays
+    within twice the size of its parts (so memory at most doubles)."""
+    stacks, current = [], []
+
+    def size(parts, length):
+        return sum(c.shape[0] for _, c, _ in parts) * length * length
+
+    if not classes or size(classes, classes[-1][1].shape[-1]) <= budget:
+        if len(classes) < 2:
+            return classes
+        return [classes[0] if len(classes) == 1 else _stack_blocks(classes, spare)]
+    for part in classes:
+        length = part[1].shape[-1]
+        joined = current + [part]
+        if current and size(joined, length) > 2 * sum(c.numel() for _, c, _ in joined):
+            stacks.append(current)
+            joined = [part]
+        current = joined
+    stacks.append(current)
+    return [parts[0] if len(parts) == 1 else _stack_blocks(parts, spare) for parts in stacks]
+
+
+def _stack_blocks(parts, spare: int):
+    longest = parts[-1][1].shape[-1]
+    count = sum(c.shape[0] for _, c, _ in parts)
+    members = parts[0][0].new_full((count, longest), spare)
+    conflicts = parts[0][1].new_zeros(count, longest, longest)
+    takeable = parts[0][2].new_zeros(count, longest)
     start = 0
-    for part_members, part_conflicts, part_takeable in classes:
+    for part_members, part_conflicts, part_takeable in parts:
         blocks, length = part_takeable.shape
         members[start : start + blocks, :length] = part_members.view(blocks, length)
         conflicts[start : start + blocks, :length, :length] = part_conflicts
         takeable[start : start + blocks, :length] = part_takeable
         start += blocks
-    return [(members.flatten(), conflicts, takeable)]
+    return members.flatten(), conflicts, takeable
 
 
 def _resolve_greedy_nms(conflicts: torch.Tensor, takeable: torch.Tensor) -> torch.Tensor:
