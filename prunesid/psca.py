@@ -49,7 +49,6 @@ _EXACT_HOPELESS = 1e-2  # a bound this large at a check: that image goes dense
 # The fast solver's fixed schedule: blocks of k + 8, started in the range of P_c.
 _FAST_OVERSAMPLING = 8
 _FAST_BLOCKS = 7
-_FAST_MIN_BLOCKS = 3
 _FAST_CHECKS = (4, 6)  # blocks after which convergence is checked (CPU)
 _FAST_TOL = 1e-3  # relative residual of every wanted Ritz pair that ends the run early
 
@@ -85,12 +84,26 @@ def principal_token_components(
     if num_tokens <= width or k > width:
         # (More components than features: the D x D Gram has too few; the extra columns
         # span the null space, whatever basis the solver returns for it.)
-        return top_eigenvectors(centred @ centred.transpose(-1, -2), k).to(x.dtype)
+        return top_eigenvectors(gram_matrix(centred), k).to(x.dtype)
     # Fewer features than tokens: diagonalise the D x D Gram instead and map its
     # eigenvectors u to token space, v = P_c u / |P_c u|.
-    feature_vectors = top_eigenvectors(centred.transpose(-1, -2) @ centred, k)
+    feature_vectors = top_eigenvectors(gram_matrix(centred.transpose(-1, -2)), k)
     token_vectors = centred.double() @ feature_vectors
     return torch.nn.functional.normalize(token_vectors, dim=-2).to(x.dtype)
+
+
+def gram_matrix(rows: torch.Tensor) -> torch.Tensor:
+    """rows @ rows^T for ``[B, n, m]`` rows, in two halves of the rows with the block above
+    the diagonal mirrored from the one below: 3/4 of the multiplications of one product."""
+    size = rows.shape[-2]
+    if size < 256:
+        return rows @ rows.transpose(-1, -2)
+    top, bottom = rows[..., : size // 2, :], rows[..., size // 2 :, :]
+    lower = bottom @ top.transpose(-1, -2)
+    return torch.cat([
+        torch.cat([top @ top.transpose(-1, -2), lower.transpose(-1, -2)], dim=-1),
+        torch.cat([lower, bottom @ bottom.transpose(-1, -2)], dim=-1),
+    ], dim=-2)
 
 
 def top_eigenvectors(gram: torch.Tensor, k: int) -> torch.Tensor:
@@ -188,7 +201,8 @@ def _ritz_vectors(basis, images, quotient, count):
     """The ``count`` leading Ritz vectors V = Q Y (largest Ritz value first, as columns
     [B, n, count]) and A V, from the row-stored Q^T and (A Q)^T."""
     quotient = ((quotient + quotient.transpose(-1, -2)) / 2).double()
-    coordinates = torch.linalg.eigh(quotient)[1][..., -count:].flip(-1).to(basis.dtype)  # small: all at once
+    # (torch's solver: SciPy's would leave its own thread pool spinning against torch's)
+    coordinates = torch.linalg.eigh(quotient)[1][..., -count:].flip(-1).to(basis.dtype)
     return (coordinates.transpose(-1, -2) @ basis).transpose(-1, -2), (coordinates.transpose(-1, -2) @ images).transpose(-1, -2)
 
 
@@ -250,9 +264,9 @@ def _krylov_components(centred: torch.Tensor, k: int, seed: int) -> torch.Tensor
     blocks _FAST_CHECKS), else after _FAST_BLOCKS blocks."""
     batch, size, width = centred.shape
     block = k + _FAST_OVERSAMPLING
-    num_blocks = min(_FAST_BLOCKS, size // (2 * block))
-    if num_blocks < _FAST_MIN_BLOCKS:  # small images: the dense route is as cheap
-        return dense_top_eigenvectors((centred @ centred.transpose(-1, -2)).double(), k).to(centred.dtype)
+    num_blocks = _FAST_BLOCKS
+    if 3 * num_blocks * block > size:  # many components for the size: the exact solver is as cheap
+        return top_eigenvectors(gram_matrix(centred), k).to(centred.dtype)
     generator = torch.Generator().manual_seed(seed)
     sketch = torch.randn(batch, width, block, generator=generator).to(centred)
     start = torch.linalg.qr(centred @ sketch).Q.transpose(-1, -2).contiguous()
