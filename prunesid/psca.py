@@ -32,6 +32,8 @@ Signs are arbitrary (PSCA uses |V|).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 
@@ -43,8 +45,8 @@ SOLVERS = ("exact", "randomized", "krylov")
 CERTIFY_TOL = 1e-9
 _KRYLOV_MIN_SIZE = 256  # smaller matrices go the dense route directly (it is cheap there)
 _KRYLOV_MAX_FRACTION = 0.5  # and so do runs whose basis would exceed this share of n
-_EXACT_OVERSAMPLING = 8  # block width k + 8
-_EXACT_CHECKS = (7, 10, 12, 14, 16)  # blocks after which a certificate is computed (CPU)
+_EXACT_OVERSAMPLING = 4  # block width k + 4
+_EXACT_CHECKS = (7, 11, 13, 15)  # blocks after which a certificate is computed (CPU)
 _EXACT_HOPELESS = 1e-2  # a bound this large at a check: that image goes dense
 # The fast solver's fixed schedule: blocks of k + 8, started in the range of P_c.
 _FAST_OVERSAMPLING = 8
@@ -145,6 +147,37 @@ def dense_top_eigenvectors(matrices: torch.Tensor, k: int) -> torch.Tensor:
     return torch.stack([_tridiagonal_top_eigenvectors(matrix, k) for matrix in matrices])
 
 
+def _small_top_eigenvectors(matrices: torch.Tensor, k: int) -> torch.Tensor:
+    """Top-k eigenvectors (largest first) of small symmetric float64 matrices (Rayleigh
+    quotients, n of a few hundred). On the CPU LAPACK's MRRR driver computes just those k,
+    on one thread: a pool of BLAS threads would be left spinning against torch's own."""
+    size = matrices.shape[-1]
+    if matrices.device.type != "cpu":
+        return torch.linalg.eigh(matrices)[1][..., size - k :].flip(-1)
+    from scipy.linalg import eigh
+
+    with _single_threaded_blas():
+        found = [eigh(m.numpy(), subset_by_index=[size - k, size - 1], driver="evr", check_finite=False)[1] for m in matrices]
+    return torch.from_numpy(np.ascontiguousarray(np.stack(found)[..., ::-1]))
+
+
+_BLAS_THREADS = []  # the threadpoolctl controller, made once
+
+
+def _single_threaded_blas():
+    """A context in which SciPy's BLAS runs on the calling thread only (threadpoolctl,
+    a dependency of scikit-learn; without it, nothing changes)."""
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # pragma: no cover
+        return contextlib.nullcontext()
+    if not _BLAS_THREADS:
+        import scipy.linalg  # noqa: F401  (its BLAS must be loaded to be seen)
+
+        _BLAS_THREADS.append(ThreadpoolController())
+    return _BLAS_THREADS[0].limit(limits=1, user_api="blas")
+
+
 def _tridiagonal_top_eigenvectors(matrix: torch.Tensor, k: int) -> torch.Tensor:
     """LAPACK: dsytrd (Q^T A Q = tridiagonal), dstemr (MRRR, only eigenvectors n-k+1..n of
     the tridiagonal matrix) and Q applied to those k vectors alone (the reflectors of dsytrd
@@ -201,8 +234,7 @@ def _ritz_vectors(basis, images, quotient, count):
     """The ``count`` leading Ritz vectors V = Q Y (largest Ritz value first, as columns
     [B, n, count]) and A V, from the row-stored Q^T and (A Q)^T."""
     quotient = ((quotient + quotient.transpose(-1, -2)) / 2).double()
-    # (torch's solver: SciPy's would leave its own thread pool spinning against torch's)
-    coordinates = torch.linalg.eigh(quotient)[1][..., -count:].flip(-1).to(basis.dtype)
+    coordinates = _small_top_eigenvectors(quotient, count).to(basis.dtype)
     return (coordinates.transpose(-1, -2) @ basis).transpose(-1, -2), (coordinates.transpose(-1, -2) @ images).transpose(-1, -2)
 
 
