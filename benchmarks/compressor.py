@@ -11,7 +11,8 @@ once, in turn) and reports medians:
   this project), on the same features and CLS attention.
 
 Ratios are ``authors ms / ours ms`` (above 1 we are faster). Overlap is the share of the
-exact solver's kept tokens that the other contender keeps too (mean over the views). Peak
+exact solver's kept tokens that the other contender keeps too (mean over the views); the
+overlap study repeats it on golden-like views (made as tests/golden was) at N 32 and 64. Peak
 memory (CPU) is the peak of live allocations in one exact call (torch allocator events
 plus NumPy/SciPy via tracemalloc); ``[B,T,T] MB`` is one [B, T, T] float32 tensor.
 
@@ -153,6 +154,36 @@ def overlap(reference, other):
     return statistics.mean(len(r & o) / max(1, len(r)) for r, o in zip(reference, other))
 
 
+def golden_like(seed, width, concepts, shared, noise, tokens=576):
+    """One view made as the golden cases were (a shared direction, planted concepts, noise;
+    see tests/golden/cases.json) with a peaked CLS-like attention."""
+    generator = torch.Generator().manual_seed(seed)
+    direction, centres = torch.randn(width, generator=generator), torch.randn(concepts, width, generator=generator)
+    labels = torch.randint(concepts, (1, tokens), generator=generator)
+    x = shared * direction + centres[labels] + noise * torch.randn(1, tokens, width, generator=generator)
+    return x, torch.softmax(3 * torch.randn(1, tokens, generator=generator), dim=-1) * 16
+
+
+def overlap_study(views, authors, device):
+    """Kept-token overlap with the exact solver on ``views`` golden-like views (D 512 or 1024,
+    6-30 concepts, shared 0.5-1.2, noise 0.7-1.2, N 32 or 64, drawn with a fixed seed)."""
+    rng = np.random.default_rng(0)
+    found = {name: [] for name in ("krylov", "randomized", *(["authors"] if authors else []))}
+    for view in range(views):
+        width, budget = int(rng.choice([512, 1024])), int(rng.choice([32, 64]))
+        x, importance = golden_like(1000 + view, width, int(rng.integers(6, 31)), rng.uniform(0.5, 1.2), rng.uniform(0.7, 1.2))
+        hidden, attention = model_outputs(x.to(device), importance.to(device))
+        exact = kept_sets(ours(hidden, attention, budget, "exact"))
+        for name in found:
+            result = authors(hidden, attention, budget) if name == "authors" else ours(hidden, attention, budget, name)
+            found[name].append(overlap(exact, kept_sets(result)))
+    return {
+        name: {"mean": round(statistics.mean(values), 3), "min": round(min(values), 3),
+               "share_at_least_0.95": round(sum(v >= 0.95 for v in values) / len(values), 2)}
+        for name, values in found.items()
+    }
+
+
 def peak_memory_mb(fn):
     """Peak of live memory while ``fn`` runs: torch's CPU allocations (profiler memory
     events, replayed in time order) plus NumPy/SciPy allocations (tracemalloc, in a
@@ -210,6 +241,7 @@ def main():
     parser.add_argument("--half", action="store_true", help="float16 features on CUDA, as LLaVA runs")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--cases", help="comma-separated case numbers to run (default all), e.g. 0,2")
+    parser.add_argument("--overlap-views", type=int, default=40, help="golden-like views for the overlap study (0: none)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here")
@@ -220,6 +252,7 @@ def main():
     load_before = os.getloadavg()[0]
     rows = [run_case(case, args, authors) for case in cases]
     load = [round(load_before, 2), round(os.getloadavg()[0], 2)]  # other work on the machine skews times
+    study = overlap_study(args.overlap_views, authors, args.device) if args.overlap_views else None
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
           f"{args.repeats} interleaved repeats (medians), load average {load[0]} -> {load[1]}"
@@ -229,9 +262,16 @@ def main():
     print(" | ".join("---" for _ in columns))
     for row in rows:
         print(" | ".join(str(row.get(column, "")) for column in columns))
+    if study:
+        print(f"\nkept-token overlap with the exact solver, {args.overlap_views} golden-like views (N 32 or 64):")
+        print("solver | mean | min | share of views >= 0.95")
+        print("--- | --- | --- | ---")
+        for name, values in study.items():
+            print(f"{name} | {values['mean']} | {values['min']} | {values['share_at_least_0.95']}")
     print(json.dumps({
         "benchmark": "compressor", "device": args.device, "threads": torch.get_num_threads(),
         "repeats": args.repeats, "load_average": load, "authors": str(source_file) if authors else None, "rows": rows,
+        "overlap_study": study,
     }))
 
 
