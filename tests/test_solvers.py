@@ -268,3 +268,22 @@ def test_the_device_code_paths_make_the_same_selection(monkeypatch):
         assert not reference.survivors.all(), "NMS must discard something here"
         assert torch.equal(got.groups, reference.groups) and torch.equal(got.survivor_rank, reference.survivor_rank)
         assert all(torch.equal(a, b) for a, b in zip(got.indices, reference.indices))
+
+
+def test_the_device_path_resolves_the_longest_chain(monkeypatch):
+    """Tokens on an arc, each similar enough to its neighbours only and ordered along it:
+    the first discards the second, which cannot discard the third, ... so deciding the last
+    one takes as many rounds as there are tokens, the most the round count allows."""
+    from prunesid import selection
+
+    count, step = 41, 0.05
+    angles = torch.arange(count) * step
+    xn = torch.stack([angles.cos(), angles.sin(), torch.zeros(count), torch.zeros(count)], dim=-1)[None]
+    tau = torch.tensor([(np.cos(step) + np.cos(2 * step)) / 2], dtype=torch.float32)
+    group_of = torch.zeros(1, count, dtype=torch.long)
+    rank = torch.arange(count)[None]  # importance decreases along the arc
+    takeable = torch.ones(1, count, dtype=torch.bool)
+    expected = torch.arange(count)[None] % 2 == 0
+    assert torch.equal(selection._greedy_nms_survivors(xn, group_of, rank, takeable, tau), expected)
+    monkeypatch.setattr(selection, "_waits_are_free", lambda device: False)
+    assert torch.equal(selection._greedy_nms_survivors(xn, group_of, rank, takeable, tau), expected)
