@@ -39,6 +39,7 @@ from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Q
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.prefill import compressor_ms, prefill_ms  # noqa: E402  (the same timings as the LLaVA rows)
 from prunesid import PruneSID  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.vlm.tiny_qwen import build_qwen_tokenizer, images_only, qwen_chat_template  # noqa: E402
@@ -89,25 +90,6 @@ def picture() -> Image.Image:
         x, y0 = int(rng.integers(0, width - 120)), int(rng.integers(0, height - 100))
         draw.rectangle([x, y0, x + int(rng.integers(40, 240)), y0 + int(rng.integers(40, 180))], fill=tuple(int(c) for c in rng.integers(0, 255, 3)))
     return image
-
-
-@torch.inference_mode()
-def prefill_ms(vlm: VLM, prepared: dict) -> float:
-    start = time.perf_counter()
-    vlm.model(
-        input_ids=prepared["input_ids"],
-        attention_mask=torch.ones_like(prepared["input_ids"]),
-        logits_to_keep=1,
-        **prepared["model_inputs"],
-    )
-    return (time.perf_counter() - start) * 1000
-
-
-def compressor_ms(vlm: VLM, encoded, budget: int, solver: str) -> float:
-    press = PruneSID(budget=budget, solver=solver)
-    start = time.perf_counter()
-    press.compress(vlm.vision_tokens([encoded]))
-    return (time.perf_counter() - start) * 1000
 
 
 @torch.inference_mode()

@@ -40,6 +40,7 @@ from transformers import CLIPVisionConfig, LlamaConfig, VideoLlavaConfig, VideoL
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.prefill import prefill_ms  # noqa: E402  (the same timing as the LLaVA rows)
 from prunesid import PruneSID  # noqa: E402
 from prunesid.video import load_video  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
@@ -75,18 +76,6 @@ def build_model(layers: int) -> VLM:
         tokenizer=tokenizer, chat_template=CHAT_TEMPLATE,
     )
     return wrap(model, processor, name=f"video-llava-7b-shaped ({layers} LLM layers, random)")
-
-
-@torch.inference_mode()
-def prefill_ms(vlm: VLM, prepared: dict) -> float:
-    start = time.perf_counter()
-    vlm.model(
-        input_ids=prepared["input_ids"],
-        attention_mask=torch.ones_like(prepared["input_ids"]),
-        logits_to_keep=1,
-        **prepared["model_inputs"],
-    )
-    return (time.perf_counter() - start) * 1000
 
 
 def selection_ms(vlm: VLM, encoded, press: PruneSID) -> float:
