@@ -140,11 +140,16 @@ def _waits_are_free(device: torch.device) -> bool:
 def dense_top_eigenvectors(matrices: torch.Tensor, k: int) -> torch.Tensor:
     """Top-k eigenvectors (largest first) of each symmetric float64 ``[B, n, n]`` matrix by
     a dense method: on the CPU tridiagonalisation + MRRR for the k wanted vectors only, on
-    other devices ``torch.linalg.eigh`` (on the device)."""
+    other devices ``torch.linalg.eigh`` (on the device).
+
+    SciPy's BLAS runs on the calling thread here: with a pool of its own, its idle threads
+    keep spinning after the call and halve the speed of torch's threads for the rest of the
+    selection (55 -> 24 ms at T = 576, N = 192 on two cores, benchmarks/compressor.py)."""
     size = matrices.shape[-1]
     if matrices.device.type != "cpu" or size < 3:
         return torch.linalg.eigh(matrices)[1][..., size - k :].flip(-1)
-    return torch.stack([_tridiagonal_top_eigenvectors(matrix, k) for matrix in matrices])
+    with _single_threaded_blas():
+        return torch.stack([_tridiagonal_top_eigenvectors(matrix, k) for matrix in matrices])
 
 
 def _small_top_eigenvectors(matrices: torch.Tensor, k: int) -> torch.Tensor:

@@ -271,7 +271,7 @@ def _validated_inputs(tokens, importance, valid):
     if x.numel() == 0:
         raise ValueError(f"tokens must not be empty, got shape {tuple(tokens.shape)}")
     x = x.float()
-    if not torch.isfinite(x.abs().amax()):  # amax propagates NaN; one pass, no mask
+    if not bool(torch.isfinite(torch.stack(torch.aminmax(x))).all()):  # NaN propagates; one pass, no copy
         raise ValueError("tokens contain NaN or inf values; all token features must be finite")
     expected = tuple(x.shape[1:2]) if single else tuple(x.shape[:2])
     scores = None
@@ -283,7 +283,7 @@ def _validated_inputs(tokens, importance, valid):
                 f"importance must have shape {list(expected)} (one value per token), got shape {list(importance.shape)}"
             )
         scores = importance.reshape(x.shape[:2]).to(device=x.device, dtype=torch.float32)
-        if not torch.isfinite(scores.abs().amax()):
+        if not bool(torch.isfinite(torch.stack(torch.aminmax(scores))).all()):
             raise ValueError("importance contains NaN or inf values; it must be finite")
         if (scores < 0).any():
             raise ValueError(f"importance must be non-negative, got a minimum of {float(scores.min()):.4g}")
