@@ -141,6 +141,42 @@ def test_the_fast_solver_keeps_nearly_the_exact_tokens(monkeypatch):
     assert min(overlaps) >= 0.85, overlaps
 
 
+def test_the_fast_solver_takes_a_float32_dense_route_for_many_components(monkeypatch):
+    """Where K reaches into the noise bulk (N >= 128 at T = 576) no short Krylov run
+    settles it: the fast solver diagonalises the float32 Gram instead, never the float64
+    one, and keeps the exact solver's tokens (the golden cases at N >= 128 and more)."""
+    dense_calls, exact_calls = [], []
+    original_dense, original_exact = psca.dense_top_eigenvectors, psca.top_eigenvectors
+    monkeypatch.setattr(psca, "dense_top_eigenvectors", lambda m, k: dense_calls.append(m.dtype) or original_dense(m, k))
+    monkeypatch.setattr(psca, "top_eigenvectors", lambda *args: exact_calls.append(1) or original_exact(*args))
+    views = [(features, importance, budget) for _, features, importance, budget in _golden_views() if budget >= 128]
+    views += [(*_golden_like(seed, concepts, shared, noise), budget) for seed, concepts, shared, noise, budget in [
+        (7, 10, 0.8, 1.0, 128), (8, 24, 1.0, 0.9, 192), (9, 6, 1.2, 1.1, 192),
+    ]]
+    assert len(views) >= 5
+    overlaps = []
+    for features, importance, budget in views:
+        exact = select(features, budget, importance=importance, reserved=1)
+        dense_calls.clear(), exact_calls.clear()
+        fast = select(features, budget, importance=importance, reserved=1, solver="krylov")
+        assert dense_calls == [torch.float32] and not exact_calls
+        overlaps += _overlaps(exact, fast)
+    assert float(np.mean(overlaps)) >= 0.99 and min(overlaps) >= 0.95, overlaps
+
+
+@pytest.mark.parametrize("k", [1, 16, 48])
+def test_the_float32_dense_eigenvectors_are_the_top_ones(k):
+    generator = torch.Generator().manual_seed(k)
+    rows = torch.randn(300, 500, generator=generator) * torch.linspace(2, 0.1, 500)
+    gram = rows @ rows.T
+    gram = (gram + gram.T) / 2
+    got = psca.dense_top_eigenvectors(gram[None], k)[0]
+    assert got.dtype == torch.float32 and got.shape == (300, k)
+    reference = torch.linalg.eigh(gram.double())[1][:, -k:].flip(-1)
+    # Same vectors up to sign, largest eigenvalue first.
+    assert float((1 - (got.double() * reference).sum(0).abs()).max()) < 1e-4
+
+
 def test_the_fast_solver_is_deterministic_and_finds_separated_components():
     values = _spiked(300, 12)
     generator = torch.Generator().manual_seed(5)

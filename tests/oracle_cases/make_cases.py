@@ -24,9 +24,9 @@ from tests.spec_reference import cosine_similarity, default_cap, spec_select  # 
 HERE = Path(__file__).resolve().parent
 CASES = [
     # seed, tokens, width, concepts, noise, budget, reserved
-    (11, 576, 64, 10, 0.25, 64, 1),
-    (12, 576, 64, 6, 0.15, 128, 1),
-    (13, 400, 48, 12, 0.35, 48, 0),
+    (17, 576, 64, 10, 0.25, 64, 1),
+    (30, 576, 64, 6, 0.15, 128, 1),
+    (15, 400, 48, 12, 0.35, 48, 0),
     (14, 576, 96, 20, 0.3, 192, 1),
 ]
 
@@ -50,7 +50,9 @@ def main() -> None:
         importance = rng.random(tokens).astype(np.float32)
         k = max(1, budget // 4)
         groups, margin = psca_groups(x, k)
-        assert margin > 1e-6, f"seed {seed}: a near tie in the grouping ({margin:.2e}); pick another seed"
+        # float32 rounding moves the weights by ~1e-5 (the Gram is a float32 product): a smaller
+        # margin makes the expected grouping depend on the machine's BLAS.
+        assert margin > 1e-4, f"seed {seed}: a near tie in the grouping ({margin:.2e}); pick another seed"
         xn = x / np.linalg.norm(x, axis=1, keepdims=True)
         gram = (xn.sum(0) ** 2).sum() - (xn**2).sum()
         rho = np.float32(gram / (tokens * (tokens - 1)))
