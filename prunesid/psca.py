@@ -134,7 +134,8 @@ def top_eigenvectors(gram: torch.Tensor, k: int) -> torch.Tensor:
 
 def _waits_are_free(device: torch.device) -> bool:
     """Whether reading a result back to Python costs nothing (the CPU) or waits for the
-    device (a GPU), where the Krylov run is fixed in advance and checked once."""
+    device (a GPU), where the Krylov run is fixed in advance and checked once, and the
+    eigensolvers are torch's on the device rather than SciPy's on the host."""
     return device.type == "cpu"
 
 
@@ -147,7 +148,7 @@ def dense_top_eigenvectors(matrices: torch.Tensor, k: int) -> torch.Tensor:
     keep spinning after the call and halve the speed of torch's threads for the rest of the
     selection (55 -> 24 ms at T = 576, N = 192 on two cores, benchmarks/compressor.py)."""
     size = matrices.shape[-1]
-    if matrices.device.type != "cpu" or size < 3:
+    if not _waits_are_free(matrices.device) or size < 3:
         return torch.linalg.eigh(matrices)[1][..., size - k :].flip(-1)
     with _single_threaded_blas():
         return torch.stack([_tridiagonal_top_eigenvectors(matrix, k) for matrix in matrices])
@@ -158,7 +159,7 @@ def _small_top_eigenvectors(matrices: torch.Tensor, k: int) -> torch.Tensor:
     quotients, n of a few hundred). On the CPU LAPACK's MRRR driver computes just those k,
     on one thread: a pool of BLAS threads would be left spinning against torch's own."""
     size = matrices.shape[-1]
-    if matrices.device.type != "cpu":
+    if not _waits_are_free(matrices.device):
         return torch.linalg.eigh(matrices)[1][..., size - k :].flip(-1)
     from scipy.linalg import eigh
 

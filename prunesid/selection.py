@@ -158,39 +158,43 @@ def select(
         budget=budgets.tolist(), reserved=reserved, groups=groups, lam=lam, grouping=grouping, centering=centering,
         dynamic=dynamic, phi_ref=phi_ref, seed=seed, order=order, solver=solver, preset=preset,
     )
-    budgets = budgets.to(x.device)
     settings = dict(
         reserved=reserved, policy=presets.get_preset(preset), groups=groups, lam=lam, grouping=grouping,
         centering=centering, dynamic=dynamic, seed=seed, order=order, solver=solver,
     )
+    # Per-view numbers (budgets, selectable counts) are worked out on the host: one read
+    # from the device here, none inside the loops below.
     selectable = valid.sum(1)
+    counts = selectable.tolist()
     if dynamic:
         phi = 1.0 - _masked_redundancy(F.normalize(x, dim=-1) * valid[..., None], selectable)
-        budgets, clamped, phi_ref_used = _dynamic_budgets(budgets, phi, phi_ref, reserved, selectable)
+        budgets, clamped, phi_ref_used = _dynamic_budgets(budgets, phi.cpu(), phi_ref, reserved, torch.tensor(counts))
     else:
-        clamped = torch.zeros(batch, dtype=torch.bool, device=x.device)
+        clamped = torch.zeros(batch, dtype=torch.bool)
         phi_ref_used = None
-    if bool(valid.all()):
+    if all(count == num_tokens for count in counts):
         return _select_views(x, scores_given, budgets, clamped, phi_ref_used, **settings)
 
     # Ragged views: views with the same number of selectable tokens are selected together
     # on just those tokens, then put back in the full index space.
     parts: list[Selection | None] = [None] * batch
-    for count in sorted(set(selectable.tolist())):
-        rows = (selectable == count).nonzero().flatten()
+    for count in sorted(set(counts)):
+        rows = [row for row, selectable_here in enumerate(counts) if selectable_here == count]
+        rows_on_device = torch.tensor(rows, device=x.device)
         # Ascending positions of each row's valid tokens (a stable sort puts them first).
-        positions = torch.sort((~valid[rows]).to(torch.int8), dim=1, stable=True).indices[:, :count]
-        subset = x[rows].gather(1, positions[..., None].expand(-1, -1, x.shape[2]))
-        scores = None if scores_given is None else scores_given[rows].gather(1, positions)
+        positions = torch.sort((~valid[rows_on_device]).to(torch.int8), dim=1, stable=True).indices[:, :count]
+        subset = x[rows_on_device].gather(1, positions[..., None].expand(-1, -1, x.shape[2]))
+        scores = None if scores_given is None else scores_given[rows_on_device].gather(1, positions)
         part = _select_views(subset, scores, budgets[rows], clamped[rows], phi_ref_used, **settings)
         part = part.embed(positions, num_tokens)
-        for i, row in enumerate(rows.tolist()):
+        for i, row in enumerate(rows):
             parts[row] = part.take(i, i + 1)
     return Selection.concat(parts)
 
 
 def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved, policy, groups, lam, grouping, centering, dynamic, seed, order, solver) -> Selection:
-    """The stages on views whose every token is selectable."""
+    """The stages on views whose every token is selectable (``requested`` and ``clamped``
+    are host tensors: budgets, K and lambda are decided without reading the device)."""
     batch, num_tokens, _ = x.shape
     device = x.device
     xn = F.normalize(x, dim=-1)
@@ -199,10 +203,8 @@ def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved
 
     effective = [policy.effective_budget(int(n), num_tokens) for n in requested.tolist()]
     budgets = torch.tensor(effective, dtype=torch.long, device=device)
-    num_groups = torch.tensor(
-        [min(groups if groups is not None else policy.num_groups(n, num_tokens), num_tokens) for n in effective],
-        dtype=torch.long, device=device,
-    )
+    group_counts = [min(groups if groups is not None else policy.num_groups(n, num_tokens), num_tokens) for n in effective]
+    num_groups = torch.tensor(group_counts, dtype=torch.long, device=device)
     lams = torch.tensor(
         [lam if lam is not None else policy.lam(n, num_tokens) for n in effective], dtype=torch.float32, device=device
     )
@@ -210,10 +212,10 @@ def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved
 
     group_of, grouping_scores = GROUPINGS[grouping](x, num_groups, centering=centering, solver=solver, seed=seed)
     scores = scores_given if scores_given is not None else grouping_scores
-    k_max = int(num_groups.max())
+    k_max = max(group_counts)
 
     rank = _importance_rank(scores)
-    survivor_rank = _intra_group_nms(xn, group_of, scores, rank, tau)
+    survivor_rank = _intra_group_nms(xn, group_of, scores, rank, tau, k_max)
     survivors = survivor_rank >= 0
     position = _position_in_group_ranking(group_of, survivor_rank, rank)
 
@@ -221,7 +223,7 @@ def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved
     survivor_counts = _count_per_group(group_of, survivors, k_max)
     caps = torch.tensor([policy.group_cap(n) for n in effective], device=device)
     to_keep = (budgets - reserved).clamp(max=num_tokens)
-    quotas = _quotas(sizes, survivor_counts, budgets, to_keep, caps)
+    quotas = _quotas(sizes, survivor_counts, budgets, to_keep, caps, most_tokens=num_tokens)
 
     keep_all = budgets - reserved >= num_tokens
     quotas = torch.where(keep_all[:, None], sizes, quotas)
@@ -244,8 +246,8 @@ def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved
         phi=phi,
         lam=lams,
         tau=tau,
-        requested_budget=requested,
-        budget_clamped=clamped,
+        requested_budget=requested.to(device),
+        budget_clamped=clamped.to(device),
         grouping=grouping,
         centering=centering,
         dynamic=dynamic,
@@ -485,7 +487,7 @@ def _importance_rank(scores: torch.Tensor) -> torch.Tensor:
     return rank
 
 
-def _intra_group_nms(xn, group_of, scores, rank, tau):
+def _intra_group_nms(xn, group_of, scores, rank, tau, num_groups=None):
     """Greedy NMS inside every group, all groups and images at once.
 
     Greedy NMS (take the most important remaining token of the group, discard the rest of
@@ -499,10 +501,10 @@ def _intra_group_nms(xn, group_of, scores, rank, tau):
     """
     num_tokens = group_of.shape[1]
     takeable = scores > 0
-    if bool((tau > _NO_SUPPRESSION_TAU).all()):
+    if _waits_are_free(xn.device) and bool((tau > _NO_SUPPRESSION_TAU).all()):
         kept = takeable  # no similarity can exceed tau: nothing is discarded
     else:
-        kept = _greedy_nms_survivors(xn, group_of, rank, takeable, tau)
+        kept = _greedy_nms_survivors(xn, group_of, rank, takeable, tau, num_groups)
     within = _rank_within_groups(group_of, torch.where(kept, rank, rank + num_tokens))
     return torch.where(kept, within, torch.full_like(within, -1))
 
@@ -517,14 +519,15 @@ def _block_lengths(longest: int, device) -> torch.Tensor:
     return torch.tensor(lengths, device=device)
 
 
-def _greedy_nms_survivors(xn, group_of, rank, takeable, tau):
+def _greedy_nms_survivors(xn, group_of, rank, takeable, tau, num_groups=None):
     """[B, T] bool survivors. Every group of every view is a block of its tokens in
     importance order, padded to one of a few lengths (_block_lengths); blocks of the same
     length are resolved together, so similarities are computed only inside groups (the sum
     of the padded n_g^2 per view, never a T x T matrix)."""
     batch, num_tokens, width = xn.shape
     device = xn.device
-    num_groups = int(group_of.max()) + 1
+    if num_groups is None:  # (K, when the caller has not said: one read from the device)
+        num_groups = int(group_of.max()) + 1
     sizes = torch.zeros(batch, num_groups, dtype=torch.long, device=device)
     sizes.scatter_add_(1, group_of, torch.ones_like(group_of))
     ladder = _block_lengths(num_tokens, device)
@@ -690,8 +693,9 @@ def _count_per_group(group_of, mask, k_max):
     return counts.scatter_add_(1, group_of, mask.long())
 
 
-def _quotas(sizes, survivor_counts, budgets, to_keep, caps):
-    """Tokens kept per group (SPEC.md section 4), vectorised over images.
+def _quotas(sizes, survivor_counts, budgets, to_keep, caps, most_tokens=None):
+    """Tokens kept per group (SPEC.md section 4), vectorised over images. ``most_tokens``
+    bounds every view's token count (default: read from ``sizes``).
 
     Beyond the reference: when there are more non-empty groups than tokens to keep, only
     the groups with the most survivors get their guaranteed token (the reference would
@@ -703,7 +707,8 @@ def _quotas(sizes, survivor_counts, budgets, to_keep, caps):
     # Raise every group's ceiling by one until the ceilings can hold the total budget N (or
     # every token): r raises give min(upper + r, size), so take the smallest r that is enough.
     totals = sizes.sum(1)
-    raises = torch.arange(int(totals.max()) + 1, device=sizes.device)
+    most_tokens = int(totals.max()) if most_tokens is None else most_tokens  # (the caller knows it: no read)
+    raises = torch.arange(most_tokens + 1, device=sizes.device)
     held = torch.minimum(upper[:, :, None] + raises, sizes[:, :, None]).sum(1)  # [B, raises]
     needed = (held < torch.minimum(budgets, totals)[:, None]).sum(1)  # held grows with r
     upper = torch.minimum(upper + needed[:, None], sizes)
