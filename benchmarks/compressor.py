@@ -164,24 +164,37 @@ def golden_like(seed, width, concepts, shared, noise, tokens=576):
     return x, torch.softmax(3 * torch.randn(1, tokens, generator=generator), dim=-1) * 16
 
 
+STUDY_BUDGETS = (32, 64, 128, 192)
+
+
 def overlap_study(views, authors, device):
     """Kept-token overlap with the exact solver on ``views`` golden-like views (D 512 or 1024,
-    6-30 concepts, shared 0.5-1.2, noise 0.7-1.2, N 32 or 64, drawn with a fixed seed)."""
+    6-30 concepts, shared 0.5-1.2, noise 0.7-1.2, N 32, 64, 128 or 192 in turn, drawn with a
+    fixed seed): overall, then per N."""
     rng = np.random.default_rng(0)
     found = {name: [] for name in ("krylov", "randomized", *(["authors"] if authors else []))}
+    budgets = []
     for view in range(views):
-        width, budget = int(rng.choice([512, 1024])), int(rng.choice([32, 64]))
+        width, budget = int(rng.choice([512, 1024])), STUDY_BUDGETS[view % len(STUDY_BUDGETS)]
+        budgets.append(budget)
         x, importance = golden_like(1000 + view, width, int(rng.integers(6, 31)), rng.uniform(0.5, 1.2), rng.uniform(0.7, 1.2))
         hidden, attention = model_outputs(x.to(device), importance.to(device))
         exact = kept_sets(ours(hidden, attention, budget, "exact"))
         for name in found:
             result = authors(hidden, attention, budget) if name == "authors" else ours(hidden, attention, budget, name)
             found[name].append(overlap(exact, kept_sets(result)))
-    return {
-        name: {"mean": round(statistics.mean(values), 3), "min": round(min(values), 3),
-               "share_at_least_0.95": round(sum(v >= 0.95 for v in values) / len(values), 2)}
-        for name, values in found.items()
-    }
+    def summary(values):
+        return {"mean": round(statistics.mean(values), 3), "min": round(min(values), 3),
+                "share_at_least_0.95": round(sum(v >= 0.95 for v in values) / len(values), 2)}
+
+    study = {}
+    for name, values in found.items():
+        study[name] = summary(values)
+        for budget in STUDY_BUDGETS:
+            here = [value for value, b in zip(values, budgets) if b == budget]
+            if here:
+                study[f"{name} N={budget}"] = summary(here)
+    return study
 
 
 def peak_memory_mb(fn):
@@ -241,7 +254,7 @@ def main():
     parser.add_argument("--half", action="store_true", help="float16 features on CUDA, as LLaVA runs")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory runs")
     parser.add_argument("--cases", help="comma-separated case numbers to run (default all), e.g. 0,2")
-    parser.add_argument("--overlap-views", type=int, default=40, help="golden-like views for the overlap study (0: none)")
+    parser.add_argument("--overlap-views", type=int, default=48, help="golden-like views for the overlap study (0: none)")
     args = parser.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device is available here")
@@ -263,7 +276,7 @@ def main():
     for row in rows:
         print(" | ".join(str(row.get(column, "")) for column in columns))
     if study:
-        print(f"\nkept-token overlap with the exact solver, {args.overlap_views} golden-like views (N 32 or 64):")
+        print(f"\nkept-token overlap with the exact solver, {args.overlap_views} golden-like views (N 32, 64, 128, 192):")
         print("solver | mean | min | share of views >= 0.95")
         print("--- | --- | --- | ---")
         for name, values in study.items():
