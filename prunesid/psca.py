@@ -20,8 +20,9 @@ Three solvers:
     of the spectrum (neighbouring eigenvalues 0.01% apart) no Krylov run settles it and
     this route is taken.
 
-- ``"krylov"``: a short block Krylov run in float32 with no certificate, stopped once the
-  Ritz residuals are small (relative 1e-3) or after 7 blocks (a fixed run on a GPU):
+- ``"krylov"``: a block Krylov run in float32 with no certificate, stopped once the Ritz
+  residuals are small (relative 1e-3; usually after 4-6 blocks) or when its basis reaches
+  half of n or 16 blocks (a fixed run on a GPU):
   deterministic, several times faster than the exact solver; where the trailing
   components have not converged a few tokens change group (tests/test_solvers.py bounds
   how far the kept tokens move). Where K is too large for such a run (N >= 128 at
@@ -51,9 +52,11 @@ _EXACT_CHECKS = (7, 11, 13, 15)  # blocks after which a certificate is computed 
 _EXACT_HOPELESS = 1e-2  # a bound this large at a check: that image goes dense
 # The fast solver's fixed schedule: blocks of k + 8, started in the range of P_c.
 _FAST_OVERSAMPLING = 8
-_FAST_BLOCKS = 7
-_FAST_CHECKS = (4, 6)  # blocks after which convergence is checked (CPU)
-_FAST_TOL = 1e-3  # relative residual of every wanted Ritz pair that ends the run early
+_FAST_BLOCKS = 7  # the Krylov route is taken where 3 x this many blocks fit in n
+_FAST_MAX_FRACTION = 0.5  # an unconverged run goes on while its basis is within this share of n
+_FAST_MAX_BLOCKS = 16  # and within this many blocks
+_FAST_CHECK_EVERY = 2  # blocks between convergence checks (CPU), from block 4
+_FAST_TOL = 1e-3  # relative residual of every wanted Ritz pair that ends the run
 
 
 def centred_sigmoid(x: torch.Tensor, centering: str) -> torch.Tensor:
@@ -312,17 +315,19 @@ def _krylov_components(centred: torch.Tensor, k: int, seed: int) -> torch.Tensor
     """The fast solver: block Krylov in float32 on the token Gram P_c P_c^T, applied as two
     thin products (no T x T matrix), started in the range of P_c (P_c times a seeded
     Gaussian block), with a float64 Rayleigh-Ritz. It stops once every wanted Ritz pair's
-    relative residual |G v - theta v| / theta is below _FAST_TOL (checked on the CPU after
-    blocks _FAST_CHECKS), else after _FAST_BLOCKS blocks."""
+    relative residual |G v - theta v| / theta is below _FAST_TOL (checked on the CPU every
+    other block from block 4), else once its basis reaches half of n or 16 blocks (a fixed
+    run of that length on a GPU): components that need more blocks than the usual four to settle get
+    them, instead of coming back half-converged."""
     batch, size, width = centred.shape
     block = k + _FAST_OVERSAMPLING
-    num_blocks = _FAST_BLOCKS
-    if 3 * num_blocks * block > size:  # many components for the size: a dense float32 solve is cheaper
+    if 3 * _FAST_BLOCKS * block > size:  # many components for the size: a dense float32 solve is cheaper
         return _dense_float32_components(centred, k)
+    num_blocks = max(_FAST_BLOCKS, min(_FAST_MAX_BLOCKS, int(size * _FAST_MAX_FRACTION) // block))
     generator = torch.Generator().manual_seed(seed)
     sketch = torch.randn(batch, width, block, generator=generator).to(centred)
     start = torch.linalg.qr(centred @ sketch).Q.transpose(-1, -2).contiguous()
-    checks = [c for c in _FAST_CHECKS if c < num_blocks] if _waits_are_free(centred.device) else []
+    checks = list(range(4, num_blocks, _FAST_CHECK_EVERY)) if _waits_are_free(centred.device) else []
     result = {}
 
     def checkpoint(blocks_done, basis, images, quotient):

@@ -137,8 +137,9 @@ def test_the_fast_solver_keeps_nearly_the_exact_tokens(monkeypatch):
         fast = select(features, budget, importance=importance, reserved=1, solver="krylov")
         assert ran and not exact_calls, "the fast solver must run its own Krylov iteration here"
         overlaps += _overlaps(exact, fast)
-    assert float(np.mean(overlaps)) >= 0.95, overlaps
-    assert min(overlaps) >= 0.85, overlaps
+    # (Runs stopped at 7 blocks whatever their residuals left views at 0.89-0.97.)
+    assert float(np.mean(overlaps)) >= 0.99, overlaps
+    assert min(overlaps) >= 0.95, overlaps
 
 
 def test_the_fast_solver_takes_a_float32_dense_route_for_many_components(monkeypatch):
