@@ -231,7 +231,20 @@ def _pixel_of(encoded, view: int, patch: int) -> tuple[int, int]:
 def _click_overlay(page, element: str, x: int, y: int) -> None:
     """Click natural pixel (x, y) of an overlay shown with object-fit: contain."""
     image = page.locator(f"{element} img")
+    # Just after a tab switch the image may still be loading or being laid out: wait until
+    # it has loaded and its box has stopped moving, else the click lands on the old layout.
+    image.wait_for(state="visible", timeout=30_000)
+    page.wait_for_function(
+        "selector => { const img = document.querySelector(selector); return img && img.complete && img.naturalWidth > 0; }",
+        arg=f"{element} img", timeout=30_000,
+    )
     box = image.bounding_box()
+    for _ in range(20):
+        page.wait_for_timeout(100)
+        settled = image.bounding_box()
+        if settled == box:
+            break
+        box = settled
     natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     scale = min(box["width"] / natural_w, box["height"] / natural_h)
     left = box["x"] + (box["width"] - natural_w * scale) / 2
