@@ -47,9 +47,12 @@ class ReadBacks(TorchDispatchMode):
     def __init__(self):
         super().__init__()
         self.sites: list[str] = []
+        self._own: dict[str, object] = {}  # methods defined on torch.Tensor itself, restored on exit
 
     def __enter__(self):
         for name in self.PATCHED:
+            if name in vars(torch.Tensor):
+                self._own[name] = vars(torch.Tensor)[name]
             original = getattr(torch.Tensor, name)
 
             def recording(tensor, *args, _original=original, _name=name, **kwargs):
@@ -61,7 +64,10 @@ class ReadBacks(TorchDispatchMode):
 
     def __exit__(self, *exc):
         for name in self.PATCHED:
-            delattr(torch.Tensor, name)  # back to the method torch.Tensor inherits
+            if name in self._own:
+                setattr(torch.Tensor, name, self._own.pop(name))
+            else:
+                delattr(torch.Tensor, name)  # back to the method torch.Tensor inherits
         return super().__exit__(*exc)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
@@ -137,6 +143,7 @@ def test_ragged_views_read_back_once_per_group_of_equal_counts(device_paths):
         return [site for site in sites if not site.startswith(("selection.select ", "selection._validated_inputs "))]
 
     assert len(per_selection(ragged)) == 2 * len(per_selection(full)) > 0, (ragged, full)
+
     def in_select(sites):
         return [site for site in sites if site.startswith("selection.select ")]
 
