@@ -12,12 +12,34 @@ quantity tau is a multiple of, and the output order. Two are defined (docs/SPEC.
   included); positions order when more than 150 tokens are kept; nothing pruned for T <= 16.
 
 Explicit ``groups`` / ``lam`` given to :func:`prunesid.select` override a preset's values.
+:data:`DEFAULTS` holds the settings used when none is given (grouping, solver, preset, ...).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+@dataclass(frozen=True)
+class Defaults:
+    """PruneSID's settings when the caller gives none, read by :func:`prunesid.select`,
+    ``validate_settings``, the ``PruneSID`` press and the command line (one source).
+    ``groups`` and ``lam`` are None: the preset derives K and lambda from (N, T)."""
+
+    budget: int = 64  # N of a press or a front end; select() always takes it from the caller
+    groups: int | None = None
+    lam: float | None = None
+    grouping: str = "psca"
+    centering: str = "token"
+    dynamic: bool = False
+    phi_ref: float | None = None
+    seed: int = 0
+    order: str = "reference"
+    solver: str = "exact"
+    preset: str = "llava"
+
+
+DEFAULTS = Defaults()
 
 # PruneSID-Dyn: an image's budget N' = round(N * phi / phi_ref) is clamped to
 # [DYNAMIC_MIN_FRACTION * N, DYNAMIC_MAX_FRACTION * N] (and to what the image can hold).
@@ -62,6 +84,10 @@ class Preset:
 
     def group_cap(self, budget: int) -> int:
         return group_cap(budget)
+
+    def orders_by_position(self, kept: int) -> bool:
+        """Whether the reference order becomes position order for ``kept`` kept tokens."""
+        return self.spatial_above is not None and kept > self.spatial_above
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """On a GPU, select() reads nothing back from the device inside a loop.
 
-There is no GPU here, so the device code paths (taken where ``_waits_are_free`` is False,
+There is no GPU here, so the device code paths (taken where ``devices.waits_are_free`` is False,
 i.e. off the CPU: Krylov runs of fixed length checked once, NMS rounds counted in advance,
 torch's eigensolvers instead of SciPy's) run on the CPU while every read-back a GPU would
 wait for is recorded: ``bool`` / ``int`` / ``float`` / ``item`` of a tensor
@@ -23,9 +23,10 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.compressor import make_inputs
-from prunesid import psca, select, selection
+import prunesid
+from prunesid import devices, select
 
-PACKAGE = str(Path(selection.__file__).resolve().parent)
+PACKAGE = str(Path(prunesid.__file__).resolve().parent)
 READ_BACK_OPS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "unique_consecutive"}
 
 
@@ -78,8 +79,7 @@ class ReadBacks(TorchDispatchMode):
 
 @pytest.fixture
 def device_paths(monkeypatch):
-    monkeypatch.setattr(psca, "_waits_are_free", lambda device: False)
-    monkeypatch.setattr(selection, "_waits_are_free", lambda device: False)
+    monkeypatch.setattr(devices, "waits_are_free", lambda device: False)
 
     def run(x, budget, **options):
         recorder = ReadBacks()
@@ -125,8 +125,8 @@ def test_the_dynamic_budget_reads_phi_back_once(device_paths):
         extra.remove(site)
     # phi is copied to the host once; the budget arithmetic (a bisection of up to 200
     # steps) then runs on host tensors only, which the CPU stand-in cannot tell apart.
-    assert extra[0] == "selection.select (cpu)" and "selection.select (cpu)" not in extra[1:], extra
-    host_side = {"selection._dynamic_budgets", "selection._shares_with_total", "selection._largest_remainder"}
+    assert extra[0] == "stages.select (cpu)" and "stages.select (cpu)" not in extra[1:], extra
+    host_side = {"dynamic.dynamic_budgets", "dynamic._shares_with_total", "dynamic._largest_remainder"}
     assert {site.split(" ")[0] for site in extra[1:]} <= host_side, extra
 
 
@@ -140,11 +140,11 @@ def test_ragged_views_read_back_once_per_group_of_equal_counts(device_paths):
     # The per-view decisions are made on the host (one read of the counts); each group of
     # views is then one selection, with the reads of one selection.
     def per_selection(sites):
-        return [site for site in sites if not site.startswith(("selection.select ", "selection._validated_inputs "))]
+        return [site for site in sites if not site.startswith(("stages.select ", "validate.validated_inputs "))]
 
     assert len(per_selection(ragged)) == 2 * len(per_selection(full)) > 0, (ragged, full)
 
     def in_select(sites):
-        return [site for site in sites if site.startswith("selection.select ")]
+        return [site for site in sites if site.startswith("stages.select ")]
 
     assert in_select(ragged) == in_select(full), (ragged, full)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from prunesid import select
-from prunesid.selection import _dynamic_budgets
+from prunesid.selection.dynamic import dynamic_budgets
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 FRAMES, PER_FRAME = 8, 17  # Video-LLaVA: 8 frames, 17 tokens each in the paper
@@ -145,7 +145,7 @@ def test_dynamic_totals_are_exact_for_many_random_batches():
         budgets = torch.tensor([17] * views if same else rng.integers(4, 80, views).tolist())
         phi = torch.tensor(rng.uniform(0.001, 1.0, views) ** rng.uniform(0.5, 4), dtype=torch.float32)
         selectable = torch.full((views,), 256)
-        result, clamped, _ = _dynamic_budgets(budgets, phi, None, 1, selectable)
+        result, clamped, _ = dynamic_budgets(budgets, phi, None, 1, selectable)
         assert int(result.sum()) == int(budgets.sum())
         low = torch.ceil(budgets / 2).clamp(min=2)
         assert bool((result >= low).all()) and bool((result <= 2 * budgets).all())

@@ -17,9 +17,13 @@ import pytest
 import torch
 
 from benchmarks.compressor import make_inputs
-from prunesid import psca, select
-from prunesid.psca import dense_top_eigenvectors, certified_krylov, principal_token_components, top_eigenvectors
-from prunesid.selection import _greedy_nms_rounds, _kept_indices, _nms_round_bound, _quotas
+from prunesid import devices, linalg, psca, select
+from prunesid.linalg import dense_top_eigenvectors, certified_krylov, top_eigenvectors
+from prunesid.psca import principal_token_components
+from prunesid.selection import nms_blocks
+from prunesid.selection.nms_blocks import greedy_nms_rounds, nms_round_bound
+from prunesid.selection.order import kept_indices
+from prunesid.selection.quotas import group_quotas
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -86,7 +90,7 @@ def test_the_exact_solver_takes_the_same_decisions_by_either_path(monkeypatch):
     _, certified = certified_krylov(gram, 16, 24, [8, 10, 12])
     assert certified.all(), "the case must take the Krylov path, else it tests nothing"
     krylov_path = select(x, 64, importance=importance, reserved=1)
-    monkeypatch.setattr(psca, "_KRYLOV_MIN_SIZE", 10**9)  # dense only
+    monkeypatch.setattr(linalg, "_KRYLOV_MIN_SIZE", 10**9)  # dense only
     dense_path = select(x, 64, importance=importance, reserved=1)
     assert torch.equal(krylov_path.groups, dense_path.groups)
     assert all(torch.equal(a, b) for a, b in zip(krylov_path.indices, dense_path.indices))
@@ -122,9 +126,9 @@ def test_the_fast_solver_keeps_nearly_the_exact_tokens(monkeypatch):
     view, where its Krylov run is used (N <= 64 at T = 576): the golden cases' features
     (importance = their CLS attention) and more made the same way."""
     ran, exact_calls = [], []
-    original, original_exact = psca._block_krylov, psca.top_eigenvectors
-    monkeypatch.setattr(psca, "_block_krylov", lambda *args: ran.append(1) or original(*args))
-    monkeypatch.setattr(psca, "top_eigenvectors", lambda *args: exact_calls.append(1) or original_exact(*args))
+    original, original_exact = linalg._block_krylov, linalg.top_eigenvectors
+    monkeypatch.setattr(linalg, "_block_krylov", lambda *args: ran.append(1) or original(*args))
+    monkeypatch.setattr(linalg, "top_eigenvectors", lambda *args: exact_calls.append(1) or original_exact(*args))
     views = [(features, importance, budget) for _, features, importance, budget in _golden_views() if budget <= 64]
     views += [(*_golden_like(seed, concepts, shared, noise), budget) for seed, concepts, shared, noise, budget in [
         (1, 6, 0.5, 1.2, 32), (2, 12, 1.0, 1.0, 64), (3, 20, 1.2, 0.8, 64), (4, 30, 0.9, 0.7, 32),
@@ -147,9 +151,9 @@ def test_the_fast_solver_takes_a_float32_dense_route_for_many_components(monkeyp
     settles it: the fast solver diagonalises the float32 Gram instead, never the float64
     one, and keeps the exact solver's tokens (the golden cases at N >= 128 and more)."""
     dense_calls, exact_calls = [], []
-    original_dense, original_exact = psca.dense_top_eigenvectors, psca.top_eigenvectors
-    monkeypatch.setattr(psca, "dense_top_eigenvectors", lambda m, k: dense_calls.append(m.dtype) or original_dense(m, k))
-    monkeypatch.setattr(psca, "top_eigenvectors", lambda *args: exact_calls.append(1) or original_exact(*args))
+    original_dense, original_exact = linalg.dense_top_eigenvectors, linalg.top_eigenvectors
+    monkeypatch.setattr(linalg, "dense_top_eigenvectors", lambda m, k: dense_calls.append(m.dtype) or original_dense(m, k))
+    monkeypatch.setattr(linalg, "top_eigenvectors", lambda *args: exact_calls.append(1) or original_exact(*args))
     views = [(features, importance, budget) for _, features, importance, budget in _golden_views() if budget >= 128]
     views += [(*_golden_like(seed, concepts, shared, noise), budget) for seed, concepts, shared, noise, budget in [
         (7, 10, 0.8, 1.0, 128), (8, 24, 1.0, 0.9, 192), (9, 6, 1.2, 1.1, 192),
@@ -171,7 +175,7 @@ def test_the_float32_dense_eigenvectors_are_the_top_ones(k):
     rows = torch.randn(300, 500, generator=generator) * torch.linspace(2, 0.1, 500)
     gram = rows @ rows.T
     gram = (gram + gram.T) / 2
-    got = psca.dense_top_eigenvectors(gram[None], k)[0]
+    got = dense_top_eigenvectors(gram[None], k)[0]
     assert got.dtype == torch.float32 and got.shape == (300, k)
     reference = torch.linalg.eigh(gram.double())[1][:, -k:].flip(-1)
     # Same vectors up to sign, largest eigenvalue first.
@@ -204,8 +208,8 @@ def test_fixed_round_nms_equals_rounds_until_done(seed):
     density = [0.02, 0.1, 0.4][seed % 3]
     conflicts = (torch.rand(3, size, size, generator=generator) < density).float().triu(1)
     conflicts = conflicts * takeable[:, :, None]  # only takeable tokens discard others
-    expected = _greedy_nms_rounds(conflicts, takeable, None)
-    assert torch.equal(_greedy_nms_rounds(conflicts, takeable, int(_nms_round_bound(conflicts, takeable))), expected)
+    expected = greedy_nms_rounds(conflicts, takeable, None)
+    assert torch.equal(greedy_nms_rounds(conflicts, takeable, int(nms_round_bound(conflicts, takeable))), expected)
 
 
 def test_the_round_bound_holds_for_the_longest_chain():
@@ -214,14 +218,14 @@ def test_the_round_bound_holds_for_the_longest_chain():
     for length in (2, 3, 8, 9):
         conflicts, takeable = _chain(length), torch.ones(1, length, dtype=torch.bool)
         expected = torch.arange(length) % 2 == 0
-        assert torch.equal(_greedy_nms_rounds(conflicts, takeable, None)[0], expected)
-        assert int(_nms_round_bound(conflicts, takeable)) == length
-        assert torch.equal(_greedy_nms_rounds(conflicts, takeable, int(_nms_round_bound(conflicts, takeable)))[0], expected)
+        assert torch.equal(greedy_nms_rounds(conflicts, takeable, None)[0], expected)
+        assert int(nms_round_bound(conflicts, takeable)) == length
+        assert torch.equal(greedy_nms_rounds(conflicts, takeable, int(nms_round_bound(conflicts, takeable)))[0], expected)
 
 
 def _quotas_raising_one_at_a_time(sizes, survivor_counts, budgets, to_keep, caps):
     """The quotas with the ceilings raised one step per loop, as the reference does
-    (the same as _quotas otherwise)."""
+    (the same as group_quotas otherwise)."""
     lower = sizes.clamp(max=1)
     upper = torch.minimum(torch.minimum(caps[:, None].expand_as(sizes), sizes), survivor_counts)
     while True:
@@ -253,7 +257,7 @@ def test_loop_free_quota_ceilings_equal_raising_one_at_a_time(seed):
     caps = torch.randint(1, 12, (batch,), generator=generator)
     lower_fits = sizes.clamp(max=1).sum(1) <= to_keep  # (the other branch is tested elsewhere)
     expected = _quotas_raising_one_at_a_time(sizes, survivor_counts, budgets, to_keep, caps)
-    got = _quotas(sizes, survivor_counts, budgets, to_keep, caps)
+    got = group_quotas(sizes, survivor_counts, budgets, to_keep, caps)
     assert torch.equal(got[lower_fits], expected[lower_fits])
 
 
@@ -285,7 +289,7 @@ def test_batched_output_order_equals_the_per_view_definition(order, seed):
             position[b, members] = torch.randperm(members.numel(), generator=generator)
     quotas = torch.randint(0, 9, (batch, k), generator=generator)
     keep_all = torch.tensor([False, True, False, False])
-    got = _kept_indices(group_of, position, quotas, keep_all, order)
+    got = kept_indices(group_of, position, quotas, keep_all, order)
     assert [index.tolist() for index in got] == _kept_indices_per_view(group_of, position, quotas, keep_all, order)
     assert all(index.dtype == torch.long for index in got)
 
@@ -293,13 +297,10 @@ def test_batched_output_order_equals_the_per_view_definition(order, seed):
 def test_the_device_code_paths_make_the_same_selection(monkeypatch):
     """What runs on a GPU (Krylov certified once after a fixed run, NMS rounds counted in
     advance), exercised here on the CPU: the same selection as the CPU paths."""
-    from prunesid import selection
-
     x, importance = make_inputs(2, 576, 256, seed=6)
     heavy = {"lam": 0.6}  # tau well below 1: NMS discards many tokens
     expected = [select(x, budget, importance=importance, reserved=1, **heavy) for budget in (64, 32)]
-    monkeypatch.setattr(psca, "_waits_are_free", lambda device: False)
-    monkeypatch.setattr(selection, "_waits_are_free", lambda device: False)
+    monkeypatch.setattr(devices, "waits_are_free", lambda device: False)
     for budget, reference in zip((64, 32), expected):
         got = select(x, budget, importance=importance, reserved=1, **heavy)
         assert not reference.survivors.all(), "NMS must discard something here"
@@ -311,8 +312,6 @@ def test_the_device_path_resolves_the_longest_chain(monkeypatch):
     """Tokens on an arc, each similar enough to its neighbours only and ordered along it:
     the first discards the second, which cannot discard the third, ... so deciding the last
     one takes as many rounds as there are tokens, the most the round count allows."""
-    from prunesid import selection
-
     count, step = 41, 0.05
     angles = torch.arange(count) * step
     xn = torch.stack([angles.cos(), angles.sin(), torch.zeros(count), torch.zeros(count)], dim=-1)[None]
@@ -321,6 +320,6 @@ def test_the_device_path_resolves_the_longest_chain(monkeypatch):
     rank = torch.arange(count)[None]  # importance decreases along the arc
     takeable = torch.ones(1, count, dtype=torch.bool)
     expected = torch.arange(count)[None] % 2 == 0
-    assert torch.equal(selection._greedy_nms_survivors(xn, group_of, rank, takeable, tau), expected)
-    monkeypatch.setattr(selection, "_waits_are_free", lambda device: False)
-    assert torch.equal(selection._greedy_nms_survivors(xn, group_of, rank, takeable, tau), expected)
+    assert torch.equal(nms_blocks.greedy_nms_survivors(xn, group_of, rank, takeable, tau), expected)
+    monkeypatch.setattr(devices, "waits_are_free", lambda device: False)
+    assert torch.equal(nms_blocks.greedy_nms_survivors(xn, group_of, rank, takeable, tau), expected)
