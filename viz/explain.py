@@ -1,31 +1,21 @@
-"""Why was this patch kept or dropped? Pure functions of a Selection and the tokens it chose from.
-
-PruneSID drops a patch for one of a few reasons, each readable from a
-:class:`prunesid.Selection` plus the patch tokens of the view:
-
-- the NMS suppressed it: an earlier survivor of its group (earlier = more important) has a
-  cosine similarity with it above tau; the first such survivor the greedy NMS took is the
-  one that discarded it;
-- it survived the NMS but its group's quota was full: the group keeps its first k of c
-  survivors, in the order taken, and this one came later (when a group's quota exceeds
-  its survivors, its most important suppressed patches fill the rest);
-- its importance is 0: the NMS never takes such a patch;
-- it took no part (LLaVA-NeXT letterbox padding: group -1).
+"""Why was this patch kept or dropped? The words and the place on the picture for a decision
+that the library computes (:func:`prunesid.selection.explain`: kept, suppressed by which
+survivor, quota full, zero importance, or no part taken).
 
 :func:`locate` maps a pixel of an overlay drawn by :mod:`viz.overlay` (groups, survivors or
-kept: one layout) back to the view and patch under it.
+kept: one layout) back to the view and patch under it; :func:`explain_patch` words the
+decision about that patch, with its row and column on the view's grid.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from prunesid.geometry import PatchGrid
-from prunesid.selection import Selection
+from prunesid.selection import Selection, TokenDecision, explain
 from viz.overlay import CAPTION_HEIGHT, GAP, canvases
 
 
@@ -87,8 +77,9 @@ def overlay_size(image: Image.Image, grids: list[PatchGrid]) -> tuple[int, int]:
 
 @dataclass
 class Explanation:
-    """The decision about one patch and the numbers behind it (indices are patch indices
-    of the view; ranks are 1-based)."""
+    """A :class:`prunesid.selection.TokenDecision` placed on its view's patch grid (row,
+    column, the view's name) for the page; indices are patch indices of the view, ranks are
+    1-based."""
 
     view: int
     view_label: str
@@ -110,6 +101,14 @@ class Explanation:
     similarity: float | None = None
     tau: float | None = None
     keep_all: bool = False
+
+    @classmethod
+    def of(cls, decision: TokenDecision, view_label: str, cols: int) -> Explanation:
+        shared = {field.name: getattr(decision, field.name) for field in fields(decision) if field.name != "token"}
+        row, col = divmod(decision.token, cols)
+        suppressor_row, suppressor_col = divmod(decision.suppressor, cols) if decision.suppressor is not None else (None, None)
+        return cls(**shared, view_label=view_label, patch=decision.token, row=row, col=col,
+                   suppressor_row=suppressor_row, suppressor_col=suppressor_col)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -159,77 +158,21 @@ class Explanation:
 
 
 def explain_patch(selection: Selection, features: torch.Tensor, view: int, patch: int, grids: list[PatchGrid] | None = None) -> Explanation:
-    """Why ``patch`` of ``view`` was kept or dropped.
+    """Why ``patch`` of ``view`` was kept or dropped, worded for the page.
 
     ``features``: the patch tokens the selection chose from, ``[V, T, D]`` (or ``[T, D]``
-    for the one view asked about), in the selection's index space.
+    for the one view asked about), in the selection's index space. ``grids`` place the
+    patch on its view (a square grid when None).
     """
     if not 0 <= view < selection.num_images:
         raise ValueError(f"view must be in [0, {selection.num_images - 1}], got {view}")
-    num_tokens = selection.num_tokens
-    if not 0 <= patch < num_tokens:
-        raise ValueError(f"patch must be in [0, {num_tokens - 1}], got {patch}")
-    tokens = features[view] if features.dim() == 3 else features
-    if tuple(tokens.shape[:1]) != (num_tokens,):
-        raise ValueError(f"features hold {tokens.shape[0]} tokens for this view but the selection has {num_tokens}")
+    if not 0 <= patch < selection.num_tokens:
+        raise ValueError(f"patch must be in [0, {selection.num_tokens - 1}], got {patch}")
+    decision = explain(selection, features, view, patch)
     grid = grids[view] if grids is not None else None
-    cols = grid.cols if grid is not None else int(round(num_tokens ** 0.5))
+    cols = grid.cols if grid is not None else int(round(selection.num_tokens ** 0.5))
     label = grid.label if grid is not None else f"view {view}"
-    row, col = divmod(patch, cols)
-    base = dict(view=view, view_label=_view_label(label, view), patch=patch, row=row, col=col)
-
-    groups = selection.groups[view].cpu()
-    group = int(groups[patch])
-    if group < 0:
-        return Explanation(**base, status="excluded")
-    scores = selection.scores[view].cpu().float()
-    survivors = selection.survivors[view].cpu()
-    survivor_rank = selection.survivor_rank[view].cpu()
-    members = (groups == group).nonzero().flatten()
-    score = float(scores[patch])
-    earlier = (scores[members] > score) | ((scores[members] == score) & (members < patch))
-    kept = bool((selection.indices[view].cpu() == patch).any())
-    quota = int(selection.quotas[view, group])
-    info = dict(
-        base,
-        group=group,
-        num_groups=int(selection.num_groups[view]),
-        group_size=int(members.numel()),
-        importance=score,
-        importance_rank=int(earlier.sum()) + 1,
-        group_survivors=int(survivors[members].sum()),
-        group_quota=quota,
-        tau=float(selection.tau[view]),
-        keep_all=bool(selection.budget[view] - selection.reserved >= num_tokens),
-    )
-    if kept:
-        rank = int(survivor_rank[patch])
-        return Explanation(**info, status="kept", survivor_rank=rank + 1 if rank >= 0 else None)
-    if bool(survivors[patch]):
-        return Explanation(**info, status="quota_full", survivor_rank=int(survivor_rank[patch]) + 1)
-    if score <= 0:
-        return Explanation(**info, status="zero_importance")
-    # Suppressed: the first survivor the greedy NMS took, among the more important ones of
-    # the group, whose similarity with this patch exceeds tau.
-    candidates = members[earlier & survivors[members]]
-    if candidates.numel() == 0:
-        raise ValueError(f"patch {patch} of view {view} was neither kept nor suppressed by any survivor: the selection and the features disagree")
-    rows = F.normalize(tokens[torch.cat([candidates, torch.tensor([patch])]).to(tokens.device)].detach().float().cpu(), dim=-1)
-    similarity = rows[:-1] @ rows[-1]
-    order = torch.argsort(survivor_rank[candidates])
-    candidates, similarity = candidates[order], similarity[order]
-    above = (similarity > info["tau"]).nonzero().flatten()
-    # Float rounding can put a similarity a hair under tau; then the closest survivor is named.
-    pick = int(above[0]) if above.numel() else int(torch.argmax(similarity))
-    suppressor = int(candidates[pick])
-    return Explanation(
-        **info,
-        status="suppressed",
-        suppressor=suppressor,
-        suppressor_row=suppressor // cols,
-        suppressor_col=suppressor % cols,
-        similarity=float(similarity[pick]),
-    )
+    return Explanation.of(decision, _view_label(label, view), cols)
 
 
 def _view_label(label: str, view: int) -> str:
