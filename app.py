@@ -5,19 +5,28 @@
 The page reads top to bottom: banner, image and controls, the overlays and stats (click a
 patch: why was it kept or dropped?), the chat, then the comparisons. The work itself lives
 in demo/: handlers.py (events), chat.py (the chat's queue), files.py (which files may be
-read), model_choice.py (which model, and why).
+read), model_choice.py (which model, and why), limits.py (what one visitor may cost) and
+admission.py (each client's share of the queue). docs/security.md explains the limits.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 
 import gradio as gr
 
+from starlette.middleware import Middleware
+
+from demo.admission import QueueShare, client_of
 from demo.chat import ChatQueue
 from demo.files import MAX_FILE_BYTES
-from demo.handlers import GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, example_images, stats_markdown, user_errors
+from demo.handlers import question as question_text
+from demo.handlers import (
+    GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, stats_markdown, user_errors,
+)
+from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_SIZE
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, MethodHandlers
 from demo.model_choice import choose_model, load_with_fallback
 from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, example_videos
@@ -32,8 +41,9 @@ except ImportError:
         return function
 
 
-CONCURRENCY_LIMIT = 2  # model calls at once; the queue holds the rest
-QUEUE_SIZE = 64  # requests waiting beyond that are refused ("queue is full")
+# Every event that runs the model, page-only ones included, is in one concurrency group:
+# CONCURRENCY_LIMIT model calls at once for the whole app, whichever events they come from.
+MODEL_WORK = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY_LIMIT}
 CSS = """
 #banner {border-radius: 8px; padding: 4px 12px; background: var(--block-background-fill);}
 .overlay img {object-fit: contain;}
@@ -43,9 +53,9 @@ EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see wh
 
 def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None, videos: VideoHandlers | None = None) -> gr.Blocks:
     methods = methods or MethodHandlers(handlers.vlm, phi_ref=handlers.phi_ref)
-    analyze_method = on_gpu(user_errors(methods.analyze))
-    refresh_method = on_gpu(user_errors(methods.refresh))
-    compare_methods = on_gpu(user_errors(methods.compare))
+    analyze_method = on_gpu(user_errors(checked_controls(methods.analyze)))
+    refresh_method = on_gpu(user_errors(checked_controls(methods.refresh)))
+    compare_methods = on_gpu(user_errors(checked_controls(methods.compare)))
     analyze = on_gpu(user_errors(handlers.analyze))
     refresh = on_gpu(user_errors(handlers.refresh))
     chat = on_gpu(user_errors(handlers.chat))
@@ -53,17 +63,27 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     compare_answers = on_gpu(user_errors(handlers.compare_answers))
     explain = on_gpu(user_errors(handlers.explain))
     explain_click = on_gpu(user_errors(handlers.explain_click))
-    chats = ChatQueue(handlers.queued_answer, validate=handlers.check_question)
+    chats = ChatQueue(handlers.queued_answer, validate=handlers.check_question, check_message=question_text)
+
+    # The chat's session is the browser session Gradio gives, opened when the page loads and
+    # tied to the client's address (demo/chat.py): an id made up in a request reaches nothing.
+    @user_errors
+    def open_chat(request: gr.Request):
+        chats.open(request.session_hash, client_of(request))
+
+    def close_chat(request: gr.Request):
+        chats.forget(request.session_hash)
 
     @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic))
+        history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
         return "", history
 
     @on_gpu
+    @user_errors
     def answer(request: gr.Request):
         answered = False
-        for history, info, stats in chats.answer(request.session_hash):
+        for history, info, stats in chats.answer(request.session_hash, client_of(request)):
             answered = True
             if stats is None:
                 yield history, "generating...", gr.skip(), gr.skip()
@@ -72,19 +92,21 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         if not answered:  # another worker of this session is answering: it takes the question
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
+    @user_errors
     def stop_answer(request: gr.Request):
-        chats.stop(request.session_hash)
+        chats.stop(request.session_hash, client_of(request))
 
     @user_errors
     def retry(image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        return chats.retry(request.session_hash, image, (budget, groups, lam, grouping, dynamic))
+        return chats.retry(request.session_hash, image, (budget, groups, lam, grouping, dynamic), client_of(request))
 
     @user_errors
     def undo(request: gr.Request):
-        return chats.undo(request.session_hash)
+        return chats.undo(request.session_hash, client_of(request))
 
+    @user_errors
     def new_chat(request: gr.Request):
-        return chats.reset(request.session_hash), ""
+        return chats.reset(request.session_hash, client_of(request)), ""
 
     with gr.Blocks(title="PruneSID: what the compressor keeps") as page:
         gr.Markdown(
@@ -99,9 +121,9 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             with gr.Column(scale=2, min_width=320):
                 image = gr.Image(type="filepath", label="Image", height=320, elem_id="input-image")
                 gr.Examples(example_images(), inputs=image, label="Examples (generated, CC0)")
-                budget = gr.Slider(8, 576, value=64, step=1, label="N — visual tokens per image (per view on LLaVA-NeXT)", elem_id="budget")
-                groups = gr.Slider(0, 144, value=0, step=1, label="K — groups (0 = auto: N/4)", elem_id="groups")
-                lam = gr.Slider(0, 18, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto: N/32)", elem_id="lam")
+                budget = gr.Slider(*BUDGET_RANGE, value=64, step=1, label="N — visual tokens per image (per view on LLaVA-NeXT)", elem_id="budget")
+                groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label="K — groups (0 = auto: N/4)", elem_id="groups")
+                lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto: N/32)", elem_id="lam")
                 grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping (paper's ablation: random / KMeans / PSCA)", elem_id="grouping")
                 dynamic = gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic")
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
@@ -152,7 +174,7 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             gr.Markdown("<small>The same image, model and budget N for every method. VisionZip's merged tokens: "
                         "one colour each over the patches they cover, the anchor outlined.</small>")
             with gr.Row():
-                method = gr.Radio(METHOD_CHOICES, value="PruneSID", label="Method", elem_id="method")
+                method = gr.Radio(METHOD_CHOICES, value=METHOD_CHOICES[0], label="Method", elem_id="method")
                 method_button = gr.Button("Show what this method keeps", elem_id="analyze-method")
             method_view = gr.Image(label="Kept by the method", interactive=False, elem_id="method-view", elem_classes="overlay")
             method_table = gr.Markdown(elem_id="method-stats")
@@ -173,7 +195,7 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
                         video = gr.Video(label="Clip", elem_id="input-video", height=240)
                         if example_videos():
                             gr.Examples(example_videos(), inputs=video, label="Example clip (generated, CC0)")
-                        frame_budget = gr.Slider(2, 256, value=DEFAULT_FRAME_BUDGET, step=1, label="N — tokens per frame (CLS included)", elem_id="frame-budget")
+                        frame_budget = gr.Slider(*FRAME_BUDGET_RANGE, value=DEFAULT_FRAME_BUDGET, step=1, label="N — tokens per frame (CLS included)", elem_id="frame-budget")
                         video_dynamic = gr.Checkbox(False, label="Dynamic budget across frames (N'_f ∝ φ_f, total frames x N)", elem_id="video-dynamic")
                         video_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
                     with gr.Column(scale=3, min_width=420):
@@ -208,19 +230,20 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         # preprocess=False: the handlers read the uploaded file themselves, through
         # demo/files.py, which reads only files this app was given.
         raw = {"preprocess": False}
-        analyze_button.click(analyze, controls, overlays, api_name="analyze", **raw)
-        image.change(refresh, controls, overlays, **hidden, **raw)
+        model = {**raw, **MODEL_WORK}  # queued events that run the model
+        analyze_button.click(analyze, controls, overlays, api_name="analyze", **model)
+        image.change(refresh, controls, overlays, **hidden, **model)
         image.change(lambda: EXPLAIN_HINT, None, explanation, queue=False, **hidden)
         # Live re-render while a control moves; only the latest value is run when busy.
         for control in (budget, groups, lam, grouping, dynamic):
-            control.change(refresh, controls, overlays, trigger_mode="always_last", show_progress="hidden", **hidden, **raw)
+            control.change(refresh, controls, overlays, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
         for view in (kept_view, groups_view, survivors_view):
-            view.select(explain_click, controls, [explanation, explanation_json], **hidden, **raw)
-        api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **raw)
+            view.select(explain_click, controls, [explanation, explanation_json], **hidden, **model)
+        api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **model)
 
         # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
         chat_outputs = [chatbot, reply_info, stats_json, stats_table]
-        answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden}
+        answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden, **MODEL_WORK}
         sent = gr.on(
             [send.click, message.submit], send_message, [message] + controls, [message, chatbot],
             queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
@@ -231,35 +254,35 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         chatbot.undo(undo, None, [chatbot, message], queue=False, **hidden)
         chatbot.clear(new_chat, None, [chatbot, reply_info], queue=False, **hidden)
         image.change(new_chat, None, [chatbot, reply_info], queue=False, **hidden)  # a new image starts a new chat
-        api_chat.click(chat, [message, chatbot] + controls, chat_outputs, api_name="chat", **raw)
+        api_chat.click(chat, [message, chatbot] + controls, chat_outputs, api_name="chat", **model)
 
-        compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **raw)
+        compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **model)
         answers_button.click(
             compare_answers, [question, image, budget, groups, lam, grouping, dynamic],
-            [full_answer, compressed_answer, speedup], api_name="compare_answers", **raw,
+            [full_answer, compressed_answer, speedup], api_name="compare_answers", **model,
         )
 
         method_inputs = [image, method, budget]
         method_outputs = [method_view, method_json, method_table]
-        method_button.click(analyze_method, method_inputs, method_outputs, api_name="analyze_method", **raw)
+        method_button.click(analyze_method, method_inputs, method_outputs, api_name="analyze_method", **model)
         # The method view follows the switch, the budget and a new image, like the overlays.
         for control in (method, budget):
-            control.change(refresh_method, method_inputs, method_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **raw)
-        image.change(refresh_method, method_inputs, method_outputs, **hidden, **raw)
+            control.change(refresh_method, method_inputs, method_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
+        image.change(refresh_method, method_inputs, method_outputs, **hidden, **model)
         compare_methods_button.click(
             compare_methods, [image, method_question, budget], [methods_sheet, methods_table, methods_json],
-            api_name="compare_methods", **raw,
+            api_name="compare_methods", **model,
         )
 
         if videos is not None:
             # The video controls: N per frame and the dynamic switch; K, lambda and grouping as for images.
             video_controls = [video, frame_budget, groups, lam, grouping, video_dynamic]
             video_outputs = [frames_groups, frames_survivors, frames_kept, frames_chart, video_json, video_table]
-            video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **raw)
-            video.change(on_gpu(user_errors(videos.refresh_video)), video_controls, video_outputs, **hidden, **raw)
+            video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **model)
+            video.change(on_gpu(user_errors(videos.refresh_video)), video_controls, video_outputs, **hidden, **model)
             video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
             video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
-            api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **raw)
+            api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
 
             def chat_video_page(message, history, *controls):
                 # Also hand back the question answered, so the box is cleared only if it still
@@ -271,9 +294,11 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             answered = gr.State("")
             video_sent = gr.on(
                 [video_send.click, video_message.submit], chat_video_page, [video_message, video_chatbot] + video_controls,
-                video_outputs_chat + [answered], **hidden, **raw,
+                video_outputs_chat + [answered], **hidden, **model,
             )
             video_sent.then(lambda sent, current: "" if current == sent else gr.skip(), [answered, video_message], video_message, queue=False, **hidden)
+        page.load(open_chat, None, None, queue=False, **hidden)
+        page.unload(close_chat)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return page
 
@@ -285,6 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--max-new-tokens", type=int, default=96, help=f"tokens per answer, at most {MAX_NEW_TOKENS_LIMIT}")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
         parser.error(f"--max-new-tokens must be in [1, {MAX_NEW_TOKENS_LIMIT}], got {args.max_new_tokens}")
 
@@ -295,6 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
         max_file_size=MAX_FILE_BYTES,
+        # Each client's share of the queue is checked before Gradio queues the request.
+        app_kwargs={"middleware": [Middleware(QueueShare, blocks=page)]},
     )
 
 

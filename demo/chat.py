@@ -12,6 +12,15 @@ question typed meanwhile:
 - ``retry`` / ``undo`` act on the last question when nothing is being answered;
 - ``reset`` (new image, clear button) ends everything and starts a new conversation.
 
+Sessions are opened by the page itself when it loads (``open``, with the browser session
+Gradio gives and the client's address) and closed when it unloads (``forget``). A request
+naming a session that was not opened, or opened from another address, is refused with one
+message and creates nothing: made-up session ids neither make room for themselves nor reach
+anybody's conversation. New sessions never push out active ones: when ``MAX_SESSIONS`` are
+open, only one idle for ``SESSION_IDLE_S`` makes room, and a client over
+``SESSIONS_PER_CLIENT`` closes its own least recent session. Each session may have
+``MAX_PENDING`` questions waiting and send ``QUESTIONS_PER_WINDOW`` per ``QUESTION_WINDOW_S``.
+
 Gradio-free: every method takes the session's key, so the rules are unit-tested directly.
 """
 
@@ -23,9 +32,12 @@ import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
-MAX_SESSIONS = 256  # conversations kept in memory; the least recently used go first
-MAX_TURNS = 200  # messages per conversation; sending more asks for a new chat
-MAX_PENDING = 8  # questions waiting at once in one session
+from demo.limits import (
+    MAX_PENDING, MAX_SESSIONS, MAX_TURNS, QUESTION_WINDOW_S, QUESTIONS_PER_WINDOW, SESSION_IDLE_S, SESSIONS_PER_CLIENT,
+)
+
+NO_SESSION = "this chat session is not open (the page was closed, or the server restarted): reload the page"
+FULL = "the demo has too many open chats right now: try again in a few minutes"
 STALE_WORKER_S = 120.0  # a worker silent this long is presumed gone (closed tab): another may take over
 
 
@@ -45,6 +57,9 @@ class Conversation:
     worker: int = 0  # id of the worker answering, 0 = none
     beat: float = 0.0  # last sign of life of that worker
     generation: int = 0  # bumped by reset: a worker of an older generation stops
+    client: str = ""  # the address that opened the session; only it may use it
+    seen: float = 0.0  # last use by its client (monotonic clock)
+    sent: deque = field(default_factory=deque)  # when the questions of the last window were sent
 
 
 class ChatQueue:
@@ -52,63 +67,114 @@ class ChatQueue:
     yields ``(answer so far, None)`` then ``(answer, (info, stats))`` (see
     :meth:`demo.handlers.Handlers.queued_answer`)."""
 
-    def __init__(self, answer_stream, validate=None):
+    def __init__(self, answer_stream, validate=None, check_message=None, clock=time.monotonic):
         self._answer_stream = answer_stream
         self._validate = validate  # (image, controls) -> None or raises ValueError
+        self._check_message = check_message  # (message) -> None or raises ValueError
+        self._clock = clock
         self._sessions: OrderedDict[str, Conversation] = OrderedDict()
         self._lock = threading.Lock()
         self._next_worker = 0
 
-    def conversation(self, session: str) -> Conversation:
+    # --- sessions ----------------------------------------------------------------------------
+
+    def open(self, session: str, client: str = "") -> list[dict]:
+        """Open the session of a page that has just loaded (or find it again); returns its
+        history. ValueError when no room can be made without closing an active session."""
+        if not isinstance(session, str) or not session:
+            raise ValueError(NO_SESSION)
+        now = self._clock()
+        closed = []
         with self._lock:
             conversation = self._sessions.get(session)
+            if conversation is not None and conversation.client != client:
+                raise ValueError(NO_SESSION)
             if conversation is None:
-                conversation = self._sessions[session] = Conversation()
+                own = [key for key, other in self._sessions.items() if other.client == client]
+                if len(own) >= SESSIONS_PER_CLIENT:  # the client's own least recent session makes room
+                    closed.append(self._sessions.pop(own[0]))
+                elif len(self._sessions) >= MAX_SESSIONS:
+                    idle = next((key for key, other in self._sessions.items() if self._idle(other, now)), None)
+                    if idle is None:
+                        raise ValueError(FULL)
+                    closed.append(self._sessions.pop(idle))
+                conversation = self._sessions[session] = Conversation(client=client)
+            conversation.seen = now
             self._sessions.move_to_end(session)
-            while len(self._sessions) > MAX_SESSIONS:
-                self._sessions.popitem(last=False)
+        for old in closed:
+            _close(old)
+        with conversation.lock:
+            return _copy(conversation.turns)
+
+    def conversation(self, session: str, client: str = "") -> Conversation:
+        """The open session's conversation; ValueError if it is not open for this client."""
+        with self._lock:
+            conversation = self._sessions.get(session) if isinstance(session, str) else None
+            if conversation is None or conversation.client != client:
+                raise ValueError(NO_SESSION)
+            conversation.seen = self._clock()
+            self._sessions.move_to_end(session)
             return conversation
 
     def forget(self, session: str) -> None:
         with self._lock:
             conversation = self._sessions.pop(session, None)
         if conversation is not None:
-            conversation.stop.set()
+            _close(conversation)
 
-    def history(self, session: str) -> list[dict]:
-        conversation = self.conversation(session)
+    @property
+    def open_sessions(self) -> int:
+        with self._lock:
+            return len(self._sessions)
+
+    def history(self, session: str, client: str = "") -> list[dict]:
+        conversation = self.conversation(session, client)
         with conversation.lock:
             return _copy(conversation.turns)
 
-    def busy(self, session: str) -> bool:
-        conversation = self.conversation(session)
+    def busy(self, session: str, client: str = "") -> bool:
+        conversation = self.conversation(session, client)
         with conversation.lock:
             return self._working(conversation)
 
+    def _idle(self, conversation: Conversation, now: float) -> bool:
+        return now - conversation.seen > SESSION_IDLE_S and not conversation.pending and not self._working(conversation)
+
     # --- events ----------------------------------------------------------------------------
 
-    def send(self, session: str, message, image, controls: tuple) -> list[dict]:
+    def send(self, session: str, message, image, controls: tuple, client: str = "") -> list[dict]:
         """Queue a question; returns the history to show (the question included)."""
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the message is empty: type a question about the image")
+        if self._check_message is not None:
+            self._check_message(message)
         if self._validate is not None:
             self._validate(image, controls)
-        conversation = self.conversation(session)
+        conversation = self.conversation(session, client)
+        now = self._clock()
         with conversation.lock:
             if len(conversation.pending) >= MAX_PENDING:
                 raise ValueError(f"{MAX_PENDING} questions are already waiting: let them be answered first")
             if len(conversation.turns) >= MAX_TURNS:
                 raise ValueError("this conversation is long enough: clear the chat to start a new one")
+            while conversation.sent and now - conversation.sent[0] > QUESTION_WINDOW_S:
+                conversation.sent.popleft()
+            if len(conversation.sent) >= QUESTIONS_PER_WINDOW:
+                raise ValueError(
+                    f"{QUESTIONS_PER_WINDOW} questions in {QUESTION_WINDOW_S / 60:.0f} minutes is the most one chat may ask: "
+                    "wait a few minutes"
+                )
+            conversation.sent.append(now)
             turn = {"role": "user", "content": message}
             conversation.turns.append(turn)
             conversation.pending.append(Question(turn, image, tuple(controls)))
             return _copy(conversation.turns)
 
-    def answer(self, session: str):
+    def answer(self, session: str, client: str = ""):
         """Answer this session's queued questions in order. Yields ``(history, info, stats)``
         (``info`` / ``stats`` None while streaming). Returns at once when another worker is
         answering for this session."""
-        conversation = self.conversation(session)
+        conversation = self.conversation(session, client)
         with conversation.lock:
             if self._working(conversation) or not conversation.pending:
                 return
@@ -149,20 +215,20 @@ class ChatQueue:
                 if conversation.worker == me:
                     conversation.worker = 0
 
-    def stop(self, session: str) -> bool:
+    def stop(self, session: str, client: str = "") -> bool:
         """End the answer being written; True if there was one."""
-        conversation = self.conversation(session)
+        conversation = self.conversation(session, client)
         with conversation.lock:
             working = self._working(conversation)
             if working:
                 conversation.stop.set()
             return working
 
-    def retry(self, session: str, image, controls: tuple) -> list[dict]:
+    def retry(self, session: str, image, controls: tuple, client: str = "") -> list[dict]:
         """Ask the last question again, with the current image and controls."""
         if self._validate is not None:
             self._validate(image, controls)
-        conversation = self.conversation(session)
+        conversation = self.conversation(session, client)
         with conversation.lock:
             self._idle_or_refuse(conversation, "retry")
             last = _last_user(conversation.turns)
@@ -173,10 +239,10 @@ class ChatQueue:
             conversation.pending.append(Question(previous, image, tuple(controls)))
             return _copy(conversation.turns)
 
-    def undo(self, session: str) -> tuple[list[dict], str]:
+    def undo(self, session: str, client: str = "") -> tuple[list[dict], str]:
         """Remove the last question and its answer; returns the history and the question's
         text (for the message box)."""
-        conversation = self.conversation(session)
+        conversation = self.conversation(session, client)
         with conversation.lock:
             self._idle_or_refuse(conversation, "undo")
             last = _last_user(conversation.turns)
@@ -186,9 +252,9 @@ class ChatQueue:
             del conversation.turns[last:]
             return _copy(conversation.turns), text
 
-    def reset(self, session: str) -> list[dict]:
+    def reset(self, session: str, client: str = "") -> list[dict]:
         """A new conversation: the answer being written stops, queued questions are dropped."""
-        conversation = self.conversation(session)
+        conversation = self.conversation(session, client)
         with conversation.lock:
             conversation.generation += 1
             conversation.stop.set()
@@ -205,6 +271,14 @@ class ChatQueue:
     def _idle_or_refuse(self, conversation: Conversation, what: str) -> None:
         if self._working(conversation) or conversation.pending:
             raise ValueError(f"an answer is being written: wait for it (or press Stop) before you {what}")
+
+
+def _close(conversation: Conversation) -> None:
+    """A closed session's worker stops and its waiting questions are dropped."""
+    with conversation.lock:
+        conversation.generation += 1
+        conversation.pending.clear()
+        conversation.stop.set()
 
 
 def _copy(turns: list[dict]) -> list[dict]:

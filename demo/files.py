@@ -21,9 +21,11 @@ import os
 import stat
 from pathlib import Path
 
+from demo.limits import MAX_UPLOAD_BYTES
+
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg")
-MAX_FILE_BYTES = 64 * 1024 * 1024  # per upload; a 200 MP phone JPEG is 30-60 MB
+MAX_FILE_BYTES = MAX_UPLOAD_BYTES  # per upload (demo/limits.py)
 REFUSED = "this image was not uploaded to this app: upload an image or pick one of the examples"
 
 

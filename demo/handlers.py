@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import math
 import threading
 import time
@@ -19,6 +20,9 @@ import gradio as gr
 
 import viz
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
+from demo.limits import (
+    BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE,
+)
 from prunesid import PruneSID
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
@@ -27,11 +31,13 @@ GROUPING_CHOICES = ["psca", "kmeans", "random"]
 MAX_NEW_TOKENS_LIMIT = 512  # whatever the command line says: one answer cannot hold a worker for long
 # The controls as the page labels them, for error messages.
 CONTROL_NAMES = {"budget": "N (budget)", "groups": "K (groups)", "lam": "λ (lam)"}
+log = logging.getLogger("prunesid.demo")
 
 
 def user_errors(function):
     """Show ValueError / TypeError from the library as a visible gr.Error (keeps the
-    signature, so the API's parameter names stay the handler's)."""
+    signature, so the API's parameter names stay the handler's). A refused request is a
+    user's mistake, not the server's: one line in the log, no traceback."""
     if inspect.isgeneratorfunction(function):
 
         @functools.wraps(function)
@@ -39,7 +45,9 @@ def user_errors(function):
             try:
                 yield from function(*args, **kwargs)
             except (ValueError, TypeError) as error:
-                raise gr.Error(str(error), title="Cannot do that") from error
+                raise refused(function, error) from error
+            finally:
+                release_memory()
 
         return streamed
 
@@ -48,34 +56,96 @@ def user_errors(function):
         try:
             return function(*args, **kwargs)
         except (ValueError, TypeError) as error:
-            raise gr.Error(str(error), title="Cannot do that") from error
+            raise refused(function, error) from error
+        finally:
+            release_memory()
 
     return returned
+
+
+def release_memory() -> None:
+    """Hand freed heap back to the system after a request (glibc keeps it otherwise: a
+    large decode would leave the app gigabytes bigger for good). A few ms; no-op elsewhere."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def _libc():
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        return libc
+    except (OSError, AttributeError):
+        return None
+
+
+_LIBC = _libc()
+
+
+def checked_controls(function, budget_range: tuple[int, int] = BUDGET_RANGE):
+    """Hold a handler's ``budget`` to the slider's range and its ``question`` / ``message``
+    to :func:`question`, before the handler runs (for handlers that do not check these
+    themselves, as demo/methods.py's). Keeps the signature."""
+    signature = inspect.signature(function)
+
+    def check(args, kwargs) -> None:
+        values = signature.bind_partial(*args, **kwargs).arguments
+        if "budget" in values:
+            _in_range(_whole(values["budget"], "budget"), "budget", budget_range)
+        for name in ("question", "message"):
+            if name in values:
+                question(values[name], name)
+
+    if inspect.isgeneratorfunction(function):
+
+        @functools.wraps(function)
+        def streamed(*args, **kwargs):
+            check(args, kwargs)
+            yield from function(*args, **kwargs)
+
+        return streamed
+
+    @functools.wraps(function)
+    def returned(*args, **kwargs):
+        check(args, kwargs)
+        return function(*args, **kwargs)
+
+    return returned
+
+
+def refused(function, error: Exception) -> gr.Error:
+    """The gr.Error a user sees for ``error``, logged as one line."""
+    message = str(error)
+    log.warning("refused %s: %s", getattr(function, "__name__", "request"), message.encode("utf-8", "replace").decode()[:300])
+    return gr.Error(message, title="Cannot do that", print_exception=False)
 
 
 class Handlers:
     """Binds the handlers to one loaded model and its calibrated phi_ref."""
 
-    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96):
+    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96, budget_range: tuple[int, int] = BUDGET_RANGE):
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}], got {max_new_tokens!r}")
         self.vlm = vlm
         self.phi_ref = phi_ref
         self.max_new_tokens = max_new_tokens  # per answer: enough for a demo, bounded for a shared server
+        self.budget_range = budget_range  # the N slider's range: every request is held to it
         self._uncompressed: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
 
     def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
-        """Controls -> a press; 0 for K or lambda means "auto" (N/4, N/32)."""
-        budget = _whole(budget, "budget")
-        groups = _whole(groups, "groups")
-        if grouping not in GROUPING_CHOICES:
-            raise ValueError(f"grouping must be one of {GROUPING_CHOICES}, got {grouping!r}")
-        lam = 0.0 if lam in (None, "") else _finite(lam, "lam")
-        if not lam >= 0:
-            raise ValueError(f"lam must be >= 0 (0 = auto: budget / 32), got {lam!r}")
+        """Controls -> a press; 0 for K or lambda means "auto" (N/4, N/32). Every value is
+        held to its slider's range (demo/limits.py), whatever the request says."""
+        budget = _in_range(_whole(budget, "budget"), "budget", self.budget_range)
+        groups = _in_range(_whole(groups, "groups"), "groups", GROUPS_RANGE, "0 = auto: budget / 4")
+        if not isinstance(grouping, str) or grouping not in GROUPING_CHOICES:
+            raise ValueError(f"grouping must be one of {GROUPING_CHOICES}, got {_shown(grouping)}")
+        lam = 0.0 if lam in (None, "") else _in_range(_finite(lam, "lam"), "lam", LAM_RANGE, "0 = auto: budget / 32")
+        dynamic = switch(dynamic, "dynamic")
         return PruneSID(
             budget=budget,
             groups=groups or None,
@@ -175,7 +245,7 @@ class Handlers:
         share one layout) was kept or dropped: markdown and the numbers as a dict."""
         if image is None:
             return "", None
-        x, y = _whole(x, "x"), _whole(y, "y")
+        x, y = _in_range(_whole(x, "x"), "x", PIXEL_RANGE), _in_range(_whole(y, "y"), "y", PIXEL_RANGE)
         press = self.press(budget, groups, lam, grouping, dynamic)
         encoded = self.encode(image)
         selection = self.vlm.select(encoded, press)[0]
@@ -197,9 +267,8 @@ class Handlers:
     def chat(self, message, history, image, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
         """Stream the compressed model's answer into the chat history; when it is done,
         refresh the stats with the measured prefill. Stateless: the API's chat."""
-        if not isinstance(message, str) or not message.strip():
-            raise ValueError("the message is empty: type a question about the image")
-        history = list(history or [])
+        question(message, "message", "type a question about the image")
+        history = chat_history(history)
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         for answer, done in self.answer_stream(_conversation(history[:-2], message), image, (budget, groups, lam, grouping, dynamic)):
             if done is None:
@@ -241,8 +310,7 @@ class Handlers:
 
     def compare_answers(self, message, image, budget, groups, lam, grouping, dynamic):
         """All visual tokens vs the compressed ones: both answers and the measured prefill speedup."""
-        if not isinstance(message, str) or not message.strip():
-            raise ValueError("the question is empty: type a question about the image")
+        question(message, "question", "type a question about the image")
         press = self.press(budget, groups, lam, grouping, dynamic)
         data = read_image_bytes(image)
         self.vlm.encode(data)
@@ -268,24 +336,79 @@ def _stopping_criteria(stop: threading.Event):
     return StoppingCriteriaList([StopWhenAsked()])
 
 
+def _shown(value) -> str:
+    """A request's value for a message: short, and printable whatever it holds."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _in_range(number, name: str, bounds: tuple, note: str = ""):
+    low, high = bounds
+    if not low <= number <= high:
+        raise ValueError(f"{name} must be between {low:g} and {high:g}{f' ({note})' if note else ''}, got {number!r}")
+    return number
+
+
+def switch(value, name: str) -> bool:
+    """A checkbox's value: a boolean, nothing else ("yes", [] or {} are not a choice)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {_shown(value)}")
+    return value
+
+
+def question(message, name: str = "message", hint: str = "type a question") -> str:
+    """A question as the model may read it: text, not empty, not too long, valid Unicode."""
+    if not isinstance(message, str):
+        raise ValueError(f"the {name} must be text, got {type(message).__name__}")
+    if not message.strip():
+        raise ValueError(f"the {name} is empty: {hint}")
+    if len(message) > MAX_QUESTION_CHARS:
+        raise ValueError(f"the {name} is {len(message)} characters long; at most {MAX_QUESTION_CHARS} are accepted")
+    _valid_text(message, name)
+    return message
+
+
+def chat_history(history) -> list:
+    """A chat history sent by a client: a list of at most ``MAX_TURNS`` messages, valid text,
+    at most ``MAX_HISTORY_CHARS`` in all."""
+    if history is None:
+        return []
+    if not isinstance(history, (list, tuple)):
+        raise ValueError(f"the chat history must be a list of messages, got {type(history).__name__}")
+    if len(history) > MAX_TURNS:
+        raise ValueError(f"the chat history holds {len(history)} messages; at most {MAX_TURNS} are accepted: start a new chat")
+    text = "".join(_text_of(turn.get("content")) if isinstance(turn, dict) else "" for turn in history)
+    if len(text) > MAX_HISTORY_CHARS:
+        raise ValueError(f"the chat history holds {len(text)} characters; at most {MAX_HISTORY_CHARS} are accepted: start a new chat")
+    _valid_text(text, "chat history")
+    return list(history)
+
+
+def _valid_text(text: str, name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:  # a lone surrogate: no tokenizer takes it
+        raise ValueError(f"the {name} holds a character that is not valid Unicode text at position {error.start}") from None
+
+
 def _finite(value, name: str) -> float:
     """A control's value as a finite float, or a ValueError naming the control."""
     label = CONTROL_NAMES.get(name, name)
-    if value is None or isinstance(value, bool):
-        raise ValueError(f"{name} must be a number ({label}), got {value!r}")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{name} must be a number ({label}), got {_shown(value)}")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number ({label}), got {value!r}") from None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
+        raise ValueError(f"{name} must be a number ({label}), got {_shown(value)}") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number ({label}), got {value!r}")
+        raise ValueError(f"{name} must be a finite number ({label}), got {_shown(value)}")
     return number
 
 
 def _whole(value, name: str) -> int:
     number = _finite(value, name)
     if number != int(number):
-        raise ValueError(f"{name} must be a whole number ({CONTROL_NAMES.get(name, name)}), got {value!r}")
+        raise ValueError(f"{name} must be a whole number ({CONTROL_NAMES.get(name, name)}), got {_shown(value)}")
     return int(number)
 
 

@@ -24,7 +24,8 @@ from typing import Iterator
 import gradio as gr
 
 from demo.files import ASSETS, RefusedFile, allowed_path
-from demo.handlers import Handlers, _conversation
+from demo.handlers import Handlers, _conversation, chat_history, question
+from demo.limits import FRAME_BUDGET_RANGE, MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
@@ -34,7 +35,7 @@ VIDEO_MODEL_ENV = "PRUNESID_VIDEO_MODEL"
 OFFLINE_VIDEO_MODEL = "tiny-random-video-llava"
 DEFAULT_FRAME_BUDGET = 17  # the paper's Video-LLaVA setting: 256 -> 17 tokens per frame
 EXAMPLE_VIDEO_SUFFIXES = (".mp4", ".webm")
-MAX_VIDEO_BYTES = 64 * 1024 * 1024  # per upload, as for images (app.py's max_file_size)
+MAX_VIDEO_BYTES = MAX_UPLOAD_BYTES  # per upload, as for images (app.py's max_file_size)
 VIDEO_REFUSED = "this video was not uploaded to this app: upload a clip or pick the example"
 
 
@@ -94,7 +95,8 @@ class VideoHandlers:
             raise ValueError(f"{vlm.name} takes images only; the video handlers need a video model such as {OFFLINE_VIDEO_MODEL}")
         self.vlm = vlm
         self.note = note
-        self._controls = Handlers(vlm, phi_ref=None, max_new_tokens=max_new_tokens)  # the controls' checks
+        # The controls' checks, N held to the per-frame slider's range.
+        self._controls = Handlers(vlm, phi_ref=None, max_new_tokens=max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
         self.max_new_tokens = self._controls.max_new_tokens
         self._uncompressed: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
@@ -199,12 +201,12 @@ class VideoHandlers:
     def chat_video(self, message, history, video, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
         """Stream the compressed model's answer about the clip into the chat history; when
         done, yield the reply's numbers and the stats. Stateless: the API's video chat."""
-        if not isinstance(message, str) or not message.strip():
-            raise ValueError("the message is empty: type a question about the clip")
+        question(message, "message", "type a question about the clip")
+        history = chat_history(history)
         press = self.press(budget, groups, lam, grouping, dynamic)
         encoded = self.encode(video)
-        conversation = video_conversation(list(history or []), message)
-        history = list(history or []) + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
+        conversation = video_conversation(history, message)
+        history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
         stream = self.vlm.stream(encoded.video, conversation, press=press, max_new_tokens=self.max_new_tokens)
         answer = ""
         for piece in stream:

@@ -22,12 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-MIN_SIDE = 16
-MAX_ASPECT = 20.0  # the processors resize the short side to 336: a 1:50 strip would explode
-DECODED_PIXELS = 16_000_000  # larger images are decoded at a reduced size, at most this
-# Full-size decodes bigger than this (bytes) run one at a time, so that several huge
-# uploads at once cannot each hold their full-size pixels.
-LARGE_DECODE_BYTES = 64 * 1024 * 1024
+# The limits live in prunesid/limits.py. Full-size decodes bigger than LARGE_DECODE_BYTES
+# run one at a time, so that several huge uploads at once cannot each hold their pixels.
+from prunesid.limits import DECODED_PIXELS, LARGE_DECODE_BYTES, MAX_ASPECT, MIN_SIDE
+
 _LARGE_DECODE = threading.Lock()
 _REDUCIBLE = {"L", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
 _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "RGB": 3, "YCbCr": 3}

@@ -10,10 +10,16 @@ frames by), and decodes only what it needs for them:
    to it (continuing instead when that keyframe is behind the decoder already);
 3. only the sampled frames are converted to RGB and kept.
 
-Memory is the timestamp list (at most ``MAX_CLIP_FRAMES`` numbers) plus the kept frames
-(``num_frames`` x width x height x 3 bytes: 200 MB at most, for 8 frames of 4K). Every
-problem is a ``ValueError`` that names it: a missing, empty, non-video or damaged file, a
-still image, a file without a video stream, and clips over the limits below.
+Hostile clips are bounded (the limits live in prunesid/limits.py): the decoder itself refuses
+any frame over ``MAX_FRAME_PIXELS`` (FFmpeg's ``max_pixels``, so a header that lies about
+later frames does not matter), every decoded frame's size and aspect ratio are checked
+before it is converted, the sampled frames are converted at most ``FRAME_LONG_SIDE`` long,
+and the frames decoded per clip (``MAX_DECODED_FRAMES``) and the decoding time
+(``DECODE_SECONDS``) are bounded whatever the keyframe layout. Memory is then the timestamp
+list (at most ``MAX_CLIP_FRAMES`` numbers), one decoded frame, and the kept frames
+(``num_frames`` x 1344 x 756 x 3 bytes at most: 24 MB for 8 frames). Every problem is a
+``ValueError`` that names it: a missing, empty, non-video or damaged file, a still image, a
+file without a video stream, and clips over the limits.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import bisect
 import hashlib
 import io
 import os
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -29,13 +36,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from prunesid.images import MIN_SIDE, load_image
+from prunesid.images import load_image
+from prunesid.limits import (
+    DECODE_SECONDS, FRAME_LONG_SIDE, MAX_ASPECT, MAX_CLIP_FRAMES, MAX_DECODED_FRAMES, MAX_DURATION_S, MAX_FRAME_PIXELS,
+    MAX_SAMPLED_FRAMES, MIN_SIDE,
+)
+from prunesid.limits import MAX_VIDEO_FILE_BYTES as MAX_FILE_BYTES
 
-MAX_FILE_BYTES = 256 * 1024 * 1024  # 256 MB
-MAX_DURATION_S = 600.0  # 10 minutes
-MAX_CLIP_FRAMES = 36_000  # 10 minutes at 60 fps: bounds the timestamp list and the demux pass
-MAX_FRAME_PIXELS = 3840 * 2160  # 4K UHD
-MAX_SAMPLED_FRAMES = 64
 DEFAULT_FRAMES = 8  # Video-LLaVA
 
 # A file is taken for a video by its name or by its first bytes (the container's signature).
@@ -170,8 +177,20 @@ def load_video(source, num_frames: int = DEFAULT_FRAMES, name: str = "video") ->
         ) from error
     try:
         return _sample(container, num_frames, name, description, key)
-    except av.FFmpegError as error:
-        raise ValueError(f"{name} {description} is damaged and could not be decoded ({_reason(error)})") from error
+    except av.FFmpegError as error:  # also a frame the decoder refused for its size (max_pixels)
+        raise ValueError(
+            f"{name} {description} could not be decoded: it is damaged or holds a frame over the "
+            f"{MAX_FRAME_PIXELS / 1e6:.1f} MP accepted ({_reason(error)})"
+        ) from error
+    except _OverBudget as over:
+        if over.frames:
+            raise ValueError(
+                f"{name} {description} would need more than {MAX_DECODED_FRAMES} frames decoded to reach the "
+                f"{num_frames} sampled ones (too few keyframes); please re-encode it with a keyframe every few seconds"
+            ) from None
+        raise ValueError(
+            f"{name} {description} took more than {DECODE_SECONDS:.0f} s to decode; please trim or re-encode it"
+        ) from None
     finally:
         container.close()
 
@@ -261,18 +280,21 @@ def _sample(container, num_frames: int, name: str, description: str, key: str) -
 
     positions = np.linspace(0, len(stamps) - 1, num_frames).round().astype(int).tolist()
     wanted = sorted({stamps[p] for p in positions})
+    # The decoder refuses any frame over the pixel limit before allocating it, whatever the
+    # header said (an MJPEG clip can change size at every frame).
+    stream.codec_context.options = {"max_pixels": str(MAX_FRAME_PIXELS)}
     stream.thread_type = "AUTO"
+    budget = _DecodeBudget(lambda frame: _check_frame_size(frame.width, frame.height, name, description))
     if exact:
-        decoded = _decode_by_seeking(container, stream, wanted, sorted(set(keyframes)) or [start])
+        decoded = _decode_by_seeking(container, stream, wanted, sorted(set(keyframes)) or [start], budget)
     else:  # no timestamps to seek by: one pass, converting only the sampled frames
-        decoded = _decode_in_order(container, stream, set(positions))
+        decoded = _decode_in_order(container, stream, set(positions), budget)
         wanted = sorted(decoded)
     missing = [stamp for stamp in wanted if stamp not in decoded]
     if missing:
         raise ValueError(f"{name} {description} is damaged: {len(missing)} of the sampled frames could not be decoded")
 
     size = decoded[wanted[0]].size
-    _check_frame_size(*size, name, description)
     frames = [decoded[stamps[p] if exact else p] for p in positions]
     frames = [frame if frame.size == size else frame.resize(size, Image.BICUBIC) for frame in frames]
     return Video(
@@ -288,6 +310,7 @@ def _sample(container, num_frames: int, name: str, description: str, key: str) -
 
 
 def _check_frame_size(width: int, height: int, name: str, description: str) -> None:
+    """The header's size (0 where unknown) or a decoded frame's: sides, pixels, aspect."""
     if width and height and min(width, height) < MIN_SIDE:
         raise ValueError(f"{name} {description} frames are {width} x {height} pixels; each side must be at least {MIN_SIDE}")
     if width * height > MAX_FRAME_PIXELS:
@@ -295,11 +318,46 @@ def _check_frame_size(width: int, height: int, name: str, description: str) -> N
             f"{name} {description} frames are {width} x {height}; the largest accepted is 3840 x 2160 "
             f"({MAX_FRAME_PIXELS / 1e6:.1f} MP), please downscale it"
         )
+    if width and height and max(width, height) / min(width, height) > MAX_ASPECT:
+        raise ValueError(
+            f"{name} {description} frames are {width} x {height}; aspect ratios beyond {MAX_ASPECT:.0f}:1 are not accepted"
+        )
 
 
-def _decode_by_seeking(container, stream, wanted: list[int], keyframes: list[int]) -> dict[int, Image.Image]:
+class _OverBudget(Exception):
+    def __init__(self, frames: bool):
+        super().__init__("frames" if frames else "time")
+        self.frames = frames
+
+
+class _DecodeBudget:
+    """Counts the frames decoded for one clip and checks each before it is used; raises
+    :class:`_OverBudget` past ``MAX_DECODED_FRAMES`` frames or ``DECODE_SECONDS``."""
+
+    def __init__(self, check, frames: int = MAX_DECODED_FRAMES, seconds: float = DECODE_SECONDS):
+        self.check, self.left, self.deadline = check, frames, time.monotonic() + seconds
+
+    def spend(self, frame) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise _OverBudget(frames=True)
+        if time.monotonic() > self.deadline:
+            raise _OverBudget(frames=False)
+        self.check(frame)
+
+
+def _to_image(frame) -> Image.Image:
+    """RGB at most ``FRAME_LONG_SIDE`` long: large frames are scaled while converted."""
+    scale = FRAME_LONG_SIDE / max(frame.width, frame.height)
+    if scale >= 1:
+        return frame.to_image()
+    return frame.to_image(width=max(1, round(frame.width * scale)), height=max(1, round(frame.height * scale)))
+
+
+def _decode_by_seeking(container, stream, wanted: list[int], keyframes: list[int], budget: _DecodeBudget | None = None) -> dict[int, Image.Image]:
     """The frames at the timestamps ``wanted`` (ascending): seek to the keyframe before each
     one unless the decoder is already between that keyframe and it, then decode forward."""
+    budget = budget or _DecodeBudget(lambda frame: None)
     found: dict[int, Image.Image] = {}
     frames = None
     position = None  # timestamp of the last frame decoded
@@ -309,22 +367,25 @@ def _decode_by_seeking(container, stream, wanted: list[int], keyframes: list[int
             container.seek(keyframe, stream=stream, backward=True, any_frame=False)
             frames, position = container.decode(stream), None
         for frame in frames:
+            budget.spend(frame)
             if frame.pts is None:
                 continue
             position = frame.pts
             if frame.pts >= target:
-                found[target] = frame.to_image()
+                found[target] = _to_image(frame)
                 break
     return found
 
 
-def _decode_in_order(container, stream, positions: set[int]) -> dict[int, Image.Image]:
+def _decode_in_order(container, stream, positions: set[int], budget: _DecodeBudget | None = None) -> dict[int, Image.Image]:
+    budget = budget or _DecodeBudget(lambda frame: None)
     container.seek(0)
     found: dict[int, Image.Image] = {}
     last = max(positions)
     for index, frame in enumerate(container.decode(stream)):
+        budget.spend(frame)
         if index in positions:
-            found[index] = frame.to_image()
+            found[index] = _to_image(frame)
         if index >= last:
             break
     return found

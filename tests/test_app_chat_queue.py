@@ -43,6 +43,7 @@ def drain(generator) -> list:
 def test_a_question_sent_during_an_answer_is_answered_next_in_order():
     model = FakeModel(paced=True)
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "first", "img", CONTROLS)
     worker = chats.answer("s")
     model.go.release()
@@ -66,6 +67,7 @@ def test_a_question_sent_during_an_answer_is_answered_next_in_order():
 def test_a_question_sent_just_as_the_worker_ends_is_answered_by_the_next_worker():
     model = FakeModel()
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "first", "img", CONTROLS)
     drain(chats.answer("s"))
     chats.send("s", "second", "img", CONTROLS)  # the worker has gone: the next one answers
@@ -76,6 +78,7 @@ def test_a_question_sent_just_as_the_worker_ends_is_answered_by_the_next_worker(
 def test_stop_ends_the_current_answer_and_the_queue_goes_on():
     model = FakeModel(paced=True)
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "a long question", "img", CONTROLS)
     worker = chats.answer("s")
     model.go.release()
@@ -93,6 +96,7 @@ def test_stop_ends_the_current_answer_and_the_queue_goes_on():
 def test_retry_asks_the_last_question_again_and_undo_gives_it_back():
     model = FakeModel()
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "first", "img", CONTROLS)
     drain(chats.answer("s"))
     chats.send("s", "second", "img", CONTROLS)
@@ -107,6 +111,7 @@ def test_retry_asks_the_last_question_again_and_undo_gives_it_back():
 def test_retry_and_undo_wait_while_an_answer_is_written():
     model = FakeModel(paced=True)
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "first", "img", CONTROLS)
     worker = chats.answer("s")
     model.go.release()
@@ -123,6 +128,7 @@ def test_retry_and_undo_wait_while_an_answer_is_written():
 def test_reset_stops_the_answer_and_drops_the_conversation():
     model = FakeModel(paced=True)
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "first", "img", CONTROLS)
     chats.send("s", "second", "img", CONTROLS)
     worker = chats.answer("s")
@@ -139,6 +145,7 @@ def test_reset_stops_the_answer_and_drops_the_conversation():
 def test_an_answer_that_fails_shows_why_and_stays_out_of_the_context():
     model = FakeModel()
     chats = ChatQueue(model)
+    chats.open("s")
     chats.send("s", "fail", "img", CONTROLS)
     chats.send("s", "then this", "img", CONTROLS)
     final = drain(chats.answer("s"))[-1][0]
@@ -152,6 +159,7 @@ def test_bad_questions_are_refused_before_they_are_queued():
             raise ValueError("no image: upload one or pick an example")
 
     chats = ChatQueue(FakeModel(), validate=validate)
+    chats.open("s")
     with pytest.raises(ValueError, match="message is empty"):
         chats.send("s", "   ", "img", CONTROLS)
     with pytest.raises(ValueError, match="no image"):
@@ -165,6 +173,8 @@ def test_bad_questions_are_refused_before_they_are_queued():
 
 def test_sessions_do_not_share_a_conversation():
     chats = ChatQueue(FakeModel())
-    chats.send("alice", "mine", "img", CONTROLS)
-    drain(chats.answer("bob"))
-    assert chats.history("bob") == [] and len(chats.history("alice")) == 1
+    chats.open("alice", "1.1.1.1")
+    chats.open("bob", "2.2.2.2")
+    chats.send("alice", "mine", "img", CONTROLS, "1.1.1.1")
+    drain(chats.answer("bob", "2.2.2.2"))
+    assert chats.history("bob", "2.2.2.2") == [] and len(chats.history("alice", "1.1.1.1")) == 1

@@ -67,12 +67,18 @@ def test_bad_control_values_become_visible_errors(tiny_vlm, picture_path):
         analyze(picture_path, 12.5, 0, 0, "psca", False)
     with pytest.raises(gr.Error, match="grouping must be one of"):
         analyze(picture_path, 64, 0, 0, "spectral", False)
-    with pytest.raises(gr.Error, match="lam must be >= 0"):
+    with pytest.raises(gr.Error, match=r"lam must be between 0 and 18 \(0 = auto: budget / 32\), got -1.0"):
         analyze(picture_path, 64, 0, -1, "psca", False)
     with pytest.raises(gr.Error, match="no image"):
         analyze(None, 64, 0, 0, "psca", False)
-    # K above T is clamped to T, as the default K is (the library's rule).
-    assert analyze(picture_path, 64, 600, 0, "psca", False)[4]["groups"] == 576
+    # Every value is held to its slider's range (demo/limits.py), one past either end refused.
+    with pytest.raises(gr.Error, match=r"groups must be between 0 and 144 \(0 = auto: budget / 4\), got 145"):
+        analyze(picture_path, 64, 145, 0, "psca", False)
+    with pytest.raises(gr.Error, match="budget must be between 8 and 576, got 7"):
+        analyze(picture_path, 7, 0, 0, "psca", False)
+    with pytest.raises(gr.Error, match="budget must be between 8 and 576, got 577"):
+        analyze(picture_path, 577, 0, 0, "psca", False)
+    assert analyze(picture_path, 64, 144, 0, "psca", False)[4]["groups"] == 144
 
 
 def test_clearing_the_image_clears_the_overlays_quietly(tiny_vlm, picture_path):

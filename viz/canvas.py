@@ -15,6 +15,9 @@ from prunesid.geometry import PatchGrid
 
 LONG_SIDE = 768  # drawing resolution: enough to see 24 x 24 patches, fast to encode
 SHORT_SIDE_MIN = 240  # tiny uploads are enlarged so patches stay visible
+# No canvas side is ever longer, whatever the input's shape (a 16 x 2000 strip enlarged to a
+# 240 px short side would be 30000 px long).
+MAX_CANVAS_SIDE = 1536
 PADDING_GREY = np.array([92, 92, 96], dtype=np.float32)
 
 
@@ -44,16 +47,27 @@ class Canvas:
 
 
 def drawing_scale(image_size: tuple[int, int]) -> float:
+    """Long side down to ``LONG_SIDE``; a short side under ``SHORT_SIDE_MIN`` enlarged, as
+    far as the long side stays within ``MAX_CANVAS_SIDE``."""
     width, height = image_size
     scale = min(1.0, LONG_SIDE / max(width, height))
-    return max(scale, SHORT_SIDE_MIN / min(width, height)) if min(width, height) * scale < SHORT_SIDE_MIN else scale
+    if min(width, height) * scale < SHORT_SIDE_MIN:
+        scale = max(scale, min(SHORT_SIDE_MIN / min(width, height), MAX_CANVAS_SIDE / max(width, height)))
+    return scale
 
 
 def build_canvas(image: Image.Image, grids: list[PatchGrid], views: list[int]) -> Canvas:
     """Rasterise ``views`` (indices into ``grids``) over ``image`` at the drawing scale."""
     scale = drawing_scale(image.size)
     width, height = image.size
-    boxes = np.array([grids[v].box for v in views], dtype=np.float64) * scale
+    boxes = np.array([grids[v].box for v in views], dtype=np.float64)
+    # Padded tiles may reach past the image: the canvas holds both, within MAX_CANVAS_SIDE.
+    extent = max(
+        max(width, boxes[:, 2].max()) - min(0.0, boxes[:, 0].min()),
+        max(height, boxes[:, 3].max()) - min(0.0, boxes[:, 1].min()),
+    )
+    scale = min(scale, MAX_CANVAS_SIDE / extent)
+    boxes = boxes * scale
     left = min(0.0, boxes[:, 0].min())
     top = min(0.0, boxes[:, 1].min())
     right = max(width * scale, boxes[:, 2].max())

@@ -15,6 +15,7 @@ from prunesid.selection import Selection
 from viz.overlay import LAYERS, canvases
 
 TILE_WIDTH = 320  # each frame's overlay in the strip, scaled to this width
+TILE_MAX_HEIGHT = 480  # ... or to this height where taller (a narrow frame): every strip's size is bounded
 COLUMNS = 4
 GAP = 6
 CAPTION_HEIGHT = 20
@@ -58,9 +59,15 @@ def render_frame_strip(
     tiles = []
     for frame, (image, grid) in enumerate(zip(frames, grids)):
         drawn = LAYERS[layer](image, selection.take(frame, frame + 1), [grid], panels[frame])
-        height = max(1, round(drawn.height * TILE_WIDTH / drawn.width))
-        tiles.append(drawn.resize((TILE_WIDTH, height), Image.BILINEAR) if drawn.width != TILE_WIDTH else drawn)
+        tiles.append(_fit_tile(drawn))
     return _grid(tiles, frame_captions(selection, timestamps), columns)
+
+
+def _fit_tile(drawn: Image.Image) -> Image.Image:
+    """``TILE_WIDTH`` wide, or ``TILE_MAX_HEIGHT`` high where that is the tighter bound."""
+    scale = min(TILE_WIDTH / drawn.width, TILE_MAX_HEIGHT / drawn.height)
+    size = (max(1, round(drawn.width * scale)), max(1, round(drawn.height * scale)))
+    return drawn if size == drawn.size else drawn.resize(size, Image.BILINEAR)
 
 
 def frame_canvases(frames: list[Image.Image], grids: list[PatchGrid]) -> list:
@@ -86,7 +93,7 @@ def _grid(tiles: list[Image.Image], captions: list[str], columns: int) -> Image.
         row, col = divmod(index, columns)
         x, y = col * (TILE_WIDTH + GAP), row * (cell_h + GAP)
         draw.text((x + TILE_WIDTH / 2, y + CAPTION_HEIGHT / 2), caption, fill=(20, 20, 20), font=FONT, anchor="mm")
-        sheet.paste(tile, (x, y + CAPTION_HEIGHT))
+        sheet.paste(tile, (x + (TILE_WIDTH - tile.width) // 2, y + CAPTION_HEIGHT))
     return sheet
 
 

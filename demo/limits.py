@@ -1,0 +1,53 @@
+"""What one visitor may cost the public demo: every limit of the app, in one place.
+
+The media limits (pixels, aspect, frames, decoding) are the library's, in
+prunesid/limits.py; they are repeated in :data:`MEDIA` so that this module lists them all.
+docs/security.md explains each number and gives the time and memory it was measured to bound.
+"""
+
+from __future__ import annotations
+
+from prunesid import limits as media
+
+# --- the model queue (app.py, demo/admission.py) -------------------------------------------
+CONCURRENCY_LIMIT = 2  # model calls at once, app-wide: every event that runs the model shares it
+CONCURRENCY_ID = "model"  # Gradio's concurrency group of all those events
+QUEUE_SIZE = 64  # requests waiting app-wide; beyond that Gradio answers "queue is full"
+CLIENT_SHARE = 6  # requests one client (address) may have waiting or running at once
+BUSY_MESSAGE = (
+    "busy: you already have {count} requests waiting or running (at most {share} at once); "
+    "try again when one is done"
+)
+
+# --- uploads (demo/files.py, demo/video.py) ------------------------------------------------
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # per file; a 200 MP phone JPEG is 30-60 MB
+
+# --- the controls: the sliders' ranges, checked on every request ---------------------------
+BUDGET_RANGE = (8, 576)  # N, tokens per image (per view on LLaVA-NeXT)
+FRAME_BUDGET_RANGE = (2, 256)  # N per video frame
+GROUPS_RANGE = (0, 144)  # K, 0 = auto
+LAM_RANGE = (0.0, 18.0)  # lambda, 0 = auto
+PIXEL_RANGE = (0, 65_535)  # a clicked position on an overlay
+
+# --- the chat (demo/chat.py, demo/handlers.py) ---------------------------------------------
+MAX_SESSIONS = 256  # open chat sessions; only sessions idle for SESSION_IDLE_S make room for new ones
+SESSIONS_PER_CLIENT = 8  # open chat sessions per client address
+SESSION_IDLE_S = 1800.0  # a session without a question for this long may be closed
+MAX_PENDING = 8  # questions waiting at once in one session
+QUESTIONS_PER_WINDOW = 30  # questions one session may send ...
+QUESTION_WINDOW_S = 600.0  # ... in this many seconds
+MAX_TURNS = 200  # messages per conversation
+MAX_QUESTION_CHARS = 2000
+MAX_HISTORY_CHARS = 100_000  # all the text of a chat history sent to the stateless API chat
+
+MEDIA = {
+    "MIN_SIDE": media.MIN_SIDE,
+    "MAX_ASPECT": media.MAX_ASPECT,
+    "DECODED_PIXELS": media.DECODED_PIXELS,
+    "MAX_FRAME_PIXELS": media.MAX_FRAME_PIXELS,
+    "MAX_CLIP_FRAMES": media.MAX_CLIP_FRAMES,
+    "MAX_DURATION_S": media.MAX_DURATION_S,
+    "MAX_DECODED_FRAMES": media.MAX_DECODED_FRAMES,
+    "DECODE_SECONDS": media.DECODE_SECONDS,
+    "FRAME_LONG_SIDE": media.FRAME_LONG_SIDE,
+}
