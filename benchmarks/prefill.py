@@ -36,7 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prunesid import PruneSID  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
-from prunesid.vlm.tiny import CHAT_TEMPLATE, build_tokenizer  # noqa: E402
+from prunesid.pipeline import PressedInputs  # noqa: E402
+from prunesid.vlm.builtins.llava import CHAT_TEMPLATE, build_tokenizer  # noqa: E402
 
 BUDGETS = (192, 128, 64)
 PROMPT = "What is in the image?"  # byte-level tokenizer: 1 token per character, ~45 text tokens in all
@@ -81,13 +82,13 @@ def picture() -> Image.Image:
 
 
 @torch.inference_mode()
-def prefill_ms(vlm: VLM, prepared: dict) -> float:
+def prefill_ms(vlm: VLM, prepared: PressedInputs) -> float:
     start = time.perf_counter()
     vlm.model(
-        input_ids=prepared["input_ids"],
-        attention_mask=torch.ones_like(prepared["input_ids"]),
+        input_ids=prepared.input_ids,
+        attention_mask=torch.ones_like(prepared.input_ids),
         logits_to_keep=1,
-        **prepared["model_inputs"],
+        **prepared.model_inputs,
     )
     return (time.perf_counter() - start) * 1000
 
@@ -125,11 +126,11 @@ def main() -> None:
         for budget, solver in select_times:
             select_times[(budget, solver)].append(compressor_ms(vlm, encoded, budget, solver))
 
-    full_length = prepared["all"]["input_ids"].shape[1]
+    full_length = prepared["all"].input_ids.shape[1]
     full_ms = statistics.median(times["all"])
     rows = [{"visual_tokens": 576, "sequence": full_length, "prefill_ms": round(full_ms, 1), "speedup": 1.0, "ideal": 1.0, "efficiency": 1.0}]
     for budget in BUDGETS:
-        length = prepared[budget]["input_ids"].shape[1]
+        length = prepared[budget].input_ids.shape[1]
         ms = statistics.median(times[budget])
         speedup, ideal = full_ms / ms, full_length / length
         exact = statistics.median(select_times[(budget, "exact")])

@@ -42,7 +42,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.prefill import compressor_ms, prefill_ms  # noqa: E402  (the same timings as the LLaVA rows)
 from prunesid import PruneSID  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
-from prunesid.vlm.tiny_qwen import build_qwen_tokenizer, images_only, qwen_chat_template  # noqa: E402
+from prunesid.pipeline import PressedInputs  # noqa: E402
+from prunesid.vlm.builtins.qwen_vl import build_qwen_tokenizer, qwen_chat_template  # noqa: E402
+from prunesid.vlm.processors import without_video_processor  # noqa: E402
 
 BUDGETS = (192, 128, 64)
 PROMPT = "What is in the image?"
@@ -73,7 +75,7 @@ def build_model(layers: int) -> VLM:
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
     # Qwen2.5-VL-7B-Instruct's pixel limits (preprocessor_config.json).
     image_processor = Qwen2VLImageProcessorPil(size={"shortest_edge": 3136, "longest_edge": 12845056})
-    processor = images_only(Qwen2_5_VLProcessor)(
+    processor = without_video_processor(Qwen2_5_VLProcessor)(
         image_processor=image_processor, tokenizer=tokenizer, chat_template=qwen_chat_template("You are a helpful assistant."),
     )
     return wrap(model, processor, name=f"qwen2.5-vl-7b-shaped ({layers} LLM layers, random)")
@@ -93,9 +95,9 @@ def picture() -> Image.Image:
 
 
 @torch.inference_mode()
-def positions_ms(vlm: VLM, encoded, prepared: dict) -> float:
+def positions_ms(vlm: VLM, encoded, prepared: PressedInputs) -> float:
     start = time.perf_counter()
-    vlm.family.positions(prepared["input_ids"], prepared["runs"], [encoded])
+    vlm.family.positions(prepared.input_ids, prepared.runs, [encoded])
     return (time.perf_counter() - start) * 1000
 
 
@@ -127,18 +129,18 @@ def main() -> None:
         for budget in BUDGETS:
             position_times[budget].append(positions_ms(vlm, encoded, prepared[budget]))
 
-    full_length = prepared["all"]["input_ids"].shape[1]
+    full_length = prepared["all"].input_ids.shape[1]
     full_ms = statistics.median(times["all"])
     rows = [{"budget": None, "visual_tokens": tokens, "sequence": full_length, "prefill_ms": round(full_ms, 1),
              "prefill_min_ms": round(min(times["all"]), 1), "speedup": 1.0, "ideal": 1.0, "efficiency": 1.0}]
     for budget in BUDGETS:
-        length = prepared[budget]["input_ids"].shape[1]
+        length = prepared[budget].input_ids.shape[1]
         ms = statistics.median(times[budget])
         speedup, ideal = full_ms / ms, full_length / length
         exact = statistics.median(select_times[(budget, "exact")])
         randomized = statistics.median(select_times[(budget, "randomized")])
         rows.append({
-            "budget": budget, "visual_tokens": prepared[budget]["visual_tokens"][0], "sequence": length,
+            "budget": budget, "visual_tokens": prepared[budget].visual_tokens[0], "sequence": length,
             "prefill_ms": round(ms, 1), "prefill_min_ms": round(min(times[budget]), 1),
             "speedup": round(speedup, 2), "ideal": round(ideal, 2), "efficiency": round(speedup / ideal, 3),
             "efficiency_of_minima": round(min(times["all"]) / min(times[budget]) / ideal, 3),

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import CLIPVisionConfig, LlamaConfig, VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor
+from transformers import CLIPVisionConfig, LlamaConfig, VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor, VideoLlavaProcessor
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -44,8 +44,9 @@ from benchmarks.prefill import prefill_ms  # noqa: E402  (the same timing as the
 from prunesid import PruneSID  # noqa: E402
 from prunesid.video import load_video  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
-from prunesid.vlm.tiny import build_tokenizer  # noqa: E402
-from prunesid.vlm.tiny_video import CHAT_TEMPLATE, VideoLlavaProcessorNoVideoProcessor  # noqa: E402
+from prunesid.vlm.builtins.llava import build_tokenizer  # noqa: E402
+from prunesid.vlm.builtins.video_llava import CHAT_TEMPLATE  # noqa: E402
+from prunesid.vlm.processors import without_video_processor  # noqa: E402
 
 FRAMES, PER_FRAME_BUDGETS = 8, (64, 34, 17)
 PROMPT = "What happens in the video?"
@@ -71,7 +72,7 @@ def build_model(layers: int) -> VLM:
     )
     torch.manual_seed(0)
     model = VideoLlavaForConditionalGeneration(config).eval()
-    processor = VideoLlavaProcessorNoVideoProcessor(
+    processor = without_video_processor(VideoLlavaProcessor)(
         image_processor=VideoLlavaImageProcessor(size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}),
         tokenizer=tokenizer, chat_template=CHAT_TEMPLATE,
     )
@@ -116,21 +117,21 @@ def main() -> None:
             press = PruneSID(budget=presses[name].budget, dynamic=presses[name].dynamic, solver=solver)
             select_times[(name, solver)].append(selection_ms(vlm, encoded, press))
 
-    full_length = prepared["all"]["input_ids"].shape[1]
+    full_length = prepared["all"].input_ids.shape[1]
     full_ms = statistics.median(times["all"])
     rows = []
     for name in presses:
-        length = prepared[name]["input_ids"].shape[1]
+        length = prepared[name].input_ids.shape[1]
         ms = statistics.median(times[name])
         speedup, ideal = full_ms / ms, full_length / length
         row = {
-            "setting": name, "visual_tokens": prepared[name]["visual_tokens"][0], "sequence": length,
+            "setting": name, "visual_tokens": prepared[name].visual_tokens[0], "sequence": length,
             "prefill_ms": round(ms, 1), "speedup": round(speedup, 2), "ideal": round(ideal, 2), "efficiency": round(speedup / ideal, 3),
         }
         if presses[name] is not None:
             exact = statistics.median(select_times[(name, "exact")])
             randomized = statistics.median(select_times[(name, "randomized")])
-            budgets = prepared[name]["selections"][0].budget.tolist()
+            budgets = prepared[name].compressions[0].budget.tolist()
             row.update({
                 "frame_budgets": budgets,
                 "select_exact_ms": round(exact, 1), "select_exact_share": round(exact / ms, 3),

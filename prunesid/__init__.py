@@ -20,7 +20,7 @@ __all__ = [
     "BUILTIN_MODELS",
     "Compression",
     "DivPrune",
-    "EncodedImage",
+    "EncodedMedia",
     "PRESETS",
     "PRESSES",
     "PatchGrid",
@@ -38,12 +38,13 @@ __all__ = [
     "group_cap",
     "load_image",
     "load_vlm",
+    "press_applied",
     "register_grouping",
     "select",
 ]
 __version__ = "0.1.0"
 
-_VLM_NAMES = {"BUILTIN_MODELS", "EncodedImage", "Reply", "VLM", "load_vlm"}
+_VLM_NAMES = {"BUILTIN_MODELS", "EncodedMedia", "Reply", "VLM", "load_vlm"}
 
 
 def __getattr__(name: str):
@@ -52,4 +53,9 @@ def __getattr__(name: str):
         from prunesid import vlm
 
         return getattr(vlm, name)
+    if name == "press_applied":
+        from prunesid import vlm  # noqa: F401  (the families first: prunesid.pipeline builds on them)
+        from prunesid.pipeline import press_applied
+
+        return press_applied
     raise AttributeError(f"module 'prunesid' has no attribute {name!r}")

@@ -12,7 +12,8 @@ import torch
 
 from prunesid import PRESSES, PruneSID
 from prunesid.cli import main as prunesid_main
-from prunesid.eval.pressing import ModelView, PressFailure, PressRun, ProcessorView, RecordWriter, cut_placeholder_runs
+from prunesid.eval.pressing import ModelView, PressFailure, PressRun, ProcessorView, RecordWriter
+from prunesid.pipeline import cut_placeholder_runs
 from prunesid.eval.settings import parse_model_args
 from prunesid.eval.table import main as table_main
 from tests.conftest import scene
@@ -208,7 +209,7 @@ def test_generate_until_raises_the_press_error_and_removes_its_views(tmp_path, m
     assert line["task"] == "t" and line["doc_id"] == 0 and line["visual_tokens"] == [16]
     assert lm._image_processor is processor and lm.model is model  # the views are gone
 
-    monkeypatch.setattr(lm.prunesid_vlm, "unmodified_visual_tokens", lambda encoded: 577)
+    monkeypatch.setattr(lm.prunesid_vlm.family.layout, "unmodified_tokens", lambda image_size, modality="image": 577)
     with pytest.raises(ValueError, match="placeholder tokens"):
         lm.generate_until([request])
     assert lm._image_processor is processor and lm.model is model

@@ -87,7 +87,7 @@ def _logits(vlm, image, press):
     prepared = vlm.prepare(image, QUESTION, press)
     with torch.inference_mode():
         logits = vlm.model(
-            input_ids=prepared["input_ids"], attention_mask=torch.ones_like(prepared["input_ids"]), **prepared["model_inputs"]
+            input_ids=prepared.input_ids, attention_mask=torch.ones_like(prepared.input_ids), **prepared.model_inputs
         ).logits
     return prepared, logits
 
@@ -122,7 +122,7 @@ def test_the_language_model_receives_exactly_the_budget(request, model, name):
         assert bool(valid[view, index.cpu()].all()), "kept a token that may not be kept"
         assert index.unique().numel() == index.numel(), "kept a token twice"
     prepared = vlm.prepare(image, QUESTION, press)
-    placeholders = int((prepared["input_ids"][0] == vlm.placeholder_token_id).sum())
+    placeholders = int((prepared.input_ids[0] == vlm.placeholder_token_id).sum())
     assert placeholders == reply.visual_tokens[0] == _expected_count(vlm, encoded, result)
 
 
@@ -136,8 +136,8 @@ def test_keeping_everything_equals_the_unmodified_model(request, model, name):
         pytest.skip(f"{name} needs CLS attention, which {model}'s tower has not (the refusal is tested above)")
     reference, expected = _logits(vlm, image, None)
     prepared, logits = _logits(vlm, image, keep_everything(cls))
-    assert torch.equal(prepared["input_ids"], reference["input_ids"])
-    assert prepared["selections"][0].merged is None or all(m.shape[0] == 0 for m in prepared["selections"][0].merged)
+    assert torch.equal(prepared.input_ids, reference["input_ids"])
+    assert prepared.compressions[0].merged is None or all(m.shape[0] == 0 for m in prepared.compressions[0].merged)
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
 
 
@@ -163,7 +163,7 @@ def test_a_batch_of_two_images_gives_each_what_it_gets_alone(request, model, nam
                 torch.testing.assert_close(mine, single, rtol=1e-5, atol=1e-6)
     assert reply.visual_tokens == [_expected_count(vlm, vlm.encode(i), r) for i, r in zip((first, second), reply.selections)]
     prepared = vlm.prepare([first, second], "Compare the two pictures.", press)
-    assert int((prepared["input_ids"][0] == vlm.placeholder_token_id).sum()) == sum(reply.visual_tokens)
+    assert int((prepared.input_ids[0] == vlm.placeholder_token_id).sum()) == sum(reply.visual_tokens)
 
 
 # --- settings -------------------------------------------------------------------------

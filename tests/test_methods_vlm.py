@@ -24,13 +24,13 @@ def test_visionzip_feeds_cls_dominant_then_merged_tokens_to_llava(tiny_vlm, pict
     assert result.indices[0].numel() == 53 and result.merged[0].shape[0] == 10  # the authors' 54 + 10
     encoded = tiny_vlm.encode(picture)
     prepared = tiny_vlm.prepare(picture, QUESTION, press)
-    positions = prepared["input_ids"][0] == tiny_vlm.placeholder_token_id
+    positions = prepared.input_ids[0] == tiny_vlm.placeholder_token_id
     projector = tiny_vlm.model.model.multi_modal_projector
     with torch.inference_mode():
         wanted = projector(torch.cat([encoded.cls[:1], encoded.features[0, result.indices[0]], result.merged[0]])[None])[0]
     torch.testing.assert_close(embeds[0, positions], wanted, rtol=1e-5, atol=1e-6)
     # The merged tokens are new: the run marks them as having no place in the unmodified run.
-    run = prepared["runs"][0]
+    run = prepared.runs[0]
     assert (run.origin[-10:] == -1).all() and (run.origin[1:54] == result.indices[0].cpu() + 0).all()
 
 
@@ -60,7 +60,7 @@ def test_visionzip_on_llava_next_places_merged_tokens_per_view(tiny_next_vlm):
     assert [int(i.numel()) + int(m.shape[0]) for i, m in zip(result.indices, result.merged)] == [32] * 5
     assert [m.shape[0] for m in result.merged] == [5] * 5
     prepared = tiny_next_vlm.prepare(image, QUESTION, press)
-    fed = embeds[0, prepared["input_ids"][0] == tiny_next_vlm.placeholder_token_id]
+    fed = embeds[0, prepared.input_ids[0] == tiny_next_vlm.placeholder_token_id]
     family = tiny_next_vlm.family
     encoded = tiny_next_vlm.encode(image)
     with torch.inference_mode():
@@ -123,7 +123,7 @@ def siglip_vlm():
     from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipImageProcessorPil, SiglipVisionConfig
 
     from prunesid.vlm import wrap
-    from prunesid.vlm.tiny import CHAT_TEMPLATE, LlamaConfig, build_tokenizer
+    from prunesid.vlm.builtins.llava import CHAT_TEMPLATE, LlamaConfig, build_tokenizer
 
     tokenizer = build_tokenizer()
     vision = SiglipVisionConfig(image_size=224, patch_size=14, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)

@@ -67,10 +67,10 @@ def test_keeping_every_token_of_a_video_equals_the_unmodified_model(vlm, clip):
         expected = vlm.model(input_ids=reference_ids, pixel_values_videos=pixels).logits
     for press in (KEEP_ALL_VIDEO, None):
         prepared = vlm.prepare(clip, QUESTION, press)
-        assert torch.equal(prepared["input_ids"], reference_ids)
-        assert prepared["visual_tokens"] == [2056]
+        assert torch.equal(prepared.input_ids, reference_ids)
+        assert prepared.visual_tokens == [2056]
         with torch.inference_mode():
-            logits = vlm.model(input_ids=prepared["input_ids"], **prepared["model_inputs"]).logits
+            logits = vlm.model(input_ids=prepared.input_ids, **prepared.model_inputs).logits
         torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
 
     generated = vlm.model.generate(input_ids=reference_ids, pixel_values_videos=pixels, max_new_tokens=12, do_sample=False)
@@ -86,9 +86,9 @@ def test_keeping_every_token_of_an_image_equals_the_unmodified_model(vlm):
         expected = vlm.model(input_ids=reference_ids, pixel_values=pixels).logits
     for press in (KEEP_ALL_IMAGE, None):
         prepared = vlm.prepare(image, QUESTION, press)
-        assert torch.equal(prepared["input_ids"], reference_ids) and prepared["visual_tokens"] == [256]
+        assert torch.equal(prepared.input_ids, reference_ids) and prepared.visual_tokens == [256]
         with torch.inference_mode():
-            logits = vlm.model(input_ids=prepared["input_ids"], **prepared["model_inputs"]).logits
+            logits = vlm.model(input_ids=prepared.input_ids, **prepared.model_inputs).logits
         torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
     generated = vlm.model.generate(input_ids=reference_ids, pixel_values=pixels, max_new_tokens=10, do_sample=False)
     assert vlm.chat(image, QUESTION, press=KEEP_ALL_IMAGE, max_new_tokens=10).text == _text_after(vlm, generated, reference_ids.shape[1])
@@ -106,15 +106,15 @@ def test_an_image_and_a_video_each_reach_their_own_placeholders(vlm, clip):
         expected = vlm.model(input_ids=reference_ids, pixel_values=pixels, pixel_values_videos=video_pixels).logits
     messages = [{"role": "user", "content": content}]
     prepared = vlm.prepare([clip, image], messages, None)
-    assert torch.equal(prepared["input_ids"], reference_ids)
-    assert prepared["visual_tokens"] == [2056, 256]
+    assert torch.equal(prepared.input_ids, reference_ids)
+    assert prepared.visual_tokens == [2056, 256]
     with torch.inference_mode():
-        logits = vlm.model(input_ids=prepared["input_ids"], **prepared["model_inputs"]).logits
+        logits = vlm.model(input_ids=prepared.input_ids, **prepared.model_inputs).logits
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
     # Compressed, each keeps its own count: 8 x 17 for the clip, 17 for the image.
     compressed = vlm.prepare([clip, image], messages, PruneSID(budget=17))
-    assert compressed["visual_tokens"] == [136, 17]
-    ids = compressed["input_ids"][0]
+    assert compressed.visual_tokens == [136, 17]
+    ids = compressed.input_ids[0]
     assert int((ids == vlm.model.config.video_token_id).sum()) == 136
     assert int((ids == vlm.model.config.image_token_id).sum()) == 17
 
@@ -126,7 +126,7 @@ def test_budget_17_feeds_exactly_8_x_17_video_tokens_cls_then_kept_patches_per_f
     embeds, reply = _fed_to_language_model(vlm, lambda: vlm.chat(clip, QUESTION, press=press, max_new_tokens=2))
     assert reply.visual_tokens == [FRAMES * 17] == [136]
     prepared = vlm.prepare(clip, QUESTION, press)
-    ids = prepared["input_ids"][0]
+    ids = prepared.input_ids[0]
     video_positions = (ids == vlm.model.config.video_token_id).nonzero().flatten()
     # One contiguous run of 136 and the prompt's text around it untouched: the packing adds
     # no separator, newline or other token of its own.

@@ -8,6 +8,7 @@ import torch
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid import PruneSID
+from prunesid.vlm import wrap
 from tests.conftest import scene
 from tests.conftest import fed_to_language_model as _fed_to_language_model
 
@@ -22,13 +23,22 @@ def _reference_inputs(vlm, image):
     return vlm.processor(images=image, text=text, return_tensors="pt")
 
 
+def _model_packing(vlm):
+    """The VLM itself, or for LLaVA-NeXT the same model with newlines="rows": the layout
+    whose compressed runs keep the model's newline after every row (the default "authors"
+    layout feeds none, so keeping every patch there is not the unmodified input)."""
+    if vlm.model.config.model_type != "llava_next":
+        return vlm
+    return wrap(vlm.model, vlm.processor, name=vlm.name, newlines="rows")
+
+
 def _logits_with(vlm, image, press):
     prepared = vlm.prepare(image, QUESTION, press)
     with torch.inference_mode():
         return prepared, vlm.model(
-            input_ids=prepared["input_ids"],
-            attention_mask=torch.ones_like(prepared["input_ids"]),
-            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=prepared["features"])},
+            input_ids=prepared.input_ids,
+            attention_mask=torch.ones_like(prepared.input_ids),
+            mm_encoder_outputs={"image": BaseModelOutputWithPooling(pooler_output=[run.embeds for run in prepared.runs])},
         ).logits
 
 
@@ -41,13 +51,13 @@ def test_keeping_every_patch_equals_the_unmodified_model(request, fixture, size)
     with torch.inference_mode():
         expected = vlm.model(**reference).logits
     for press in (KEEP_ALL, None):
-        prepared, logits = _logits_with(vlm, image, press)
-        assert torch.equal(prepared["input_ids"], reference["input_ids"])
+        prepared, logits = _logits_with(_model_packing(vlm) if press is not None else vlm, image, press)
+        assert torch.equal(prepared.input_ids, reference["input_ids"])
         torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
 
     generated = vlm.model.generate(**reference, max_new_tokens=12, do_sample=False)
     expected_text = vlm.processor.tokenizer.decode(generated[0, reference["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert vlm.chat(image, QUESTION, press=KEEP_ALL, max_new_tokens=12).text == expected_text
+    assert _model_packing(vlm).chat(image, QUESTION, press=KEEP_ALL, max_new_tokens=12).text == expected_text
 
 
 
@@ -56,7 +66,7 @@ def test_budget_64_feeds_exactly_64_visual_tokens(tiny_vlm, picture):
     press = PruneSID(budget=64)
     embeds, reply = _fed_to_language_model(tiny_vlm, lambda: tiny_vlm.chat(picture, QUESTION, press=press, max_new_tokens=2))
     prepared = tiny_vlm.prepare(picture, QUESTION, press)
-    image_positions = prepared["input_ids"][0] == tiny_vlm.image_token_id
+    image_positions = prepared.input_ids[0] == tiny_vlm.image_token_id
     assert int(image_positions.sum()) == 64 and reply.visual_tokens == [64]
     encoded = tiny_vlm.encode(picture)
     selection = reply.selections[0]
@@ -68,14 +78,15 @@ def test_budget_64_feeds_exactly_64_visual_tokens(tiny_vlm, picture):
     assert selection.indices[0].numel() == 63 and selection.reserved == 1
 
 
-def test_next_tiles_use_the_per_view_budget_and_newlines_follow_the_kept_rows(tiny_next_vlm):
+def test_next_tiles_use_the_per_view_budget_and_both_newline_layouts(tiny_next_vlm):
     image = scene(640, 480)
-    reply = tiny_next_vlm.chat(image, QUESTION, press=PruneSID(budget=32), max_new_tokens=1)
+    press = PruneSID(budget=32)
+    reply = tiny_next_vlm.chat(image, QUESTION, press=press, max_new_tokens=1)
     selection = reply.selections[0]
     encoded = tiny_next_vlm.encode(image)
     assert selection.num_images == encoded.num_views == 5
     assert [index.numel() for index in selection.indices] == [32] * 5
-    # Rebuild the packed count independently: unpadded kept tiles + one newline per kept row.
+    # Rebuild the packing independently: the kept tiles on the big grid, unpadded.
     from transformers.models.llava_next.modeling_llava_next import unpad_image
 
     mask = torch.zeros(2 * 24, 2 * 24, dtype=torch.bool)
@@ -85,13 +96,32 @@ def test_next_tiles_use_the_per_view_budget_and_newlines_follow_the_kept_rows(ti
         row, col = divmod(tile, 2)
         mask[row * 24:(row + 1) * 24, col * 24:(col + 1) * 24] = tile_mask.view(24, 24)
     visible = unpad_image(mask[None], [480, 640])[0]
-    expected = 32 + int(visible.sum()) + int(visible.any(dim=1).sum())
-    assert reply.visual_tokens == [expected]
+    # "authors" (the default): no newline at all, exactly views x N.
+    assert reply.visual_tokens == [5 * 32] == [32 + int(visible.sum())]
+    # "rows": one newline after every row of the unpadded grid, kept tokens or not, each
+    # right after its row's kept tokens.
+    rows = _model_packing(tiny_next_vlm)
+    run = rows.visual_run(encoded, selection)
+    newline = rows.model.model.image_newline
+    is_newline = (run.embeds == newline).all(dim=1)
+    assert run.embeds.shape[0] == 5 * 32 + visible.shape[0] == rows.fed_tokens(image.size, press)
+    assert int(is_newline.sum()) == visible.shape[0] and not bool(visible.all(dim=1).any())
+    per_row = visible.sum(dim=1)
+    tile_part = is_newline[32:]
+    newline_at = tile_part.nonzero().flatten()
+    assert torch.equal(newline_at, per_row.cumsum(0) + torch.arange(visible.shape[0]))
     # Selection ran among the unpadded patches only: no kept token is lost to the padding,
     # and the padded patches took no part (group -1).
     assert int(visible.sum()) == 4 * 32
     padded = ~encoded.valid
     assert padded[1:].any() and (selection.groups[padded] == -1).all() and (selection.groups[~padded] >= 0).all()
+
+
+def test_next_newlines_option_is_checked(tiny_next_vlm, tiny_vlm):
+    with pytest.raises(ValueError, match=r"newlines must be one of \['authors', 'rows'\].*got 'none'"):
+        wrap(tiny_next_vlm.model, tiny_next_vlm.processor, name="next", newlines="none")
+    with pytest.raises(ValueError, match="newlines applies only to LLaVA-NeXT models"):
+        wrap(tiny_vlm.model, tiny_vlm.processor, name="llava", newlines="rows")
 
 
 def test_dynamic_budget_splits_a_batch_of_images_unequally(tiny_vlm):

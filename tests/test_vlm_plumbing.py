@@ -11,7 +11,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid import PruneSID, select
 from prunesid.vlm import wrap
-from prunesid.vlm.tiny import build_tiny_llava
+from prunesid.vlm.builtins.llava import build_tiny_llava
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"
@@ -35,7 +35,7 @@ def test_each_image_of_a_batch_gets_its_own_run_of_features(tiny_vlm):
     first, second = scene(640, 480, seed=11), scene(480, 640, seed=12)
     press = PruneSID(budget=64, dynamic=True)
     prepared = tiny_vlm.prepare([first, second], "Compare them.", press)
-    counts = prepared["visual_tokens"]
+    counts = prepared.visual_tokens
     assert counts[0] != counts[1], "the dynamic budget should split the two images unequally"
     captured = []
     hook = tiny_vlm.model.model.language_model.register_forward_pre_hook(
@@ -43,15 +43,15 @@ def test_each_image_of_a_batch_gets_its_own_run_of_features(tiny_vlm):
     )
     try:
         with torch.inference_mode():
-            tiny_vlm.model(input_ids=prepared["input_ids"], attention_mask=torch.ones_like(prepared["input_ids"]), **prepared["model_inputs"])
+            tiny_vlm.model(input_ids=prepared.input_ids, attention_mask=torch.ones_like(prepared.input_ids), **prepared.model_inputs)
     finally:
         hook.remove()
     # The runs as the tokenised prompt holds them: maximal blocks of consecutive placeholders.
-    positions = (prepared["input_ids"][0] == tiny_vlm.placeholder_token_id).nonzero().flatten()
+    positions = (prepared.input_ids[0] == tiny_vlm.placeholder_token_id).nonzero().flatten()
     breaks = ((positions[1:] - positions[:-1]) > 1).nonzero().flatten() + 1
     runs = torch.tensor_split(positions, breaks)
     assert len(runs) == 2
-    for run, image, selection in zip(runs, (first, second), prepared["selections"]):
+    for run, image, selection in zip(runs, (first, second), prepared.compressions):
         assert run.numel() == int(selection.budget[0])
         wanted = tiny_vlm.visual_features(tiny_vlm.encode(image), selection)
         torch.testing.assert_close(captured[0][0, run], wanted, rtol=1e-5, atol=1e-6)
@@ -101,15 +101,15 @@ def test_full_strategy_feeds_the_cls_like_the_unmodified_model(full_strategy_vlm
     keep_all = PruneSID(budget=4096, keep_cls=True, order="spatial")
     for press in (None, keep_all):
         prepared = vlm.prepare(image, QUESTION, press)
-        assert prepared["visual_tokens"] == [577]
-        assert torch.equal(prepared["input_ids"], reference["input_ids"])
+        assert prepared.visual_tokens == [577]
+        assert torch.equal(prepared.input_ids, reference["input_ids"])
         with torch.inference_mode():
-            logits = vlm.model(input_ids=prepared["input_ids"], attention_mask=torch.ones_like(prepared["input_ids"]), **prepared["model_inputs"]).logits
+            logits = vlm.model(input_ids=prepared.input_ids, attention_mask=torch.ones_like(prepared.input_ids), **prepared.model_inputs).logits
         torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
     run = vlm.visual_run(vlm.encode(image), None)
     assert torch.equal(run.origin, torch.arange(577))
     # A press that drops the CLS under "full" feeds only patches.
-    assert vlm.prepare(image, QUESTION, PruneSID(budget=64, keep_cls=False))["visual_tokens"] == [64]
+    assert vlm.prepare(image, QUESTION, PruneSID(budget=64, keep_cls=False)).visual_tokens == [64]
 
 
 def test_default_strategy_feeds_no_cls_without_a_press(tiny_vlm, picture):

@@ -92,10 +92,10 @@ def test_keeping_every_token_equals_the_unmodified_model(qwen, sizes):
         expected = qwen.model(**reference).logits
     for press in (KEEP_ALL, None):
         prepared = qwen.prepare(images, QUESTION, press)
-        assert torch.equal(prepared["input_ids"], reference["input_ids"])
+        assert torch.equal(prepared.input_ids, reference["input_ids"])
         with torch.inference_mode():
             logits = qwen.model(
-                input_ids=prepared["input_ids"], attention_mask=torch.ones_like(prepared["input_ids"]), **prepared["model_inputs"]
+                input_ids=prepared.input_ids, attention_mask=torch.ones_like(prepared.input_ids), **prepared.model_inputs
             ).logits
         torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
 
@@ -121,7 +121,7 @@ def test_budget_64_feeds_exactly_n_eff_merged_tokens(qwen):
     assert selection.to_dict()["budget_effective"] == wanted and selection.to_dict()["budget_requested"] == 64
 
     prefill = calls[0]
-    fed_ids = qwen.prepare(image, QUESTION, PruneSID(budget=64))["input_ids"][0]
+    fed_ids = qwen.prepare(image, QUESTION, PruneSID(budget=64)).input_ids[0]
     image_positions = fed_ids == qwen.placeholder_token_id
     assert int(image_positions.sum()) == wanted
     assert prefill["inputs_embeds"].shape[1] == fed_ids.numel() == reference["input_ids"].shape[1] - tokens + wanted
@@ -234,7 +234,7 @@ def test_a_merged_token_sits_at_its_image_s_last_position_without_deepstack(qwen
     wanted, _, _ = expected_positions(qwen, reference, kept_and_last)
     assert torch.equal(calls[0]["position_ids"][1:, 0], wanted)
     merged, deepstack = tower_output(qwen, reference)
-    fed_ids = qwen.prepare(image, QUESTION, KeepFirstMergeRest(8))["input_ids"][0]
+    fed_ids = qwen.prepare(image, QUESTION, KeepFirstMergeRest(8)).input_ids[0]
     visual = calls[0]["inputs_embeds"][0, fed_ids == qwen.placeholder_token_id]
     torch.testing.assert_close(visual, torch.cat([merged[0][:7], merged[0][7:].mean(0, keepdim=True)]), rtol=1e-5, atol=1e-6)
     if deepstack is not None:

@@ -32,11 +32,11 @@ from prunesid.eval.pressing import (
     PressRun,
     ProcessorView,
     RecordWriter,
-    image_digest,
 )
 from prunesid.eval.settings import EvalSettings, parse_model_args
+from prunesid.pipeline import media_key
 from prunesid.vlm import wrap
-from prunesid.vlm.tiny import BUILTINS
+from prunesid.vlm.builtins import BUILTINS
 
 DEFAULT_RECORDS_DIR = "prunesid-records"
 
@@ -44,7 +44,7 @@ DEFAULT_RECORDS_DIR = "prunesid-records"
 class PressedModel:
     """Mixin in front of an lmms-eval model class (see the module docstring)."""
 
-    model_id = "prunesid"
+    model_id: str  # lmms-eval's name of the class (set by each class below)
     processor_attr = "_image_processor"  # where the lmms-eval class keeps its processor
 
     def __init__(self, **kwargs):
@@ -87,11 +87,11 @@ class PressedModel:
     def generate_until(self, requests):
         requests = [self._tracked(request) for request in requests]
         press = self.prunesid_settings.press
-        if press is not None and getattr(press, "dynamic", False) and getattr(press, "phi_ref", 0.0) is None:
-            press = dataclasses.replace(press, phi_ref=self.calibrate(requests))
+        if press is not None and press.needs_calibration:
+            press = press.calibrated(self.calibrate(requests))
         run = PressRun(
             vlm=self.prunesid_vlm, press=press, records=self._records, model_id=self.model_id,
-            settings={**self.prunesid_settings.describe(), **({"phi_ref": press.phi_ref} if hasattr(press, "phi_ref") else {})},
+            settings={**self.prunesid_settings.describe(), **({} if press is None else press.settings())},
         )
         processor = getattr(self, self.processor_attr)
         takes_video = getattr(self.prunesid_vlm.family, "num_frames", None) is not None
@@ -137,12 +137,12 @@ class PressedModel:
         return list(images)
 
     def calibrate(self, requests) -> float:
-        """phi_ref for PruneSID-Dyn: the mean phi over every distinct image of the run (all
-        ranks together when distributed)."""
+        """The reference of a press that needs calibration (a dynamic budget's phi_ref): the
+        mean phi over every distinct image of the run (all ranks together when distributed)."""
         images = {}
         for request in requests:
             for image in self.request_images(request):
-                images.setdefault(image_digest(image), image)
+                images.setdefault(media_key(image), image)
         start = time.perf_counter()
         phis = [phi for image in images.values() for phi in self.prunesid_vlm.encode(image).information()]
         total = torch.tensor([sum(phis), float(len(phis))], dtype=torch.float64)
@@ -150,7 +150,7 @@ class PressedModel:
             total = total.to(self.device)
             torch.distributed.all_reduce(total)
         if float(total[1]) == 0:
-            raise ValueError("PruneSID-Dyn calibration found no image in the evaluated requests; give phi_ref=")
+            raise ValueError("the dynamic budget's calibration found no image in the evaluated requests; give phi_ref=")
         phi_ref = float(total[0] / total[1])
         eval_logger.info(f"{self.model_id}: phi_ref = {phi_ref:.4f} over {len(images)} images ({(time.perf_counter() - start):.1f} s)")
         return phi_ref
@@ -179,7 +179,7 @@ def records_path(settings: EvalSettings, model_id: str, rank: int = 0, world_siz
     if given.suffix == ".jsonl":
         path = given
     else:
-        budget = getattr(settings.press, "budget", None)
+        budget = None if settings.press is None else settings.press.budget
         stamp = time.strftime("%Y%m%d_%H%M%S")
         path = given / f"{model_id}_{settings.method}{'' if budget is None else budget}_{stamp}.jsonl"
     if world_size > 1:

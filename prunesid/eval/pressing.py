@@ -7,13 +7,13 @@ no class is patched):
 
 - the processor view records the images of each processor call (as lmms-eval hands them
   over) and which keys its output has;
-- the model view's ``generate`` receives lmms-eval's inputs, compresses the recorded images
-  with :class:`prunesid.vlm.VLM` (encode -> press -> the family's layout, as ``VLM.chat``
-  does), cuts each image's placeholder run in lmms-eval's own prompt to the number of
-  tokens the press kept, hands the features to the real ``generate`` (the family's
-  ``generation_inputs``: ``mm_encoder_outputs``, M-RoPE positions) instead of the pixels,
-  and returns lmms-eval's prompt followed by the generated tokens, so the caller's own
-  trimming still works.
+- the model view's ``generate`` receives lmms-eval's inputs, encodes and compresses the
+  recorded images with :class:`prunesid.vlm.VLM` (cached), and goes through the one press
+  path, :func:`prunesid.pipeline.press_inputs`, as ``VLM.chat`` does: it cuts each image's
+  placeholder run in lmms-eval's own prompt to the number of tokens fed and hands the
+  features to the real ``generate`` (the family's ``generation_inputs``:
+  ``mm_encoder_outputs``, M-RoPE positions) instead of the pixels. It returns lmms-eval's
+  prompt followed by the generated tokens, so the caller's own trimming still works.
 
 Every call writes one record (task, doc id, which tokens each view kept, rho / phi / N').
 Errors in this path are raised as :class:`PressFailure` (a BaseException), so that
@@ -24,7 +24,6 @@ original error.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import torch
 from PIL import Image
 
 from prunesid.methods.base import Press
+from prunesid.pipeline import press_inputs
 
 
 class PressFailure(BaseException):
@@ -148,27 +148,16 @@ class PressRun:
             raise ValueError(f"a press needs one conversation per generate call (batch_size=1), got a batch of {input_ids.shape[0]}")
         for key in call.keys:  # the processor's outputs: pixels, sizes, grids, masks...
             kwargs.pop(key, None)
-        modalities = [kind for kind, _ in call.media]
         encoded = [vlm.encode(item) for _, item in call.media]
-        full = [vlm.unmodified_visual_tokens(item) for item in encoded]
-        compressions = vlm.compress(encoded, self.press)
-        runs = [vlm.visual_run(item, compression) for item, compression in zip(encoded, compressions)]
-        counts = [int(run.embeds.shape[0]) for run in runs]
-        ids = input_ids
-        for modality in dict.fromkeys(modalities):
-            mine = [i for i, kind in enumerate(modalities) if kind == modality]
-            placeholder = vlm.family.placeholder_for(modality)
-            # The prompt must hold exactly what the unmodified model would receive for each input.
-            check_placeholders(ids, placeholder, [full[i] for i in mine], modality)
-            ids = cut_placeholder_runs(ids, placeholder, [full[i] for i in mine], [counts[i] for i in mine])
-        ids = ids.to(model.device)
-        extra = vlm.family.generation_inputs(ids, runs, encoded)
-        output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **extra, **kwargs)
+        # The prompt must hold exactly what the unmodified model would receive for each input.
+        pressed = press_inputs(vlm.family, input_ids.to(model.device), encoded, self.press, vlm.compress(encoded, self.press))
+        ids = pressed.input_ids
+        output = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **pressed.model_inputs, **kwargs)
         images = [
-            {"modality": modality, **_image_record(item, compression, count, total)}
-            for modality, item, compression, count, total in zip(modalities, encoded, compressions, counts, full)
+            {"modality": item.modality, **_image_record(item, compression, count, total)}
+            for item, compression, count, total in zip(encoded, pressed.compressions, pressed.visual_tokens, pressed.unmodified_tokens)
         ]
-        self.records.write(self._record(images, counts))
+        self.records.write(self._record(images, pressed.visual_tokens))
         # lmms-eval trims its own prompt length off the output: give it its prompt back.
         return torch.cat([input_ids.to(output.device), output[:, ids.shape[1]:]], dim=1)
 
@@ -200,30 +189,6 @@ def _image_record(encoded, compression, count: int, total: int) -> dict:
     return {"visual_tokens": count, "unmodified_tokens": total, "views": views}
 
 
-def cut_placeholder_runs(input_ids: torch.Tensor, placeholder: int, full: list[int], counts: list[int]) -> torch.Tensor:
-    """``input_ids [1, L]`` whose image placeholders are ``full[i]`` tokens per image, in
-    order, with image ``i``'s shortened to its first ``counts[i]``."""
-    positions = (input_ids[0] == placeholder).nonzero().flatten()
-    keep = torch.ones(input_ids.shape[1], dtype=torch.bool, device=input_ids.device)
-    start = 0
-    for total, count in zip(full, counts):
-        if count > total:
-            raise ValueError(f"an image would get {count} visual tokens but the prompt has room for {total}")
-        keep[positions[start + count:start + total]] = False
-        start += total
-    return input_ids[:, keep]
-
-
-def check_placeholders(input_ids: torch.Tensor, placeholder: int, full: list[int], modality: str = "image") -> None:
-    """lmms-eval's prompt must hold, in placeholders, what the unmodified model feeds for its inputs."""
-    total = int((input_ids[0] == placeholder).sum())
-    if total != sum(full):
-        raise ValueError(
-            f"the prompt holds {total} {modality} placeholder tokens but its {len(full)} {modality}(s) give {sum(full)} "
-            f"visual tokens ({full}) in the unmodified model: the evaluation's preprocessing and the model disagree"
-        )
-
-
 class RecordWriter:
     """Appends one JSON line per generate call to ``path`` (opened on the first record)."""
 
@@ -247,13 +212,6 @@ class RecordWriter:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-
-
-def image_digest(image) -> str:
-    """Content key of a PIL image (calibration counts each distinct image once)."""
-    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
-    digest.update(f"{image.size}{image.mode}".encode())
-    return digest.hexdigest()
 
 
 def _clips(videos) -> list:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from PIL import Image
 
 from prunesid.geometry import PatchGrid, center_crop_grid
-from prunesid.vlm.family import Family, VisionOutput, VisualRun, register_family
+from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
+from prunesid.vlm.importance import has_cls_token
 from prunesid.vlm.towers import check_strategy, encode_views
 
 
 @register_family("llava", "LlavaForConditionalGeneration", "single view: LLaVA-1.5, SigLIP LLaVA")
 class SingleView(Family):
     """One view per image: the processor's resize (+ center crop), T patches (+ CLS)."""
-
-    cls_slot = True
 
     def __init__(self, model, processor):
         super().__init__(model, processor)
@@ -24,6 +25,10 @@ class SingleView(Family):
         self.feature_layer = config.vision_feature_layer
         self.strategy = config.vision_feature_select_strategy
         check_strategy(self.vision_tower, self.strategy)
+        has_cls = has_cls_token(self.vision_tower)
+        self.layout = SingleViewLayout(
+            Resize.of(processor.image_processor), self.patch_size, has_cls=has_cls, cls_fed=has_cls and self.strategy == "full"
+        )
 
     def encode(self, pixel_inputs: dict) -> VisionOutput:
         tower = self.vision_tower
@@ -35,22 +40,83 @@ class SingleView(Family):
         resized = _resized_size(self.processor.image_processor, image.size)
         return [center_crop_grid(image.size, resized, (width, height), self.patch_size)]
 
-    def layout(self, projected, kept, merged, cls, pixel_inputs, cls_fed) -> VisualRun:
-        # Origins in the unmodified run: the CLS at 0 when the model feeds it, patches after it.
-        offset = int(cls_fed)
-        parts = [projected[0], merged[0]]
-        origins = [kept[0].to(torch.long) + offset, torch.full((merged[0].shape[0],), -1, dtype=torch.long)]
-        if cls is not None:
-            parts.insert(0, cls[:1])
-            origins.insert(0, torch.tensor([0 if cls_fed else -1]))
-        return VisualRun(torch.cat(parts), torch.cat([origin.cpu() for origin in origins]))
+
+@dataclass(frozen=True)
+class Resize:
+    """A CLIP-style image processor's geometry: resize (shortest edge or fixed size), then an
+    optional center crop. Backend-neutral: numbers from the processor's configuration."""
+
+    size: tuple  # the processor's size dict as sorted items
+    do_resize: bool
+    crop: tuple[int, int] | None  # (width, height) of the center crop, None without one
+
+    @classmethod
+    def of(cls, image_processor) -> "Resize":
+        crop = None
+        if getattr(image_processor, "do_center_crop", False) and getattr(image_processor, "crop_size", None):
+            crop = (int(image_processor.crop_size["width"]), int(image_processor.crop_size["height"]))
+        size = {key: value for key, value in dict(image_processor.size).items() if value}
+        return cls(tuple(sorted(size.items())), bool(getattr(image_processor, "do_resize", True)), crop)
+
+    def pixels(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) of the pixels the tower sees for an image of ``image_size``."""
+        if self.crop is not None:
+            return self.crop
+        return _resize_rule(dict(self.size), self.do_resize, image_size)
+
+
+class SingleViewLayout(FamilyLayout):
+    """One view: the patch grid of the processed pixels, after the CLS when the model feeds it."""
+
+    def __init__(self, resize: Resize, patch_size: int, has_cls: bool, cls_fed: bool):
+        self.resize = resize
+        self.patch_size = patch_size
+        self.cls_slot = has_cls
+        self.cls_fed = cls_fed
+
+    def patches(self, image_size: tuple[int, int]) -> int:
+        width, height = self.resize.pixels(image_size)
+        return (width // self.patch_size) * (height // self.patch_size)
+
+    def selectable_tokens(self, image_size, modality="image") -> list[int]:
+        return [self.patches(image_size)]
+
+    def unmodified_tokens(self, image_size, modality="image") -> int:
+        return self.patches(image_size) + int(self.cls_fed)
+
+    def arrange(self, kept, merged, with_cls, cls_fed, image_size, modality="image", compressed=True) -> FeedPlan:
+        return views_in_sequence(kept, merged, with_cls, cls_fed, stride=None)
+
+
+def views_in_sequence(kept, merged, with_cls: bool, cls_fed: bool, stride: int | None) -> FeedPlan:
+    """View after view: its CLS (when passed), its kept tokens, its merged tokens. In the
+    unmodified run view v starts at ``v * stride`` (CLS first when the model feeds it);
+    ``stride`` None: one view."""
+    views = len(kept)
+    cls_rows = views if with_cls else 0
+    kept_start = cls_rows + torch.tensor([0] + [int(k.numel()) for k in kept]).cumsum(0)
+    merged_start = int(kept_start[-1]) + torch.tensor([0] + list(merged)).cumsum(0)
+    order, origin = [], []
+    for view, (index, extra) in enumerate(zip(kept, merged)):
+        start = view * (stride or 0)
+        if with_cls:
+            order.append(torch.tensor([view]))
+            origin.append(torch.tensor([start if cls_fed else -1]))
+        order.append(torch.arange(int(kept_start[view]), int(kept_start[view + 1])))
+        origin.append(start + int(cls_fed) + index.cpu().long())
+        order.append(torch.arange(int(merged_start[view]), int(merged_start[view + 1])))
+        origin.append(torch.full((extra,), -1, dtype=torch.long))
+    return FeedPlan(torch.cat(order).long(), torch.cat(origin).long())
 
 
 def _resized_size(image_processor, image_size: tuple[int, int]) -> tuple[int, int]:
     """(width, height) after the processor's resize, by the processors' own integer rule."""
+    return _resize_rule(image_processor.size, getattr(image_processor, "do_resize", True), image_size)
+
+
+def _resize_rule(size: dict, do_resize: bool, image_size: tuple[int, int]) -> tuple[int, int]:
     width, height = image_size
-    size = image_processor.size
-    if not getattr(image_processor, "do_resize", True):
+    if not do_resize:
         return width, height
     if "shortest_edge" in size and size["shortest_edge"]:
         short, long = sorted((width, height))

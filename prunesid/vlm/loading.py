@@ -1,25 +1,35 @@
-"""load_vlm(): a Hugging Face checkpoint of a supported family or an offline built-in, ready to chat."""
+"""load_vlm(): a Hugging Face checkpoint of a supported family or an offline built-in, ready to chat.
+
+One path for both: a built-in is written to a directory in its Hub repository's layout
+(``prunesid.vlm.builtins``) and loaded from there like a download. A checkpoint that cannot
+be used (a missing file, a package to install) fails with one ValueError saying what to do.
+"""
 
 from __future__ import annotations
 
 import inspect
+import json
 import sys
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
 
 import prunesid.vlm.families  # noqa: F401  (registers every family)
-from prunesid.vlm.family import FAMILIES, supported_families
+from prunesid.vlm.builtins import BUILTINS, builtin_directory
+from prunesid.vlm.family import FAMILIES, FamilySpec, supported_families
 from prunesid.vlm.model import VLM
-from prunesid.vlm.tiny import BUILTINS
+from prunesid.vlm.processors import load_processor, missing_package_message
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
 DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 
 
 def load_vlm(
     model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | torch.dtype = "auto", progress: bool = False,
-    *, min_pixels: int | None = None, max_pixels: int | None = None,
+    *, min_pixels: int | None = None, max_pixels: int | None = None, newlines: str | None = None,
 ) -> VLM:
     """Load a VLM of a supported family (``prunesid.vlm.family.FAMILIES``) with press support.
 
@@ -34,19 +44,20 @@ def load_vlm(
         progress: print what is being loaded and how long it took (the CLI turns it on).
         min_pixels, max_pixels: for models with dynamic resolution (Qwen-VL), the bounds of
             the processor's resize (default: the processor's own); other families refuse them.
+        newlines: for LLaVA-NeXT, the newline tokens of compressed runs: ``"authors"`` (none,
+            the default: what the paper measured) or ``"rows"`` (one per row of the unpadded grid).
     """
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a built-in name ({', '.join(BUILTINS)}), a Hugging Face id or a directory, got {model!r}")
     resolved_device = _device(device)
     resolved_dtype = _dtype(dtype, resolved_device)
-    options = _family_options(min_pixels=min_pixels, max_pixels=max_pixels)
+    options = _family_options(min_pixels=min_pixels, max_pixels=max_pixels, newlines=newlines)
     start = time.perf_counter()
     if progress:
         print(f"Loading {model} on {resolved_device} ({str(resolved_dtype).removeprefix('torch.')})...", file=sys.stderr, flush=True)
-    if model in BUILTINS:
-        hf_model, processor = BUILTINS[model]()
-    else:
-        hf_model, processor = _load_pretrained(model, resolved_dtype, options)
+    with _no_progress_bars() if model in BUILTINS else nullcontext():  # a built-in loads in a blink
+        path = str(builtin_directory(model)) if model in BUILTINS else model
+        hf_model, processor = _load_pretrained(path, resolved_dtype, options)
     hf_model = hf_model.to(resolved_device, resolved_dtype).eval()
     if progress:
         print(f"Loaded {model} in {time.perf_counter() - start:.1f} s", file=sys.stderr, flush=True)
@@ -65,10 +76,10 @@ def wrap(hf_model, processor, name: str, **family_options) -> VLM:
 
 
 def _family_options(**options) -> dict:
-    """The options given (not None), each a positive integer."""
+    """The options given (not None); pixel limits each a positive integer (the family checks the rest)."""
     given = {name: value for name, value in options.items() if value is not None}
     for name, value in given.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if name.endswith("_pixels") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     return given
 
@@ -78,34 +89,105 @@ def _check_family_options(model_type: str, options: dict) -> None:
     unknown = [name for name in options if name not in accepted]
     if unknown:
         verb = "applies" if len(unknown) == 1 else "apply"
-        raise ValueError(f"{' and '.join(unknown)} {verb} only to models with dynamic resolution (Qwen-VL), not to {model_type!r} models")
+        where = " and ".join(dict.fromkeys(
+            "LLaVA-NeXT models (anyres tiles)" if name == "newlines" else "models with dynamic resolution (Qwen-VL)" for name in unknown
+        ))
+        raise ValueError(f"{' and '.join(unknown)} {verb} only to {where}, not to {model_type!r} models")
 
 
 def _load_pretrained(model: str, dtype: torch.dtype, options: dict | None = None):
-    import transformers
-    from transformers import AutoConfig, AutoProcessor
-
     if not Path(model).is_dir() and model.count("/") != 1:
         # Every LLaVA checkpoint on the Hub is "owner/name": fail now rather than after retries.
         raise ValueError(
             f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}), not a directory, "
             f"and not a Hugging Face id of the form owner/name (e.g. {DEFAULT_MODEL})"
         )
+    model_type = _model_type(model)
+    if model_type not in FAMILIES:
+        raise ValueError(f"model {model!r} is a {model_type!r} model; supported: {supported_families()}")
+    _check_family_options(model_type, options or {})  # before loading the weights
+    spec = FAMILIES[model_type]
+    if spec.loader is not None:
+        return spec.loader(model, dtype)
+    if Path(model).is_dir():
+        check_weight_files(Path(model))
+    processor = load_processor(model, model_type)  # before the weights: fails fast
     try:
-        config = AutoConfig.from_pretrained(model)
-    except (OSError, ValueError) as error:
+        hf_model = _model_class(spec).from_pretrained(model, dtype=dtype)
+    except ImportError as error:
+        raise ValueError(missing_package_message(model, error)) from error
+    return hf_model, processor
+
+
+def _model_type(model: str) -> str:
+    """config.json's model_type, read without transformers (a family may live outside it)."""
+    try:
+        if Path(model).is_dir():
+            config_file = Path(model) / "config.json"
+        else:
+            from huggingface_hub import hf_hub_download
+
+            config_file = Path(hf_hub_download(model, "config.json"))
+        model_type = json.loads(config_file.read_text()).get("model_type")
+    except Exception as error:  # no file, no network, no access, not JSON
         where = "local directory" if Path(model).is_dir() else "Hugging Face model id"
         raise ValueError(
             f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}) and not a loadable {where} "
-            f"(no network, a typo, or no access?). Details: {error}"
+            f"(no config.json, no network, a typo, or no access?). Details: {error}"
         ) from error
-    if config.model_type not in FAMILIES:
-        raise ValueError(f"model {model!r} is a {config.model_type!r} model; supported: {supported_families()}")
-    _check_family_options(config.model_type, options or {})  # before loading the weights
-    model_class = getattr(transformers, FAMILIES[config.model_type].model_class)
-    hf_model = model_class.from_pretrained(model, dtype=dtype)
-    processor = AutoProcessor.from_pretrained(model)
-    return hf_model, processor
+    if not isinstance(model_type, str):
+        raise ValueError(f"{model}: config.json has no model_type; supported: {supported_families()}")
+    return model_type
+
+
+def _model_class(spec: FamilySpec):
+    if not isinstance(spec.model_class, str):
+        return spec.model_class
+    import transformers
+
+    model_class = getattr(transformers, spec.model_class, None)
+    if model_class is None:
+        raise ValueError(
+            f"{spec.model_type!r} models need {spec.model_class}, which transformers {transformers.__version__} "
+            f"does not have: upgrade it (`pip install -U transformers`)"
+        )
+    return model_class
+
+
+def check_weight_files(directory: Path) -> None:
+    """ValueError naming what a checkpoint directory lacks of its weights."""
+    present = [name for name in WEIGHT_FILES if (directory / name).is_file()]
+    if not present:
+        raise ValueError(
+            f"{directory} has no weights (none of {', '.join(WEIGHT_FILES)}): an incomplete download? "
+            f"Fetch them again, e.g. `hf download <repo id> --include '*.safetensors' '*.json' --local-dir {directory}`"
+        )
+    index = next((name for name in present if name.endswith(".index.json")), None)
+    if index is None:
+        return
+    try:
+        shards = sorted(set(json.loads((directory / index).read_text())["weight_map"].values()))
+    except (OSError, ValueError, KeyError, AttributeError) as error:
+        raise ValueError(f"{directory / index} is not a valid weight index: {error}") from error
+    missing = [shard for shard in shards if not (directory / shard).is_file()]
+    if missing:
+        raise ValueError(
+            f"{directory} lacks {len(missing)} of its {len(shards)} weight shards ({', '.join(missing)}): an "
+            f"incomplete download? Fetch them again, e.g. `hf download <repo id> {missing[0]} --local-dir {directory}`"
+        )
+
+
+@contextmanager
+def _no_progress_bars():
+    from transformers.utils import logging as transformers_logging
+
+    enabled = transformers_logging.is_progress_bar_enabled()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            transformers_logging.enable_progress_bar()
 
 
 def _device(device: str) -> torch.device:

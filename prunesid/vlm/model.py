@@ -1,10 +1,11 @@
 """VLM: a transformers VLM with a press between its vision tower and its LLM.
 
-One question about one image runs: encode (the family's tower pass, once per image, cached)
--> compress (the press, cached) -> the family lays the kept tokens out for the LLM ->
-shorten each image's placeholder run to its own count -> ``generate`` with the features
-handed over (``mm_encoder_outputs``, or what the family's ``generation_inputs`` says).
-Nothing is patched on the transformers model; it is used through its public forward/generate.
+One question about one image runs: encode (the family's tower pass, once per input, cached)
+-> compress (the press, cached) -> :func:`prunesid.pipeline.press_inputs` (the family lays
+the kept tokens out and sets each input's placeholder run to its count) -> ``generate``
+with the features handed over (``mm_encoder_outputs``, or what the family's
+``generation_inputs`` says). Nothing is patched on the transformers model; it is used
+through its public forward/generate.
 """
 
 from __future__ import annotations
@@ -20,50 +21,16 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 import torch
-from PIL import Image
 from transformers.generation.streamers import BaseStreamer
 
+from prunesid import pipeline  # a module reference: prunesid.pipeline imports this package's families
 from prunesid.compression import Compression
-from prunesid.geometry import PatchGrid
 from prunesid.images import load_image
 from prunesid.methods.base import Press, VisionTokens
-from prunesid.selection import redundancy
 from prunesid.video import Video, is_video, load_video
-from prunesid.vlm.family import Family, VisualRun
+from prunesid.vlm.family import EncodedMedia, Family, VisualRun
 
 CACHE_SIZE = 16
-
-
-@dataclass
-class EncodedImage:
-    """One image after the vision tower: what compression and drawing need, nothing more."""
-
-    key: str  # content hash: the cache key
-    image: Image.Image  # the RGB image as the user gave it
-    features: torch.Tensor  # [V, T, D] tokens a press chooses from (feature layer, no CLS)
-    cls: torch.Tensor | None  # [V, D] feature-layer CLS token, None for towers without one
-    cls_fed: bool  # the unmodified model feeds that CLS to the LLM (strategy "full")
-    importance: torch.Tensor | None  # [V, T] CLS attention summed over heads (None: PSCA score)
-    grids: list[PatchGrid]  # where each view's tokens sit on the image
-    valid: torch.Tensor | None  # [V, T] bool: selectable tokens (None: all), e.g. not padding
-    pixel_inputs: dict  # the image processor's output (pixel_values, image_sizes, ...)
-    vision_ms: float
-    keys: torch.Tensor | None = None  # [V, T, d] feature layer's attention keys, mean over heads (VisionZip)
-    modality: str = "image"  # or "video": the views are then the clip's sampled frames, ``image`` the first
-    video: Video | None = None  # a video's sampled frames and where they sit in the clip
-
-    @property
-    def num_views(self) -> int:
-        return self.features.shape[0]
-
-    @property
-    def num_tokens(self) -> int:
-        """Tokens across all views (V x T), padding included."""
-        return self.features.shape[0] * self.features.shape[1]
-
-    def information(self) -> list[float]:
-        """phi = 1 - rho of each view, over its selectable tokens."""
-        return (1.0 - redundancy(self.features, self.valid)).tolist()
 
 
 @dataclass
@@ -98,7 +65,7 @@ class VLM:
         self.dtype = next(model.parameters()).dtype
         self.placeholder_token_id = family.placeholder_token_id
         self.context_length = model.config.text_config.max_position_embeddings
-        self._encoded: OrderedDict[str, EncodedImage] = OrderedDict()
+        self._encoded: OrderedDict[str, EncodedMedia] = OrderedDict()
         self._compressed: OrderedDict[tuple, list[Compression]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -113,7 +80,7 @@ class VLM:
     # --- vision -------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def encode(self, image) -> EncodedImage:
+    def encode(self, image) -> EncodedMedia:
         """Run the vision tower on one image (any input :func:`load_image` accepts); cached.
 
         Files and encoded bytes are recognised by their bytes, before decoding: moving a
@@ -128,14 +95,14 @@ class VLM:
         if cached is not None:
             return cached
         image = load_image(image)
-        key = key or _image_key(image)
+        key = key or pipeline.media_key(image)
         cached = self._cached(key)
         if cached is not None:
             return cached
         start = time.perf_counter()
         return self._encoded_from(key, image, self.family.preprocess(image), start)
 
-    def _encode_video(self, video) -> EncodedImage:
+    def _encode_video(self, video) -> EncodedMedia:
         frames = self.family.num_frames
         if frames is None:
             raise ValueError(f"{self.name} takes images only; a video needs a video model (e.g. tiny-random-video-llava)")
@@ -151,73 +118,37 @@ class VLM:
         pixel_inputs = self.family.preprocess_video(list(clip.frames))
         return self._encoded_from(key, clip.frames[0], pixel_inputs, start, modality="video", video=clip)
 
-    def _encoded_from(self, key, image, pixel_inputs, start, **media) -> EncodedImage:
-        """The tower on preprocessed pixels, as a cached EncodedImage."""
-        vision = self.family.encode(pixel_inputs)
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-        encoded = EncodedImage(
-            key=key,
-            image=image,
-            features=vision.features,
-            cls=vision.cls,
-            cls_fed=vision.cls_fed,
-            importance=vision.importance,
-            grids=self.family.grids(image, pixel_inputs),
-            valid=self.family.valid_patches(pixel_inputs),
-            pixel_inputs=pixel_inputs,
-            vision_ms=(time.perf_counter() - start) * 1000,
-            keys=vision.keys,
-            **media,
-        )
+    def _encoded_from(self, key, image, pixel_inputs, start: float | None = None, modality: str = "image", video=None) -> EncodedMedia:
+        """The tower on preprocessed pixels, as a cached EncodedMedia (``start``: when
+        preprocessing began, counted in ``vision_ms``)."""
+        encoded = pipeline.encode_media(self.family, key, image, pixel_inputs, modality, video)
+        if start is not None:
+            encoded.vision_ms = (time.perf_counter() - start) * 1000
         with self._cache_lock:
             self._encoded[key] = encoded
             while len(self._encoded) > CACHE_SIZE:
                 self._encoded.popitem(last=False)
         return encoded
 
-    def _cached(self, key: str | None) -> EncodedImage | None:
+    def _cached(self, key: str | None) -> EncodedMedia | None:
         with self._cache_lock:
             if key in self._encoded:
                 self._encoded.move_to_end(key)
                 return self._encoded[key]
         return None
 
-    def vision_tokens(self, images: list[EncodedImage]) -> VisionTokens:
-        """All views of ``images`` as one batch for a press. Views of different lengths (Qwen-VL
-        images of different sizes) are padded, the padding marked not valid."""
-        longest = max(item.features.shape[1] for item in images)
-        features, valid, importance, keys = [], [], [], []
-        for item in images:
-            views, length, width = item.features.shape
-            pad = longest - length
-            mask = item.valid if item.valid is not None else torch.ones(views, length, dtype=torch.bool)
-            features.append(torch.nn.functional.pad(item.features, (0, 0, 0, pad)))
-            valid.append(torch.nn.functional.pad(mask.to(item.features.device), (0, pad), value=False))
-            if item.importance is not None:
-                importance.append(torch.nn.functional.pad(item.importance, (0, pad)))
-            if item.keys is not None:
-                keys.append(torch.nn.functional.pad(item.keys, (0, 0, 0, pad)))
-        all_valid = torch.cat(valid)
-        return VisionTokens(
-            features=torch.cat(features),
-            importance=torch.cat(importance) if len(importance) == len(images) else None,
-            keys=torch.cat(keys) if len(keys) == len(images) else None,
-            project=self.family.project,
-            valid=None if bool(all_valid.all()) else all_valid,
-            cls_slot=all(item.cls is not None for item in images) and self.family.cls_slot,
-            preset=self.family.preset,
-            grid_shapes=[(grid.rows, grid.cols) for item in images for grid in item.grids],
-        )
+    def vision_tokens(self, images: list[EncodedMedia]) -> VisionTokens:
+        """All views of ``images`` as one batch for a press (see :func:`prunesid.pipeline.vision_tokens`)."""
+        return pipeline.vision_tokens(self.family, images)
 
-    def compress(self, encoded: EncodedImage | list[EncodedImage], press: Press) -> list[Compression]:
+    def compress(self, encoded: EncodedMedia | list[EncodedMedia], press: Press) -> list[Compression]:
         """Run ``press`` on the cached features of one or more images, all their views in one
         batch (so a dynamic press shares its budget across every view of every image).
         Returns one result per image, covering its views (``prunesid.select`` is the
         tensor-level call: one batch in, one result out)."""
         if not isinstance(press, Press):
             raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
-        images = [encoded] if isinstance(encoded, EncodedImage) else list(encoded)
+        images = [encoded] if isinstance(encoded, EncodedMedia) else list(encoded)
         if not images:
             return []
         key = (tuple(item.key for item in images), press)
@@ -225,14 +156,7 @@ class VLM:
             if key in self._compressed:
                 self._compressed.move_to_end(key)
                 return self._compressed[key]
-        result = press.compress(self.vision_tokens(images))
-        per_image, start = [], 0
-        for item in images:
-            part = result.take(start, start + item.num_views)
-            if part.tokens_per_view != item.features.shape[1]:  # drop the batch padding again
-                part = part.first_tokens(item.features.shape[1])
-            per_image.append(part)
-            start += item.num_views
+        per_image = pipeline.compress(self.family, images, press)
         with self._cache_lock:
             self._compressed[key] = per_image
             while len(self._compressed) > 4 * CACHE_SIZE:
@@ -249,37 +173,24 @@ class VLM:
             raise ValueError("calibrate needs at least one image")
         return sum(phis) / len(phis)
 
-    @torch.inference_mode()
-    def visual_run(self, encoded: EncodedImage, compression: Compression | None) -> VisualRun:
-        """What the LLM receives for one image: all its tokens as the unmodified model feeds
+    def visual_run(self, encoded: EncodedMedia, compression: Compression | None) -> VisualRun:
+        """What the LLM receives for one input: all its tokens as the unmodified model feeds
         them when ``compression`` is None, else the reserved, kept and merged tokens."""
-        views = encoded.features
-        if compression is None:
-            kept = [torch.arange(views.shape[1], device=views.device) for _ in range(views.shape[0])]
-            merged = [views.new_zeros(0, views.shape[2]) for _ in kept]
-            with_cls = encoded.cls_fed
-        else:
-            kept = [index.to(views.device) for index in compression.indices]
-            merged = compression.merged or [views.new_zeros(0, views.shape[2]) for _ in kept]
-            with_cls = compression.reserved > 0
-        with_cls = with_cls and encoded.cls is not None
-        # One projector call for every token of every view (the projector is per token); the
-        # CLS of every view (a video frame each has its own), the layout takes what it needs.
-        pieces = ([encoded.cls] if with_cls else []) + [view[index] for view, index in zip(views, kept)]
-        pieces += [m.to(views.device, views.dtype) for m in merged]
-        projected = list(torch.split(self.family.project(torch.cat(pieces)), [len(p) for p in pieces]))
-        cls = projected.pop(0) if with_cls else None
-        kept_projected, merged_projected = projected[: len(kept)], projected[len(kept):]
-        return self.family.layout(kept_projected, kept, merged_projected, cls, encoded.pixel_inputs, encoded.cls_fed)
+        return pipeline.visual_run(self.family, encoded, compression)
 
-    def visual_features(self, encoded: EncodedImage, compression: Compression | None) -> torch.Tensor:
+    def visual_features(self, encoded: EncodedMedia, compression: Compression | None) -> torch.Tensor:
         """``[n, H]``: the embeddings the LLM receives for one image (all tokens if None)."""
         return self.visual_run(encoded, compression).embeds
 
-    def unmodified_visual_tokens(self, encoded: EncodedImage) -> int:
+    def unmodified_visual_tokens(self, encoded: EncodedMedia) -> int:
         """How many visual tokens the unmodified model feeds the LLM for this image (LLaVA-NeXT:
         base view, unpadded tiles and their newlines): the reference for every compression ratio."""
-        return int(self.visual_run(encoded, None).embeds.shape[0])
+        return self.family.layout.unmodified_tokens(encoded.image_size, encoded.modality)
+
+    def fed_tokens(self, image_size: tuple[int, int], press: Press | None = None, modality: str = "image") -> int:
+        """Visual tokens the LLM will receive for one input of ``image_size`` (width, height)
+        under ``press``, known before encoding (see :meth:`prunesid.vlm.family.FamilyLayout.fed_tokens`)."""
+        return self.family.fed_tokens(image_size, press, modality)
 
     # --- language -----------------------------------------------------------------------
 
@@ -299,13 +210,13 @@ class VLM:
         prepared = self.prepare(images, prompt, press, max_new_tokens)
         streamer = _TimedTextStreamer(self.processor.tokenizer)
         kwargs = dict(
-            input_ids=prepared["input_ids"],
-            attention_mask=torch.ones_like(prepared["input_ids"]),
-            max_new_tokens=prepared["max_new_tokens"],
+            input_ids=prepared.input_ids,
+            attention_mask=torch.ones_like(prepared.input_ids),
+            max_new_tokens=min(max_new_tokens, self.context_length - prepared.input_ids.shape[1]),
             do_sample=do_sample,
             streamer=streamer,
             pad_token_id=_pad_token_id(self.processor.tokenizer),
-            **prepared["model_inputs"],
+            **prepared.model_inputs,
             **generate_kwargs,
         )
         failure: list[BaseException] = []
@@ -326,23 +237,23 @@ class VLM:
             worker.join()
             if failure:
                 raise failure[0]
-            timings = dict(prepared["timings"])
+            timings = dict(prepared.timings)
             timings.update(streamer.timings())
             stream.reply = Reply(
                 text=streamer.text,
-                selections=prepared["selections"],
-                visual_tokens=prepared["visual_tokens"],
+                selections=prepared.compressions,
+                visual_tokens=prepared.visual_tokens,
                 timings=timings,
-                prompt_tokens=int(prepared["input_ids"].shape[1]),
+                prompt_tokens=int(prepared.input_ids.shape[1]),
             )
 
         return ReplyStream(pieces)
 
-    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> dict:
-        """Everything ``generate`` needs, with the visual tokens already compressed:
-        ``input_ids`` (placeholder runs shortened), ``model_inputs`` (the family's extra
-        keyword arguments: the features, positions where the family needs them), plus the
-        per-image results, counts and timings."""
+    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> "pipeline.PressedInputs":
+        """Everything ``generate`` needs, with the visual tokens already compressed (see
+        :func:`prunesid.pipeline.press_inputs`): the input ids (placeholder runs set to each
+        input's count), the family's keyword arguments, per-input results, counts and
+        timings (``vision_ms``, ``select_ms``)."""
         if press is not None and not isinstance(press, Press):
             raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID) or None, got {type(press).__name__}")
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
@@ -350,49 +261,34 @@ class VLM:
         image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
         modalities = ["video" if is_video(item) else "image" for item in image_list]
         messages = _messages(prompt, modalities)
+        prompt_ids = self._prompt_ids(messages, modalities).to(self.device)
         start = time.perf_counter()
         encoded = [self.encode(image) for image in image_list]
         vision_ms = (time.perf_counter() - start) * 1000
         start = time.perf_counter()
-        selections = self.compress(encoded, press) if press is not None else [None] * len(encoded)
-        runs = [self.visual_run(item, sel) for item, sel in zip(encoded, selections)]
-        features = [run.embeds for run in runs]
-        select_ms = (time.perf_counter() - start) * 1000
-        input_ids = self._input_ids(messages, [f.shape[0] for f in features], modalities)
-        if input_ids.shape[1] >= self.context_length:
+        compressions = self.compress(encoded, press) if press is not None else [None] * len(encoded)
+        prepared = pipeline.press_inputs(self.family, prompt_ids, encoded, press, compressions)
+        prepared.timings = {"vision_ms": vision_ms, "select_ms": (time.perf_counter() - start) * 1000}
+        length = prepared.input_ids.shape[1]
+        if length >= self.context_length:
             raise ValueError(
-                f"the prompt is {input_ids.shape[1]} tokens ({sum(f.shape[0] for f in features)} of them visual) "
+                f"the prompt is {length} tokens ({sum(prepared.visual_tokens)} of them visual) "
                 f"but {self.name} has a context of {self.context_length} tokens; shorten the prompt or lower the budget"
             )
-        input_ids = input_ids.to(self.device)
-        return {
-            "input_ids": input_ids,
-            "model_inputs": self.family.generation_inputs(input_ids, runs, encoded),
-            "features": features,
-            "runs": runs,
-            "selections": selections,
-            "visual_tokens": [f.shape[0] for f in features],
-            "max_new_tokens": min(max_new_tokens, self.context_length - input_ids.shape[1]),
-            "timings": {"vision_ms": vision_ms, "select_ms": select_ms},
-        }
+        return prepared
 
-    def _input_ids(self, messages: list[dict], counts: list[int], modalities: list[str] | None = None) -> torch.Tensor:
-        """Tokenise the conversation and widen each input's single placeholder to its count.
-        Per modality, the k-th placeholder in the prompt belongs to the k-th input of that
-        modality (as the model scatters each modality's features in order)."""
-        modalities = modalities or ["image"] * len(counts)
+    def _prompt_ids(self, messages: list[dict], modalities: list[str]) -> torch.Tensor:
+        """The conversation tokenised, one placeholder per input. Per modality, the k-th
+        placeholder in the prompt belongs to the k-th input of that modality (as the model
+        scatters each modality's features in order)."""
         text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         ids = torch.tensor(self.processor.tokenizer(text)["input_ids"], dtype=torch.long)
-        repeats = torch.ones_like(ids)
         for modality in dict.fromkeys(["image", *(["video"] if self.family.num_frames else []), *modalities]):
-            wanted = [count for count, kind in zip(counts, modalities) if kind == modality]
-            placeholders = (ids == self.family.placeholder_for(modality)).nonzero().flatten()
-            if placeholders.numel() != len(wanted):
-                raise ValueError(
-                    f"the conversation holds {placeholders.numel()} {modality} placeholders but {len(wanted)} {modality}s were given"
-                )
-            repeats[placeholders] = torch.tensor(wanted, dtype=torch.long)
-        return torch.repeat_interleave(ids, repeats)[None]
+            wanted = sum(kind == modality for kind in modalities)
+            found = int((ids == self.family.placeholder_for(modality)).sum())
+            if found != wanted:
+                raise ValueError(f"the conversation holds {found} {modality} placeholders but {wanted} {modality}s were given")
+        return ids[None]
 
 
 def _pad_token_id(tokenizer) -> int | None:
@@ -412,12 +308,6 @@ def _encoded_key(image) -> str | None:
     else:
         return None
     return "bytes:" + hashlib.blake2b(data, digest_size=16).hexdigest()
-
-
-def _image_key(image: Image.Image) -> str:
-    digest = hashlib.blake2b(image.tobytes(), digest_size=16)
-    digest.update(f"{image.size}{image.mode}".encode())
-    return digest.hexdigest()
 
 
 def _messages(prompt, modalities: list[str]) -> list[dict]:

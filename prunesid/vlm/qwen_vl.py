@@ -25,20 +25,16 @@ from __future__ import annotations
 import torch
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
+from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from prunesid.geometry import PatchGrid
-from prunesid.vlm.family import Family, VisionOutput, VisualRun, register_family
-
-# Where encode() leaves Qwen3-VL's deepstack features of an image in its pixel inputs:
-# one [T, H] tensor per deepstack layer, in merged-token order.
-DEEPSTACK_KEY = "deepstack_features"
+from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.vlm.llava import views_in_sequence
 
 
 class QwenVL(Family):
     """The Qwen-VL family: one view per image, the merged-token grid over the whole image."""
 
-    preset = "qwen2-vl"
-    cls_slot = False
     modality = "image"
 
     def __init__(self, model, processor, min_pixels: int | None = None, max_pixels: int | None = None):
@@ -49,6 +45,7 @@ class QwenVL(Family):
         self.token_pixels = self.patch_size * self.merge_size  # side of one merged token, in processor pixels
         self.video_token_id = getattr(model.config, "video_token_id", None)
         self.size = _pixel_limits(processor.image_processor, min_pixels, max_pixels, self.token_pixels)
+        self.layout = QwenLayout(self.token_pixels, self.size["shortest_edge"], self.size["longest_edge"])
 
     def preprocess(self, image: Image.Image) -> dict:
         inputs = self.processor.image_processor(images=image, size=dict(self.size), return_tensors="pt")
@@ -61,9 +58,10 @@ class QwenVL(Family):
         output = self.model.model.get_image_features(pixels, grid, return_dict=True)
         features = output.pooler_output[0]  # [T, H]: merged tokens in the LLM's width, row-major
         deepstack = getattr(output, "deepstack_features", None)
-        if deepstack:
-            pixel_inputs[DEEPSTACK_KEY] = [layer[0] for layer in deepstack]
-        return VisionOutput(features=features[None], cls=None, importance=None, cls_fed=False)
+        return VisionOutput(
+            features=features[None], cls=None, importance=None, cls_fed=False,
+            deepstack=[layer[None] for layer in deepstack] if deepstack else None,
+        )
 
     def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
         # The processor resizes the whole image (no crop, no padding) to rows x cols merged tokens.
@@ -73,11 +71,6 @@ class QwenVL(Family):
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return features  # the merger's output is already in the LLM's width
-
-    def layout(self, projected, kept, merged, cls, pixel_inputs, cls_fed) -> VisualRun:
-        # Kept tokens in output order, then any merged tokens (new: origin -1).
-        origin = torch.cat([kept[0].cpu().long(), torch.full((merged[0].shape[0],), -1, dtype=torch.long)])
-        return VisualRun(torch.cat([projected[0], merged[0]]), origin)
 
     def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
         if self.video_token_id is not None and bool((input_ids == self.video_token_id).any()):
@@ -143,13 +136,43 @@ class QwenVL(Family):
 
     def _encoder_outputs(self, runs: list[VisualRun], encoded: list):
         features = [run.embeds for run in runs]
-        if not all(DEEPSTACK_KEY in item.pixel_inputs for item in encoded):
+        if not all(item.deepstack for item in encoded):
             return BaseModelOutputWithPooling(pooler_output=features)
         from transformers.models.qwen3_vl.modeling_qwen3_vl import BaseModelOutputWithDeepstackFeatures
 
-        layers = len(encoded[0].pixel_inputs[DEEPSTACK_KEY])
-        deepstack = [[_cut(item.pixel_inputs[DEEPSTACK_KEY][layer], run.origin) for run, item in zip(runs, encoded)] for layer in range(layers)]
+        layers = len(encoded[0].deepstack)
+        deepstack = [[_cut(item.deepstack[layer][0], run.origin) for run, item in zip(runs, encoded)] for layer in range(layers)]
         return BaseModelOutputWithDeepstackFeatures(pooler_output=features, deepstack_features=deepstack)
+
+
+class QwenLayout(FamilyLayout):
+    """Qwen-VL's geometry from its processor's numbers: the image resized to multiples of one
+    merged token's side within the pixel limits, one view, tokens fed in output order."""
+
+    preset = "qwen2-vl"
+    cls_slot = False
+
+    def __init__(self, token_pixels: int, min_pixels: int, max_pixels: int):
+        self.token_pixels = token_pixels
+        self.min_pixels = min_pixels
+        self.max_pixels = max_pixels
+
+    def grid_shape(self, image_size) -> tuple[int, int]:
+        """(rows, cols) of merged tokens for an image of ``image_size``."""
+        width, height = image_size
+        resized_h, resized_w = smart_resize(height, width, factor=self.token_pixels, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        return resized_h // self.token_pixels, resized_w // self.token_pixels
+
+    def selectable_tokens(self, image_size, modality="image") -> list[int]:
+        rows, cols = self.grid_shape(image_size)
+        return [rows * cols]
+
+    def unmodified_tokens(self, image_size, modality="image") -> int:
+        return self.selectable_tokens(image_size)[0]
+
+    def arrange(self, kept, merged, with_cls, cls_fed, image_size, modality="image", compressed=True) -> FeedPlan:
+        # Kept tokens in output order, then any merged tokens (new: origin -1).
+        return views_in_sequence(kept, merged, False, False, stride=None)
 
 
 def _cut(features: torch.Tensor, origin: torch.Tensor) -> torch.Tensor:

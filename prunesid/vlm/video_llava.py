@@ -26,9 +26,9 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid.geometry import PatchGrid, center_crop_grid
-from prunesid.vlm.family import Family, VisionOutput, VisualRun, register_family
+from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
 from prunesid.vlm.importance import has_cls_token
-from prunesid.vlm.llava import _resized_size
+from prunesid.vlm.llava import Resize, _resized_size, views_in_sequence
 from prunesid.vlm.towers import check_strategy, encode_views
 
 DEFAULT_FRAMES = 8
@@ -36,8 +36,6 @@ DEFAULT_FRAMES = 8
 
 @register_family("video_llava", "VideoLlavaForConditionalGeneration", "videos (8 frames) and images: Video-LLaVA")
 class VideoLlava(Family):
-    cls_slot = True
-
     def __init__(self, model, processor):
         super().__init__(model, processor)
         config = model.config
@@ -53,6 +51,9 @@ class VideoLlava(Family):
         # The checkpoints' video_seq_length is frames x (CLS + patches): 2,056 = 8 x 257.
         frames, rest = divmod(getattr(config, "video_seq_length", 0) or 0, side * side + 1)
         self.num_frames = frames if frames and not rest else DEFAULT_FRAMES
+        self.layout = VideoLlavaLayout(
+            Resize.of(processor.image_processor), self.patch_size, self.num_frames, image_cls_fed=self.strategy == "full"
+        )
 
     def placeholder_for(self, modality: str) -> int:
         if modality == "video":
@@ -94,22 +95,6 @@ class VideoLlava(Family):
             return [grid]
         return [dataclasses.replace(grid, label=f"frame {frame + 1}") for frame in range(pixels.shape[1])]
 
-    def layout(self, projected, kept, merged, cls, pixel_inputs, cls_fed) -> VisualRun:
-        """View after view (frames in clip order): its CLS when passed through, its kept
-        tokens, its merged tokens. In the unmodified run view v starts at v x (CLS + T)."""
-        pixels = pixel_inputs.get("pixel_values_videos", pixel_inputs.get("pixel_values"))
-        patches = (pixels.shape[-2] // self.patch_size) * (pixels.shape[-1] // self.patch_size)
-        stride = patches + int(cls_fed)
-        parts, origins = [], []
-        for view, (tokens, index, extra) in enumerate(zip(projected, kept, merged)):
-            start = view * stride
-            if cls is not None:
-                parts.append(cls[view:view + 1])
-                origins.append(torch.tensor([start if cls_fed else -1]))
-            parts += [tokens, extra]
-            origins += [start + int(cls_fed) + index.cpu().long(), torch.full((extra.shape[0],), -1, dtype=torch.long)]
-        return VisualRun(torch.cat(parts), torch.cat(origins))
-
     def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
         """Images and videos each as one ``[1, n, H]`` tensor (the model scatters each
         modality's features into its placeholder positions in order)."""
@@ -122,3 +107,38 @@ class VideoLlava(Family):
                 for modality, embeds in by_modality.items()
             }
         } if by_modality else {}
+
+
+class VideoLlavaLayout(FamilyLayout):
+    """Video-LLaVA's geometry: an image is one view of the image tower's crop, a clip is
+    ``frames`` views of the video tower's, each fed as CLS + patches (the video path always
+    feeds the CLS; images only under strategy "full"). Views follow one another, nothing
+    in between."""
+
+    cls_slot = True
+
+    def __init__(self, resize: Resize, patch_size: int, frames: int, image_cls_fed: bool):
+        self.resize = resize
+        self.patch_size = patch_size
+        self.frames = frames
+        self.image_cls_fed = image_cls_fed
+
+    def cls_fed(self, modality: str) -> bool:
+        return modality == "video" or self.image_cls_fed
+
+    def patches(self, image_size) -> int:
+        width, height = self.resize.pixels(image_size)
+        return (width // self.patch_size) * (height // self.patch_size)
+
+    def selectable_tokens(self, image_size, modality="image") -> list[int]:
+        return [self.patches(image_size)] * (self.frames if modality == "video" else 1)
+
+    def unmodified_tokens(self, image_size, modality="image") -> int:
+        views = self.selectable_tokens(image_size, modality)
+        return sum(views) + len(views) * int(self.cls_fed(modality))
+
+    def arrange(self, kept, merged, with_cls, cls_fed, image_size, modality="image", compressed=True) -> FeedPlan:
+        """View after view (frames in clip order): its CLS when passed through, its kept
+        tokens, its merged tokens. In the unmodified run view v starts at v x (CLS + T)."""
+        stride = self.patches(image_size) + int(cls_fed)
+        return views_in_sequence(kept, merged, with_cls, cls_fed, stride=stride)
