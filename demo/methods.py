@@ -1,8 +1,8 @@
 """The demo's method switch and "Compare methods": plain functions of the control values.
 
-PruneSID next to the methods people compare it with, on the same image, model and budget:
-PruneSID, PruneSID-Dyn, VisionZip, DivPrune and the random / uniform floors. No layout here
-(app.py places the components); every function reads its image through
+The switch lists every press of the registry (``prunesid.methods.method_choices()``: each
+press, then its variants, plug-ins included) on the same image, model and budget. No layout
+here (app.py places the components); every function reads its image through
 :func:`demo.files.read_image_bytes` (only files the app was given) and raises ValueError
 with the library's message for bad input (app.py turns it into ``gr.Error``).
 """
@@ -13,38 +13,44 @@ import math
 import time
 
 from demo.files import read_image_bytes
-from prunesid import DivPrune, Press, PruneSID, RandomPrune, UniformPrune, VisionZip
+from prunesid.methods import Press, method_choices
 from viz.merged import compare_compressions, render_compression
 
-# The switch's choices, in the order the page lists them.
-METHOD_CHOICES = ["PruneSID", "PruneSID-Dyn", "VisionZip", "DivPrune", "random", "uniform"]
-PAPERS = {
-    "PruneSID": "PruneSID (ICLR 2026)",
-    "PruneSID-Dyn": "PruneSID-Dyn: budget ∝ the image's information φ",
-    "VisionZip": "VisionZip (CVPR 2025): dominant + contextual (merged) tokens",
-    "DivPrune": "DivPrune (CVPR 2025): max-min diversity",
-    "random": "random tokens (floor)",
-    "uniform": "an even spatial grid (floor)",
-}
+# The switch's entries, in the order the page lists them (the first is selected at start).
+CHOICES = {choice.label: choice for choice in method_choices()}
+METHOD_CHOICES = list(CHOICES)
 DEFAULT_QUESTION = "Describe the image."
 PER_ROW = 3  # panels per row of the comparison sheet
 
 
 def method_press(method: str, budget, phi_ref: float | None = None) -> Press:
-    """The switch's value and the budget slider -> a press (the methods' defaults otherwise)."""
-    if method not in METHOD_CHOICES:
+    """The switch's value and the budget slider -> a press (the method's defaults otherwise);
+    a press that needs calibration gets the app's ``phi_ref`` when there is one."""
+    if method not in CHOICES:
         raise ValueError(f"method must be one of {METHOD_CHOICES}, got {method!r}")
-    budget = _whole(budget, "budget")
-    if method == "PruneSID":
-        return PruneSID(budget=budget)
-    if method == "PruneSID-Dyn":
-        return PruneSID(budget=budget, dynamic=True, phi_ref=phi_ref)
-    return {"VisionZip": VisionZip, "DivPrune": DivPrune, "random": RandomPrune, "uniform": UniformPrune}[method](budget=budget)
+    try:
+        press = CHOICES[method].press(_whole(budget, "budget"))
+    except TypeError as error:
+        raise ValueError(str(error)) from error
+    return press.calibrated(phi_ref) if press.needs_calibration and phi_ref is not None else press
+
+
+def about(method: str, press: Press, visual_tokens: int) -> str:
+    """What a row of the tables says about the method; a budget that varies per image says
+    so, beside the same N as the others."""
+    if press.budget_is_fixed:
+        return CHOICES[method].about
+    return f"{method}: average N over a calibration set; this image gets {visual_tokens}"
 
 
 def timed_compress(vlm, encoded, press: Press):
-    """``(result, ms)``: the press on one image's cached features, timed (not the VLM's cache)."""
+    """``(result, ms)``: the press on one image's cached features, timed (not the VLM's cache).
+    A press that requires an input the model does not give (``PressInfo.requires``) is a
+    ValueError saying which."""
     tokens = vlm.vision_tokens([encoded])
+    missing = press.missing_inputs(tokens)
+    if missing:
+        raise ValueError(f"{press.info.label} needs {' and '.join(missing)}, which this model does not give")
     start = time.perf_counter()
     result = press.compress(tokens)
     return result, (time.perf_counter() - start) * 1000
@@ -56,8 +62,9 @@ def method_stats(vlm, encoded, method: str, press: Press, result, select_ms: flo
     merged = 0 if result.merged is None else sum(int(m.shape[0]) for m in result.merged)
     return {
         "method": method,
-        "about": PAPERS[method],
+        "about": about(method, press, visual_tokens),
         "budget": press.budget,
+        "budget_fixed": press.budget_is_fixed,
         "views": encoded.num_views,
         "kept": sum(int(index.numel()) for index in result.indices),
         "merged": merged,
@@ -84,7 +91,9 @@ def compare_methods(vlm, image, question, budget, phi_ref: float | None = None, 
     ``(sheet of kept patches per method, markdown table, rows)``; each row holds the method's
     answer to ``question``, its selection and prefill times and its visual tokens, and the
     first row is the unmodified model (all visual tokens). A method the model cannot run
-    (VisionZip on a tower without CLS) gets a row saying why instead of stopping the rest."""
+    (one that requires CLS attention, on a tower without a CLS token) gets a row saying why
+    instead of stopping the rest. A press whose budget varies per image sits beside its fixed
+    budget at the same N, its row saying how many tokens this image got."""
     if not isinstance(question, str) or not question.strip():
         raise ValueError("the question is empty: type a question about the image")
     methods = METHOD_CHOICES if methods is None else list(methods)
@@ -101,14 +110,15 @@ def compare_methods(vlm, image, question, budget, phi_ref: float | None = None, 
         try:
             result, select_ms = timed_compress(vlm, encoded, press)
         except ValueError as error:
-            rows.append({"method": method, "about": PAPERS[method], "unavailable": str(error)})
+            rows.append({"method": method, "about": CHOICES[method].about, "unavailable": str(error)})
             continue
         reply = vlm.chat(data, question, press=press, max_new_tokens=max_new_tokens)
         row = method_stats(vlm, encoded, method, press, result, select_ms)
         # What the language model actually received with this answer.
         row.update(visual_tokens=reply.visual_tokens[0], prefill_ms=round(reply.timings["prefill_ms"], 1), answer=reply.text)
+        row["about"] = about(method, press, row["visual_tokens"])
         rows.append(row)
-        results[method] = result
+        results[method if press.budget_is_fixed else f"{method}, N = {press.budget} on average"] = result
     if not results:
         raise ValueError("no method could run on this model: " + "; ".join(row["unavailable"] for row in rows[1:]))
     sheet = compare_compressions(encoded.image, results, encoded.grids, per_row=PER_ROW)
@@ -132,8 +142,9 @@ def answers_markdown(rows: list[dict]) -> str:
         if "unavailable" in row:
             lines.append(f"| {row['method']} | — | — | — | not available: {_cell(row['unavailable'])} |")
             continue
+        name = row["method"] if row.get("budget_fixed", True) else row["about"]
         lines.append(
-            f"| {row['method']} | {row['visual_tokens']} | {row['select_ms']:.1f} ms | {row['prefill_ms']:.0f} ms | "
+            f"| {name} | {row['visual_tokens']} | {row['select_ms']:.1f} ms | {row['prefill_ms']:.0f} ms | "
             f"{_cell(row['answer']) or '(empty answer)'} |"
         )
     return "\n".join(lines)

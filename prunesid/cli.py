@@ -1,28 +1,27 @@
-"""The ``prunesid`` command: chat with a compressed VLM, or show what PruneSID keeps.
+"""The ``prunesid`` command: chat with a compressed VLM, or show what a method keeps.
 
-    prunesid chat IMAGE "question" --model tiny-random --budget 64 [--grouping kmeans] [--dynamic] [--json]
-    prunesid chat IMAGE "question" --method visionzip --budget 64     (or divprune, random, uniform)
+    prunesid chat IMAGE "question" --model tiny-random --budget 64 [--method METHOD] [method options] [--json]
     prunesid compress IMAGE --model tiny-random --budget 64 [--json] [--out overlay.png]
     prunesid chat CLIP.mp4 "question" [--model tiny-random-video-llava] [--budget 17]   (a video: N per frame)
-    prunesid compress CLIP.mp4 --json    (per frame: rho, phi, tau, budget, kept; --out draws the frame strips)
-    prunesid calibrate IMAGES_OR_DIRS... --model tiny-random [--json]     (phi_ref for PruneSID-Dyn)
+    prunesid compress CLIP.mp4 --json    (per frame: the method's numbers, kept tokens; --out draws the frame strips)
+    prunesid calibrate IMAGES_OR_DIRS... --model tiny-random [--json]     (phi_ref for a dynamic budget)
+
+``--method`` and the method options are derived from the press registry
+(``prunesid.methods``): every registered press, plug-ins included, with its own options.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 
-from prunesid.grouping import GROUPINGS
-from prunesid.methods import PRESSES, PruneSID
-from prunesid.psca import CENTERINGS, SOLVERS
-from prunesid.selection import ORDERS
+from prunesid.methods import Press, presses
+from prunesid.methods.registry import build_press, default_method, has_groups, options_of
 
 
 DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL = "tiny-random", "tiny-random-video-llava"
-DEFAULT_IMAGE_BUDGET, DEFAULT_FRAME_BUDGET = 64, 17  # the paper's Video-LLaVA setting: 17 per frame
+DEFAULT_FRAME_BUDGET = 17  # the paper's Video-LLaVA setting: 17 per frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,8 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    from prunesid.vlm.loading import DEFAULT_MODEL
-    from prunesid.vlm.tiny import BUILTINS
+    from prunesid.vlm import BUILTIN_MODELS as BUILTINS, DEFAULT_MODEL
 
     parser = argparse.ArgumentParser(prog="prunesid", description="PruneSID vision-token compression for LLaVA and Qwen-VL models.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,21 +49,7 @@ def _parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sub.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
-        sub.add_argument("--method", choices=sorted(PRESSES), default="prunesid", help="compression method; --groups ... --phi-ref are PruneSID's options")
-        sub.add_argument(
-            "--budget", type=int, default=None,
-            help=f"visual tokens per image (per view on LLaVA-NeXT, per frame for a video), CLS included; default "
-            f"{DEFAULT_IMAGE_BUDGET}, {DEFAULT_FRAME_BUDGET} per frame for a video; Qwen-VL: per 576 merged tokens (each image keeps N_eff)",
-        )
-        sub.add_argument("--groups", type=int, default=None, help="K concept groups (default budget/4)")
-        sub.add_argument("--lam", type=float, default=None, help="lambda of tau = lambda * rho (default budget/32)")
-        sub.add_argument("--grouping", choices=sorted(GROUPINGS), default="psca")
-        sub.add_argument("--centering", choices=CENTERINGS, default="token")
-        sub.add_argument("--solver", choices=SOLVERS, default="exact")
-        sub.add_argument("--order", choices=ORDERS, default="reference")
-        sub.add_argument("--dynamic", action="store_true", help="PruneSID-Dyn: budget proportional to the image's information")
-        sub.add_argument("--phi-ref", type=float, default=None, help="phi that maps to exactly --budget with --dynamic")
-        sub.add_argument("--no-cls", action="store_true", help="do not pass the CLS token through")
+        method_options(sub)
         sub.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
@@ -77,12 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--no-compress", action="store_true", help="run the unmodified model (all visual tokens)")
     chat.set_defaults(run=_chat)
 
-    compress = commands.add_parser("compress", help="show which tokens PruneSID keeps")
+    compress = commands.add_parser("compress", help="show which tokens a method keeps")
     common(compress)
-    compress.add_argument("--out", default=None, help="write the overlays (groups, survivors, kept) to this PNG")
+    compress.add_argument("--out", default=None, help="write the overlays to this PNG (groups, survivors and kept tokens where the method has groups; else kept and merged tokens)")
     compress.set_defaults(run=_compress)
 
-    calibrate = commands.add_parser("calibrate", help="print phi_ref for PruneSID-Dyn: the mean information phi over images")
+    calibrate = commands.add_parser("calibrate", help="print phi_ref for a dynamic budget (--dynamic): the mean information phi over images")
     calibrate.add_argument("images", nargs="+", help="image files, or directories (their image files, not recursive)")
     calibrate.add_argument("--model", default="tiny-random", help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
     calibrate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -94,28 +78,59 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# PruneSID's own options and their defaults: other methods refuse them rather than ignore them.
-PRUNESID_OPTIONS = {
-    "groups": None, "lam": None, "grouping": "psca", "centering": "token", "solver": "exact", "order": "reference",
-    "dynamic": False, "phi_ref": None,
-}
+def method_options(sub: argparse.ArgumentParser) -> None:
+    """``--method`` and one flag per option of the registered presses; an option's flag
+    says which methods take it, and stays None (the press's default) unless given."""
+    found = presses()
+    default = default_method()
+    sub.add_argument(
+        "--method", choices=list(found), default=default,
+        help=f"compression method (default {default}): " + "; ".join(f"{name}: {_about(cls.info)}" for name, cls in found.items()),
+    )
+    group = sub.add_argument_group("method options (each applies to the methods in brackets; default: the method's own)")
+    common = {spec.name: spec for spec in options_of(Press)}  # every press's options (budget, keep_cls)
+    owners: dict[str, dict] = {}  # option name -> {method: its declaration}
+    for name, cls in found.items():
+        for spec in options_of(cls):
+            owners.setdefault(spec.name, {})[name] = spec
+    for option_name, specs in owners.items():
+        spec = common.get(option_name) or next(iter(specs.values()))  # the shared help, else the first method's
+        scope = "every method" if len(specs) == len(found) else ", ".join(specs)
+        defaults = {method: other.default for method, other in specs.items()}
+        differ = None
+        if len(set(map(repr, defaults.values()))) > 1:
+            differ = ", ".join(f"{method} {value}" for method, value in defaults.items())
+        text = f"[{scope}] {spec.help}{spec.describe_values(differ)}"
+        if option_name == "budget":
+            text += f"; {DEFAULT_FRAME_BUDGET} per frame for a video"
+        dest = f"option_{option_name}"
+        if spec.kind is bool:
+            group.add_argument(*spec.flags, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+        else:
+            group.add_argument(*spec.flags, dest=dest, default=None, metavar=spec.name.upper(), help=text.replace("%", "%%"))
+
+
+def _about(info) -> str:
+    return info.summary + (f" ({info.label}, {info.paper})" if info.paper else "")
+
+
+def _given_options(args) -> dict:
+    """The method options typed on the command line, by option name."""
+    return {key.removeprefix("option_"): value for key, value in vars(args).items() if key.startswith("option_") and value is not None}
 
 
 def _press(args):
-    if args.method != "prunesid":
-        given = [name for name, default in PRUNESID_OPTIONS.items() if getattr(args, name) != default]
-        if given:
-            flag = "--" + given[0].replace("_", "-")
-            raise ValueError(f"{flag} is a PruneSID option; it does not apply to --method {args.method}")
-        cls = PRESSES[args.method]
-        settings = {"budget": args.budget}
-        if args.no_cls and "keep_cls" in {f.name for f in dataclasses.fields(cls)}:
-            settings["keep_cls"] = False
-        return cls(**settings)
-    return PruneSID(
-        budget=args.budget, groups=args.groups, lam=args.lam, grouping=args.grouping, centering=args.centering,
-        dynamic=args.dynamic, phi_ref=args.phi_ref, keep_cls=not args.no_cls, order=args.order, solver=args.solver,
-    )
+    """The press of ``--method`` from the given options; an option of another method is
+    refused rather than ignored."""
+    cls = presses()[args.method]
+    given = _given_options(args)
+    own = {spec.name for spec in options_of(cls)}
+    for name in given:
+        if name not in own:
+            owners = [method for method, other in presses().items() if name in {spec.name for spec in options_of(other)}]
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"{flag} is an option of {', '.join(owners)}; it does not apply to --method {args.method}")
+    return build_press(args.method, given, shown=lambda name: "--" + name.replace("_", "-"))
 
 
 def _load(args):
@@ -126,8 +141,8 @@ def _load(args):
     video = is_video(args.image)
     if args.model is None:
         args.model = DEFAULT_VIDEO_MODEL if video else DEFAULT_IMAGE_MODEL
-    if args.budget is None:
-        args.budget = DEFAULT_FRAME_BUDGET if video else DEFAULT_IMAGE_BUDGET
+    if video and args.option_budget is None:
+        args.option_budget = DEFAULT_FRAME_BUDGET
     press = _press(args)  # settings fail before a large model is loaded
     if getattr(args, "question", "x").strip() == "":
         raise ValueError("the question is empty; ask something about the image")
@@ -174,12 +189,12 @@ def _compress(args) -> int:
         if encoded.video is not None:  # a clip: the frame strips and the per-frame chart
             from viz.frames import render_video_sheet
 
-            if not hasattr(selection, "groups"):
-                raise ValueError(f"--out draws PruneSID's per-frame layers; for a video it does not apply to --method {args.method}")
+            if not has_groups(selection):
+                raise ValueError(f"--out draws the per-frame groups and quotas; --method {args.method} has none to draw for a video")
             render_video_sheet(list(image.frames), selection, encoded.grids, list(image.timestamps), press.budget).save(args.out)
-        elif hasattr(selection, "groups"):
+        elif has_groups(selection):  # groups, survivors and kept tokens
             viz.save_panel(viz.render_all(image, selection, encoded.grids), args.out)
-        else:  # another method: kept patches and merged tokens' coverage
+        else:  # kept patches and merged tokens' coverage
             from viz.merged import render_compression
 
             render_compression(image, selection, encoded.grids).save(args.out)
@@ -194,18 +209,17 @@ def _compress(args) -> int:
             "views": _views(encoded, selection),
         }))
     else:
+        report = presses()[args.method].info.diagnostics.report
         for view in _views(encoded, selection):
-            if "rho" not in view:  # another method than PruneSID
-                merged = f" + {view['num_merged']} merged tokens" if view.get("num_merged") else ""
-                print(f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches{merged} (budget {_budget(view)})")
-                continue
-            print(
-                f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches "
-                f"(budget {_budget(view)}), rho {view['rho']:.3f}, phi {view['phi']:.3f}, tau {view['tau']:.3f}, "
-                f"K {view['num_groups']}, quotas {view['quotas']}"
-            )
+            merged = f" + {view['num_merged']} merged tokens" if view.get("num_merged") else ""
+            numbers = "".join(f", {label} {_number(view[key])}" for key, label in report if key in view)
+            print(f"{view['label']}: kept {view['num_kept']} of {view['tokens']} patches{merged} (budget {_budget(view)}){numbers}")
         print(f"the language model receives {visual_tokens} visual tokens" + (f"; overlays written to {args.out}" if args.out else ""))
     return 0
+
+
+def _number(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")

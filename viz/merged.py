@@ -1,12 +1,12 @@
 """What any press kept, and what its merged tokens cover: one picture for every method.
 
-Works from a :class:`prunesid.Compression` (PruneSID's Selection, VisionZip, DivPrune, the
-floors), with the conventions of the other overlays (hatched: cut away by the crop; grey:
-LLaVA-NeXT padding; base view and tile mosaic side by side):
+Works from the :class:`prunesid.Compression` of any press, with the conventions of the other
+overlays (hatched: cut away by the crop; grey: LLaVA-NeXT padding; base view and tile mosaic
+side by side):
 
 - kept patches at full brightness with a yellow outline;
-- patches merged into a new token (VisionZip's contextual tokens) tinted with that token's
-  colour, one colour per merged token, the token's anchor outlined in white;
+- patches merged into a new token tinted with that token's colour, one colour per merged
+  token, the token it was built on (its anchor, where the press declares one) outlined in white;
 - every other patch dimmed: the language model never sees it.
 """
 
@@ -17,6 +17,7 @@ from PIL import Image
 
 from prunesid.compression import Compression
 from prunesid.geometry import PatchGrid
+from prunesid.methods.registry import drawn_anchors
 from viz.canvas import Canvas
 from viz.overlay import GAP, KEPT_EDGE, _check, _mark_margin, _side_by_side, canvases
 from viz.palette import group_palette
@@ -25,7 +26,7 @@ ANCHOR_EDGE = np.array([255, 255, 255], dtype=np.float32)
 DROPPED = 0.22  # brightness left to a dropped patch
 MERGED_TINT = 0.55  # share of the merged token's colour in a covered patch
 LEGEND = (
-    "Kept: yellow outline, full brightness. Merged into a new token (VisionZip's contextual tokens): "
+    "Kept: yellow outline, full brightness. Merged into a new token: "
     "tinted with that token's colour, its anchor outlined in white. Dropped: dimmed."
 )
 
@@ -43,8 +44,8 @@ def render_compression(image: Image.Image, compression: Compression, grids: list
     covered_by = (
         compression.merged_from.cpu().numpy() if compression.merged_from is not None else np.full(kept.shape, -1, dtype=np.int64)
     )
-    targets = getattr(compression, "targets", None)
-    anchors = targets.cpu().numpy() if targets is not None else np.zeros(kept.shape, dtype=bool)
+    marked = drawn_anchors(compression)  # as the press declares them (Diagnostics.anchors)
+    anchors = marked.cpu().numpy() if marked is not None else np.zeros(kept.shape, dtype=bool)
     excluded = ~compression.valid.cpu().numpy()
     colours = merged_palette(compression)
 

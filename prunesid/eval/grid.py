@@ -3,13 +3,14 @@
     python -m prunesid.eval.grid --model llava-hf/llava-1.5-7b-hf --out results/llava-1.5-7b --run
 
 writes ``OUT/grid.yaml``, an lmms-eval ``--config`` file with one run per row of the table
-(the unmodified model, then each method at each budget, PruneSID-Dyn included), and with
-``--run`` runs it in one lmms-eval process (``lmms-eval --config OUT/grid.yaml``; a failing
-run is reported and the others go on) and writes ``OUT/table.md`` with
-:mod:`prunesid.eval.table`. Without ``--run`` it prints the command, e.g. to start it under
-``accelerate launch``. Each run writes its results under ``OUT/<row>/`` and its per-sample
-records to ``OUT/records/<row>.jsonl``. The methods are every press in
-:data:`prunesid.PRESSES` unless ``--methods`` names some.
+(the unmodified model, then each method at each budget, each followed by its variants, e.g.
+a dynamic budget), and with ``--run`` runs it in one lmms-eval process (``lmms-eval --config
+OUT/grid.yaml``; a failing run is reported and the others go on) and writes
+``OUT/table.md`` with :mod:`prunesid.eval.table`. Without ``--run`` it prints the command,
+e.g. to start it under ``accelerate launch``. Each run writes its results under
+``OUT/<row>/`` and its per-sample records to ``OUT/records/<row>.jsonl``. The methods are
+every registered press (``prunesid.methods.presses()``, in menu order) unless
+``--methods`` names some.
 """
 
 from __future__ import annotations
@@ -20,29 +21,33 @@ import subprocess
 import sys
 from pathlib import Path
 
-from prunesid.methods import PRESSES
+from prunesid.methods import presses
+from prunesid.methods.registry import NO_PRESS
 
 DEFAULT_TASKS = "pope,mme,seedbench"
 DEFAULT_BUDGETS = "192,128,64"
 
 
-def rows(methods: list[str], budgets: list[int], dynamic: bool) -> list[tuple[str, str]]:
+def rows(methods: list[str], budgets: list[int], variants: bool) -> list[tuple[str, str]]:
     """(row name, our --model_args) for the table: the upper bound first, then per budget
-    (largest first) every method, PruneSID-Dyn after PruneSID."""
-    out = [("none", "method=none")]
+    (largest first) every method, each followed by its variants (``PressInfo.variants``)."""
+    out = [(NO_PRESS, f"method={NO_PRESS}")]
+    known = presses()
     for budget in sorted(budgets, reverse=True):
         for method in methods:
             out.append((f"{method}-{budget}", f"method={method},budget={budget}"))
-            if dynamic and method == "prunesid":
-                out.append((f"prunesid-dyn-{budget}", f"method=prunesid,budget={budget},dynamic=True"))
+            for variant in known[method].info.variants if variants else ():
+                settings = "".join(f",{name}={value}" for name, value in variant.settings.items())
+                out.append((f"{variant.key}-{budget}", f"method={method},budget={budget}{settings}"))
     return out
 
 
 def grid_config(args) -> list[dict]:
-    methods = sorted(PRESSES) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = [m for m in methods if m not in PRESSES]
+    known = presses()
+    methods = list(known) if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in known]
     if unknown:
-        raise ValueError(f"--methods: unknown {', '.join(unknown)}; registered presses: {', '.join(sorted(PRESSES))}")
+        raise ValueError(f"--methods: unknown {', '.join(unknown)}; registered presses: {', '.join(known)}")
     try:
         budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     except ValueError as error:
@@ -52,7 +57,7 @@ def grid_config(args) -> list[dict]:
     out = Path(args.out).resolve()
     extra = f",{args.model_args}" if args.model_args else ""
     config = []
-    for name, ours in rows(methods, budgets, dynamic=not args.no_dynamic):
+    for name, ours in rows(methods, budgets, variants=not args.no_variants):
         entry = {
             "model": args.model_id,
             "model_args": f"pretrained={args.model},{ours},records={out / 'records' / name}.jsonl{extra}",
@@ -78,8 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model-id", default="prunesid_llava_hf", help="lmms-eval model id: prunesid_llava_hf (LLaVA-1.5 / NeXT) or prunesid_qwen2_5_vl")
     parser.add_argument("--tasks", default=DEFAULT_TASKS, help=f"lmms-eval tasks (default {DEFAULT_TASKS})")
     parser.add_argument("--budgets", default=DEFAULT_BUDGETS, help=f"visual tokens per image (per view on LLaVA-NeXT) (default {DEFAULT_BUDGETS})")
-    parser.add_argument("--methods", default="all", help=f"comma-separated presses, or all ({', '.join(sorted(PRESSES))})")
-    parser.add_argument("--no-dynamic", action="store_true", help="leave out the PruneSID-Dyn rows")
+    parser.add_argument("--methods", default="all", help=f"comma-separated presses, or all ({', '.join(presses())})")
+    variants = [variant.label for cls in presses().values() for variant in cls.info.variants]
+    parser.add_argument("--no-variants", action="store_true", help=f"leave out the methods' variants ({', '.join(variants) or 'none'})")
     parser.add_argument("--model-args", default="", help="more --model_args for every run (e.g. device_map=auto)")
     parser.add_argument("--include-path", default=None, help="folder of extra task YAMLs (lmms-eval --include_path)")
     parser.add_argument("--device", default=None, help="lmms-eval --device (default: lmms-eval's)")

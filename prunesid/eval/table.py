@@ -26,6 +26,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prunesid.methods import options_of, presses
+from prunesid.methods.registry import default_method
+
 # task -> (metric, label) the papers report; the value is shown x100 when it is a fraction.
 PRIMARY_METRICS = {
     "pope": ("pope_f1_score", "POPE"),
@@ -38,8 +41,6 @@ PRIMARY_METRICS = {
     "mmbench_en_dev": ("gpt_eval_score", "MMB"),
 }
 UPPER_BOUND = "none"
-# Settings that name a row besides the method (shown when they differ from the press's default).
-LABEL_SETTINGS = ("dynamic", "grouping", "centering", "solver", "order", "keep_cls")
 
 
 @dataclass
@@ -93,10 +94,14 @@ def _run(path: Path) -> Run | None:
     if "results" not in data or "config" not in data:
         raise ValueError(f"{path} is not an lmms-eval results file (no 'results' / 'config')")
     args = parse_model_args(data["config"].get("model_args") or "")
-    method = args.get("method", "prunesid" if str(data["config"].get("model", "")).startswith("prunesid_") else UPPER_BOUND).lower()
+    ours = str(data["config"].get("model", "")).startswith("prunesid_")  # our plug-in's model ids
+    method = args.get("method", default_method() if ours else UPPER_BOUND).lower()
     budget = args.get("budget")
     if method != UPPER_BOUND and budget is None:
-        budget = "64"  # the presses' default
+        declared = _defaults(method).get("budget")
+        if declared is None:
+            raise ValueError(f"{path}: method {method!r} is not a registered press and the run gives no budget=")
+        budget = str(declared.default)  # the press's default
     scores = {}
     for task, metrics in data["results"].items():
         score = _primary_score(task, metrics, data.get("configs", {}).get(task, {}))
@@ -113,22 +118,34 @@ def _run(path: Path) -> Run | None:
     )
 
 
+def _defaults(method: str) -> dict:
+    """The options of ``method`` by name (empty for a press this installation does not know)."""
+    cls = presses().get(method)
+    return {} if cls is None else {spec.name: spec for spec in options_of(cls)}
+
+
 def _label(method: str, args: dict[str, str]) -> str:
+    """The method and the options that differ from its defaults: a bool option by its tag
+    (``dyn``, ``no CLS``), any other as ``name=value``."""
     if method == UPPER_BOUND:
         return "all tokens"
+    specs = _defaults(method)
     extras = []
-    for name in LABEL_SETTINGS:
-        value = args.get(name)
-        if value is None:
+    for name, text in args.items():
+        spec = specs.get(name)
+        if spec is None or name == "budget":
+            continue  # the budget has its own column; not an option: lmms-eval's (device_map, ...) or ours (records)
+        try:
+            value = spec.parse(text)
+        except ValueError:
+            value = text
+        if value == spec.default:
             continue
-        if name == "dynamic":
-            if value.lower() == "true":
-                extras.append("dyn")
-        elif name == "keep_cls":
-            if value.lower() == "false":
-                extras.append("no CLS")
+        if spec.kind is bool and isinstance(value, bool):
+            tag = spec.declaration.tag or name
+            extras.append(tag if value else f"no {tag}")
         else:
-            extras.append(f"{name}={value}")
+            extras.append(f"{name}={text}")
     return method + (f" ({', '.join(extras)})" if extras else "")
 
 

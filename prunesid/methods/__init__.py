@@ -1,9 +1,22 @@
-"""Compression methods as presses: PruneSID and the baselines people compare it with."""
+"""Compression methods as presses: PruneSID and the baselines people compare it with.
 
-from prunesid.methods.base import PRESSES, Press, VisionTokens, register_press
-from prunesid.methods.divprune import DivPrune
-from prunesid.methods.floors import RandomPrune, UniformPrune
-from prunesid.methods.prunesid import PruneSID
-from prunesid.methods.visionzip import VisionZip
+Every module of this package is imported here, and each registers its presses
+(``registry.register_press``): adding a method is adding a module (and its tests). The
+registered classes are also reachable here by their class names (``PruneSID``, ...).
+"""
 
-__all__ = ["PRESSES", "DivPrune", "Press", "PruneSID", "RandomPrune", "UniformPrune", "VisionTokens", "VisionZip", "register_press"]
+import importlib
+import pkgutil
+
+from prunesid.methods.base import Diagnostics, Option, Press, PressInfo, Variant, VisionTokens, option
+from prunesid.methods.registry import PRESSES, default_method, method_choices, options_of, presses, register_press
+
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
+globals().update({cls.__name__: cls for cls in PRESSES.values()})
+
+__all__ = [
+    "PRESSES", "Diagnostics", "Option", "Press", "PressInfo", "Variant", "VisionTokens", "default_method",
+    "method_choices", "option", "options_of", "presses", "register_press",
+    *sorted(cls.__name__ for cls in PRESSES.values()),
+]

@@ -1,20 +1,45 @@
-"""The press interface: what every compression method implements.
+"""The press interface: what every compression method implements and declares.
 
 A press is a method's settings as a small frozen dataclass (hashable: it doubles as a cache
 key). Its one job is :meth:`Press.compress`: a batch of encoded views in
 (:class:`VisionTokens`), a :class:`prunesid.Compression` out. It knows nothing of models:
 the VLM adapters build the VisionTokens and lay the result out for the language model.
+
+A press also *declares* what the front ends need, so that none of them names a method:
+
+- each field is an option made with :func:`option`: its default, help text and allowed
+  values (``choices``, ``minimum``, ``above``); its type is the field's annotation. The press
+  validates every option against this declaration when it is built.
+- ``info``, a :class:`PressInfo`: the label people know the method by, its paper, the inputs
+  it needs (:data:`INPUTS`), the variants menus list (PruneSID-Dyn) and what its
+  diagnostics look like (:class:`Diagnostics`).
+
+The CLI's flags, the demo's method switch, lmms-eval's ``--model_args`` and the overlays are
+all derived from these declarations (``prunesid.methods.registry``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterable
 
 import torch
 
 from prunesid.compression import Compression
+from prunesid.presets import DEFAULTS
+
+OPTION = "prunesid.option"  # the dataclass field metadata key of an option's declaration
+
+# Inputs a press can ask of the model, and how they are described to a user.
+INPUTS = {
+    "cls_attention": "the CLS token's attention (vision towers with a CLS token, e.g. CLIP)",
+    "attention_keys": "the feature layer's attention keys",
+    "projector": "the family's projector into the language model's input space",
+    "patch_grid": "each view's patch grid (rows, columns)",
+}
 
 
 @dataclass
@@ -27,20 +52,106 @@ class VisionTokens:
     cls_slot: bool = False  # the tower has a CLS token and the family can pass it through
     preset: str = "llava"  # the family's selection preset (presets.py)
     grid_shapes: list[tuple[int, int]] | None = None  # per view (rows, cols): token i sits at divmod(i, cols)
-    keys: torch.Tensor | None = None  # [B, T, d] the feature layer's attention keys, mean over heads (VisionZip)
+    keys: torch.Tensor | None = None  # [B, T, d] the feature layer's attention keys, mean over heads
     project: Callable[[torch.Tensor], torch.Tensor] | None = None  # [n, D] -> [n, H]: into the LLM's input space
 
     @property
     def num_views(self) -> int:
         return self.features.shape[0]
 
+    def available(self, needed: str) -> bool:
+        """Whether these tokens carry the input ``needed`` (a key of :data:`INPUTS`)."""
+        present = {
+            "cls_attention": self.importance is not None,
+            "attention_keys": self.keys is not None,
+            "projector": self.project is not None,
+            "patch_grid": self.grid_shapes is not None,
+        }
+        return present[needed]
 
+
+@dataclass(frozen=True)
+class Option:
+    """An option's declaration: what a user reads about it and what values it takes."""
+
+    help: str
+    choices: tuple[str, ...] | Callable[[], Iterable[str]] | None = None  # a callable reads a registry when asked
+    minimum: float | None = None  # smallest allowed value
+    above: float | None = None  # values must be strictly greater
+    aliases: tuple[str, ...] = ()  # further command-line spellings (``cls`` -> --cls / --no-cls)
+    tag: str | None = None  # short name in result tables (a bool option: "tag" / "no tag")
+
+    def allowed(self) -> tuple[str, ...] | None:
+        if self.choices is None:
+            return None
+        return tuple(self.choices() if callable(self.choices) else self.choices)
+
+
+def option(default: Any, help: str, **declaration) -> Any:
+    """A press field with its declaration (see :class:`Option` for the keywords)."""
+    return field(default=default, metadata={OPTION: Option(help, **declaration)})
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named setting of a press that menus list as a method of its own (PruneSID-Dyn)."""
+
+    key: str  # machine name, e.g. a row of the evaluation grid: "prunesid-dyn"
+    label: str  # how people call it: "PruneSID-Dyn"
+    settings: dict  # the options it fixes, e.g. {"dynamic": True}
+    summary: str
+
+
+@dataclass(frozen=True)
+class Diagnostics:
+    """What a press's results hold beyond the kept tokens, for the overlays and reports."""
+
+    groups: bool = False  # groups, NMS survivors and per-group quotas (viz.render_all, frame strips)
+    anchors: str | None = None  # the result field marking the token each merged token was built on
+    report: tuple[tuple[str, str], ...] = ()  # per-view numbers printed by the CLI: (key of to_dict, label)
+
+
+@dataclass(frozen=True)
+class PressInfo:
+    """What the front ends say and check about a method."""
+
+    label: str  # the name people know it by: menus, tables, captions
+    paper: str  # the citation ("" for a baseline of no paper)
+    summary: str  # what it keeps, in a few words
+    requires: tuple[str, ...] = ()  # inputs (INPUTS) it cannot run without
+    uses: tuple[str, ...] = ()  # inputs it uses when the model has them
+    diagnostics: Diagnostics = Diagnostics()
+    variants: tuple[Variant, ...] = ()
+    order: int = 50  # place in menus (lower first); the first press is the default method
+
+    def about(self) -> str:
+        """``"label (paper): summary"``: one line for a menu or a table."""
+        return f"{self.label}{f' ({self.paper})' if self.paper else ''}: {self.summary}"
+
+
+@dataclass(frozen=True)
 class Press(ABC):
-    """Base of every method. Subclasses are frozen dataclasses with a ``budget`` field (the
-    visual tokens the LLM receives per view) and validate their fields in ``__post_init__``."""
+    """Base of every method: a frozen dataclass whose fields are options (:func:`option`).
 
-    name: str = "press"
-    budget: int
+    Every press has a budget N and may pass the tower's CLS token through; its own options
+    follow. Subclasses declare ``info`` and are registered with
+    ``prunesid.methods.registry.register_press``.
+    """
+
+    budget: int = option(
+        DEFAULTS.budget, "N, visual tokens the language model receives per view (per base view and tile on LLaVA-NeXT, per frame "
+        "for a video), a passed-through CLS included; preset \"qwen2-vl\": N per 576 merged tokens", minimum=1,
+    )
+    keep_cls: bool = option(
+        True, "pass the tower's CLS token through (it takes one of the budget's slots); ignored where the tower "
+        "or the family has no CLS slot", aliases=("cls",), tag="CLS",
+    )
+
+    name: ClassVar[str] = "press"
+    info: ClassVar[PressInfo]
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
     @abstractmethod
     def compress(self, tokens: VisionTokens) -> Compression:
@@ -48,18 +159,66 @@ class Press(ABC):
 
     def reserved(self, tokens: VisionTokens) -> int:
         """Budget slots taken by tokens passed through untouched (the CLS, where kept)."""
-        return int(bool(getattr(self, "keep_cls", False)) and tokens.cls_slot)
+        return int(self.keep_cls and tokens.cls_slot)
+
+    def settings(self) -> dict:
+        """Every option's value, by name (JSON-ready)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    # A budget that varies per image (PruneSID-Dyn) is N on average over a calibration set.
+    @property
+    def budget_is_fixed(self) -> bool:
+        """True when every view receives exactly N tokens (``budget``)."""
+        return True
+
+    @property
+    def needs_calibration(self) -> bool:
+        """True when the press needs :meth:`calibrated` before a run compares images fairly."""
+        return False
+
+    def calibrated(self, reference: float) -> "Press":
+        """The press with its reference measured on a calibration set (see PruneSID)."""
+        return self
+
+    def missing_inputs(self, tokens: VisionTokens) -> list[str]:
+        """Descriptions of the required inputs these tokens lack (empty: the press can run)."""
+        return [INPUTS[name] for name in self.info.requires if not tokens.available(name)]
 
 
-PRESSES: dict[str, type[Press]] = {}
+def check_options(press: Press) -> None:
+    """Each option's value against its declaration; the error names the option."""
+    if isinstance(press.budget, bool) or not isinstance(press.budget, int) or press.budget <= 0:
+        raise ValueError(f"budget must be a positive integer (visual tokens per view), got {press.budget!r}")
+    if press.keep_cls is True and press.budget == 1:
+        raise ValueError("budget must be at least 2 with keep_cls=True (the CLS token takes one slot), got 1")
+    from prunesid.methods.registry import options_of
+
+    for spec in options_of(type(press)):
+        check_value(spec, getattr(press, spec.name))
 
 
-def register_press(name: str) -> Callable[[type[Press]], type[Press]]:
-    """Make a press available by name (CLI ``--method``, the demo's method switch)."""
-
-    def register(cls: type[Press]) -> type[Press]:
-        cls.name = name
-        PRESSES[name] = cls
-        return cls
-
-    return register
+def check_value(spec, value) -> None:
+    """One value of the option ``spec`` (a registry.PressOption)."""
+    name = spec.name
+    if value is None:
+        if spec.optional:
+            return
+        raise TypeError(f"{name} must not be None")
+    nullable = " or None" if spec.optional else ""
+    if spec.kind is bool:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name} must be True or False{nullable}, got {value!r}")
+        return
+    if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise TypeError(f"{name} must be an integer{nullable}, got {value!r}")
+    if spec.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+        raise ValueError(f"{name} must be a finite number{nullable}, got {value!r}")
+    if spec.kind is str and not isinstance(value, str):
+        raise TypeError(f"{name} must be a string{nullable}, got {value!r}")
+    allowed = spec.choices
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ValueError(f"{name} must be at least {spec.minimum}{nullable}, got {value!r}")
+    if spec.above is not None and value <= spec.above:
+        raise ValueError(f"{name} must be greater than {spec.above}{nullable}, got {value!r}")

@@ -1,5 +1,5 @@
-"""What the baseline presses share: settings checks that name the field, the tokens' checks,
-and how many tokens each view keeps.
+"""What the baseline presses share: the tokens' checks and how many tokens each view keeps
+(their settings are checked against their declarations, ``base.check_options``).
 
 Budgets mean the same for every method, so that methods compare at the same budget: N is
 the number of visual tokens the language model receives per view, a passed-through CLS
@@ -14,31 +14,6 @@ import torch
 
 from prunesid import presets
 from prunesid.methods.base import VisionTokens
-
-
-def check_int(value, field: str, minimum: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{field} must be an integer, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{field} must be at least {minimum}, got {value!r}")
-
-
-def check_bool(value, field: str) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{field} must be True or False, got {value!r}")
-
-
-def check_choice(value, field: str, choices) -> None:
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{field} must be one of {list(choices)}, got {value!r}")
-
-
-def check_budget(budget, keep_cls: bool) -> None:
-    """``budget`` a positive integer, leaving a slot beyond the CLS when ``keep_cls``."""
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget <= 0:
-        raise ValueError(f"budget must be a positive integer (visual tokens per view), got {budget!r}")
-    if keep_cls and budget == 1:
-        raise ValueError("budget must be at least 2 with keep_cls=True (the CLS token takes one slot), got 1")
 
 
 def validated(tokens: VisionTokens) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from prunesid.compression import Compression
-from prunesid.methods.base import Press, VisionTokens, register_press
-from prunesid.methods.common import budgets, check_bool, check_budget, check_choice, validated
+from prunesid.methods.base import Press, PressInfo, VisionTokens, option
+from prunesid.methods.common import budgets, validated
+from prunesid.methods.registry import register_press
 
 SPACES = ("projected", "tower")
 
@@ -47,25 +48,26 @@ class DivPrune(Press):
     the unpadding keeps, like every press here, where their code prunes the whole packed
     sequence, newline tokens included, at once.
 
-    Args:
-        budget: N, visual tokens the language model receives per view (the CLS included when
-            ``keep_cls``); the authors give a ratio of the visual tokens instead.
-        space: ``"projected"`` measures distances between the tokens in the language model's
-            input space, after the family's projector (the authors' code); ``"tower"``
-            between the vision tower's features. Tokens handed over without a projector
-            (``VisionTokens.project`` None, e.g. plain tensors) are measured as given.
-        keep_cls: pass the tower's CLS token through. False by default: the authors select
-            among the LLaVA patch tokens only, which carry no CLS.
+    The authors give the budget as a ratio of the visual tokens; here it is N per view.
     """
 
-    budget: int = 64
-    space: str = "projected"
-    keep_cls: bool = False
+    space: str = option(
+        "projected", "where cosine distances are measured: \"projected\", the language model's input space after "
+        "the family's projector (the authors' code), or \"tower\", the vision tower's features (tokens without a "
+        "projector are measured as given)", choices=SPACES,
+    )
+    keep_cls: bool = option(
+        False, "pass the tower's CLS token through; off as in the authors' code, which selects among the LLaVA "
+        "patch tokens only", aliases=("cls",), tag="CLS",
+    )
 
-    def __post_init__(self) -> None:
-        check_bool(self.keep_cls, "keep_cls")
-        check_budget(self.budget, self.keep_cls)
-        check_choice(self.space, "space", SPACES)
+    info: ClassVar[PressInfo] = PressInfo(
+        label="DivPrune",
+        paper="Alvar et al., CVPR 2025",
+        summary="max-min diversity of the kept tokens (greedy)",
+        uses=("projector",),
+        order=20,
+    )
 
     def compress(self, tokens: VisionTokens) -> DivPruneResult:
         x, valid = validated(tokens)

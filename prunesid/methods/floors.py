@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from prunesid.compression import Compression
-from prunesid.methods.base import Press, VisionTokens, register_press
-from prunesid.methods.common import budgets, check_bool, check_budget, check_int, positions, validated
+from prunesid.methods.base import Press, PressInfo, VisionTokens, option
+from prunesid.methods.common import budgets, positions, validated
+from prunesid.methods.registry import register_press
 
 
 @register_press("random")
@@ -22,26 +24,16 @@ class RandomPrune(Press):
     """Random pruning: each view keeps ``budget`` tokens drawn uniformly at random, without
     replacement, from its selectable tokens (the floor every pruning paper reports, e.g. the
     random baseline of the PruneSID and DivPrune papers).
-
-    Args:
-        budget: N, visual tokens the language model receives per view, the CLS included when
-            ``keep_cls`` passes it through (read through the family's preset like every press).
-        seed: seed of the draw. Each view draws from its own generator seeded with ``seed``,
-            so a view's draw does not depend on the other views of the batch (an image gives
-            the same tokens alone or in a batch); views with the same number of selectable
-            tokens draw the same positions.
-        keep_cls: pass the tower's CLS token through, as PruneSID does by default, so the two
-            compare at the same budget (ignored where the tower or the family has no CLS slot).
     """
 
-    budget: int = 64
-    seed: int = 0
-    keep_cls: bool = True
+    seed: int = option(
+        0, "seed of the draw; each view draws from its own generator seeded with it, so an image gets the same "
+        "tokens alone or in a batch", minimum=0,
+    )
 
-    def __post_init__(self) -> None:
-        check_bool(self.keep_cls, "keep_cls")
-        check_budget(self.budget, self.keep_cls)
-        check_int(self.seed, "seed", minimum=0)
+    info: ClassVar[PressInfo] = PressInfo(
+        label="random", paper="", summary="random tokens (floor)", order=90,
+    )
 
     def compress(self, tokens: VisionTokens) -> Compression:
         x, valid = validated(tokens)
@@ -69,22 +61,13 @@ class UniformPrune(Press):
     selectable tokens (LLaVA-NeXT: the unpadded part of a tile); a point on a token that may
     not be kept moves to the nearest one that may.
 
-    Args:
-        budget: N, visual tokens the language model receives per view, the CLS included when
-            ``keep_cls`` passes it through.
-        keep_cls: pass the tower's CLS token through, as PruneSID does by default (ignored
-            where the tower or the family has no CLS slot).
-
     Tokens given without ``grid_shapes`` are taken as a square grid when T is a square
     number; otherwise the press raises ValueError.
     """
 
-    budget: int = 64
-    keep_cls: bool = True
-
-    def __post_init__(self) -> None:
-        check_bool(self.keep_cls, "keep_cls")
-        check_budget(self.budget, self.keep_cls)
+    info: ClassVar[PressInfo] = PressInfo(
+        label="uniform", paper="", summary="an even spatial grid (floor)", uses=("patch_grid",), order=91,
+    )
 
     def compress(self, tokens: VisionTokens) -> Compression:
         x, valid = validated(tokens)

@@ -9,8 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from prunesid.compression import Compression
-from prunesid.methods.base import Press, VisionTokens, register_press
-from prunesid.methods.common import budgets, check_bool, check_budget, check_int, positions, validated
+from prunesid.methods.base import Diagnostics, Press, PressInfo, VisionTokens, option
+from prunesid.methods.common import budgets, positions, validated
+from prunesid.methods.registry import register_press
 
 # The authors' split: 10 contextual tokens per 64 (54 + 10 at 64, 108 + 20 at 128, 162 + 30 at 192).
 CONTEXTUAL_PER_64 = 10
@@ -60,26 +61,30 @@ class VisionZip(Press):
     Without CLS attention (towers without a CLS token: SigLIP, Qwen-VL) there are no
     dominant tokens to choose: :meth:`compress` raises ValueError rather than guessing.
     Without keys (plain tensors), the merge similarities use the features themselves.
-
-    Args:
-        budget: N, visual tokens the language model receives per view: the CLS (when
-            ``keep_cls``), the dominant patches and the contextual tokens.
-        contextual: number of contextual (merged) tokens per view; ``None`` = the authors'
-            ratio, round(budget * 10 / 64) (10 at 64, 20 at 128, 30 at 192). 0 keeps dominant
-            tokens only.
-        keep_cls: pass the tower's CLS token through, as the authors do (it is their first
-            dominant token); ignored where the tower or the family has no CLS slot.
     """
 
-    budget: int = 64
-    contextual: int | None = None
-    keep_cls: bool = True
+    contextual: int | None = option(
+        None, "contextual (merged) tokens per view; None = the authors' ratio, round(budget * 10 / 64) "
+        "(10 at 64, 20 at 128, 30 at 192); 0 keeps dominant tokens only", minimum=0,
+    )
+    keep_cls: bool = option(
+        True, "pass the tower's CLS token through, as the authors do (it is their first dominant token); "
+        "ignored where the tower or the family has no CLS slot", aliases=("cls",), tag="CLS",
+    )
+
+    info: ClassVar[PressInfo] = PressInfo(
+        label="VisionZip",
+        paper="Yang et al., CVPR 2025",
+        summary="dominant tokens by CLS attention + contextual (merged) tokens",
+        requires=("cls_attention",),
+        uses=("attention_keys",),
+        diagnostics=Diagnostics(anchors="targets"),
+        order=10,
+    )
 
     def __post_init__(self) -> None:
-        check_bool(self.keep_cls, "keep_cls")
-        check_budget(self.budget, self.keep_cls)
+        super().__post_init__()
         if self.contextual is not None:
-            check_int(self.contextual, "contextual", minimum=0)
             room = self.budget - int(self.keep_cls)
             if self.contextual > room:
                 raise ValueError(
