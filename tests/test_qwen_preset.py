@@ -79,6 +79,21 @@ def test_sixteen_tokens_or_fewer_are_all_kept(tokens):
     assert torch.equal(selection.indices[0], torch.arange(tokens)) and int(selection.budget[0]) == tokens
 
 
+@pytest.mark.parametrize("kept, by_position", [(149, False), (150, False), (151, True)])
+def test_position_order_starts_above_150_kept_tokens(kept, by_position):
+    """SPEC section 9: the kept tokens come group by group (as section 5) up to 150 of them,
+    and in position order from 151 on (the authors' ``> 150``): at exactly 150 the language
+    model still receives them group by group."""
+    x = clustered_tokens(7, 1, 576, 24)[0]
+    selection = select(x, kept, preset="qwen2-vl")  # T = 576: N_eff = N
+    indices = selection.indices[0]
+    assert indices.numel() == kept
+    groups = selection.groups[0][indices]
+    in_position_order = torch.equal(indices, indices.sort().values)
+    group_by_group = bool((groups[1:] >= groups[:-1]).all())
+    assert (in_position_order, group_by_group) == (by_position, not by_position)
+
+
 @SETTINGS
 @given(seed=st.integers(0, 10_000), tokens=st.integers(60, 600), groups=st.integers(1, 40), lam=st.floats(0.2, 5.0))
 def test_explicit_groups_and_lambda_override_the_preset(seed, tokens, groups, lam):

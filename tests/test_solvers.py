@@ -72,6 +72,43 @@ def test_the_certificate_refuses_repeated_eigenvalues(where):
     assert certified.tolist() == [False]
 
 
+def test_the_certificate_refuses_when_a_lower_ritz_pair_may_hide_an_eigenvalue_near_the_wanted_one():
+    """Davis-Kahan needs the gap from theta_1 to every other eigenvalue. The second Ritz pair
+    only says an eigenvalue lies within r_2 of theta_2, so up to theta_2 + r_2 (here above
+    theta_1): no gap can be claimed. This v_1 is 30 degrees from every eigenvector (a mix of
+    two whose eigenvalues are 1e-9 apart) although its residual is 4e-10."""
+    gram = torch.diag(torch.tensor([1.0, 1.0 - 1e-9, -10.0, 0.0], dtype=torch.float64))
+    e = torch.eye(4, dtype=torch.float64)
+    angle = np.pi / 6
+    wanted = np.cos(angle) * e[0] + np.sin(angle) * e[1]
+    below = np.cos(np.pi / 6) * (np.cos(angle) * e[1] - np.sin(angle) * e[0]) + np.sin(np.pi / 6) * e[2]
+    vectors = torch.stack([wanted, below], dim=1)[None]  # orthonormal, largest Ritz value first
+    theta = (vectors * (gram @ vectors)).sum(dim=-2)[0]
+    residual = (gram @ vectors - vectors * theta).norm(dim=-2)[0]
+    assert residual[0] < 1e-9 and theta[1] - residual[1] < theta[0] < theta[1] + residual[1]
+    assert float(linalg.certification_bounds(vectors, gram @ vectors, 1)[0]) == float("inf")
+
+
+@pytest.mark.parametrize("blocks", [5, 6, 7])
+def test_a_run_that_is_not_within_1e_9_of_the_eigenvectors_is_not_certified(blocks):
+    """CERTIFY_TOL is the promise "the same vectors to 1e-9": runs stopped after 5-7 blocks
+    leave the 10th vector 1e-5 to 4e-9 away (residual bounds up to 1e-5, well within a looser
+    tolerance), so none may be certified."""
+    gram, basis = _known_spectrum(400, _spiked())
+    vectors, certified = certified_krylov(gram, 10, 14, [blocks])
+    assert float(_angle_sines(vectors[0], basis[:, :10]).max()) > 1e-9  # (else the case tests nothing)
+    assert certified.tolist() == [False]
+
+
+def test_the_exact_solver_gives_the_eigenvectors_to_1e_9_where_its_one_krylov_check_falls_short():
+    """At n = 256 and k = 10 the exact solver checks its Krylov run once, after 7 blocks,
+    where the 10th vector is still 4e-9 off: it must answer from the dense route."""
+    gram, basis = _known_spectrum(256, _spiked(256))
+    vectors, _ = certified_krylov(gram, 10, 14, [7])
+    assert float(_angle_sines(vectors[0], basis[:, :10]).max()) > 1e-9  # (else the case tests nothing)
+    assert float(_angle_sines(top_eigenvectors(gram, 10)[0], basis[:, :10]).max()) < 1e-9
+
+
 def test_an_unconverged_run_is_refused_and_the_dense_solver_answers():
     # A flat spectrum with small gaps: 8 Krylov blocks cannot separate the 10th eigenvector.
     generator = torch.Generator().manual_seed(3)
