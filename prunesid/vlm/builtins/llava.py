@@ -1,4 +1,6 @@
-"""Offline built-in models: tiny, randomly initialised, identical on every machine.
+"""Offline LLaVA built-ins ``tiny-random`` and ``tiny-random-next``: tiny, randomly
+initialised, identical on every machine, written in the layout of ``llava-hf/llava-1.5-7b-hf``
+and ``llava-hf/llava-v1.6-mistral-7b-hf``.
 
 They keep the real geometry (336 px images, 14 px patches, 24 x 24 patches + CLS, feature
 layer -2, LLaVA-NeXT's anyres tiling) with tiny widths, so every code path of the real 7B
@@ -24,6 +26,9 @@ from transformers import (
     LlavaProcessor,
     PreTrainedTokenizerFast,
 )
+
+from prunesid.vlm.builtins.hub import HubLayout
+from prunesid.vlm.builtins.registry import register_builtin
 
 SEED = 1234
 IMAGE_SIZE, PATCH_SIZE = 336, 14
@@ -111,7 +116,7 @@ def _build(model_class, config_class, processor_class, image_processor, **geomet
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = model_class(config).eval()
-    _printable_only(model, tokenizer)
+    printable_only(model, tokenizer)
     processor = processor_class(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -123,6 +128,19 @@ def _build(model_class, config_class, processor_class, image_processor, **geomet
     return model, processor
 
 
+# What the llava-hf repositories hold: 3 (LLaVA-1.5) or 4 (LLaVA-NeXT) weight shards, CLIP
+# weights under vision_tower.vision_model, image_token_index, processor_config.json.
+LLAVA_LAYOUT = HubLayout(
+    repo="llava-hf/llava-1.5-7b-hf", image_processor_type="CLIPImageProcessor", processor_class="LlavaProcessor",
+    shards=3, clip_towers=("vision_tower.",), token_index_keys=True, processor_config=True,
+)
+LLAVA_NEXT_LAYOUT = HubLayout(
+    repo="llava-hf/llava-v1.6-mistral-7b-hf", image_processor_type="LlavaNextImageProcessor", processor_class="LlavaNextProcessor",
+    shards=4, clip_towers=("vision_tower.",), token_index_keys=True, processor_config=True,
+)
+
+
+@register_builtin("tiny-random", LLAVA_LAYOUT)
 def build_tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     """LLaVA-1.5 geometry: one 336 x 336 center crop, 576 patches + CLS."""
     return _build(
@@ -132,6 +150,7 @@ def build_tiny_llava() -> tuple[LlavaForConditionalGeneration, LlavaProcessor]:
     )
 
 
+@register_builtin("tiny-random-next", LLAVA_NEXT_LAYOUT)
 def build_tiny_llava_next() -> tuple[LlavaNextForConditionalGeneration, LlavaNextProcessor]:
     """LLaVA-NeXT geometry: a 336 x 336 base view plus up to 4 anyres tiles of 336 x 336."""
     return _build(
@@ -141,7 +160,7 @@ def build_tiny_llava_next() -> tuple[LlavaNextForConditionalGeneration, LlavaNex
     )
 
 
-def _printable_only(model, tokenizer) -> None:
+def printable_only(model, tokenizer) -> None:
     """Random weights pick any byte; most bytes alone are not valid UTF-8 and would show as
     replacement characters. Suppress all but printable ASCII (and end-of-sequence), so the
     meaningless answers at least look like text."""
@@ -151,16 +170,3 @@ def _printable_only(model, tokenizer) -> None:
         for token_id in range(len(tokenizer))
         if token_id != tokenizer.eos_token_id and tokenizer.decode([token_id]) not in printable
     ]
-
-
-# Built-in name -> builder returning (model, processor). Other families' modules add theirs
-# with register_builtin (prunesid/vlm/families.py imports them all).
-BUILTINS: dict = {"tiny-random": build_tiny_llava, "tiny-random-next": build_tiny_llava_next}
-
-
-def register_builtin(name: str):
-    def register(builder):
-        BUILTINS[name] = builder
-        return builder
-
-    return register

@@ -4,15 +4,17 @@
 (``video_seq_length`` 2,056 = 8 x 257), feature layer -2, strategy "default" for images;
 a CLIP video tower and a CLIP image tower, a 2-layer Llama, the byte-level tokenizer of the
 other built-ins plus ``<video>``. Random, seeded weights: the answers are noise, the
-selections and the plumbing are real.
+selections and the plumbing are real. Written in the layout of ``LanguageBind/Video-LLaVA-7B-hf``.
 """
 
 from __future__ import annotations
 
 from transformers import VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor, VideoLlavaProcessor
-from transformers.processing_utils import ProcessorMixin
 
-from prunesid.vlm.tiny import PATCH_SIZE, SEED, _configs, _printable_only, build_tokenizer, register_builtin
+from prunesid.vlm.builtins.hub import HubLayout
+from prunesid.vlm.builtins.llava import PATCH_SIZE, SEED, _configs, build_tokenizer, printable_only
+from prunesid.vlm.builtins.registry import register_builtin
+from prunesid.vlm.processors import without_video_processor
 
 FRAME_SIZE, FRAMES = 224, 8
 TOKENS_PER_FRAME = (FRAME_SIZE // PATCH_SIZE) ** 2 + 1  # 257: CLS + 16 x 16 patches
@@ -34,26 +36,16 @@ CHAT_TEMPLATE = (
 )
 
 
-class VideoLlavaProcessorNoVideoProcessor(VideoLlavaProcessor):
-    """Video-LLaVA's processor without its video processor, which needs torchvision (not a
-    dependency here). Images and text work as with the full processor; the family prepares
-    video frames with the image processor, which has the video processor's settings."""
-
-    video_processor = None
-
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, patch_size=PATCH_SIZE,
-                 vision_feature_select_strategy="default", num_additional_image_tokens=1, **kwargs):
-        # What VideoLlavaProcessor.__init__ sets, without handing a video processor on.
-        self.patch_size = patch_size
-        self.num_additional_image_tokens = num_additional_image_tokens
-        self.vision_feature_select_strategy = vision_feature_select_strategy
-        self.image_token, self.video_token = "<image>", "<video>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+# What LanguageBind/Video-LLaVA-7B-hf holds: 3 weight shards, both CLIP towers under
+# *.vision_model, image_token_index / video_token_index, one preprocessor_config.json for
+# images and videos, no processor_config.json.
+VIDEO_LLAVA_LAYOUT = HubLayout(
+    repo="LanguageBind/Video-LLaVA-7B-hf", image_processor_type="VideoLlavaImageProcessor", processor_class="VideoLlavaProcessor",
+    shards=3, clip_towers=("image_tower.", "video_tower."), token_index_keys=True,
+)
 
 
-@register_builtin("tiny-random-video-llava")
+@register_builtin("tiny-random-video-llava", VIDEO_LLAVA_LAYOUT)
 def build_tiny_video_llava():
     """Video-LLaVA geometry: 8 frames of 224 x 224 (256 patches + CLS each) and 224 px images."""
     import torch
@@ -76,9 +68,9 @@ def build_tiny_video_llava():
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(SEED)
         model = VideoLlavaForConditionalGeneration(config).eval()
-    _printable_only(model, tokenizer)
+    printable_only(model, tokenizer)
     image_processor = VideoLlavaImageProcessor(
         size={"shortest_edge": FRAME_SIZE}, crop_size={"height": FRAME_SIZE, "width": FRAME_SIZE}
     )
-    processor = VideoLlavaProcessorNoVideoProcessor(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    processor = without_video_processor(VideoLlavaProcessor)(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
     return model, processor

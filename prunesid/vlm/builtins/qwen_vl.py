@@ -1,4 +1,6 @@
-"""Offline Qwen-VL built-ins: tiny, randomly initialised, identical on every machine.
+"""Offline Qwen-VL built-ins: tiny, randomly initialised, identical on every machine, written
+in the layouts of ``Qwen/Qwen2-VL-7B-Instruct``, ``Qwen/Qwen2.5-VL-7B-Instruct`` and
+``Qwen/Qwen3-VL-8B-Instruct``.
 
 Each keeps its family's real geometry and only shrinks the widths: the processor's dynamic
 resolution (smart resize to multiples of patch x merge pixels, between min_pixels and
@@ -29,7 +31,10 @@ from transformers import (
     Qwen3VLProcessor,
 )
 
-from prunesid.vlm.tiny import _printable_only, register_builtin
+from prunesid.vlm.builtins.hub import HubLayout
+from prunesid.vlm.builtins.llava import printable_only
+from prunesid.vlm.builtins.registry import register_builtin
+from prunesid.vlm.processors import without_video_processor
 
 SEED = 1234
 QWEN_SPECIAL_TOKENS = [
@@ -103,18 +108,23 @@ def _text_config(tokenizer, mrope_section: list[int], **extra) -> dict:
     }
 
 
-def images_only(processor_class):
-    """The family's processor without its video processor: transformers' video processors
-    need torchvision, which this project does not install. Images work as with the full
-    processor (same image processor, tokenizer and placeholder expansion)."""
-
-    class ImagesOnly(processor_class):
-        def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
-            # The attributes come from this signature: image_processor and tokenizer only.
-            super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
-
-    ImagesOnly.__name__ = ImagesOnly.__qualname__ = processor_class.__name__ + "ImagesOnly"
-    return ImagesOnly
+# What the Qwen repositories hold: Qwen2-VL and Qwen2.5-VL a flat config.json (the LLM's keys
+# at top level, rope_scaling "mrope") and min_pixels / max_pixels in preprocessor_config.json;
+# Qwen3-VL nested configs, a size dict, "Qwen2VLImageProcessorFast" and a video preprocessor
+# config. Tokenizers: tokenizer.json, vocab.json and merges.txt.
+QWEN_TOKENIZER_FILES = ("vocab.json", "merges.txt")
+QWEN2_VL_LAYOUT = HubLayout(
+    repo="Qwen/Qwen2-VL-7B-Instruct", image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2VLProcessor",
+    shards=5, flat_text_config=True, pixel_limits_top_level=True, tokenizer_files=QWEN_TOKENIZER_FILES,
+)
+QWEN2_5_VL_LAYOUT = HubLayout(
+    repo="Qwen/Qwen2.5-VL-7B-Instruct", image_processor_type="Qwen2VLImageProcessor", processor_class="Qwen2_5_VLProcessor",
+    shards=5, flat_text_config=True, pixel_limits_top_level=True, tokenizer_files=QWEN_TOKENIZER_FILES,
+)
+QWEN3_VL_LAYOUT = HubLayout(
+    repo="Qwen/Qwen3-VL-8B-Instruct", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
+    shards=4, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+)
 
 
 def _build(model_class, config, processor_class, image_processor, tokenizer, chat_template):
@@ -123,12 +133,12 @@ def _build(model_class, config, processor_class, image_processor, tokenizer, cha
         model = model_class(config).eval()
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    _printable_only(model, tokenizer)
-    processor = images_only(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
+    printable_only(model, tokenizer)
+    processor = without_video_processor(processor_class)(image_processor=image_processor, tokenizer=tokenizer, chat_template=chat_template)
     return model, processor
 
 
-@register_builtin("tiny-random-qwen2-vl")
+@register_builtin("tiny-random-qwen2-vl", QWEN2_VL_LAYOUT)
 def build_tiny_qwen2_vl():
     """Qwen2-VL geometry: 14 px patches, 2 x 2 merge into the LLM width, full attention."""
     tokenizer = build_qwen_tokenizer()
@@ -147,7 +157,7 @@ def build_tiny_qwen2_vl():
     )
 
 
-@register_builtin("tiny-random-qwen2.5-vl")
+@register_builtin("tiny-random-qwen2.5-vl", QWEN2_5_VL_LAYOUT)
 def build_tiny_qwen2_5_vl():
     """Qwen2.5-VL geometry: 14 px patches, 112 px attention windows, every second block full."""
     tokenizer = build_qwen_tokenizer()
@@ -167,7 +177,7 @@ def build_tiny_qwen2_5_vl():
     )
 
 
-@register_builtin("tiny-random-qwen3-vl")
+@register_builtin("tiny-random-qwen3-vl", QWEN3_VL_LAYOUT)
 def build_tiny_qwen3_vl():
     """Qwen3-VL geometry: 16 px patches (32 px merged tokens), learned 48 x 48 position grid,
     deepstack features from two tower blocks added after the LLM's first two layers."""

@@ -1,0 +1,152 @@
+"""Writing a model and its processor as a directory laid out like a Hub repository.
+
+A :class:`HubLayout` names the repository it mirrors and what distinguishes its files: the
+weight shards (``model-00001-of-00003.safetensors`` + index, or one ``model.safetensors``),
+the weight names of its CLIP towers (``vision_tower.vision_model.*``), the keys of its
+``config.json`` (``image_token_index``, Qwen2-VL's flat text configuration with ``rope_scaling``),
+``preprocessor_config.json`` (the ``image_processor_type`` and ``processor_class`` the
+repository names, Qwen2-VL's top-level ``min_pixels`` / ``max_pixels``),
+``processor_config.json``, ``video_preprocessor_config.json``, ``chat_template.json``,
+``generation_config.json`` and the tokenizer files. Loading such a directory is what a user
+does with a download, so the built-ins are loaded from one (``prunesid.vlm.builtins``).
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+# Weight name prefixes of CLIP towers: transformers 5 writes "vision_tower.embeddings...",
+# the llava-hf and Video-LLaVA repositories hold "vision_tower.vision_model.embeddings...".
+CLIP_PREFIX = "vision_model."
+
+
+@dataclass(frozen=True)
+class HubLayout:
+    repo: str  # the Hub repository whose file layout this mirrors
+    image_processor_type: str  # preprocessor_config.json's image_processor_type
+    processor_class: str  # preprocessor_config.json's processor_class
+    shards: int = 1  # 1: model.safetensors; n: model-0000i-of-0000n.safetensors + index
+    clip_towers: tuple[str, ...] = ()  # weight prefixes of CLIP towers ("vision_tower.")
+    token_index_keys: bool = False  # config.json says image_token_index (video_token_index)
+    flat_text_config: bool = False  # config.json holds the LLM's keys at top level (Qwen2-VL)
+    pixel_limits_top_level: bool = False  # preprocessor_config.json: min_pixels / max_pixels
+    processor_config: bool = False  # processor_config.json with the processor's options
+    video_processor_type: str | None = None  # video_preprocessor_config.json (Qwen3-VL)
+    # Tokenizer files besides tokenizer.json and tokenizer_config.json (LLaMA-based repositories:
+    # special_tokens_map.json, added_tokens.json; Qwen-based: vocab.json, merges.txt).
+    tokenizer_files: tuple[str, ...] = ("special_tokens_map.json", "added_tokens.json")
+
+
+def write_checkpoint(model, processor, directory: str | Path, layout: HubLayout) -> Path:
+    """Write ``model`` and ``processor`` into ``directory`` (created) in ``layout``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as scratch:
+        model.save_pretrained(scratch)  # transformers' own names (the repositories' format)
+        _write_config(json.loads((Path(scratch) / "config.json").read_text()), directory, layout)
+        (directory / "generation_config.json").write_text((Path(scratch) / "generation_config.json").read_text())
+        _write_weights(_read_weights(Path(scratch)), directory, layout)
+    _write_processor(processor, directory, layout)
+    _write_tokenizer(processor.tokenizer, directory, layout)
+    return directory
+
+
+def _write_config(config: dict, directory: Path, layout: HubLayout) -> None:
+    if layout.token_index_keys:
+        for key in ("image_token_id", "video_token_id"):
+            if key in config:
+                config[key.replace("_id", "_index")] = config.pop(key)
+    if layout.flat_text_config:
+        text = config.pop("text_config")
+        text.pop("model_type", None)
+        rope = text.pop("rope_parameters", None) or {}
+        for key, value in text.items():
+            config.setdefault(key, value)
+        config["rope_theta"] = rope.get("rope_theta")
+        config["rope_scaling"] = {"type": "mrope", "mrope_section": rope.get("mrope_section")}
+    _dump(config, directory / "config.json")
+
+
+def _read_weights(scratch: Path) -> dict:
+    tensors = {}
+    for path in sorted(scratch.glob("*.safetensors")):
+        with safe_open(str(path), "pt") as weights:
+            tensors.update({name: weights.get_tensor(name) for name in weights.keys()})
+    return tensors
+
+
+def _write_weights(tensors: dict, directory: Path, layout: HubLayout) -> None:
+    renamed = {}
+    for name, tensor in tensors.items():
+        for prefix in layout.clip_towers:
+            if name.startswith(prefix):
+                name = prefix + CLIP_PREFIX + name[len(prefix):]
+        renamed[name] = tensor.contiguous()
+    if layout.shards == 1:
+        save_file(renamed, str(directory / "model.safetensors"), metadata={"format": "pt"})
+        return
+    names = list(renamed)
+    per_shard = -(-len(names) // layout.shards)
+    weight_map = {}
+    for shard in range(layout.shards):
+        file = f"model-{shard + 1:05d}-of-{layout.shards:05d}.safetensors"
+        part = {name: renamed[name] for name in names[shard * per_shard:(shard + 1) * per_shard]}
+        save_file(part, str(directory / file), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(part, file))
+    total = sum(tensor.numel() * tensor.element_size() for tensor in renamed.values())
+    _dump({"metadata": {"total_size": total}, "weight_map": weight_map}, directory / "model.safetensors.index.json")
+
+
+def _write_processor(processor, directory: Path, layout: HubLayout) -> None:
+    image = processor.image_processor.to_dict()
+    for transient in ("image_processor_type", "processor_class", "_processor_class", "backend"):
+        image.pop(transient, None)
+    if layout.pixel_limits_top_level:
+        size = image.pop("size")
+        image["min_pixels"], image["max_pixels"] = size["shortest_edge"], size["longest_edge"]
+    image.update(image_processor_type=layout.image_processor_type, processor_class=layout.processor_class)
+    _dump(image, directory / "preprocessor_config.json")
+    if layout.video_processor_type:
+        video = {key: image[key] for key in ("size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std") if key in image}
+        video.update(processor_class=layout.processor_class, video_processor_type=layout.video_processor_type)
+        _dump(video, directory / "video_preprocessor_config.json")
+    if layout.processor_config:
+        options = {
+            key: getattr(processor, key)
+            for key in ("num_additional_image_tokens", "patch_size", "vision_feature_select_strategy")
+            if hasattr(processor, key)
+        }
+        _dump({**options, "processor_class": layout.processor_class}, directory / "processor_config.json")
+    _dump({"chat_template": processor.chat_template}, directory / "chat_template.json")
+
+
+def _write_tokenizer(tokenizer, directory: Path, layout: HubLayout) -> None:
+    """tokenizer.json and tokenizer_config.json as transformers writes them, plus the files
+    the repository's tokenizer keeps beside them. (The LLaMA-based repositories also hold a
+    SentencePiece ``tokenizer.model``; the tiny byte-level tokenizer has none, and
+    transformers reads tokenizer.json first.)"""
+    tokenizer.save_pretrained(str(directory))
+    model = json.loads((directory / "tokenizer.json").read_text())["model"]
+    contents = {
+        "special_tokens_map.json": lambda: {
+            name: getattr(tokenizer, name) for name in ("bos_token", "eos_token", "unk_token", "pad_token") if getattr(tokenizer, name, None)
+        },
+        "added_tokens.json": lambda: {token.content: index for index, token in tokenizer.added_tokens_decoder.items()},
+        "vocab.json": lambda: model["vocab"],
+    }
+    for name in layout.tokenizer_files:
+        if name == "merges.txt":
+            merges = [" ".join(pair) if isinstance(pair, list) else pair for pair in model.get("merges", [])]
+            (directory / name).write_text("\n".join(["#version: 0.2", *merges]) + "\n")
+        else:
+            _dump(contents[name](), directory / name)
+
+
+def _dump(data: dict, path: Path) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
