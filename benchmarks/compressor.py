@@ -3,7 +3,7 @@
 Every case times, in one run with interleaved repeats (each repeat calls every contender
 once, in turn) and reports medians:
 
-- ``exact``, ``krylov``, ``randomized``: ``select()`` with that PSCA solver (psca.py);
+- ``exact``, ``krylov``, ``randomized``: ``select()`` with that PSCA solver (linalg.py);
 - ``floor``: one batched T x T cosine-similarity matmul on the same tokens, which no
   implementation of PruneSID avoids;
 - ``authors`` (with ``--authors PATH``): the selection of the authors' released LLaVA code,

@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from prunesid.presets import DEFAULTS
 from prunesid.psca import principal_token_components
 
 GroupingFn = Callable[..., tuple[torch.Tensor, torch.Tensor]]
@@ -39,7 +40,7 @@ def _column_mask(num_groups: torch.Tensor, k_max: int) -> torch.Tensor:
 
 
 @register_grouping("psca")
-def psca_grouping(x, num_groups, *, centering="token", solver="exact", seed=0):
+def psca_grouping(x, num_groups, *, centering=DEFAULTS.centering, solver=DEFAULTS.solver, seed=DEFAULTS.seed):
     """PSCA: each token joins the principal token-space direction it weighs most on."""
     k_max = int(num_groups.max())
     weights = principal_token_components(x, k_max, centering=centering, solver=solver, seed=seed).abs()  # [B, T, K]
@@ -60,7 +61,7 @@ def _typicality(x: torch.Tensor, groups: torch.Tensor, k_max: int) -> torch.Tens
 
 
 @register_grouping("random")
-def random_grouping(x, num_groups, *, seed=0, **_):
+def random_grouping(x, num_groups, *, seed=DEFAULTS.seed, **_):
     """The paper's ablation: shuffle the tokens (seeded) and cut them into K equal groups."""
     batch, tokens, _ = x.shape
     generator = torch.Generator().manual_seed(seed)
@@ -74,7 +75,7 @@ def random_grouping(x, num_groups, *, seed=0, **_):
 
 
 @register_grouping("kmeans")
-def kmeans_grouping(x, num_groups, *, seed=0, **_):
+def kmeans_grouping(x, num_groups, *, seed=DEFAULTS.seed, **_):
     """The paper's ablation: K-means with K clusters on the token features (scikit-learn)."""
     from sklearn.cluster import KMeans
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from prunesid import linalg
+from prunesid.presets import DEFAULTS
 
 CENTERINGS = ("token", "feature")
 SOLVERS = ("exact", "randomized", "krylov")
@@ -36,7 +37,7 @@ def centred_sigmoid(x: torch.Tensor, centering: str) -> torch.Tensor:
 
 
 def principal_token_components(
-    x: torch.Tensor, k: int, *, centering: str = "token", solver: str = "exact", seed: int = 0
+    x: torch.Tensor, k: int, *, centering: str = DEFAULTS.centering, solver: str = DEFAULTS.solver, seed: int = DEFAULTS.seed
 ) -> torch.Tensor:
     """Top-k principal token directions of each image: [B, T, k], largest first.
 

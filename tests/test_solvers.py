@@ -184,7 +184,7 @@ def test_the_fast_solver_keeps_nearly_the_exact_tokens(monkeypatch):
 
 
 def test_the_fast_solver_takes_a_float32_dense_route_for_many_components(monkeypatch):
-    """Where K reaches into the noise bulk (N >= 128 at T = 576) no short Krylov run
+    """Where K reaches into the noise bulk (N >= 80 at T = 576; here 128 and 192) no short Krylov run
     settles it: the fast solver diagonalises the float32 Gram instead, never the float64
     one, and keeps the exact solver's tokens (the golden cases at N >= 128 and more)."""
     dense_calls, exact_calls = [], []
