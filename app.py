@@ -72,7 +72,7 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         chats.open(request.session_hash, client_of(request))
 
     def close_chat(request: gr.Request):
-        chats.forget(request.session_hash)
+        chats.forget(request.session_hash, client_of(request))
 
     @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     parser.add_argument("--max-new-tokens", type=int, default=96, help=f"tokens per answer, at most {MAX_NEW_TOKENS_LIMIT}")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
         parser.error(f"--max-new-tokens must be in [1, {MAX_NEW_TOKENS_LIMIT}], got {args.max_new_tokens}")
 

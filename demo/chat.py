@@ -116,9 +116,13 @@ class ChatQueue:
             self._sessions.move_to_end(session)
             return conversation
 
-    def forget(self, session: str) -> None:
+    def forget(self, session: str, client: str | None = None) -> None:
+        """Close a session (the page unloaded); with ``client``, only that client's session."""
         with self._lock:
-            conversation = self._sessions.pop(session, None)
+            conversation = self._sessions.get(session) if isinstance(session, str) else None
+            if conversation is None or (client is not None and conversation.client != client):
+                return
+            del self._sessions[session]
         if conversation is not None:
             _close(conversation)
 

@@ -21,5 +21,5 @@ MAX_SAMPLED_FRAMES = 64
 # Frames decoded to reach the sampled ones, whatever the keyframe layout: 8 samples of a
 # clip with x264's default keyframe distance (250) take at most 2000.
 MAX_DECODED_FRAMES = 2400
-DECODE_SECONDS = 30.0  # wall-clock budget of one clip's decoding (a slow codec, a loaded server)
+DECODE_SECONDS = 20.0  # wall-clock budget of one clip's decoding (a slow codec, a loaded server)
 FRAME_LONG_SIDE = 1344  # sampled frames are converted to RGB at most this long (the models see 224-336)

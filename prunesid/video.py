@@ -284,7 +284,7 @@ def _sample(container, num_frames: int, name: str, description: str, key: str) -
     # header said (an MJPEG clip can change size at every frame).
     stream.codec_context.options = {"max_pixels": str(MAX_FRAME_PIXELS)}
     stream.thread_type = "AUTO"
-    budget = _DecodeBudget(lambda frame: _check_frame_size(frame.width, frame.height, name, description))
+    budget = _DecodeBudget(lambda frame: _check_frame_size(frame.width, frame.height, name, description), MAX_DECODED_FRAMES, DECODE_SECONDS)
     if exact:
         decoded = _decode_by_seeking(container, stream, wanted, sorted(set(keyframes)) or [start], budget)
     else:  # no timestamps to seek by: one pass, converting only the sampled frames
@@ -334,7 +334,7 @@ class _DecodeBudget:
     """Counts the frames decoded for one clip and checks each before it is used; raises
     :class:`_OverBudget` past ``MAX_DECODED_FRAMES`` frames or ``DECODE_SECONDS``."""
 
-    def __init__(self, check, frames: int = MAX_DECODED_FRAMES, seconds: float = DECODE_SECONDS):
+    def __init__(self, check, frames: int, seconds: float):
         self.check, self.left, self.deadline = check, frames, time.monotonic() + seconds
 
     def spend(self, frame) -> None:
@@ -357,7 +357,7 @@ def _to_image(frame) -> Image.Image:
 def _decode_by_seeking(container, stream, wanted: list[int], keyframes: list[int], budget: _DecodeBudget | None = None) -> dict[int, Image.Image]:
     """The frames at the timestamps ``wanted`` (ascending): seek to the keyframe before each
     one unless the decoder is already between that keyframe and it, then decode forward."""
-    budget = budget or _DecodeBudget(lambda frame: None)
+    budget = budget or _DecodeBudget(lambda frame: None, MAX_DECODED_FRAMES, DECODE_SECONDS)
     found: dict[int, Image.Image] = {}
     frames = None
     position = None  # timestamp of the last frame decoded
@@ -378,7 +378,7 @@ def _decode_by_seeking(container, stream, wanted: list[int], keyframes: list[int
 
 
 def _decode_in_order(container, stream, positions: set[int], budget: _DecodeBudget | None = None) -> dict[int, Image.Image]:
-    budget = budget or _DecodeBudget(lambda frame: None)
+    budget = budget or _DecodeBudget(lambda frame: None, MAX_DECODED_FRAMES, DECODE_SECONDS)
     container.seek(0)
     found: dict[int, Image.Image] = {}
     last = max(positions)

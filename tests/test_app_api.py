@@ -51,13 +51,17 @@ def test_manual_k_lambda_and_grouping_are_honoured(client, images):
     assert stats["grouping"] == "kmeans" and stats["kept"] == 127
 
 
-def test_ten_concurrent_analyses_each_match_their_own_image(client, images, tiny_vlm):
-    def analyze(path):
-        job = client.submit(image=handle_file(str(path)), **ANALYZE_DEFAULTS, api_name="/analyze")
+def test_ten_concurrent_analyses_each_match_their_own_image(app_url, images, tiny_vlm):
+    # Ten visitors, each from its own address (the app trusts X-Forwarded-For from loopback,
+    # as from a reverse proxy): one client alone may have only CLIENT_SHARE requests at once.
+    def analyze(numbered):
+        number, path = numbered
+        visitor = Client(app_url, verbose=False, headers={"X-Forwarded-For": f"198.51.100.{number + 1}"})
+        job = visitor.submit(image=handle_file(str(path)), **ANALYZE_DEFAULTS, api_name="/analyze")
         return job.result(timeout=240)
 
     with ThreadPoolExecutor(max_workers=10) as pool:
-        results = list(pool.map(analyze, images))
+        results = list(pool.map(analyze, enumerate(images)))
     for path, (*_, stats, _) in zip(images, results):
         expected = tiny_vlm.select(tiny_vlm.encode(path), PruneSID(budget=64))[0]
         assert stats["rho"] == pytest.approx(float(expected.rho[0]), abs=1e-6), path.name

@@ -76,9 +76,9 @@ def file_events(config):
 
 
 def _arguments(kinds: list[tuple], image) -> list:
-    values = {"slider": 64, "checkbox": False, "textbox": "What is in the picture?", "chatbot": [], "number": 20}
-    # Radios (grouping, method) keep the page's own default choice.
-    return [image if kind in FILE_INPUTS else default if kind == "radio" else values.get(kind, default) for kind, default in kinds]
+    values = {"checkbox": False, "textbox": "What is in the picture?", "chatbot": [], "number": 20}
+    # Sliders and radios (grouping, method) keep the page's own default value.
+    return [image if kind in FILE_INPUTS else default if kind in ("radio", "slider") else values.get(kind, default) for kind, default in kinds]
 
 
 def _call(app_url: str, dependency: dict, kinds: list[tuple], image) -> dict:
