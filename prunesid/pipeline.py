@@ -120,7 +120,7 @@ def compress(family: Family, media: list[EncodedMedia], press: Press) -> list[Co
     return per_input
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: press_applied's forward may run with autograd on
 def visual_run(family: Family, encoded: EncodedMedia, compression: Compression | None) -> VisualRun:
     """What the LLM receives for one input: all its tokens as the unmodified model feeds
     them when ``compression`` is None, else the reserved, kept and merged tokens."""
@@ -270,6 +270,7 @@ def press_applied(model, processor, press: Press) -> Iterator[AppliedPress]:
     original = {name: model.__dict__.get(name, _MISSING) for name in ("generate", "forward")}
     class_generate, class_forward = type(model).generate, type(model).forward
 
+    @torch.no_grad()
     def pressed(kwargs: dict) -> tuple[torch.Tensor, dict]:
         items = family.split_inputs(kwargs)
         input_ids = kwargs.pop("input_ids")

@@ -150,6 +150,19 @@ def test_budget_17_feeds_exactly_8_x_17_video_tokens_cls_then_kept_patches_per_f
     torch.testing.assert_close(embeds[0, video_positions], wanted, rtol=1e-5, atol=1e-6)
 
 
+def test_each_fed_token_knows_its_place_in_the_unmodified_video_run(vlm, clip):
+    """Frame v starts at v x (CLS + 256) in the unmodified run: what a position-aware layout
+    reads (the origin of every token fed), for the full clip and for a compressed one."""
+    encoded = vlm.encode(clip)
+    assert torch.equal(vlm.visual_run(encoded, None).origin, torch.arange(FRAMES * (PATCHES + 1)))
+    selection = vlm.compress(encoded, PruneSID(budget=17))[0]
+    wanted = torch.cat([
+        torch.cat([torch.tensor([frame * (PATCHES + 1)]), frame * (PATCHES + 1) + 1 + selection.indices[frame].cpu()])
+        for frame in range(FRAMES)
+    ])
+    assert torch.equal(vlm.visual_run(encoded, selection).origin, wanted)
+
+
 def test_video_importance_is_each_frames_cls_attention_in_the_video_tower(vlm, clip):
     encoded = vlm.encode(clip)
     tower = vlm.family.video_tower

@@ -210,8 +210,6 @@ def test_follow_up_turn_reuses_the_encoded_image(qwen):
 class KeepFirstMergeRest(Press):
     """A toy merging press: keep the first ``budget - 1`` tokens, average the rest into one."""
 
-    budget: int = 8
-
     def compress(self, tokens):
         views, length, _ = tokens.features.shape
         kept = [torch.arange(self.budget - 1) for _ in range(views)]

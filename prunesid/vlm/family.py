@@ -174,9 +174,9 @@ def fed_per_view(press, selectable: list[int], cls_slot: bool, preset: str) -> l
     :meth:`FamilyLayout.fed_tokens`)."""
     from prunesid.methods.base import VisionTokens
 
-    if getattr(press, "dynamic", False):
+    if not press.budget_is_fixed:
         raise ValueError(
-            f"{type(press).__name__} with dynamic=True sets each view's budget from its content: "
+            f"{type(press).__name__} sets each view's budget from its content (a dynamic budget): "
             "its token count cannot be known before encoding; use a fixed budget to pre-size"
         )
     reserved = press.reserved(VisionTokens(features=torch.empty(0, 0, 0), cls_slot=cls_slot))

@@ -261,10 +261,10 @@ class VLM:
         image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
         modalities = ["video" if is_video(item) else "image" for item in image_list]
         messages = _messages(prompt, modalities)
-        prompt_ids = self._prompt_ids(messages, modalities).to(self.device)
         start = time.perf_counter()
         encoded = [self.encode(image) for image in image_list]
         vision_ms = (time.perf_counter() - start) * 1000
+        prompt_ids = self._prompt_ids(messages, modalities).to(self.device)
         start = time.perf_counter()
         compressions = self.compress(encoded, press) if press is not None else [None] * len(encoded)
         prepared = pipeline.press_inputs(self.family, prompt_ids, encoded, press, compressions)

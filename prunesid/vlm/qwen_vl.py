@@ -60,7 +60,7 @@ class QwenVL(Family):
         deepstack = getattr(output, "deepstack_features", None)
         return VisionOutput(
             features=features[None], cls=None, importance=None, cls_fed=False,
-            deepstack=[layer[None] for layer in deepstack] if deepstack else None,
+            deepstack=[layer[0][None] for layer in deepstack] if deepstack else None,  # per layer: this image's [1, T, H]
         )
 
     def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
@@ -71,6 +71,22 @@ class QwenVL(Family):
 
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return features  # the merger's output is already in the LLM's width
+
+    def split_inputs(self, inputs: dict) -> list[tuple[str, dict, tuple[int, int]]]:
+        """The processor's flattened patches cut per image by ``image_grid_thw``; each image's
+        size is its resized one (the layout maps it to the same merged-token grid)."""
+        grid = inputs.get("image_grid_thw")
+        if inputs.get("pixel_values_videos") is not None:
+            raise ValueError("video input is not supported for Qwen-VL models here: give the frames as images")
+        if grid is None:
+            return []
+        chunks = torch.split(inputs["pixel_values"], grid.prod(dim=-1).tolist())
+        items = []
+        for row, chunk in enumerate(chunks):
+            _, height, width = (int(v) for v in grid[row])
+            size = (width * self.patch_size, height * self.patch_size)
+            items.append(("image", {"pixel_values": chunk, "image_grid_thw": grid[row:row + 1]}, size))
+        return items
 
     def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
         if self.video_token_id is not None and bool((input_ids == self.video_token_id).any()):

@@ -83,6 +83,18 @@ class VideoLlava(Family):
         tower = self.image_tower
         return encode_views(tower, pixel_inputs["pixel_values"].to(tower.device, tower.dtype), self.feature_layer, self.strategy)
 
+    def split_inputs(self, inputs: dict) -> list[tuple[str, dict, tuple[int, int]]]:
+        """The processor's images (``pixel_values_images``), then its clips
+        (``pixel_values_videos``), one input each, sized by their processed pixels."""
+        items = []
+        for key, modality in (("pixel_values_images", "image"), ("pixel_values_videos", "video")):
+            pixels = inputs.get(key)
+            for row in range(0 if pixels is None else pixels.shape[0]):
+                height, width = pixels.shape[-2:]
+                pixel_inputs = {"pixel_values_videos": pixels[row:row + 1]} if modality == "video" else {"pixel_values": pixels[row:row + 1]}
+                items.append((modality, pixel_inputs, (int(width), int(height))))
+        return items
+
     def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
         """One grid per view; a video's frames share the first frame's size, so one geometry."""
         video = "pixel_values_videos" in pixel_inputs
