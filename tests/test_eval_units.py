@@ -16,6 +16,8 @@ from prunesid.eval.pressing import ModelView, PressFailure, PressRun, ProcessorV
 from prunesid.pipeline import cut_placeholder_runs
 from prunesid.eval.settings import parse_model_args
 from prunesid.eval.table import main as table_main
+from prunesid.methods import default_method, options_of
+from tests.test_methods_cli import _other_value
 from tests.conftest import scene
 
 LLAVA_ARGS = {"pretrained", "device", "dtype", "batch_size", "device_map", "chat_template", "use_cache"}
@@ -34,6 +36,35 @@ def test_model_args_are_converted_to_the_press_fields():
     assert settings.describe()["method"] == "prunesid" and settings.records is None
     none, rest = parse_model_args({"method": "none", "pretrained": "x"}, LLAVA_ARGS, "prunesid_llava_hf")
     assert none.press is None and none.describe() == {"method": "none"} and rest == {"pretrained": "x"}
+
+
+@pytest.mark.parametrize("method", sorted(PRESSES))
+def test_method_is_matched_whatever_its_case_and_spaces(method):
+    """``method=PruneSID`` (the label as people write it) and `` VisionZip `` are the
+    registered presses, not an unknown method."""
+    label = PRESSES[method].info.label
+    for typed in (label, f" {method.upper()} ", method.capitalize()):
+        settings, _ = parse_model_args({"method": typed, "budget": 32}, LLAVA_ARGS, "prunesid_llava_hf")
+        assert settings.method == method and type(settings.press) is PRESSES[method] and settings.press.budget == 32
+    with pytest.raises(ValueError, match=r"--model_args method must be one of \['none', 'prunesid', "):
+        parse_model_args({"method": "Prune SID"}, LLAVA_ARGS, "prunesid_llava_hf")
+
+
+def test_without_method_the_default_press_runs_with_its_defaults():
+    settings, rest = parse_model_args({"pretrained": "x"}, LLAVA_ARGS, "prunesid_llava_hf")
+    assert settings.press == PRESSES[default_method()]() and rest == {"pretrained": "x"}
+
+
+def test_every_option_of_every_press_is_a_model_arg():
+    """lmms-eval hands values as it parsed them (text, numbers, bools): each option of each
+    press, at a value other than its default, reaches the press."""
+    for method, cls in PRESSES.items():
+        for spec in options_of(cls):
+            value = _other_value(spec)
+            typed = str(value).lower() if spec.kind is bool else str(value)
+            settings, _ = parse_model_args({"method": method, spec.name: typed}, LLAVA_ARGS, "prunesid_llava_hf")
+            assert getattr(settings.press, spec.name) == value, (method, spec.name)
+            assert settings.describe()[spec.name] == value
 
 
 @pytest.mark.parametrize("method", sorted(PRESSES))
