@@ -11,6 +11,7 @@ from PIL import Image
 from demo.files import upload_folder
 from demo.methods import METHOD_CHOICES, analyze_method, compare_methods, method_press
 from prunesid import DivPrune, PruneSID, RandomPrune, UniformPrune, VisionZip
+from prunesid.methods import method_choices, presses
 from tests.conftest import scene
 
 
@@ -70,14 +71,27 @@ def test_only_files_given_to_the_app_are_read(tiny_vlm, tmp_path):
         compare_methods(tiny_vlm, {"path": str(outside)}, "What is it?", 64)
 
 
+def test_the_switch_lists_the_registry_each_press_followed_by_its_variants():
+    assert METHOD_CHOICES == [choice.label for choice in method_choices()]
+    assert METHOD_CHOICES[:2] == ["PruneSID", "PruneSID-Dyn"]  # the variant beside its press
+    assert set(METHOD_CHOICES) == {cls.info.label for cls in presses().values()} | {"PruneSID-Dyn"}
+
+
 def test_compare_methods_answers_with_every_method(tiny_vlm, picture_path):
     sheet, table, rows = compare_methods(tiny_vlm, picture_path, "What is in the picture?", 32, phi_ref=0.5, max_new_tokens=3)
     assert [row["method"] for row in rows] == ["all tokens"] + METHOD_CHOICES
     assert rows[0]["visual_tokens"] == 576
     for row in rows[1:]:
         assert isinstance(row["answer"], str) and row["prefill_ms"] > 0 and row["select_ms"] >= 0
+        assert row["budget"] == 32  # every method at the same N, the dynamic budget too
         if row["method"] != "PruneSID-Dyn":
-            assert row["visual_tokens"] == 32
+            assert row["visual_tokens"] == 32 and row["budget_fixed"]
+    # The dynamic budget sits beside PruneSID at the same N, saying what this image got.
+    dynamic = rows[2]
+    assert rows[1]["method"] == "PruneSID" and dynamic["method"] == "PruneSID-Dyn" and not dynamic["budget_fixed"]
+    label = f"PruneSID-Dyn: average N over a calibration set; this image gets {dynamic['visual_tokens']}"
+    assert dynamic["about"] == label and f"| {label} | {dynamic['visual_tokens']} |" in table
+    assert dynamic["visual_tokens"] != 32  # phi_ref = 0.5 is not this image's phi: the count differs from N
     assert table.count("\n") == 1 + len(rows)  # header, rule, one line per row
     # Six panels, three to a row: two rows of three 640 x 480 drawings with captions.
     assert sheet.width >= 3 * 640 and sheet.height >= 2 * 480
@@ -94,7 +108,10 @@ def test_a_method_the_model_cannot_run_says_why_and_the_others_still_answer(pict
     vlm = load_vlm("tiny-random-qwen2-vl")
     sheet, table, rows = compare_methods(vlm, picture_path, "What is it?", 64, methods=["VisionZip", "DivPrune"], max_new_tokens=2)
     by_method = {row["method"]: row for row in rows}
-    assert "CLS token's attention" in by_method["VisionZip"]["unavailable"]
+    # said from the press's declaration (PressInfo.requires), before it runs
+    assert by_method["VisionZip"]["unavailable"] == (
+        "VisionZip needs the CLS token's attention (vision towers with a CLS token, e.g. CLIP), which this model does not give"
+    )
     assert "not available" in table and isinstance(by_method["DivPrune"]["answer"], str)
     with pytest.raises(ValueError, match="no method could run"):
         compare_methods(vlm, picture_path, "What is it?", 64, methods=["VisionZip"], max_new_tokens=2)
