@@ -2,7 +2,8 @@
 new method or a new family is covered by adding it, not by writing new tests.
 
 - the language model receives exactly the tokens the budget says (per view: the reserved
-  CLS, the kept tokens, the merged ones; LLaVA-NeXT adds one newline per occupied row);
+  CLS, the kept tokens, the merged ones; LLaVA-NeXT adds no newline under its default
+  "authors" layout, one per unpadded row under "rows");
 - a press that keeps everything gives the unmodified model's logits;
 - a batch of two images gives each image what it gets alone;
 - bad settings fail when the press is built, naming the field;
@@ -18,7 +19,7 @@ import pytest
 import torch
 
 from prunesid import PRESSES, presets
-from prunesid.vlm import BUILTIN_MODELS
+from prunesid.vlm import BUILTIN_MODELS, wrap
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"
@@ -63,7 +64,7 @@ def _expected_count(vlm, encoded, result) -> int:
     merged = result.merged or [torch.zeros(0)] * result.num_views
     count = result.reserved + sum(int(i.numel()) + int(m.shape[0]) for i, m in zip(result.indices, merged))
     if vlm.model.config.model_type == "llava_next":
-        # One image_newline per row of the unpadded tile mosaic that still holds a kept token.
+        # No image_newline under the "authors" layout, one per row of the unpadded tile mosaic under "rows".
         from transformers.image_processing_utils import select_best_resolution
         from transformers.models.llava_next.modeling_llava_next import unpad_image
 
@@ -79,7 +80,7 @@ def _expected_count(vlm, encoded, result) -> int:
             mask[row * side:(row + 1) * side, col * side:(col + 1) * side] = tile_mask.view(side, side)
         visible = unpad_image(mask[None], size_hw)[0]
         assert int(visible.sum()) == sum(int(i.numel()) for i in result.indices[1:]), "a kept tile token fell in the padding"
-        count += int(visible.any(dim=1).sum())
+        count += visible.shape[0] if vlm.family.layout.newlines == "rows" else 0
     return count
 
 
@@ -135,8 +136,10 @@ def test_keeping_everything_equals_the_unmodified_model(request, model, name):
     if _refuses(vlm, vlm.encode(image), cls):
         pytest.skip(f"{name} needs CLS attention, which {model}'s tower has not (the refusal is tested above)")
     reference, expected = _logits(vlm, image, None)
+    if vlm.model.config.model_type == "llava_next":  # the layout that keeps the model's newlines
+        vlm = wrap(vlm.model, vlm.processor, name=vlm.name, newlines="rows")
     prepared, logits = _logits(vlm, image, keep_everything(cls))
-    assert torch.equal(prepared.input_ids, reference["input_ids"])
+    assert torch.equal(prepared.input_ids, reference.input_ids)
     assert prepared.compressions[0].merged is None or all(m.shape[0] == 0 for m in prepared.compressions[0].merged)
     torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
 
