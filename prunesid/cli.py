@@ -22,6 +22,9 @@ from prunesid.methods.registry import build_press, default_method, has_groups, o
 
 DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL = "tiny-random", "tiny-random-video-llava"
 DEFAULT_FRAME_BUDGET = 17  # the paper's Video-LLaVA setting: 17 per frame
+# LLaVA-NeXT's layouts of compressed runs (prunesid.vlm.llava_next.NEWLINES, not imported: --help stays light).
+NEWLINES = ("authors", "rows")
+NEWLINES_HELP = "LLaVA-NeXT: newline tokens of compressed runs, none (authors, the default) or one per row of the unpadded grid (rows)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +55,7 @@ def _parser() -> argparse.ArgumentParser:
         method_options(sub)
         sub.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
+        sub.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     chat = commands.add_parser("chat", help="answer a question about an image or a video clip")
@@ -73,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
     calibrate.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
     calibrate.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
+    calibrate.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
     calibrate.add_argument("--json", action="store_true", help="print one JSON object (phi_ref, per-image phi) instead of the number")
     calibrate.set_defaults(run=_calibrate)
     return parser
@@ -149,7 +154,7 @@ def _load(args):
     image = load_video(args.image) if video else load_image(args.image)  # a bad file fails before loading, too
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
-        min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+        min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines,
     )
     if video and vlm.family.num_frames not in (None, image.num_frames):
         image = load_video(args.image, num_frames=vlm.family.num_frames)  # the model's own frame count
@@ -245,7 +250,7 @@ def _calibrate(args) -> int:
             raise ValueError(f"{given}: no such file or directory")
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
-        min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+        min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines,
     )
     per_image = []
     for path in files:

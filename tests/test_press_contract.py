@@ -111,3 +111,20 @@ def test_a_dynamic_budget_cannot_be_pre_sized(tiny_vlm):
 def test_a_bad_image_size_is_named(tiny_vlm, size):
     with pytest.raises(ValueError, match="image_size must be"):
         tiny_vlm.fed_tokens(size, PruneSID(budget=64))
+
+
+def test_the_newlines_layout_reaches_the_command_line(tmp_path, capsys):
+    import json
+
+    from prunesid import cli
+    from prunesid.vlm.llava_next import NEWLINES
+
+    assert cli.NEWLINES == NEWLINES
+    image = scene(640, 480, seed=9)
+    image.save(tmp_path / "scene.png")
+    counts = {}
+    for newlines in NEWLINES:
+        argv = ["chat", str(tmp_path / "scene.png"), "What?", "--model", "tiny-random-next", "--budget", "16", "--max-new-tokens", "1", "--json"]
+        assert cli.main([*argv, "--newlines", newlines]) == 0
+        counts[newlines] = json.loads(capsys.readouterr().out)["visual_tokens"]
+    assert counts == {"authors": [5 * 16], "rows": [5 * 16 + 36]}  # 640 x 480 unpads to 36 rows of 48 patches
