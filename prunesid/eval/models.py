@@ -10,11 +10,8 @@ loading, prompting and decoding as usual: ``__init__`` takes our ``--model_args`
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import inspect
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +23,7 @@ from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _ChatQwen2_5_VL
 from lmms_eval.models.simple.llava_hf import LlavaHf as _SimpleLlavaHf
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _SimpleQwen2_5_VL
 from lmms_eval.models.simple.video_llava import VideoLLaVA as _SimpleVideoLLaVA
+from prunesid.eval.checkpoint_loading import checkpoint_loading
 from prunesid.eval.pressing import (
     ModelView,
     PressFailure,
@@ -36,7 +34,7 @@ from prunesid.eval.pressing import (
 from prunesid.eval.settings import EvalSettings, parse_model_args
 from prunesid.pipeline import media_key
 from prunesid.vlm import wrap
-from prunesid.vlm.builtins import BUILTINS
+from prunesid.vlm.builtins import BUILTINS, builtin_directory
 
 DEFAULT_RECORDS_DIR = "prunesid-records"
 
@@ -59,7 +57,8 @@ class PressedModel:
         if name in BUILTINS:
             rest["pretrained"] = export_builtin(name)
         self.adjust_kwargs(rest)
-        super().__init__(**rest)
+        with checkpoint_loading(base):  # its own AutoProcessor needs torchvision for Qwen-VL, Video-LLaVA
+            super().__init__(**rest)
         self.prunesid_settings: EvalSettings = settings
         self.prunesid_vlm = wrap(self.model, getattr(self, self.processor_attr), name=name)
         self.records_path = records_path(settings, self.model_id, rank=self.rank, world_size=self.world_size)
@@ -187,22 +186,11 @@ def records_path(settings: EvalSettings, model_id: str, rank: int = 0, world_siz
     return path
 
 
-_EXPORTED: dict[str, str] = {}
-
-
 def export_builtin(name: str) -> str:
-    """An offline built-in (``prunesid.load_vlm(name)``: random weights, no download) saved
-    to a temporary directory, so the lmms-eval class loads it like any checkpoint."""
-    if name not in _EXPORTED:
-        from prunesid.vlm import load_vlm
-
-        vlm = load_vlm(name, device="cpu", dtype="float32")
-        directory = Path(tempfile.mkdtemp(prefix=f"prunesid-{name}-"))
-        atexit.register(shutil.rmtree, directory, ignore_errors=True)
-        vlm.model.save_pretrained(directory)
-        vlm.processor.save_pretrained(directory)
-        _EXPORTED[name] = str(directory)
-    return _EXPORTED[name]
+    """The directory an offline built-in is loaded from (``prunesid.load_vlm(name)``: random
+    weights, no download, written in its Hub repository's layout), so the lmms-eval class
+    loads it like any checkpoint."""
+    return str(builtin_directory(name))
 
 
 def _single_process() -> bool:

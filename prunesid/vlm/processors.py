@@ -38,15 +38,17 @@ def torchvision_available() -> bool:
     return is_torchvision_available()
 
 
-def load_processor(model: str, model_type: str):
-    """The processor of the checkpoint ``model`` (a directory or a Hub id) of ``model_type``."""
+def load_processor(model: str, model_type: str, **image_options):
+    """The processor of the checkpoint ``model`` (a directory or a Hub id) of ``model_type``;
+    ``image_options`` (e.g. Qwen-VL's ``min_pixels`` / ``max_pixels``) go to its image processor."""
     if Path(model).is_dir():
         check_processor_files(Path(model))
+    image_options = {key: value for key, value in image_options.items() if value is not None}
     try:
         processor_class = _processor_class(model, model_type)
         if torchvision_available() or "video_processor" not in processor_class.get_attributes():
-            return processor_class.from_pretrained(model)
-        return _images_only_processor(processor_class, model)
+            return processor_class.from_pretrained(model, **image_options)
+        return _images_only_processor(processor_class, model, **image_options)
     except ImportError as error:
         raise ValueError(missing_package_message(model, error)) from error
 
@@ -105,7 +107,7 @@ def _named_processor_class(model: str) -> str | None:
     return None
 
 
-def _images_only_processor(processor_class: type[ProcessorMixin], model: str) -> ProcessorMixin:
+def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **image_options) -> ProcessorMixin:
     """``processor_class`` built from the checkpoint's files without its video processor."""
     from transformers import AutoImageProcessor, AutoTokenizer
 
@@ -114,7 +116,7 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str) ->
     sub_processors = processor_class.get_attributes()
     options = {key: value for key, value in processor_dict.items() if key in accepted and key not in sub_processors}
     return without_video_processor(processor_class)(
-        image_processor=AutoImageProcessor.from_pretrained(model, backend="pil"),  # what runs without torchvision
+        image_processor=AutoImageProcessor.from_pretrained(model, backend="pil", **image_options),  # what runs without torchvision
         tokenizer=AutoTokenizer.from_pretrained(model),
         **options,
     )
