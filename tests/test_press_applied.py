@@ -115,3 +115,15 @@ def test_mistakes_are_named(llava):
 class _Bert(torch.nn.Module):
     class config:  # noqa: N801  (stands in for a transformers config)
         model_type = "bert"
+
+
+def test_the_examples_of_docs_models_run(capsys):
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "models.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        exec(compile(block, "docs/models.md", "exec"), {})
+    assert capsys.readouterr().out.split() == ["320", "2340", "[64]"]

@@ -8,7 +8,7 @@ from prunesid.selection import Selection
 def selection_stats(selection: Selection, timings: dict | None = None, visual_tokens: int | None = None, unmodified_tokens: int | None = None) -> dict:
     """Per-view and total numbers of a selection. The compression ratio has one definition,
     the visual tokens the unmodified model feeds the LLM over those fed after compression
-    (LLaVA-NeXT counts its newline tokens on both sides); only the model knows both counts
+    (LLaVA-NeXT: newline tokens counted wherever they are fed); only the model knows both counts
     (``VLM.unmodified_visual_tokens``), so it is reported only when they are given."""
     views = []
     for view in range(selection.num_images):
