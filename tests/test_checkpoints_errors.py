@@ -14,10 +14,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from prunesid import load_vlm
 from prunesid.vlm import processors
 from prunesid.vlm.builtins import builtin_directory
+from tests.conftest import scene
 
 
 def copy_of(name: str, tmp_path: Path) -> Path:
@@ -105,3 +107,39 @@ def test_the_weights_are_not_read_before_the_processor_is_known_to_load(tmp_path
     with pytest.raises(ValueError, match="preprocessor_config.json"):
         load_vlm(str(directory), device="cpu")
     assert read == []
+
+
+def test_a_family_outside_transformers_loads_through_its_own_loader(tmp_path):
+    """register_family(..., loader=...): load_vlm reads model_type from config.json (no
+    transformers config class for it) and hands the directory to the family's loader."""
+    from prunesid.vlm.builtins import BUILTINS
+    from prunesid.vlm.family import FAMILIES, register_family
+    from prunesid.vlm.llava import SingleView
+
+    directory = tmp_path / "toy"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps({"model_type": "toy_vlm"}))
+    calls = []
+
+    def load_toy(path, dtype):
+        calls.append((path, dtype))
+        model, processor = BUILTINS["tiny-random"].build()
+        model.config.model_type = "toy_vlm"
+        return model, processor
+
+    register_family("toy_vlm", None, "a toy family with its own checkpoint format", loader=load_toy)(SingleView)
+    try:
+        vlm = load_vlm(str(directory), device="cpu", dtype="float32")
+        assert calls == [(str(directory), torch.float32)]
+        assert vlm.chat(scene(320, 240), "What is it?", max_new_tokens=2).visual_tokens == [576]
+    finally:
+        FAMILIES.pop("toy_vlm")
+
+
+def test_a_family_gives_a_model_class_or_a_loader():
+    from prunesid.vlm.family import register_family
+
+    with pytest.raises(ValueError, match="give a model_class or a loader"):
+        register_family("toy_vlm", None, "neither")
+    with pytest.raises(ValueError, match="give a model_class or a loader"):
+        register_family("toy_vlm", "LlavaForConditionalGeneration", "both", loader=lambda path, dtype: None)
