@@ -34,11 +34,12 @@ def load_vlm(
     """Load a VLM of a supported family (``prunesid.vlm.family.FAMILIES``) with press support.
 
     Args:
-        model: ``"tiny-random"`` / ``"tiny-random-next"`` (offline built-ins with random
-            weights), a Hugging Face model id (``llava-hf/llava-1.5-7b-hf``,
-            ``llava-hf/llava-v1.6-vicuna-7b-hf``, ``llava-hf/llava-interleave-qwen-0.5b-hf``,
-            ``Qwen/Qwen2.5-VL-7B-Instruct``, ``Qwen/Qwen3-VL-4B-Instruct``) or a local directory
-            holding one. Built-ins: ``prunesid.vlm.BUILTIN_MODELS``.
+        model: a Hugging Face model id (``llava-hf/llava-1.5-7b-hf``,
+            ``llava-hf/llava-interleave-qwen-0.5b-hf``, ``Qwen/Qwen2.5-VL-7B-Instruct``,
+            ``LanguageBind/Video-LLaVA-7B-hf``, ...), a local directory holding one (as
+            downloaded: no torchvision needed, docs/models.md), or an offline built-in with
+            random weights (``prunesid.vlm.BUILTIN_MODELS``: ``tiny-random``,
+            ``tiny-random-qwen2.5-vl``, ...), loaded from a directory in its Hub layout.
         device: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``...
         dtype: ``"auto"`` (float16 on GPU, float32 on CPU) or a torch dtype / its name.
         progress: print what is being loaded and how long it took (the CLI turns it on).
