@@ -126,7 +126,13 @@ def _payloads(outside: Path) -> dict[str, object]:
     link = link_dir / "innocent.png"
     link.symlink_to(outside)
     climbing = str(folder / ".." / os.path.relpath(outside, folder.parent))
+    sibling = Path(f"{folder}-private")  # a name that merely starts with the upload folder's
+    sibling.mkdir(exist_ok=True)
+    secret = sibling / "secret.png"
+    secret.write_bytes(outside.read_bytes())
     return {
+        "sibling folder named like the upload folder": {"path": str(secret)},
+        "sibling folder with meta": {"path": str(secret), "meta": META},
         "path without meta": {"path": str(outside)},
         "path with meta": {"path": str(outside), "meta": META},
         "bare string": str(outside),

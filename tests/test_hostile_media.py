@@ -15,6 +15,7 @@ from prunesid.limits import FRAME_LONG_SIDE, MAX_DECODED_FRAMES
 from prunesid.video import load_video
 from tests import hostile_media as corpus
 from viz.canvas import MAX_CANVAS_SIDE, drawing_scale
+from viz.frames import TILE_MAX_HEIGHT, TILE_WIDTH, _fit_tile
 
 
 def test_narrow_and_wide_clips_are_refused_by_their_aspect(tmp_path):
@@ -102,3 +103,10 @@ def test_no_drawing_is_longer_than_the_canvas_limit_whatever_the_shape(size):
     assert max(size) * scale <= MAX_CANVAS_SIDE + 1e-6
     if max(size) * math.ceil(240 / min(size)) <= MAX_CANVAS_SIDE:  # room to enlarge: the short side reaches 240
         assert min(size) * scale >= 240 - 1e-6
+
+
+@pytest.mark.parametrize("size", [(77, 1536), (1536, 77), (320, 240), (100, 100)])
+def test_every_tile_of_a_frame_strip_fits_its_cell(size):
+    tile = _fit_tile(Image.new("RGB", size))
+    assert tile.width <= TILE_WIDTH and tile.height <= TILE_MAX_HEIGHT
+    assert tile.width == TILE_WIDTH or tile.height == TILE_MAX_HEIGHT  # as large as the cell allows
