@@ -136,9 +136,8 @@ class PressOption:
         """Command-line spellings: ``--phi-ref``, then the aliases."""
         return ["--" + spelling.replace("_", "-") for spelling in (self.name, *self.declaration.aliases)]
 
-    def describe_values(self, default: str | None = None) -> str:
-        """``" [one of a, b; default x]"``: what a user may give (``default``: another text
-        for the default, e.g. when methods sharing the option differ)."""
+    def allowed_values(self) -> list[str]:
+        """What the declaration allows beyond the type: ``["one of a, b", ">= 1"]``."""
         parts = []
         if self.choices is not None:
             parts.append("one of " + ", ".join(self.choices))
@@ -146,8 +145,12 @@ class PressOption:
             parts.append(f">= {self.minimum}")
         if self.above is not None:
             parts.append(f"> {self.above}")
-        if self.optional:
-            parts.append("or None")
+        return parts
+
+    def describe_values(self, default: str | None = None) -> str:
+        """``" [one of a, b; or None; default x]"``: what a user may give (``default``:
+        another text for the default, e.g. when methods sharing the option differ)."""
+        parts = self.allowed_values() + (["or None"] if self.optional else [])
         parts.append(f"default {self.default if default is None else default}")
         return " [" + "; ".join(parts) + "]"
 
@@ -261,3 +264,12 @@ def has_groups(result) -> bool:
     """Whether ``result`` carries groups, survivors and quotas to draw (``Diagnostics.groups``)."""
     info = info_of(result)
     return info is not None and info.diagnostics.groups
+
+
+def options_table(cls: type[Press]) -> str:
+    """The options of ``cls`` as a markdown table (docs/methods.md holds one per press)."""
+    rows = ["| Option | Type | Default | Values | What it does |", "|---|---|---|---|---|"]
+    for spec in options_of(cls):
+        kind = spec.kind.__name__ + (" or None" if spec.optional else "")
+        rows.append(f"| `{spec.name}` | {kind} | `{spec.default!r}` | {'; '.join(spec.allowed_values())} | {spec.help} |")
+    return "\n".join(rows)
