@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -91,3 +92,11 @@ def test_the_console_script_is_installed(image_file, tmp_path):
 
     with Image.open(out) as overlay:
         assert overlay.width > overlay.height  # three layers side by side
+
+
+def test_compress_text_prints_the_numbers_the_method_declares(image_file, capsys):
+    """PruneSID declares rho, phi, tau, K and the quotas as its per-view report."""
+    assert main(["compress", str(image_file), "--budget", "32", "--seed", "3", "--preset", "llava"]) == 0
+    (line, total) = capsys.readouterr().out.strip().splitlines()
+    assert re.fullmatch(r"image: kept 31 of 576 patches \(budget 32\), rho 0\.\d{3}, phi 0\.\d{3}, tau \d\.\d{3}, K 8, quotas \[[\d, ]+\]", line), line
+    assert total == "the language model receives 32 visual tokens"

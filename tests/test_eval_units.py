@@ -309,3 +309,28 @@ def test_loading_the_package_does_not_import_lmms_eval():
 
     code = "import prunesid.eval, prunesid.eval.table, sys; print('lmms_eval' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "False"
+
+
+def test_table_labels_and_grid_rows_come_from_the_declarations():
+    from prunesid.eval.grid import rows
+    from prunesid.eval.table import _label
+
+    # a bool option by its tag, another option as name=value, a default value and lmms-eval's own arguments not at all
+    args = {"dynamic": "True", "keep_cls": "false", "grouping": "kmeans", "solver": "exact", "budget": "64", "device_map": "auto"}
+    assert _label("prunesid", args) == "prunesid (dyn, no CLS, grouping=kmeans)"
+    assert _label("divprune", {"keep_cls": "true", "space": "tower"}) == "divprune (CLS, space=tower)"
+    assert _label("divprune", {"keep_cls": "false"}) == "divprune"  # its default
+    assert rows(["prunesid", "random"], [16, 32], variants=True) == [
+        ("none", "method=none"),
+        ("prunesid-32", "method=prunesid,budget=32"), ("prunesid-dyn-32", "method=prunesid,budget=32,dynamic=True"),
+        ("random-32", "method=random,budget=32"),
+        ("prunesid-16", "method=prunesid,budget=16"), ("prunesid-dyn-16", "method=prunesid,budget=16,dynamic=True"),
+        ("random-16", "method=random,budget=16"),
+    ]
+    assert [name for name, _ in rows(["prunesid"], [16], variants=False)] == ["none", "prunesid-16"]
+
+
+def test_table_refuses_a_run_of_an_unknown_press_without_a_budget(tmp_path, capsys):
+    _results(tmp_path / "1_results.json", "pretrained=x,method=fastv", {"pope": 0.5}, "1")
+    assert table_main([str(tmp_path)]) == 2
+    assert "method 'fastv' is not a registered press and the run gives no budget=" in capsys.readouterr().err
