@@ -244,3 +244,22 @@ def test_a_builtin_is_loaded_from_its_hub_layout_directory(name):
     vlm = load_vlm(name, device="cpu")
     assert vlm.name == name and Path(vlm.model.config._name_or_path) == directory
     assert (directory / "preprocessor_config.json").is_file() and (directory / "config.json").is_file()
+
+
+def test_the_video_llava_processor_takes_clips_without_torchvision(checkpoints):
+    """Video-LLaVA's processor, built without its torchvision video processor, still takes
+    ``videos=``: each frame through the image processor (the checkpoint's settings), 8 x 257
+    placeholders, and the unmodified model on its output answers as VLM.chat keeping every token."""
+    import numpy as np
+
+    vlm = load_vlm(str(checkpoints("LanguageBind/Video-LLaVA-7B-hf")), device="cpu")
+    clip = load_video(CLIP)
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    text = vlm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = vlm.processor(text=text, videos=np.stack([np.asarray(frame) for frame in clip.frames]), return_tensors="pt")
+    assert int((inputs["input_ids"] == vlm.model.config.video_token_id).sum()) == 8 * 257
+    assert torch.equal(inputs["pixel_values_videos"], vlm.family.preprocess_video(list(clip.frames))["pixel_values_videos"])
+    generated = vlm.model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    unmodified = vlm.processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    keep_all = PruneSID(budget=4096, keep_cls=True, order="spatial")
+    assert vlm.chat(clip, "What happens?", press=keep_all, max_new_tokens=5).text == unmodified

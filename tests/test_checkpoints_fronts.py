@@ -146,12 +146,20 @@ def test_lmms_eval_with_pretrained_directory(directories, tmp_path, monkeypatch,
 
 def test_lmms_eval_builds_the_video_llava_model_from_a_directory(directories):
     """lmms-eval's video_llava class loads its processor with VideoLlavaProcessor, whose video
-    processor needs torchvision: the class is built from the directory all the same."""
+    processor needs torchvision: the class is built from the directory all the same, and its
+    processor takes clips (frame by frame through the image processor)."""
     from prunesid.eval.models import VideoLlava
+
+    import numpy as np
 
     model = VideoLlava(pretrained=str(directories[VIDEO]), device="cpu", device_map="auto", method="prunesid", budget="17")
     assert model.prunesid_vlm.family.num_frames == 8
     assert model.prunesid_vlm.model.config.model_type == "video_llava"
+    # what its generate_until hands the processor: the prompt and the clip as a [T, H, W, 3] array
+    clip = np.stack([np.asarray(frame) for frame in load_video(CLIP).frames])
+    inputs = model._processor(text="USER: <video>\nWhat happens? ASSISTANT:", videos=clip, return_tensors="pt")
+    assert inputs["pixel_values_videos"].shape == (1, 8, 3, 224, 224)
+    assert int((inputs["input_ids"] == model.prunesid_vlm.model.config.video_token_id).sum()) == 8 * 257
 
 
 def test_lmms_eval_qwen_fails_first_naming_qwen_vl_utils(directories, tmp_path, monkeypatch):

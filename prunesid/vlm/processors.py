@@ -30,6 +30,10 @@ from transformers.processing_utils import ProcessorMixin
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+# Processor classes whose video processor is their image processor applied to every frame
+# (transformers' VideoLlavaVideoProcessor: the same resize, crop, mean and std): without
+# torchvision, clips go through FramewiseVideoProcessor and the processor takes videos as usual.
+FRAMEWISE_VIDEO = ("VideoLlavaProcessor",)
 
 
 def torchvision_available() -> bool:
@@ -115,11 +119,37 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
     accepted = inspect.signature(processor_class.__init__).parameters
     sub_processors = processor_class.get_attributes()
     options = {key: value for key, value in processor_dict.items() if key in accepted and key not in sub_processors}
-    return without_video_processor(processor_class)(
+    processor = without_video_processor(processor_class)(
         image_processor=AutoImageProcessor.from_pretrained(model, backend="pil", **image_options),  # what runs without torchvision
         tokenizer=AutoTokenizer.from_pretrained(model),
         **options,
     )
+    if processor_class.__name__ in FRAMEWISE_VIDEO:
+        processor.video_processor = FramewiseVideoProcessor(processor.image_processor)
+    return processor
+
+
+class FramewiseVideoProcessor:
+    """Stands in for a video processor that is the image processor applied to every frame:
+    ``pixel_values_videos`` ``[clips, frames, 3, H, W]`` from the image processor, whose
+    settings (``size``, ``crop_size``, ...) it shows as its own."""
+
+    def __init__(self, image_processor):
+        self.image_processor = image_processor
+
+    def __call__(self, videos, **kwargs):
+        import torch
+        from transformers.feature_extraction_utils import BatchFeature
+        from transformers.video_utils import make_batched_videos
+
+        clips = []
+        for clip in make_batched_videos(videos):
+            out = self.image_processor(images=list(clip), return_tensors="pt")
+            clips.append(out.get("pixel_values", out.get("pixel_values_images")))
+        return BatchFeature({"pixel_values_videos": torch.stack(clips)})
+
+    def __getattr__(self, name):
+        return getattr(self.image_processor, name)
 
 
 _WITHOUT_VIDEO: dict[type, type] = {}
