@@ -11,9 +11,9 @@ although nothing about images needs torchvision.
 - without it, builds the same processor class from the checkpoint's own files without its
   video slot: the image processor from ``preprocessor_config.json`` (transformers picks its
   PIL backend), the tokenizer, the chat template and ``processor_config.json`` options. Images
-  and prompts come out exactly as with the full processor; the families that take videos
-  (Video-LLaVA) prepare a clip's frames with that image processor, whose settings are the
-  video processor's (same resize, crop, mean and std).
+  and prompts come out exactly as with the full processor. Video-LLaVA's processor still takes
+  ``videos=``: its video processor is its image processor applied to every frame (same
+  resize, crop, mean and std), so :class:`FramewiseVideoProcessor` does that job.
 
 Whatever goes wrong, the caller gets one ValueError naming the missing file or package and
 the fix, never an ImportError from inside transformers.
