@@ -110,7 +110,7 @@ def method_options(sub: argparse.ArgumentParser) -> None:
             text += f"; {DEFAULT_FRAME_BUDGET} per frame for a video"
         dest = f"option_{option_name}"
         if spec.kind is bool:
-            group.add_argument(*spec.flags, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text)
+            group.add_argument(*spec.flags, dest=dest, action=argparse.BooleanOptionalAction, default=None, help=text.replace("%", "%%"))
         else:
             group.add_argument(*spec.flags, dest=dest, default=None, metavar=spec.name.upper(), help=text.replace("%", "%%"))
 
