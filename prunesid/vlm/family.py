@@ -123,8 +123,6 @@ class FamilyLayout(ABC):
     preset: str = "llava"
     # The tower has a CLS token and the layout has a slot for it (a press may pass it through).
     cls_slot: bool = False
-    # Extra embeddings the layout may place (rows after the sources of FeedPlan.order).
-    extra_embeddings: int = 0
 
     @abstractmethod
     def selectable_tokens(self, image_size: tuple[int, int], modality: str = "image") -> list[int]:

@@ -93,7 +93,6 @@ class AnyResLayout(FamilyLayout):
     """LLaVA-NeXT's packing from its configuration: tile pinpoints, tile size, patches per side."""
 
     cls_slot = False
-    extra_embeddings = 1  # image_newline
 
     def __init__(self, pinpoints, tile_size: int, side: int, newlines: str = "authors"):
         if not isinstance(newlines, str) or newlines not in NEWLINES:
