@@ -110,3 +110,15 @@ def test_every_tile_of_a_frame_strip_fits_its_cell(size):
     tile = _fit_tile(Image.new("RGB", size))
     assert tile.width <= TILE_WIDTH and tile.height <= TILE_MAX_HEIGHT
     assert tile.width == TILE_WIDTH or tile.height == TILE_MAX_HEIGHT  # as large as the cell allows
+
+
+def test_a_canvas_with_padding_far_past_a_narrow_image_stays_within_the_limit():
+    from prunesid.geometry import PatchGrid
+    from viz.canvas import build_canvas
+
+    # A 16 x 320 strip letterboxed into a mosaic three tiles wide (LLaVA-NeXT pads, it does
+    # not crop): the boxes reach 472 px either side of the image, three times its long side.
+    grid = PatchGrid(24, 72, (-472.0, 0.0, 488.0, 320.0), "tiles")
+    canvas = build_canvas(Image.new("RGB", (16, 320)), [grid], [0])
+    assert max(canvas.pixels.shape[:2]) <= MAX_CANVAS_SIDE
+    assert canvas.on_image.any() and (canvas.view >= 0).all()
