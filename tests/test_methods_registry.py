@@ -279,3 +279,8 @@ def test_the_docs_examples_run(scratch_registry, monkeypatch):
     press = build_press("first", {"budget": "5", "skip": "2"})
     result = press.compress(VisionTokens(features=torch.randn(1, 16, 8), cls_slot=True))
     assert result.indices[0].tolist() == [2, 3, 4, 5] and result.reserved == 1 and "first" in presses()
+
+
+def test_the_preset_a_press_reads_its_budget_through():
+    assert {name: cls().selection_preset("qwen2-vl") for name, cls in presses().items()} == dict.fromkeys(presses(), "qwen2-vl")
+    assert presses()["prunesid"](preset="llava").selection_preset("qwen2-vl") == "llava"  # forced by the user

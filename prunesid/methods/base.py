@@ -161,6 +161,11 @@ class Press(ABC):
         """Budget slots taken by tokens passed through untouched (the CLS, where kept)."""
         return int(self.keep_cls and tokens.cls_slot)
 
+    def selection_preset(self, family_preset: str) -> str:
+        """The preset (presets.py) this press reads its budget through on a family whose own
+        is ``family_preset`` (a press may let the user force another)."""
+        return family_preset
+
     def settings(self) -> dict:
         """Every option's value, by name (JSON-ready)."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -98,6 +98,9 @@ class PruneSID(Press):
     def calibrated(self, reference: float) -> "PruneSID":
         return dataclasses.replace(self, phi_ref=reference) if self.dynamic else self
 
+    def selection_preset(self, family_preset: str) -> str:
+        return self.preset or family_preset
+
     def compress(self, tokens: VisionTokens) -> Selection:
         return select(
             tokens.features,
@@ -105,7 +108,7 @@ class PruneSID(Press):
             importance=tokens.importance,
             valid=tokens.valid,
             reserved=self.reserved(tokens),
-            preset=self.preset or tokens.preset,
+            preset=self.selection_preset(tokens.preset),
             groups=self.groups,
             lam=self.lam,
             grouping=self.grouping,
