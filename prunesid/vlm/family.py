@@ -178,7 +178,7 @@ def fed_per_view(press, selectable: list[int], cls_slot: bool, preset: str) -> l
             "its token count cannot be known before encoding; use a fixed budget to pre-size"
         )
     reserved = press.reserved(VisionTokens(features=torch.empty(0, 0, 0), cls_slot=cls_slot))
-    policy = get_preset(getattr(press, "preset", None) or preset)
+    policy = get_preset(press.selection_preset(preset))
     counts = []
     for count in selectable:
         budget = policy.effective_budget(press.budget, count)
