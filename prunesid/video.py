@@ -17,7 +17,7 @@ before it is converted, the sampled frames are converted at most ``FRAME_LONG_SI
 and the frames decoded per clip (``MAX_DECODED_FRAMES``) and the decoding time
 (``DECODE_SECONDS``) are bounded whatever the keyframe layout. Memory is then the timestamp
 list (at most ``MAX_CLIP_FRAMES`` numbers), one decoded frame, and the kept frames
-(``num_frames`` x 1344 x 756 x 3 bytes at most: 24 MB for 8 frames). Every problem is a
+(``num_frames`` x 1344 x 1344 x 3 bytes at most: 43 MB for 8 frames). Every problem is a
 ``ValueError`` that names it: a missing, empty, non-video or damaged file, a still image, a
 file without a video stream, and clips over the limits.
 """
