@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     from prunesid.vlm import BUILTIN_MODELS as BUILTINS, DEFAULT_MODEL
 
-    parser = argparse.ArgumentParser(prog="prunesid", description="PruneSID vision-token compression for LLaVA and Qwen-VL models.")
+    parser = argparse.ArgumentParser(
+        prog="prunesid", description="PruneSID vision-token compression for LLaVA and Qwen-VL models.",
+        epilog=f"methods (--method): {', '.join(presses())}; their options: prunesid compress --help",
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def common(sub: argparse.ArgumentParser) -> None:

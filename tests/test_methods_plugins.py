@@ -90,6 +90,8 @@ def image_file(tmp_path_factory) -> Path:
 
 def test_the_cli_lists_and_runs_an_installed_plugin_press(installed, image_file):
     env = plugin_env(installed)
+    top = cli(env, "--help")
+    assert "methods (--method): prunesid, visionzip, divprune, toy_first, random, uniform;" in " ".join(top.stdout.split())
     helped = cli(env, "compress", "--help")
     assert helped.returncode == 0, helped.stderr
     text = " ".join(helped.stdout.split())
