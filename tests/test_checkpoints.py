@@ -263,3 +263,19 @@ def test_the_video_llava_processor_takes_clips_without_torchvision(checkpoints):
     unmodified = vlm.processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     keep_all = PruneSID(budget=4096, keep_cls=True, order="spatial")
     assert vlm.chat(clip, "What happens?", press=keep_all, max_new_tokens=5).text == unmodified
+
+
+@pytest.mark.parametrize("name", ["tiny-random", "tiny-random-qwen2.5-vl", "tiny-random-video-llava"])
+def test_a_directory_saved_by_transformers_loads(tmp_path, name):
+    """What a user's own save_pretrained writes (transformers 5: the image processor inside
+    processor_config.json, chat_template.jinja) loads too, under the model's own processor class."""
+    vlm = load_vlm(name, device="cpu")
+    vlm.model.save_pretrained(tmp_path)
+    vlm.processor.save_pretrained(tmp_path)
+    assert not (tmp_path / "preprocessor_config.json").exists()
+    assert json.loads((tmp_path / "processor_config.json").read_text())["processor_class"] == BUILTINS[name].layout.processor_class
+    loaded = load_vlm(str(tmp_path), device="cpu")
+    image = scene(400, 300, seed=1)
+    got = loaded.chat(image, QUESTION, press=PruneSID(budget=64), max_new_tokens=4)
+    want = vlm.chat(image, QUESTION, press=PruneSID(budget=64), max_new_tokens=4)
+    assert (got.visual_tokens, got.text) == (want.visual_tokens, want.text)

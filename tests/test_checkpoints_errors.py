@@ -34,7 +34,7 @@ def test_an_intact_copy_loads(tmp_path):
 def test_no_preprocessor_config(tmp_path, name):
     directory = copy_of(name, tmp_path)
     (directory / "preprocessor_config.json").unlink()
-    with pytest.raises(ValueError, match=r"has no preprocessor_config.json: the image processor's settings .* `hf download <repo id> preprocessor_config.json"):
+    with pytest.raises(ValueError, match=r"has no preprocessor_config.json \(nor an image_processor entry in processor_config.json, .*\): the image processor's settings .* `hf download <repo id> preprocessor_config.json"):
         load_vlm(str(directory), device="cpu")
 
 

@@ -30,6 +30,7 @@ from transformers.processing_utils import ProcessorMixin
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
+PROCESSOR_FILE = "processor_config.json"
 # Processor classes whose video processor is their image processor applied to every frame
 # (transformers' VideoLlavaVideoProcessor: the same resize, crop, mean and std): without
 # torchvision, clips go through FramewiseVideoProcessor and the processor takes videos as usual.
@@ -59,11 +60,11 @@ def load_processor(model: str, model_type: str, **image_options):
 
 def check_processor_files(directory: Path) -> None:
     """ValueError naming what a checkpoint directory lacks to build its processor."""
-    if not (directory / IMAGE_PROCESSOR_FILE).is_file():
+    if not (directory / IMAGE_PROCESSOR_FILE).is_file() and "image_processor" not in _json(directory / PROCESSOR_FILE):
         raise ValueError(
-            f"{directory} has no {IMAGE_PROCESSOR_FILE}: the image processor's settings (resize, crop, "
-            f"mean and std) come from it. Copy it from the model's Hub repository, e.g. "
-            f"`hf download <repo id> {IMAGE_PROCESSOR_FILE} --local-dir {directory}`"
+            f"{directory} has no {IMAGE_PROCESSOR_FILE} (nor an image_processor entry in {PROCESSOR_FILE}, where "
+            f"transformers 5 saves it): the image processor's settings (resize, crop, mean and std) come from it. "
+            f"Copy it from the model's Hub repository, e.g. `hf download <repo id> {IMAGE_PROCESSOR_FILE} --local-dir {directory}`"
         )
     if not any((directory / name).is_file() for name in TOKENIZER_FILES):
         raise ValueError(
@@ -99,16 +100,22 @@ def _processor_class(model: str, model_type: str) -> type[ProcessorMixin]:
 def _named_processor_class(model: str) -> str | None:
     if not Path(model).is_dir():
         return None
-    for file in ("processor_config.json", IMAGE_PROCESSOR_FILE):
-        path = Path(model) / file
-        if path.is_file():
-            try:
-                name = json.loads(path.read_text()).get("processor_class")
-            except (OSError, ValueError) as error:
-                raise ValueError(f"{path} is not valid JSON: {error}") from error
-            if name:
-                return name
+    for file in (PROCESSOR_FILE, IMAGE_PROCESSOR_FILE):
+        name = _json(Path(model) / file).get("processor_class")
+        if name:
+            return name
     return None
+
+
+def _json(path: Path) -> dict:
+    """A JSON file's object, {} when there is no such file."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    return data if isinstance(data, dict) else {}
 
 
 def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **image_options) -> ProcessorMixin:
@@ -149,6 +156,8 @@ class FramewiseVideoProcessor:
         return BatchFeature({"pixel_values_videos": torch.stack(clips)})
 
     def __getattr__(self, name):
+        if name.startswith("__") or name == "image_processor":  # copying builds one without __init__
+            raise AttributeError(name)
         return getattr(self.image_processor, name)
 
 
@@ -177,6 +186,10 @@ def without_video_processor(processor_class: type[ProcessorMixin]) -> type[Proce
         # The signature defines the attributes (transformers reads it): image processor and tokenizer.
         def __init__(self, image_processor=None, tokenizer=None, **kwargs):
             processor_class.__init__(self, image_processor=image_processor, tokenizer=tokenizer, video_processor=None, **kwargs)
+
+        def to_dict(self):
+            # Saved under the model's own class name: the directory loads anywhere, complete where torchvision is.
+            return {**super().to_dict(), "processor_class": processor_class.__name__}
 
     ImagesOnly.__name__ = ImagesOnly.__qualname__ = f"{processor_class.__name__}WithoutVideoProcessor"
     ImagesOnly.__module__ = __name__
