@@ -14,6 +14,7 @@ CLI's ``--method``, the demo's method switch and lmms-eval's ``method=``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib
 import os
 import re
@@ -188,6 +189,11 @@ class PressOption:
 def options_of(cls: type[Press]) -> list[PressOption]:
     """The options of a press class, in field order; a field made without
     :func:`~prunesid.methods.base.option` or of another type is refused."""
+    return list(_options_of(cls))
+
+
+@functools.cache  # read on every press built: the class's annotations are resolved once
+def _options_of(cls: type[Press]) -> tuple[PressOption, ...]:
     hints = typing.get_type_hints(cls)
     found = []
     for f in dataclasses.fields(cls):
@@ -200,7 +206,7 @@ def options_of(cls: type[Press]) -> list[PressOption]:
         if len(kinds) != 1 or kinds[0] not in KINDS:
             raise TypeError(f"{cls.__name__}.{f.name}: an option is bool, int, float or str (or None), got {hints[f.name]}")
         found.append(PressOption(name=f.name, kind=kinds[0], optional=optional, default=f.default, declaration=declaration))
-    return found
+    return tuple(found)
 
 
 def build_press(method: str, values: dict, shown: Callable[[str], str] = str) -> Press:
