@@ -155,3 +155,15 @@ def test_compression_is_against_what_the_unmodified_model_feeds(request, picture
     assert f"{stats['visual_tokens']} of {uncompressed} (compression {stats['compression']}x)" in table
     if model == "tiny-random-next":  # the unmodified NeXT run carries its newline tokens
         assert uncompressed != encoded.num_tokens
+
+
+def test_questions_and_histories_from_a_request_are_checked_before_the_model_sees_them(tiny_vlm, picture_path):
+    chat = user_errors(Handlers(tiny_vlm).chat)
+    with pytest.raises(gr.Error, match="the message holds a character that is not valid Unicode text at position 4"):
+        list(chat("what\ud800", [], picture_path, 64, 0, 0, "psca", False))
+    with pytest.raises(gr.Error, match="the message is 2001 characters long; at most 2000 are accepted"):
+        list(chat("x" * 2001, [], picture_path, 64, 0, 0, "psca", False))
+    with pytest.raises(gr.Error, match="the chat history must be a list of messages, got str"):
+        list(chat("what?", "a history", picture_path, 64, 0, 0, "psca", False))
+    with pytest.raises(gr.Error, match="dynamic must be true or false, got 'yes'"):
+        list(chat("what?", [], picture_path, 64, 0, 0, "psca", "yes"))

@@ -347,6 +347,11 @@ def test_made_up_or_foreign_chat_sessions_reach_nothing_and_a_flood_is_cut_off(s
     assert again["success"], again["error"]
     assert "Alice's private question" in json.dumps(again["output"]["data"][1]) and "hijack" not in json.dumps(again["output"])
 
+    # Text no tokenizer takes (a lone surrogate) is named, on the page's chat and the API's.
+    for name in ("send_message", "chat", "compare_methods"):
+        odd = server.call(name, server.arguments(name, picture, textbox="what is \ud800 this?"), client=VISITOR, session=alice)
+        assert not odd["success"] and "not valid Unicode text at position 8" in odd["error"], (name, odd["error"])
+
     # A flood of questions from one opened session: MAX_PENDING wait, the rest are refused.
     mallory = uuid.uuid4().hex
     assert server.call("open_chat", [], client=STRANGER, session=mallory)["success"]
