@@ -63,7 +63,7 @@ def encode_media(family: Family, key: str, image: Image.Image, pixel_inputs: dic
         cls=vision.cls,
         cls_fed=vision.cls_fed,
         importance=vision.importance,
-        grids=family.grids(image, pixel_inputs),
+        grids=family.layout.grids(image.size, modality),
         valid=family.valid_patches(pixel_inputs, image.size, modality),
         pixel_inputs=pixel_inputs,
         vision_ms=(time.perf_counter() - start) * 1000,

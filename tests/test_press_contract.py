@@ -68,6 +68,8 @@ def test_every_press_feeds_the_same_count_known_before_encoding(request, model):
         for size in SIZES:
             image = scene(*size, seed=sum(size))
             assert layout.fed_tokens(size, None) == _fed(layout, image, None) == layout.unmodified_visual_tokens(layout.encode(image))
+            encoded = layout.encode(image)  # the grids, from the size alone, cover the tower's tokens
+            assert [grid.num_patches for grid in encoded.grids] == [encoded.features.shape[1]] * encoded.num_views
             for budget in SIZES[size]:
                 counts = {}
                 for name, cls in presses().items():
@@ -87,6 +89,8 @@ def test_video_frames_feed_the_same_count_for_every_press(request):
     clip = load_video(CLIP, num_frames=vlm.family.num_frames)
     size = clip.frames[0].size
     assert vlm.fed_tokens(size, None, "video") == _fed(vlm, clip, None) == 8 * 257
+    grids = vlm.encode(clip).grids
+    assert [(grid.label, grid.num_patches) for grid in grids] == [(f"frame {frame}", 256) for frame in range(1, 9)]
     for budget in (16, 64):
         counts = {name: _fed(vlm, clip, cls(budget=budget)) for name, cls in presses().items()}
         assert set(counts.values()) == {8 * budget} == {vlm.fed_tokens(size, cls(budget=budget), "video") for cls in presses().values()}

@@ -129,6 +129,10 @@ class FamilyLayout(ABC):
         """Per view: how many tokens a press may choose from (its length is the view count)."""
 
     @abstractmethod
+    def grids(self, image_size: tuple[int, int], modality: str = "image") -> list[PatchGrid]:
+        """One PatchGrid per view: where each token sits on the user's image."""
+
+    @abstractmethod
     def unmodified_tokens(self, image_size: tuple[int, int], modality: str = "image") -> int:
         """Visual tokens the unmodified model feeds for one input of this size."""
 
@@ -266,9 +270,9 @@ class Family(ABC):
     def encode(self, pixel_inputs: dict) -> VisionOutput:
         """Run the vision tower on one image's views."""
 
-    @abstractmethod
-    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
-        """One PatchGrid per view: where each token sits on the user's image."""
+    def grids(self, image: Image.Image, pixel_inputs: dict | None = None, modality: str = "image") -> list[PatchGrid]:
+        """One PatchGrid per view: where each token sits on the user's image (the layout's)."""
+        return self.layout.grids(image.size, modality)
 
     def valid_patches(self, pixel_inputs: dict, image_size: tuple[int, int], modality: str = "image") -> torch.Tensor | None:
         """``[V, T]`` bool: tokens that may be kept (None for all), from the layout."""

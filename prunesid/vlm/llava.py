@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 
 from prunesid.geometry import PatchGrid, center_crop_grid
 from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
@@ -35,11 +34,6 @@ class SingleView(Family):
         views = pixel_inputs["pixel_values"].to(tower.device, tower.dtype)
         return encode_views(tower, views, self.feature_layer, self.strategy)
 
-    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
-        height, width = pixel_inputs["pixel_values"].shape[-2:]
-        resized = _resized_size(self.processor.image_processor, image.size)
-        return [center_crop_grid(image.size, resized, (width, height), self.patch_size)]
-
 
 @dataclass(frozen=True)
 class Resize:
@@ -58,11 +52,17 @@ class Resize:
         size = {key: value for key, value in dict(image_processor.size).items() if value}
         return cls(tuple(sorted(size.items())), bool(getattr(image_processor, "do_resize", True)), crop)
 
+    def resized(self, image_size: tuple[int, int]) -> tuple[int, int]:
+        """(width, height) after the resize, before the crop."""
+        return _resize_rule(dict(self.size), self.do_resize, image_size)
+
     def pixels(self, image_size: tuple[int, int]) -> tuple[int, int]:
         """(width, height) of the pixels the tower sees for an image of ``image_size``."""
-        if self.crop is not None:
-            return self.crop
-        return _resize_rule(dict(self.size), self.do_resize, image_size)
+        return self.crop if self.crop is not None else self.resized(image_size)
+
+    def grid(self, image_size: tuple[int, int], patch_size: int) -> PatchGrid:
+        """The patch grid of those pixels, placed on the user's image."""
+        return center_crop_grid(image_size, self.resized(image_size), self.pixels(image_size), patch_size)
 
 
 class SingleViewLayout(FamilyLayout):
@@ -80,6 +80,9 @@ class SingleViewLayout(FamilyLayout):
 
     def selectable_tokens(self, image_size, modality="image") -> list[int]:
         return [self.patches(image_size)]
+
+    def grids(self, image_size, modality="image") -> list[PatchGrid]:
+        return [self.resize.grid(image_size, self.patch_size)]
 
     def unmodified_tokens(self, image_size, modality="image") -> int:
         return self.patches(image_size) + int(self.cls_fed)
@@ -109,12 +112,8 @@ def views_in_sequence(kept, merged, with_cls: bool, cls_fed: bool, stride: int |
     return FeedPlan(torch.cat(order).long(), torch.cat(origin).long())
 
 
-def _resized_size(image_processor, image_size: tuple[int, int]) -> tuple[int, int]:
-    """(width, height) after the processor's resize, by the processors' own integer rule."""
-    return _resize_rule(image_processor.size, getattr(image_processor, "do_resize", True), image_size)
-
-
 def _resize_rule(size: dict, do_resize: bool, image_size: tuple[int, int]) -> tuple[int, int]:
+    """(width, height) after a CLIP-style processor's resize, by the processors' own integer rule."""
     width, height = image_size
     if not do_resize:
         return width, height

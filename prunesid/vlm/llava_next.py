@@ -25,7 +25,6 @@ from __future__ import annotations
 import math
 
 import torch
-from PIL import Image
 from transformers.image_processing_utils import select_best_resolution
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches, unpad_image
 
@@ -64,26 +63,6 @@ class AnyResTiles(Family):
         views = pixels[: self._num_views(pixel_inputs["image_sizes"][0].tolist())]
         tower = self.vision_tower
         return encode_views(tower, views.to(tower.device, tower.dtype), self.feature_layer, "default")
-
-    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
-        width, height = image.size
-        best_h, best_w = select_best_resolution((height, width), self.config.image_grid_pinpoints)
-        # The processor resizes into (best_w, best_h) keeping the aspect ratio, then pads evenly.
-        scale_w, scale_h = best_w / width, best_h / height
-        if scale_w < scale_h:
-            new_w, new_h = best_w, min(math.ceil(height * scale_w), best_h)
-        else:
-            new_w, new_h = min(math.ceil(width * scale_h), best_w), best_h
-        pad_x, pad_y = (best_w - new_w) // 2, (best_h - new_h) // 2
-        to_image_x, to_image_y = width / new_w, height / new_h
-        grids = [PatchGrid(self.side, self.side, (0.0, 0.0, float(width), float(height)), label="base")]
-        for row in range(best_h // self.tile_size):
-            for col in range(best_w // self.tile_size):
-                x0 = (col * self.tile_size - pad_x) * to_image_x
-                y0 = (row * self.tile_size - pad_y) * to_image_y
-                box = (x0, y0, x0 + self.tile_size * to_image_x, y0 + self.tile_size * to_image_y)
-                grids.append(PatchGrid(self.side, self.side, box, label=f"tile {row},{col}"))
-        return grids
 
     def extra_embeddings(self) -> torch.Tensor:
         return self.model.model.image_newline[None]
@@ -126,6 +105,26 @@ class AnyResLayout(FamilyLayout):
 
     def selectable_tokens(self, image_size, modality="image") -> list[int]:
         return self.valid_patches(image_size).sum(1).tolist()
+
+    def grids(self, image_size, modality="image") -> list[PatchGrid]:
+        width, height = image_size
+        best_h, best_w = select_best_resolution((height, width), self.pinpoints)
+        # The processor resizes into (best_w, best_h) keeping the aspect ratio, then pads evenly.
+        scale_w, scale_h = best_w / width, best_h / height
+        if scale_w < scale_h:
+            new_w, new_h = best_w, min(math.ceil(height * scale_w), best_h)
+        else:
+            new_w, new_h = min(math.ceil(width * scale_h), best_w), best_h
+        pad_x, pad_y = (best_w - new_w) // 2, (best_h - new_h) // 2
+        to_image_x, to_image_y = width / new_w, height / new_h
+        grids = [PatchGrid(self.side, self.side, (0.0, 0.0, float(width), float(height)), label="base")]
+        for row in range(best_h // self.tile_size):
+            for col in range(best_w // self.tile_size):
+                x0 = (col * self.tile_size - pad_x) * to_image_x
+                y0 = (row * self.tile_size - pad_y) * to_image_y
+                box = (x0, y0, x0 + self.tile_size * to_image_x, y0 + self.tile_size * to_image_y)
+                grids.append(PatchGrid(self.side, self.side, box, label=f"tile {row},{col}"))
+        return grids
 
     def unpadded_shape(self, image_size) -> tuple[int, int]:
         """(rows, cols) of patches of the unpadded tile grid."""

@@ -63,12 +63,6 @@ class QwenVL(Family):
             deepstack=[layer[0][None] for layer in deepstack] if deepstack else None,  # per layer: this image's [1, T, H]
         )
 
-    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
-        # The processor resizes the whole image (no crop, no padding) to rows x cols merged tokens.
-        _, height, width = (int(v) for v in pixel_inputs["image_grid_thw"][0])
-        rows, cols = height // self.merge_size, width // self.merge_size
-        return [PatchGrid(rows, cols, (0.0, 0.0, float(image.size[0]), float(image.size[1])), label="image")]
-
     def project(self, features: torch.Tensor) -> torch.Tensor:
         return features  # the merger's output is already in the LLM's width
 
@@ -185,6 +179,11 @@ class QwenLayout(FamilyLayout):
 
     def unmodified_tokens(self, image_size, modality="image") -> int:
         return self.selectable_tokens(image_size)[0]
+
+    def grids(self, image_size, modality="image") -> list[PatchGrid]:
+        # The processor resizes the whole image (no crop, no padding) to rows x cols merged tokens.
+        rows, cols = self.grid_shape(image_size)
+        return [PatchGrid(rows, cols, (0.0, 0.0, float(image_size[0]), float(image_size[1])), label="image")]
 
     def arrange(self, kept, merged, with_cls, cls_fed, image_size, modality="image", compressed=True) -> FeedPlan:
         # Kept tokens in output order, then any merged tokens (new: origin -1).

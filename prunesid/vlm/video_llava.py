@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
-from prunesid.geometry import PatchGrid, center_crop_grid
+from prunesid.geometry import PatchGrid
 from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
 from prunesid.vlm.importance import has_cls_token
-from prunesid.vlm.llava import Resize, _resized_size, views_in_sequence
+from prunesid.vlm.llava import Resize, views_in_sequence
 from prunesid.vlm.towers import check_strategy, encode_views
 
 DEFAULT_FRAMES = 8
@@ -95,18 +95,6 @@ class VideoLlava(Family):
                 items.append((modality, pixel_inputs, (int(width), int(height))))
         return items
 
-    def grids(self, image: Image.Image, pixel_inputs: dict) -> list[PatchGrid]:
-        """One grid per view; a video's frames share the first frame's size, so one geometry."""
-        video = "pixel_values_videos" in pixel_inputs
-        pixels = pixel_inputs["pixel_values_videos" if video else "pixel_values"]
-        height, width = pixels.shape[-2:]
-        processor = getattr(self.processor, "video_processor", None) if video else None
-        resized = _resized_size(processor or self.processor.image_processor, image.size)
-        grid = center_crop_grid(image.size, resized, (width, height), self.patch_size)
-        if not video:
-            return [grid]
-        return [dataclasses.replace(grid, label=f"frame {frame + 1}") for frame in range(pixels.shape[1])]
-
     def generation_inputs(self, input_ids: torch.Tensor, runs: list[VisualRun], encoded: list) -> dict:
         """Images and videos each as one ``[1, n, H]`` tensor (the model scatters each
         modality's features into its placeholder positions in order)."""
@@ -144,6 +132,14 @@ class VideoLlavaLayout(FamilyLayout):
 
     def selectable_tokens(self, image_size, modality="image") -> list[int]:
         return [self.patches(image_size)] * (self.frames if modality == "video" else 1)
+
+    def grids(self, image_size, modality="image") -> list[PatchGrid]:
+        """One grid per view; a clip's frames share one geometry (the video processor has the
+        image processor's settings: shortest edge, center crop)."""
+        grid = self.resize.grid(image_size, self.patch_size)
+        if modality != "video":
+            return [grid]
+        return [dataclasses.replace(grid, label=f"frame {frame + 1}") for frame in range(self.frames)]
 
     def unmodified_tokens(self, image_size, modality="image") -> int:
         views = self.selectable_tokens(image_size, modality)
