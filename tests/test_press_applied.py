@@ -102,6 +102,21 @@ def test_next_tiles_get_views_times_n(tiny_next_vlm):
     assert _untouched(vlm.model)
 
 
+@pytest.mark.parametrize("name", ["tiny-random-qwen2-vl", "tiny-random-qwen3-vl", "tiny-random-video-llava"])
+def test_other_families_answer_as_the_library_does(name):
+    vlm = load_vlm(name)
+    image = scene(448, 336, seed=25)
+    inputs = _inputs(vlm, image)
+    before = _logits(vlm.model, inputs)
+    press = PruneSID(budget=64)
+    with press_applied(vlm.model, vlm.processor, press) as applied:
+        generated = vlm.model.generate(**inputs, max_new_tokens=3, do_sample=False)
+    assert applied.visual_tokens == [vlm.fed_tokens(image.size, press)]
+    answer = vlm.processor.tokenizer.decode(generated[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert answer == vlm.chat(image, QUESTION, press=press, max_new_tokens=3).text
+    assert _untouched(vlm.model) and torch.equal(_logits(vlm.model, inputs), before)
+
+
 def test_mistakes_are_named(llava):
     with pytest.raises(TypeError, match="press must be a prunesid press"):
         with press_applied(llava.model, llava.processor, "prunesid"):

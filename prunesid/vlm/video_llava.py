@@ -87,8 +87,8 @@ class VideoLlava(Family):
         """The processor's images (``pixel_values_images``), then its clips
         (``pixel_values_videos``), one input each, sized by their processed pixels."""
         items = []
-        for key, modality in (("pixel_values_images", "image"), ("pixel_values_videos", "video")):
-            pixels = inputs.get(key)
+        images = inputs.get("pixel_values_images", inputs.get("pixel_values"))  # the processor's older / newer name
+        for pixels, modality in ((images, "image"), (inputs.get("pixel_values_videos"), "video")):
             for row in range(0 if pixels is None else pixels.shape[0]):
                 height, width = pixels.shape[-2:]
                 pixel_inputs = {"pixel_values_videos": pixels[row:row + 1]} if modality == "video" else {"pixel_values": pixels[row:row + 1]}
