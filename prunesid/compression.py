@@ -44,10 +44,6 @@ class Compression:
         """T: tokens of each view the press chose from (invalid ones included)."""
         return self.valid.shape[1]
 
-    # Older names, kept for callers written before views were named.
-    num_images = num_views
-    num_tokens = tokens_per_view
-
     @property
     def kept(self) -> torch.Tensor:
         """[B, T] bool mask of kept tokens."""

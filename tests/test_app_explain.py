@@ -35,7 +35,7 @@ def test_every_patch_gets_the_reason_the_selection_implies(tiny_vlm, lam):
     normed = F.normalize(encoded.features[0].float(), dim=-1)
     similarity = (normed @ normed.T).numpy()
     seen = set()
-    for patch in range(selection.num_tokens):
+    for patch in range(selection.tokens_per_view):
         why = explain_patch(selection, encoded.features, 0, patch, encoded.grids)
         seen.add(why.status)
         group = int(groups[patch])
@@ -85,7 +85,7 @@ def test_next_views_explain_padding_and_tiles(tiny_next_vlm):
     view, patch = (int(v) for v in padded[0])
     why = explain_patch(selection, encoded.features, view, patch, encoded.grids)
     assert why.status == "excluded" and "took no part" in why.markdown() and "tile" in why.view_label
-    for view in range(selection.num_images):
+    for view in range(selection.num_views):
         patch = int(selection.indices[view][0])
         assert explain_patch(selection, encoded.features, view, patch, encoded.grids).status == "kept"
     dropped = ((selection.groups[2] >= 0) & ~selection.kept[2]).nonzero().flatten()
@@ -104,7 +104,7 @@ def test_a_pixel_of_the_overlay_maps_back_to_its_patch(request, model):
     rng = np.random.default_rng(0)
     checked = 0
     for view in range(len(encoded.grids)):
-        for patch in rng.choice(selection.num_tokens, 4, replace=False):
+        for patch in rng.choice(selection.tokens_per_view, 4, replace=False):
             # Where the patch is drawn, found independently: its box on the image, scaled.
             x, y = _centre_on_sheet(panels, view, int(patch))
             if x is None:
@@ -145,7 +145,7 @@ def test_the_handler_explains_a_click_and_says_when_it_is_off_the_patches(tiny_v
 
 
 def test_bad_arguments_are_named():
-    selection_like = type("S", (), {"num_images": 1, "num_tokens": 4})()
+    selection_like = type("S", (), {"num_views": 1, "tokens_per_view": 4})()
     with pytest.raises(ValueError, match="view must be in"):
         explain_patch(selection_like, torch.zeros(1, 4, 2), 3, 0)
     with pytest.raises(ValueError, match="patch must be in"):

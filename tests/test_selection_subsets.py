@@ -37,7 +37,7 @@ def test_concat_rebuilds_a_batch_from_its_parts():
     whole = select(tokens, 16)
     parts = [whole.take(0, 1), select(tokens[1:], 32)]
     merged = Selection.concat(parts)
-    assert merged.num_images == 3
+    assert merged.num_views == 3
     assert torch.equal(merged.indices[0], whole.indices[0])
     assert merged.quotas.shape == (3, 8)  # K = 4 for N = 16, K = 8 for N = 32: padded with zeros
     assert merged.quotas[0, 4:].eq(0).all() and merged.quotas[0].sum() == 16 and merged.quotas[1].sum() == 32

@@ -84,7 +84,7 @@ def test_next_tiles_use_the_per_view_budget_and_both_newline_layouts(tiny_next_v
     reply = tiny_next_vlm.chat(image, QUESTION, press=press, max_new_tokens=1)
     selection = reply.selections[0]
     encoded = tiny_next_vlm.encode(image)
-    assert selection.num_images == encoded.num_views == 5
+    assert selection.num_views == encoded.num_views == 5
     assert [index.numel() for index in selection.indices] == [32] * 5
     # Rebuild the packing independently: the kept tiles on the big grid, unpadded.
     from transformers.models.llava_next.modeling_llava_next import unpad_image

@@ -164,13 +164,13 @@ def explain_patch(selection: Selection, features: torch.Tensor, view: int, patch
     for the one view asked about), in the selection's index space. ``grids`` place the
     patch on its view (a square grid when None).
     """
-    if not 0 <= view < selection.num_images:
-        raise ValueError(f"view must be in [0, {selection.num_images - 1}], got {view}")
-    if not 0 <= patch < selection.num_tokens:
-        raise ValueError(f"patch must be in [0, {selection.num_tokens - 1}], got {patch}")
+    if not 0 <= view < selection.num_views:
+        raise ValueError(f"view must be in [0, {selection.num_views - 1}], got {view}")
+    if not 0 <= patch < selection.tokens_per_view:
+        raise ValueError(f"patch must be in [0, {selection.tokens_per_view - 1}], got {patch}")
     decision = explain(selection, features, view, patch)
     grid = grids[view] if grids is not None else None
-    cols = grid.cols if grid is not None else int(round(selection.num_tokens ** 0.5))
+    cols = grid.cols if grid is not None else int(round(selection.tokens_per_view ** 0.5))
     label = grid.label if grid is not None else f"view {view}"
     return Explanation.of(decision, _view_label(label, view), cols)
 

@@ -29,13 +29,13 @@ SUPPRESSED_TINT = np.array([200, 40, 40], dtype=np.float32)
 
 
 def _check(selection: Selection, grids: list[PatchGrid]) -> None:
-    if len(grids) != selection.num_images:
-        raise ValueError(f"got {len(grids)} patch grids for a selection of {selection.num_images} views")
+    if len(grids) != selection.num_views:
+        raise ValueError(f"got {len(grids)} patch grids for a selection of {selection.num_views} views")
     for grid in grids:
-        if grid.num_patches != selection.num_tokens:
+        if grid.num_patches != selection.tokens_per_view:
             raise ValueError(
                 f"grid {grid.label!r} has {grid.rows} x {grid.cols} = {grid.num_patches} patches "
-                f"but the selection has {selection.num_tokens} tokens per view"
+                f"but the selection has {selection.tokens_per_view} tokens per view"
             )
 
 

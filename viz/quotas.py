@@ -19,8 +19,8 @@ FONT = ImageFont.load_default(size=13)
 
 def render_quotas(selection: Selection, view: int = 0) -> Image.Image:
     """Bar chart of group sizes, survivors and kept tokens for ``view`` of ``selection``."""
-    if not 0 <= view < selection.num_images:
-        raise ValueError(f"view must be in [0, {selection.num_images - 1}], got {view}")
+    if not 0 <= view < selection.num_views:
+        raise ValueError(f"view must be in [0, {selection.num_views - 1}], got {view}")
     groups = selection.groups[view].cpu().numpy()
     num_groups = int(selection.num_groups[view])
     member = groups >= 0

@@ -11,10 +11,10 @@ def selection_stats(selection: Selection, timings: dict | None = None, visual_to
     (LLaVA-NeXT: newline tokens counted wherever they are fed); only the model knows both counts
     (``VLM.unmodified_visual_tokens``), so it is reported only when they are given."""
     views = []
-    for view in range(selection.num_images):
+    for view in range(selection.num_views):
         k = int(selection.num_groups[view])
         views.append({
-            "tokens": selection.num_tokens,
+            "tokens": selection.tokens_per_view,
             "budget": int(selection.budget[view]),
             "budget_clamped": bool(selection.budget_clamped[view]),
             "groups": k,
@@ -27,7 +27,7 @@ def selection_stats(selection: Selection, timings: dict | None = None, visual_to
             "kept_per_group": selection.quotas[view, :k].tolist(),
         })
     kept = sum(view["kept"] for view in views)
-    total = selection.num_tokens * selection.num_images
+    total = selection.tokens_per_view * selection.num_views
     stats = {
         "views": views,
         "tokens": total,

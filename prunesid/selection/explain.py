@@ -60,9 +60,9 @@ def explain(selection: Selection, features: torch.Tensor, view: int, token: int)
     one view asked about), in the selection's index space. They are read only for a
     suppressed token, to find which survivor discarded it.
     """
-    if not 0 <= view < selection.num_images:
-        raise ValueError(f"view must be in [0, {selection.num_images - 1}], got {view}")
-    num_tokens = selection.num_tokens
+    if not 0 <= view < selection.num_views:
+        raise ValueError(f"view must be in [0, {selection.num_views - 1}], got {view}")
+    num_tokens = selection.tokens_per_view
     if not 0 <= token < num_tokens:
         raise ValueError(f"token must be in [0, {num_tokens - 1}], got {token}")
     tokens = features[view] if features.dim() == 3 else features
