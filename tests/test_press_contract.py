@@ -53,6 +53,8 @@ def _fed(vlm, media, press) -> int | None:
     if press is not None and press.missing_inputs(tokens):
         with pytest.raises(ValueError):
             vlm.prepare(media, QUESTION, press)
+        with pytest.raises(ValueError, match="cannot run on this model: it needs the CLS token's attention"):
+            vlm.fed_tokens(encoded.image_size, press, encoded.modality)
         return None
     prepared = vlm.prepare(media, QUESTION, press)
     placeholder = vlm.family.placeholder_for(encoded.modality)

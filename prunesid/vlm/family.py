@@ -123,6 +123,8 @@ class FamilyLayout(ABC):
     preset: str = "llava"
     # The tower has a CLS token and the layout has a slot for it (a press may pass it through).
     cls_slot: bool = False
+    # The tower gives the CLS token's attention and keys (what e.g. VisionZip requires).
+    cls_attention: bool = False
 
     @abstractmethod
     def selectable_tokens(self, image_size: tuple[int, int], modality: str = "image") -> list[int]:
@@ -166,14 +168,13 @@ class FamilyLayout(ABC):
         _check_size(image_size)
         if press is None:
             return self.unmodified_tokens(image_size, modality)
-        return sum(fed_per_view(press, self.selectable_tokens(image_size, modality), self.cls_slot, self.preset)) + self.extra_tokens(
-            image_size, modality
-        )
+        per_view = fed_per_view(press, self.selectable_tokens(image_size, modality), self.cls_slot, self.preset, self.cls_attention)
+        return sum(per_view) + self.extra_tokens(image_size, modality)
 
 
-def fed_per_view(press, selectable: list[int], cls_slot: bool, preset: str) -> list[int]:
+def fed_per_view(press, selectable: list[int], cls_slot: bool, preset: str, cls_attention: bool = True) -> list[int]:
     """Tokens a fixed-budget ``press`` feeds per view of ``selectable`` tokens (see
-    :meth:`FamilyLayout.fed_tokens`)."""
+    :meth:`FamilyLayout.fed_tokens`); ValueError where the press cannot run at all."""
     from prunesid.methods.base import VisionTokens
 
     if not press.budget_is_fixed:
@@ -181,7 +182,15 @@ def fed_per_view(press, selectable: list[int], cls_slot: bool, preset: str) -> l
             f"{type(press).__name__} sets each view's budget from its content (a dynamic budget): "
             "its token count cannot be known before encoding; use a fixed budget to pre-size"
         )
-    reserved = press.reserved(VisionTokens(features=torch.empty(0, 0, 0), cls_slot=cls_slot))
+    # What the tokens of this family will carry, without any tensor: the press's own rules.
+    present = torch.empty(0, 0) if cls_attention else None
+    tokens = VisionTokens(
+        features=torch.empty(0, 0, 0), importance=present, keys=present, cls_slot=cls_slot, grid_shapes=[], project=lambda x: x
+    )
+    missing = press.missing_inputs(tokens) if hasattr(type(press), "info") else []
+    if missing:
+        raise ValueError(f"{type(press).__name__} cannot run on this model: it needs {' and '.join(missing)}")
+    reserved = press.reserved(tokens)
     policy = get_preset(press.selection_preset(preset))
     counts = []
     for count in selectable:

@@ -71,7 +71,7 @@ class SingleViewLayout(FamilyLayout):
     def __init__(self, resize: Resize, patch_size: int, has_cls: bool, cls_fed: bool):
         self.resize = resize
         self.patch_size = patch_size
-        self.cls_slot = has_cls
+        self.cls_slot = self.cls_attention = has_cls
         self.cls_fed = cls_fed
 
     def patches(self, image_size: tuple[int, int]) -> int:

@@ -71,7 +71,8 @@ class AnyResTiles(Family):
 class AnyResLayout(FamilyLayout):
     """LLaVA-NeXT's packing from its configuration: tile pinpoints, tile size, patches per side."""
 
-    cls_slot = False
+    cls_slot = False  # the packing has no slot for a CLS
+    cls_attention = True  # the CLIP tower has one (check_strategy refuses towers without)
 
     def __init__(self, pinpoints, tile_size: int, side: int, newlines: str = "authors"):
         if not isinstance(newlines, str) or newlines not in NEWLINES:

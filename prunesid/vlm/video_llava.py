@@ -116,6 +116,7 @@ class VideoLlavaLayout(FamilyLayout):
     in between."""
 
     cls_slot = True
+    cls_attention = True  # both towers have a CLS (checked by the adapter)
 
     def __init__(self, resize: Resize, patch_size: int, frames: int, image_cls_fed: bool):
         self.resize = resize
