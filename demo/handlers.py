@@ -167,7 +167,7 @@ class Handlers:
         press = self.press(budget, groups, lam, grouping, dynamic)
         encoded = self.encode(image)
         start = time.perf_counter()
-        selection = self.vlm.select(encoded, press)[0]
+        selection = self.vlm.compress(encoded, press)[0]
         select_ms = (time.perf_counter() - start) * 1000
         layers = viz.render_all(encoded.image, selection, encoded.grids)
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
@@ -234,7 +234,7 @@ class Handlers:
         """The three groupings side by side on the same image and budget."""
         encoded = self.encode(image)
         selections = {
-            name: self.vlm.select(encoded, self.press(budget, groups, lam, name, dynamic))[0] for name in GROUPING_CHOICES
+            name: self.vlm.compress(encoded, self.press(budget, groups, lam, name, dynamic))[0] for name in GROUPING_CHOICES
         }
         return viz.compare(encoded.image, selections, encoded.grids, layer="kept")
 
@@ -248,7 +248,7 @@ class Handlers:
         x, y = _in_range(_whole(x, "x"), "x", PIXEL_RANGE), _in_range(_whole(y, "y"), "y", PIXEL_RANGE)
         press = self.press(budget, groups, lam, grouping, dynamic)
         encoded = self.encode(image)
-        selection = self.vlm.select(encoded, press)[0]
+        selection = self.vlm.compress(encoded, press)[0]
         where = locate(encoded.image, encoded.grids, x, y)
         if where.patch is None:
             return where.markdown(), where.to_dict()

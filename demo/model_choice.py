@@ -27,12 +27,11 @@ from pathlib import Path
 import torch
 
 from prunesid import load_vlm
-from prunesid.vlm import VLM
+from prunesid.vlm import BUILTIN_MODELS, VLM
 
 GPU_MODEL = "llava-hf/llava-1.5-7b-hf"
 CPU_MODEL = "llava-hf/llava-interleave-qwen-0.5b-hf"
 FALLBACK_MODEL = "tiny-random"
-BUILTINS = ("tiny-random", "tiny-random-next")
 PROBE_TIMEOUT_S = 3.0
 DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"]
 log = logging.getLogger(__name__)
@@ -121,7 +120,7 @@ def load_with_fallback(choice: ModelChoice | str) -> tuple[VLM, str]:
 
 def _load(choice: ModelChoice) -> VLM:
     name = choice.name
-    if name in BUILTINS or Path(name).is_dir() or name.count("/") != 1:
+    if name in BUILTIN_MODELS or Path(name).is_dir() or name.count("/") != 1:
         return load_vlm(name, progress=True)
     local = _cached_snapshot(name)
     if local is None:
@@ -136,7 +135,7 @@ def _load(choice: ModelChoice) -> VLM:
 
 def _cached_snapshot(name: str) -> str | None:
     """The local copy of a Hub model if one is complete enough to load, else None."""
-    if name in BUILTINS or name.count("/") != 1 or Path(name).is_dir():
+    if name in BUILTIN_MODELS or name.count("/") != 1 or Path(name).is_dir():
         return None
     try:
         from huggingface_hub import snapshot_download, try_to_load_from_cache

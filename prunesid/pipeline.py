@@ -63,7 +63,9 @@ def encode_media(family: Family, key: str, image: Image.Image, pixel_inputs: dic
         cls=vision.cls,
         cls_fed=vision.cls_fed,
         importance=vision.importance,
-        grids=family.layout.grids(image.size, modality),
+        # A clip given as fewer frames than the model's count (Video.from_frames) has that many
+        # views; the layout's frames share one geometry, so its first ones fit.
+        grids=family.layout.grids(image.size, modality)[: vision.features.shape[0]],
         valid=family.valid_patches(pixel_inputs, image.size, modality),
         pixel_inputs=pixel_inputs,
         vision_ms=(time.perf_counter() - start) * 1000,

@@ -63,7 +63,7 @@ def test_ten_concurrent_analyses_each_match_their_own_image(app_url, images, tin
     with ThreadPoolExecutor(max_workers=10) as pool:
         results = list(pool.map(analyze, enumerate(images)))
     for path, (*_, stats, _) in zip(images, results):
-        expected = tiny_vlm.select(tiny_vlm.encode(path), PruneSID(budget=64))[0]
+        expected = tiny_vlm.compress(tiny_vlm.encode(path), PruneSID(budget=64))[0]
         assert stats["rho"] == pytest.approx(float(expected.rho[0]), abs=1e-6), path.name
         assert stats["kept_per_group"] == expected.quotas[0, : int(expected.num_groups[0])].tolist(), path.name
 

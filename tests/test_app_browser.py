@@ -263,7 +263,7 @@ def test_clicking_a_dropped_patch_explains_it_with_the_selections_numbers(browse
     encoded = tiny_vlm.encode(picture.read_bytes())
     # lambda 1.25: tau just under 1, so the NMS suppresses some patches and some groups
     # have more survivors than their quota (tiny-random's features are alike: rho ~ 0.8).
-    selection = tiny_vlm.select(encoded, PruneSID(budget=64, lam=1.25))[0]
+    selection = tiny_vlm.compress(encoded, PruneSID(budget=64, lam=1.25))[0]
     groups, scores = selection.groups[0], selection.scores[0]
     survivors, ranks, kept = selection.survivors[0], selection.survivor_rank[0], selection.kept[0]
     tau = float(selection.tau[0])

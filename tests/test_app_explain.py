@@ -29,7 +29,7 @@ def _encoded(vlm, seed=12):
 @pytest.mark.parametrize("lam", [1.25, 0.5, None])
 def test_every_patch_gets_the_reason_the_selection_implies(tiny_vlm, lam):
     encoded = _encoded(tiny_vlm)
-    selection = tiny_vlm.select(encoded, PruneSID(budget=64, lam=lam))[0]
+    selection = tiny_vlm.compress(encoded, PruneSID(budget=64, lam=lam))[0]
     groups, scores, survivors = selection.groups[0].numpy(), selection.scores[0].numpy(), selection.survivors[0].numpy()
     ranks, kept, tau = selection.survivor_rank[0].numpy(), selection.kept[0].numpy(), float(selection.tau[0])
     normed = F.normalize(encoded.features[0].float(), dim=-1)
@@ -66,7 +66,7 @@ def test_every_patch_gets_the_reason_the_selection_implies(tiny_vlm, lam):
 
 def test_the_importance_rank_is_within_the_group(tiny_vlm):
     encoded = _encoded(tiny_vlm)
-    selection = tiny_vlm.select(encoded, PruneSID(budget=64))[0]
+    selection = tiny_vlm.compress(encoded, PruneSID(budget=64))[0]
     groups, scores = selection.groups[0], selection.scores[0]
     for group in range(3):
         members = (groups == group).nonzero().flatten().tolist()
@@ -79,7 +79,7 @@ def test_next_views_explain_padding_and_tiles(tiny_next_vlm):
     buffer = io.BytesIO()
     scene(900, 400, seed=4).save(buffer, "PNG")  # wide: the tiles carry letterbox padding
     encoded = tiny_next_vlm.encode(buffer.getvalue())
-    selection = tiny_next_vlm.select(encoded, PruneSID(budget=32, lam=0.5))[0]
+    selection = tiny_next_vlm.compress(encoded, PruneSID(budget=32, lam=0.5))[0]
     padded = (selection.groups < 0).nonzero()
     assert len(padded), "this image should leave padding in some tile"
     view, patch = (int(v) for v in padded[0])
@@ -97,7 +97,7 @@ def test_next_views_explain_padding_and_tiles(tiny_next_vlm):
 def test_a_pixel_of_the_overlay_maps_back_to_its_patch(request, model):
     vlm = request.getfixturevalue("tiny_vlm" if model == "tiny-random" else "tiny_next_vlm")
     encoded = _encoded(vlm, seed=3)
-    selection = vlm.select(encoded, PruneSID(budget=32))[0]
+    selection = vlm.compress(encoded, PruneSID(budget=32))[0]
     drawn = viz.render_all(encoded.image, selection, encoded.grids)["kept"]
     assert overlay_size(encoded.image, encoded.grids) == drawn.size  # the layout locate() reads
     panels = canvases(encoded.image, encoded.grids)
@@ -131,7 +131,7 @@ def test_the_handler_explains_a_click_and_says_when_it_is_off_the_patches(tiny_v
     path = uploaded(scene(900, 400, seed=2), "wide.png")  # center crop: the sides are cut away
     handlers = Handlers(tiny_vlm)
     encoded = handlers.encode(path)
-    selection = tiny_vlm.select(encoded, PruneSID(budget=64))[0]
+    selection = tiny_vlm.compress(encoded, PruneSID(budget=64))[0]
     (_, canvas), = canvases(encoded.image, encoded.grids)
     patch = int(selection.indices[0][3])
     ys, xs = np.nonzero((canvas.view == 0) & (canvas.patch == patch))

@@ -1,4 +1,5 @@
-"""The README's Python examples run as written.
+"""The Python examples of the README and of the docs/ pages run as written (docs/methods.md
+and docs/models.md are run by the tests of what they document: tests/methods, tests/pipeline).
 
 Two kinds are adapted rather than skipped: an example that talks to the demo is pointed at
 the app launched for the tests, and one that needs a 7B checkpoint from the Hub (first line
@@ -14,8 +15,12 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-EXAMPLES = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+ROOT = Path(__file__).resolve().parents[1]
+RUN_ELSEWHERE = {"methods.md", "models.md"}
+PAGES = [ROOT / "README.md"] + sorted(p for p in (ROOT / "docs").glob("*.md") if p.name not in RUN_ELSEWHERE)
+EXAMPLES = [
+    (page, block) for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+]
 NEEDS_HUB = "# needs a GPU and the Hugging Face Hub"
 DEMO_URL = "http://127.0.0.1:7860/"
 
@@ -24,8 +29,14 @@ def test_readme_has_examples():
     assert EXAMPLES
 
 
-@pytest.mark.parametrize("source", EXAMPLES, ids=lambda s: s.splitlines()[0][:40])
-def test_readme_example_runs(source, request, capsys, monkeypatch, tmp_path):
+def test_every_page_with_examples_is_read():
+    assert {page.name for page, _ in EXAMPLES} >= {"README.md", "library.md", "families.md", "demo.md"}
+
+
+@pytest.mark.parametrize(
+    "page, source", EXAMPLES, ids=[f"{page.name}:{source.splitlines()[0][:40]}" for page, source in EXAMPLES]
+)
+def test_readme_example_runs(page, source, request, capsys, monkeypatch, tmp_path):
     if source.startswith(NEEDS_HUB):
         import prunesid
         from prunesid.vlm import load_vlm
@@ -44,12 +55,12 @@ def test_readme_example_runs(source, request, capsys, monkeypatch, tmp_path):
         photo = tmp_path / "photo.jpg"
         scene().save(photo)
         source = source.replace('"photo.jpg"', repr(str(photo)))
-        exec(compile(source, str(README), "exec"), _module_namespace(monkeypatch))
+        exec(compile(source, str(page), "exec"), _module_namespace(monkeypatch))
         assert asked, "the example never loaded a model"
         return
     if DEMO_URL in source:
         source = source.replace(DEMO_URL, request.getfixturevalue("app_url"))
-    exec(compile(source, str(README), "exec"), _module_namespace(monkeypatch))
+    exec(compile(source, str(page), "exec"), _module_namespace(monkeypatch))
 
 
 def _module_namespace(monkeypatch) -> dict:

@@ -66,7 +66,7 @@ def test_budget_64_feeds_exactly_64_visual_tokens(tiny_vlm, picture):
     press = PruneSID(budget=64)
     embeds, reply = _fed_to_language_model(tiny_vlm, lambda: tiny_vlm.chat(picture, QUESTION, press=press, max_new_tokens=2))
     prepared = tiny_vlm.prepare(picture, QUESTION, press)
-    image_positions = prepared.input_ids[0] == tiny_vlm.image_token_id
+    image_positions = prepared.input_ids[0] == tiny_vlm.placeholder_token_id
     assert int(image_positions.sum()) == 64 and reply.visual_tokens == [64]
     encoded = tiny_vlm.encode(picture)
     selection = reply.selections[0]

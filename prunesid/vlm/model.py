@@ -69,11 +69,6 @@ class VLM:
         self._compressed: OrderedDict[tuple, list[Compression]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    # The name LLaVA's config uses; kept for callers that read it.
-    @property
-    def image_token_id(self) -> int:
-        return self.placeholder_token_id
-
     def __repr__(self) -> str:
         return f"VLM({self.name!r}, {type(self.model).__name__}, device={self.device}, dtype={self.dtype})"
 
@@ -162,9 +157,6 @@ class VLM:
             while len(self._compressed) > 4 * CACHE_SIZE:
                 self._compressed.popitem(last=False)
         return per_image
-
-    # The earlier name of compress(); per image, unlike the batch-level prunesid.select().
-    select = compress
 
     def calibrate(self, images) -> float:
         """phi_ref for PruneSID-Dyn: the mean information score phi over ``images``' views."""
