@@ -16,7 +16,7 @@ TORCH_INDEX ?=
 LOCK        ?= requirements.lock
 PIP         := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: setup test demo bench lock clean
+.PHONY: setup test test-fast demo bench lock clean
 
 setup: $(VENV)/.installed
 
@@ -34,6 +34,10 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt $(LOCK) pyproject.toml
 # HF_HUB_OFFLINE: the tests never reach the network (the apps they launch serve tiny-random).
 test: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# The quick tier while working: no browser, no lmms-eval, no launched app or fresh process.
+test-fast: setup
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not browser and not eval and not slow" -q -n 2
 
 demo: setup
 	$(BIN)/python app.py

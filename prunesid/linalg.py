@@ -19,7 +19,7 @@ G = R R^T for ``[B, n, m]`` rows R, as PSCA needs them (psca.py).
   stopped once the Ritz residuals are small (relative 1e-3; usually after 4-6 blocks) or
   when its basis reaches half of n or 16 blocks (a fixed run on a GPU): deterministic,
   several times faster than the exact solver; where the trailing components have not
-  converged a few tokens change group (tests/test_solvers.py bounds how far the kept tokens
+  converged a few tokens change group (tests/selection/test_solvers.py bounds how far the kept tokens
   move). Where k is too large for such a run (3 x 7 blocks of k + 8 vectors exceed n: from
   K = 20, i.e. N = 80, at T = 576) it solves the float32 Gram densely instead.
 - :func:`randomized_gram_eigenvectors`: the authors' released low-rank PCA (two power

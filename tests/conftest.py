@@ -1,10 +1,46 @@
-"""Shared fixtures: the offline tiny models are built once per test session."""
+"""Shared fixtures (the offline tiny models are built once per test session) and the test
+tiers: ``make test-fast`` runs what is marked neither browser, eval nor slow."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+
+# Whole files of a tier; single tests elsewhere carry their own marker.
+TIER_FILES = {
+    "app/test_app_browser.py": "browser",  # Chromium through Playwright
+    "eval/test_eval_lmms.py": "eval",  # lmms-eval's own command line on a generated task
+}
+APP_FOLDER = "app"  # every test there talks to a launched app.py
+LAUNCHED_APP_FIXTURES = {"app_url", "slow_app_url"}
+BROWSER_FIXTURES = {"browser"}
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_configure(config):
+    # Under pytest-xdist (make test-fast) each worker gets one thread: the workers already
+    # fill the cores, and torch's own pool would make each wait on the other.
+    import os
+
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        relative = Path(item.fspath).resolve().relative_to(TESTS).as_posix()
+        if relative in TIER_FILES:
+            item.add_marker(TIER_FILES[relative])
+        if BROWSER_FIXTURES & set(item.fixturenames):
+            item.add_marker("browser")
+        if relative.startswith(APP_FOLDER + "/") or LAUNCHED_APP_FIXTURES & set(item.fixturenames):
+            item.add_marker("slow")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,411 @@
+"""The launched demo under hostile input, over raw HTTP (httpx, no gradio_client).
+
+A stranger's script is simulated from its own address (the app trusts X-Forwarded-For from
+loopback, as it would from a reverse proxy), an ordinary visitor from another:
+
+- the hostile-media corpus (tests/hostile_media.py) sent to analyze / analyze_video: each
+  request refused with its reason or answered, every picture drawn within its bounds, the
+  app's peak memory growth under the bound docs/security.md gives, the app alive, and an
+  ordinary visitor analysing an image every 2 s served throughout;
+- a burst of 100 requests from one client: the client is told it is busy, the queue never
+  fills, the ordinary visitor is never refused;
+- the chat: made-up session ids and another address's session reach nothing; a flood of
+  questions is cut off;
+- numbers beyond every slider's range, NaN, strings and non-booleans get named errors on
+  every event that takes them, public and page-only.
+
+Times and memory are written to test-artifacts/hostile-app.json (docs/security.md quotes
+them); the tests assert behaviour and memory, not time.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from demo.chat import NO_SESSION
+from demo.limits import CLIENT_SHARE, CONCURRENCY_ID, CONCURRENCY_LIMIT, MAX_PENDING, QUEUE_SIZE
+from tests import hostile_media as corpus
+from tests.conftest import _free_port, scene
+from tests.media.test_images_large import write_png
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACT = ROOT / "test-artifacts" / "hostile-app.json"
+META = {"_type": "gradio.FileData"}
+VISITOR, STRANGER = "198.51.100.7", "203.0.113.66"
+PEAK_GROWTH_MB = 1024  # docs/security.md: the app's peak resident memory grows by less than this
+STRIP_BOUND = (4 * 320 + 3 * 6, 2 * (480 + 20) + 6)  # viz/frames.py: 4 columns, 2 rows of 8 frames
+CANVAS_BOUND = 1536  # viz/canvas.py MAX_CANVAS_SIDE
+numbers: dict = {}
+
+
+def test_every_queued_event_that_runs_the_model_shares_one_concurrency_group(tiny_vlm):
+    import app
+    from demo.handlers import Handlers
+    from demo.video import VideoHandlers
+
+    page = app.build(Handlers(tiny_vlm), "banner", videos=VideoHandlers.for_app(None))
+    queued = {fn.api_name: fn for fn in page.fns.values() if fn.queue}
+    shared = {name for name, fn in queued.items() if fn.concurrency_id == CONCURRENCY_ID}
+    assert set(queued) - shared == {"close_chat"}  # the page's unload: no model work
+    assert {"analyze", "refresh", "answer", "answer_1", "refresh_video", "chat_video_page", "compare_methods"} <= shared
+    assert {queued[name].concurrency_limit for name in shared} == {CONCURRENCY_LIMIT}
+
+
+def _linux_only():
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads /proc/<pid>/status")
+
+
+def memory_mb(pid: int) -> dict:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in ("VmRSS", "VmHWM")}
+
+
+@pytest.fixture(scope="module")
+def server():
+    _linux_only()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME", "FORWARDED_ALLOW_IPS")}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+    log_path = ROOT / "test-artifacts" / "hostile-app-server.log"
+    log_path.parent.mkdir(exist_ok=True)
+    log = open(log_path, "w")
+    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"app.py exited with {process.returncode}: {log_path.read_text()[-3000:]}")
+            try:
+                httpx.get(url, timeout=2)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"app.py did not answer within 180 s; see {log_path}")
+                time.sleep(0.5)
+        config = httpx.get(url + "config", timeout=30).json()
+        yield App(url, process, config)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+        ARTIFACT.write_text(json.dumps(numbers, indent=2))
+
+
+class App:
+    """The launched app: its events by name, and calls from a given address."""
+
+    def __init__(self, url: str, process: subprocess.Popen, config: dict):
+        self.url, self.process = url, process
+        self.components = {component["id"]: component for component in config["components"]}
+        self.events = {dep["api_name"]: dep for dep in config["dependencies"]}
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def kinds(self, name: str) -> list[dict]:
+        return [self.components[i] for i in self.events[name]["inputs"]]
+
+    def upload(self, path: Path, client: str = VISITOR) -> str:
+        with path.open("rb") as handle:
+            response = httpx.post(self.url + "gradio_api/upload", files={"files": (path.name, handle)}, headers={"X-Forwarded-For": client}, timeout=120)
+        assert response.status_code == 200, response.text[:300]
+        return response.json()[0]
+
+    def arguments(self, name: str, media: str | None = None, **overrides) -> list:
+        """The event's inputs at the page's defaults, the media file, and ``overrides`` by
+        input kind (``slider0`` = the first slider, ``checkbox``, ``textbox``, ``number0``...)."""
+        values, seen = [], {}
+        for component in self.kinds(name):
+            kind = component["type"]
+            position = seen.get(kind, 0)
+            seen[kind] = position + 1
+            key = f"{kind}{position}"
+            if key in overrides or kind in overrides:
+                values.append(overrides.get(key, overrides.get(kind)))
+            elif kind == "image":
+                values.append({"path": media, "meta": META} if media else None)
+            elif kind == "video":
+                values.append({"path": media, "meta": META} if media else None)
+            elif kind == "textbox":
+                values.append("What is in it?")
+            elif kind == "chatbot":
+                values.append([])
+            elif kind == "number":
+                values.append(10)
+            else:
+                values.append(component.get("props", {}).get("value"))
+        return values
+
+    def call(self, name: str, data: list, client: str = VISITOR, session: str | None = None, timeout: float = 300) -> dict:
+        """Run one event as the page does (by index). Returns status (HTTP), success, output,
+        error (text) and seconds."""
+        event = self.events[name]
+        session = session or uuid.uuid4().hex
+        body = {"data": data, "fn_index": event["id"], "session_hash": session, "event_data": {"index": [40, 40], "value": None}}
+        headers = {"X-Forwarded-For": client, "Content-Type": "application/json"}
+        payload = json.dumps(body)  # NaN as a JS client sends it (httpx's json= refuses it)
+        start = time.perf_counter()
+        if not event["queue"]:
+            response = httpx.post(self.url + "gradio_api/run/predict", content=payload, headers=headers, timeout=timeout)
+            output = response.json()
+            return _result(response.status_code, response.status_code == 200, output, start)
+        joined = httpx.post(self.url + "gradio_api/queue/join", content=payload, headers=headers, timeout=timeout)
+        if joined.status_code != 200:
+            return _result(joined.status_code, False, joined.json(), start)
+        stream_url = self.url + f"gradio_api/queue/data?session_hash={session}"
+        with httpx.stream("GET", stream_url, headers=headers, timeout=timeout) as response:
+            for line in response.iter_lines():
+                if line.startswith("data:") and line[5:].strip() not in ("", "null"):
+                    message = json.loads(line[5:])
+                    if message.get("msg") == "process_completed":
+                        return _result(200, bool(message.get("success")), message.get("output"), start)
+        raise AssertionError(f"{name}: the stream ended without a result")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+
+def _result(status: int, success: bool, output, start: float) -> dict:
+    error = ""
+    if isinstance(output, dict):
+        error = str(output.get("error") or output.get("detail") or "")
+    return {"status": status, "success": success, "output": output, "error": error, "seconds": time.perf_counter() - start}
+
+
+def _picture_sizes(app: App, output: dict) -> list[tuple[int, int]]:
+    """Sizes of the pictures an event returned (fetched as a browser would)."""
+    sizes = []
+    for value in output.get("data", []):
+        if isinstance(value, dict) and value.get("url") and str(value.get("path", "")).endswith((".png", ".webp", ".jpg")):
+            picture = Image.open(io.BytesIO(httpx.get(value["url"], timeout=60).content))
+            sizes.append(picture.size)
+    return sizes
+
+
+class OrdinaryVisitor:
+    """Analyses one ordinary image every 2 s from its own address while a test runs."""
+
+    def __init__(self, app: App, picture: str, address: str = VISITOR):
+        self.app, self.picture, self.address = app, picture, address
+        self.results: list[dict] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=600)
+
+    def _run(self):
+        while not self._stop.is_set():
+            result = self.app.call("analyze", self.app.arguments("analyze", self.picture), client=self.address)
+            self.results.append({key: result[key] for key in ("status", "success", "error", "seconds")})
+            self._stop.wait(2.0)
+
+    def summary(self) -> dict:
+        seconds = sorted(result["seconds"] for result in self.results)
+        return {"requests": len(seconds), "max_s": round(seconds[-1], 2), "median_s": round(seconds[len(seconds) // 2], 2)}
+
+
+@pytest.fixture(scope="module")
+def ordinary(server, tmp_path_factory) -> dict:
+    folder = tmp_path_factory.mktemp("ordinary")
+    picture = folder / "ordinary.png"
+    scene(480, 360, seed=5).save(picture)
+    clip = corpus.ffv1_clip(folder / "ordinary.mkv", 160, 120, frames=8)
+    return {"picture": server.upload(picture), "clip": server.upload(clip)}
+
+
+# Each hostile file: (event, how it is made, what the answer must be: a refusal's text or None = served)
+def _corpus(folder: Path) -> dict:
+    return {
+        "narrow clip 16 x 2000": ("analyze_video", corpus.ffv1_clip(folder / "narrow.mkv", 16, 2000), "aspect ratios beyond 20:1"),
+        "narrow clip 16 x 60000": ("analyze_video", corpus.ffv1_clip(folder / "narrower.mkv", 16, 60000), "aspect ratios beyond 20:1"),
+        "wide clip 60000 x 16": ("analyze_video", corpus.ffv1_clip(folder / "wide.mkv", 60000, 16), "aspect ratios beyond 20:1"),
+        "clip at 20:1 (16 x 320)": ("analyze_video", corpus.ffv1_clip(folder / "strip.mkv", 16, 320, frames=8), None),
+        "lying header, late 5000 x 5000 frames": (
+            "analyze_video", corpus.mjpeg_with_sizes(folder / "lying.avi", [(64, 64)] + [(5000, 5000)] * 7), "over the 8.3 MP accepted",
+        ),
+        "lying header, late 16 x 400 frames": (
+            "analyze_video", corpus.mjpeg_with_sizes(folder / "lying-narrow.avi", [(64, 64)] * 3 + [(16, 400)] * 5),
+            "aspect ratios beyond 20:1",
+        ),
+        "one keyframe, 3000 frames": (
+            "analyze_video", corpus.single_keyframe_clip(folder / "long.mp4", 3000), "would need more than 2400 frames decoded",
+        ),
+        "100 video streams": ("analyze_video", corpus.ffv1_clip(folder / "streams.mkv", 64, 48, frames=8, streams=100), None),
+        "narrow image 16 x 2000": ("analyze", corpus.png(folder / "narrow.png", 16, 2000), "aspect ratios beyond 20:1"),
+        "image at 20:1 (24 x 480)": ("analyze", corpus.png(folder / "strip.png", 24, 480), None),
+        "PNG header claiming 30000 x 30000": ("analyze", corpus.png_claiming(folder / "bomb.png", 30000, 30000), "the largest accepted is 179.0 MP"),
+        "JPEG header claiming 12000 x 12000": ("analyze", corpus.jpeg_claiming(folder / "claim.jpg", 12000, 12000), None),
+        "8001 x 8001 PNG": ("analyze", write_png(folder / "big.png", 8001, 8001), None),
+    }
+
+
+def test_the_hostile_corpus_is_refused_or_answered_in_bounded_memory_while_others_are_served(server, ordinary, tmp_path):
+    files = {name: (event, path, expected) for name, (event, path, expected) in _corpus(tmp_path).items()}
+    # Warm up every code path the corpus takes, so that the growth measured is the corpus's.
+    assert server.call("analyze", server.arguments("analyze", ordinary["picture"]))["success"]
+    assert server.call("analyze_video", server.arguments("analyze_video", ordinary["clip"]))["success"]
+    before = memory_mb(server.pid)
+    log_path = ROOT / "test-artifacts" / "hostile-app-server.log"
+    log_start = len(log_path.read_text())
+    report = {}
+    with OrdinaryVisitor(server, ordinary["picture"]) as visitor:
+        for name, (event, path, expected) in files.items():
+            uploaded = server.upload(path, client=STRANGER)
+            result = server.call(event, server.arguments(event, uploaded), client=STRANGER)
+            report[name] = {"seconds": round(result["seconds"], 2), "served": result["success"], "error": result["error"][:160],
+                            "bytes": path.stat().st_size}
+            assert server.alive(), f"the app died on {name}"
+            if expected is None:
+                assert result["success"], f"{name}: {result['error']}"
+                sizes = _picture_sizes(server, result["output"])
+                assert sizes, name
+                bound = STRIP_BOUND if event == "analyze_video" else (CANVAS_BOUND, CANVAS_BOUND)
+                bound = (max(bound[0], 720), max(bound[1], 260))  # the per-frame chart and the budget chart
+                assert all(w <= bound[0] and h <= bound[1] for w, h in sizes), (name, sizes)
+                report[name]["pictures"] = sizes
+            else:
+                assert not result["success"] and expected in result["error"], f"{name}: {result['error'][:300]}"
+                assert not re.search(r"/(tmp|home|root|work|var)/", result["error"]), result["error"]  # no server paths
+        time.sleep(2)
+    after = memory_mb(server.pid)
+    numbers["corpus"] = report
+    numbers["memory_mb"] = {"before": before, "after": after, "peak_growth": round(after["VmHWM"] - before["VmHWM"], 1)}
+    numbers["visitor_during_corpus"] = visitor.summary()
+    assert after["VmHWM"] - before["VmHWM"] < PEAK_GROWTH_MB, numbers["memory_mb"]
+    assert visitor.results and all(result["success"] for result in visitor.results), visitor.results
+    log = log_path.read_text()[log_start:]
+    refusals = [line for line in log.splitlines() if "prunesid.demo WARNING refused analyze" in line]
+    assert len(refusals) >= 8 and "Traceback" not in log, log[-2000:]  # one line per refusal, no traceback
+
+
+def test_a_burst_from_one_client_is_told_busy_and_never_fills_the_queue(server, ordinary):
+    flood = [server.arguments("compare_methods", ordinary["picture"]) for _ in range(100)]
+    with OrdinaryVisitor(server, ordinary["picture"], address="198.51.100.8") as visitor:
+        time.sleep(1)
+        with ThreadPoolExecutor(max_workers=25) as pool:
+            results = list(pool.map(lambda data: server.call("compare_methods", data, client=STRANGER), flood))
+        time.sleep(4)  # the visitor goes on once the flood is over
+    statuses = [result["status"] for result in results]
+    busy = [result for result in results if result["status"] == 429]
+    numbers["burst"] = {
+        "sent": len(results), "served": sum(result["success"] for result in results), "told_busy": len(busy),
+        "queue_full": statuses.count(503), "visitor": visitor.summary(),
+    }
+    assert set(statuses) <= {200, 429}, statuses  # nobody is told "queue is full"
+    assert busy and all(f"at most {CLIENT_SHARE} at once" in result["error"] for result in busy)
+    assert sum(result["success"] for result in results) >= CLIENT_SHARE
+    assert len(visitor.results) >= 3 and all(result["success"] for result in visitor.results), visitor.results
+    assert QUEUE_SIZE > CLIENT_SHARE
+
+
+def test_made_up_or_foreign_chat_sessions_reach_nothing_and_a_flood_is_cut_off(server, ordinary):
+    picture = ordinary["picture"]
+    alice = uuid.uuid4().hex
+    assert server.call("open_chat", [], client=VISITOR, session=alice)["success"]
+    sent = server.call("send_message", server.arguments("send_message", picture, textbox="Alice's private question"), client=VISITOR, session=alice)
+    assert sent["success"], sent["error"]
+    answered = server.call("answer", [], client=VISITOR, session=alice)
+    assert answered["success"] and "Alice's private question" in json.dumps(answered["output"]["data"][0])
+
+    # Made-up ids: nothing is created, nothing answered.
+    for _ in range(40):
+        made_up = server.call("send_message", server.arguments("send_message", picture, textbox="flood"), client=STRANGER)
+        assert not made_up["success"] and NO_SESSION in made_up["error"]
+    # Alice's own id from another address: refused for every chat event, her history untouched.
+    for name, data in (("send_message", server.arguments("send_message", picture, textbox="hijack")), ("undo", []),
+                       ("new_chat", []), ("stop_answer", []), ("answer", []), ("retry", server.arguments("retry", picture))):
+        attempt = server.call(name, data, client=STRANGER, session=alice)
+        assert not attempt["success"] and NO_SESSION in attempt["error"], (name, attempt)
+    server.call("close_chat", [], client=STRANGER, session=alice)
+    again = server.call("send_message", server.arguments("send_message", picture, textbox="still mine?"), client=VISITOR, session=alice)
+    assert again["success"], again["error"]
+    assert "Alice's private question" in json.dumps(again["output"]["data"][1]) and "hijack" not in json.dumps(again["output"])
+
+    # Text no tokenizer takes (a lone surrogate) is named, on the page's chat and the API's.
+    for name in ("send_message", "chat", "compare_methods"):
+        odd = server.call(name, server.arguments(name, picture, textbox="what is \ud800 this?"), client=VISITOR, session=alice)
+        assert not odd["success"] and "not valid Unicode text at position 8" in odd["error"], (name, odd["error"])
+
+    # A flood of questions from one opened session: MAX_PENDING wait, the rest are refused.
+    mallory = uuid.uuid4().hex
+    assert server.call("open_chat", [], client=STRANGER, session=mallory)["success"]
+    results = [server.call("send_message", server.arguments("send_message", picture, textbox=f"q{n}"), client=STRANGER, session=mallory)
+               for n in range(MAX_PENDING + 4)]
+    assert [result["success"] for result in results] == [True] * MAX_PENDING + [False] * 4
+    assert f"{MAX_PENDING} questions are already waiting" in results[-1]["error"]
+
+
+BAD_NUMBERS = {"1e308": 1e308, "10**30": 10**30, "2**63": 2**63, "NaN": float("nan"), "a string": "lots", "a list": [64]}
+BAD_SWITCHES = {"yes": "yes", "{}": {}, "[]": [], "1": 1}
+SLIDER_NAMES = {"N —": "budget", "K —": "groups", "λ —": "lam"}
+
+
+def _slider_name(component: dict) -> str:
+    label = component.get("props", {}).get("label", "")
+    return next(name for prefix, name in SLIDER_NAMES.items() if label.startswith(prefix))
+
+
+def test_numbers_beyond_every_slider_get_named_errors_on_every_event(server, ordinary):
+    # Every control of every event that takes one, public and page-only, with two bad values
+    # each (rotating through the list, so that every bad value meets every kind of control).
+    cases, turn = [], {}
+    for name in server.events:
+        kinds = server.kinds(name)
+        media = ordinary["clip"] if any(component["type"] == "video" for component in kinds) else ordinary["picture"]
+        positions: dict[str, int] = {}
+        for component in kinds:
+            kind = component["type"]
+            key = f"{kind}{positions.get(kind, 0)}"
+            positions[kind] = positions.get(kind, 0) + 1
+            if kind == "slider":
+                control, bad = _slider_name(component), list(BAD_NUMBERS.items())
+            elif kind == "number":
+                control, bad = component["props"]["label"], list(BAD_NUMBERS.items())
+            elif kind == "checkbox":
+                control, bad = "dynamic", list(BAD_SWITCHES.items())
+            else:
+                continue
+            for _ in range(2):
+                turn[kind] = turn.get(kind, -1) + 1
+                label, value = bad[turn[kind] % len(bad)]
+                cases.append((name, control, label, server.arguments(name, media, **{key: value})))
+
+    def check(case):
+        name, control, label, data = case
+        result = server.call(name, data)
+        assert not result["success"], f"{name} took {control} = {label}"
+        assert re.search(rf"\b{control} must be", result["error"]), f"{name}, {control} = {label}: {result['error'][:200]!r}"
+        assert "int64" not in result["error"] and "too big to convert" not in result["error"]
+        return label
+
+    with ThreadPoolExecutor(max_workers=4) as pool:  # within one client's share of the queue
+        labels = list(pool.map(check, cases))
+    assert set(labels) == set(BAD_NUMBERS) | set(BAD_SWITCHES)
+    assert len({case[0] for case in cases}) >= 20, sorted({case[0] for case in cases})
+    numbers["named_errors_checked"] = {"requests": len(cases), "events": len({case[0] for case in cases})}

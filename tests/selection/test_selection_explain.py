@@ -1,0 +1,74 @@
+"""prunesid.selection.explain: the decision about each token, checked against greedy NMS run
+step by step (take the most important remaining token of the group, discard the rest more
+similar to it than tau, repeat) and against the selection's own fields."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prunesid.selection import STATUSES, explain, select
+from tests.selection.test_selection_contract import clustered_tokens
+
+
+def _greedy_nms_step_by_step(xn, members, scores, tau):
+    """{token: the survivor that discarded it} for one group, in the NMS's order (importance
+    descending, ties to the lower index); tokens of importance 0 are never taken."""
+    order = sorted(members, key=lambda i: (-float(scores[i]), i))
+    remaining, discarded_by = [i for i in order if scores[i] > 0], {}
+    while remaining:
+        leader, *rest = remaining
+        remaining = []
+        for token in rest:
+            if float(xn[leader] @ xn[token]) > tau:
+                discarded_by[token] = leader
+            else:
+                remaining.append(token)
+    return discarded_by
+
+
+@pytest.mark.parametrize("lam, coarse_importance", [(6.0, False), (6.0, True), (1.0, False)])
+def test_every_token_gets_the_decision_of_the_step_by_step_nms(lam, coarse_importance):
+    x = clustered_tokens(3, 1, 300, 16, concepts=5, noise=0.8)
+    importance = torch.rand(1, 300, generator=torch.Generator().manual_seed(1))
+    if coarse_importance:  # many ties: the lower index goes first
+        importance = (importance * 4).floor() / 4
+    selection = select(x, 48, importance=importance, lam=lam)  # lambda 1: groups short of survivors
+    xn, scores, tau = F.normalize(x[0], dim=-1), selection.scores[0], float(selection.tau[0])
+    groups = selection.groups[0]
+    expected = {}
+    for group in range(int(selection.num_groups[0])):
+        expected.update(_greedy_nms_step_by_step(xn, (groups == group).nonzero().flatten().tolist(), scores, tau))
+    seen = set()
+    for token in range(300):
+        decision = explain(selection, x, 0, token)
+        seen.add(decision.status)
+        assert decision.status in STATUSES and decision.token == token and decision.group == int(groups[token])
+        kept = token in selection.indices[0].tolist()
+        if decision.status == "suppressed":
+            assert not kept and decision.suppressor == expected[token]
+            assert decision.similarity == pytest.approx(float(xn[token] @ xn[decision.suppressor]), abs=1e-5)
+        elif decision.status == "zero_importance":
+            assert not kept and float(scores[token]) == 0
+        elif decision.status == "kept" and token in expected:  # topping up a group short of survivors
+            assert kept and decision.survivor_rank is None and decision.group_quota > decision.group_survivors
+        else:
+            assert token not in expected and kept == (decision.status == "kept")
+            assert decision.survivor_rank == int(selection.survivor_rank[0, token]) + 1
+    assert {"kept", "suppressed"} <= seen and ("quota_full" in seen) == (lam > 1) and ("zero_importance" in seen) == coarse_importance
+
+
+def test_tokens_that_took_no_part_are_excluded_and_bad_arguments_are_named():
+    x = clustered_tokens(0, 1, 40, 8)
+    valid = torch.ones(1, 40, dtype=torch.bool)
+    valid[0, 30:] = False
+    selection = select(x, 12, valid=valid)
+    assert explain(selection, x, 0, 35).status == "excluded"
+    assert explain(selection, x[0], 0, 3).group == int(selection.groups[0, 3])  # [T, D] for the one view
+    with pytest.raises(ValueError, match=r"view must be in \[0, 0\], got 1"):
+        explain(selection, x, 1, 0)
+    with pytest.raises(ValueError, match=r"token must be in \[0, 39\], got 40"):
+        explain(selection, x, 0, 40)
+    with pytest.raises(ValueError, match="features hold 39 tokens"):
+        explain(selection, x[:, :39], 0, 0)
