@@ -3,6 +3,7 @@ tiers: ``make test-fast`` runs what is marked neither browser, eval nor slow."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -85,46 +86,61 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def app_url():
-    """`python app.py` launched as a user would (offline default model), on a free port."""
+ROOT = TESTS.parent
+
+
+def app_env(**extra) -> dict:
+    """The environment of a launched app: offline (it serves the built-in without probing the
+    Hub), no analytics, and no model or address settings inherited from the caller's shell."""
     import os
+
+    inherited = ("PRUNESID_MODEL", "GRADIO_SERVER_NAME", "FORWARDED_ALLOW_IPS")
+    env = {k: v for k, v in os.environ.items() if k not in inherited}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **extra)
+    return env
+
+
+@contextlib.contextmanager
+def launched_app(*args: str, log_path: Path, env: dict | None = None, script: str = "app.py", timeout: float = 240):
+    """``python app.py ARGS`` on a free port, as a user starts it; yields (url, process) once
+    the page answers, and stops the app on the way out. Its output goes to ``log_path``."""
     import subprocess
     import sys
     import time
     import urllib.request
-    from pathlib import Path
 
     port = _free_port()
-    root = Path(__file__).resolve().parent.parent
-    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME")}
-    env["GRADIO_ANALYTICS_ENABLED"] = "False"
-    env["HF_HUB_OFFLINE"] = "1"  # the launched app serves tiny-random without probing the Hub
-    log_path = root / "test-artifacts" / "app-server.log"
-    log_path.parent.mkdir(exist_ok=True)
-    log = open(log_path, "w")
-    server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            if server.poll() is not None:
-                raise RuntimeError(f"app.py exited with {server.returncode}; see {log_path}:\n{log_path.read_text()[-3000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not answer on {url} within 180 s; see {log_path}")
-                time.sleep(0.5)
-        yield url
-    finally:
-        server.terminate()
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as log:
+        command = [sys.executable, script, *args, "--port", str(port)]
+        server = subprocess.Popen(command, cwd=ROOT, env=env or app_env(), stdout=log, stderr=subprocess.STDOUT)
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + timeout
         try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
+            while True:
+                if server.poll() is not None:
+                    raise RuntimeError(f"{script} exited with {server.returncode}; see {log_path}:\n{log_path.read_text()[-3000:]}")
+                try:
+                    urllib.request.urlopen(url, timeout=2)
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{script} did not answer on {url} within {timeout:.0f} s; see {log_path}")
+                    time.sleep(0.5)
+            yield url, server
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """`python app.py` launched as a user would (offline default model), on a free port."""
+    with launched_app(log_path=ROOT / "test-artifacts" / "app-server.log") as (url, _):
+        yield url
 
 
 @pytest.fixture(autouse=True)

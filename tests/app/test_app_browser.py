@@ -11,10 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from prunesid import PruneSID
-from tests.conftest import _free_port, scene
+from tests.conftest import launched_app, scene
 from viz.overlay import canvases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,33 +121,9 @@ def test_upload_analyze_slide_and_ask(browser, app_url, tmp_path):
 def slow_app_url(tmp_path_factory):
     launcher = tmp_path_factory.mktemp("slow-app") / "slow_app.py"
     launcher.write_text(SLOW_APP)
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME")}
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    ARTIFACTS.mkdir(exist_ok=True)
-    log = open(ARTIFACTS / "slow-app-server.log", "w")
-    command = [sys.executable, str(launcher), "--model", "tiny-random", "--port", str(port), "--max-new-tokens", str(MAX_NEW_TOKENS)]
-    server = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        for _ in range(360):
-            if server.poll() is not None:
-                raise RuntimeError(f"the app exited with {server.returncode}; see {log.name}")
-            try:
-                urllib.request.urlopen(url, timeout=2)
-                break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            raise RuntimeError(f"the app did not answer on {url}")
+    args = ("--model", "tiny-random", "--max-new-tokens", str(MAX_NEW_TOKENS))
+    with launched_app(*args, script=str(launcher), log_path=ARTIFACTS / "slow-app-server.log") as (url, _):
         yield url
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def _open_with_picture(browser, url, picture):

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -39,7 +37,7 @@ from PIL import Image
 from demo.chat import NO_SESSION
 from demo.limits import CLIENT_SHARE, CONCURRENCY_ID, CONCURRENCY_LIMIT, MAX_PENDING, QUEUE_SIZE
 from tests import hostile_media as corpus
-from tests.conftest import _free_port, scene
+from tests.conftest import launched_app, scene
 from tests.media.test_images_large import write_png
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,35 +76,11 @@ def memory_mb(pid: int) -> dict:
 @pytest.fixture(scope="module")
 def server():
     _linux_only()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME", "FORWARDED_ALLOW_IPS")}
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
-    log_path = ROOT / "test-artifacts" / "hostile-app-server.log"
-    log_path.parent.mkdir(exist_ok=True)
-    log = open(log_path, "w")
-    process = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 180
     try:
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"app.py exited with {process.returncode}: {log_path.read_text()[-3000:]}")
-            try:
-                httpx.get(url, timeout=2)
-                break
-            except httpx.HTTPError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"app.py did not answer within 180 s; see {log_path}")
-                time.sleep(0.5)
-        config = httpx.get(url + "config", timeout=30).json()
-        yield App(url, process, config)
+        with launched_app(log_path=ROOT / "test-artifacts" / "hostile-app-server.log") as (url, process):
+            config = httpx.get(url + "config", timeout=30).json()
+            yield App(url, process, config)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
         ARTIFACT.write_text(json.dumps(numbers, indent=2))
 
 

@@ -14,13 +14,11 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import _free_port, scene
+from tests.conftest import launched_app, scene
 
 # Each test installs a plug-in and runs a front end in a process of its own.
 pytestmark = pytest.mark.slow
@@ -130,30 +128,9 @@ def test_prunesid_plugins_names_a_module_without_installing_it(tmp_path):
 @pytest.fixture(scope="module")
 def app_with_plugin(installed, tmp_path_factory):
     """``python app.py`` with the plug-in installed (on the path with its entry point)."""
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("plugin-app") / "app.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen([sys.executable, "app.py", "--port", str(port)], cwd=ROOT, env=plugin_env(installed), stdout=log, stderr=subprocess.STDOUT)
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 300
-        try:
-            while True:
-                if server.poll() is not None:
-                    raise RuntimeError(f"app.py exited with {server.returncode}:\n{log_path.read_text()[-3000:]}")
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"app.py did not answer on {url} within 300 s:\n{log_path.read_text()[-3000:]}")
-                    time.sleep(0.5)
-            yield url
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with launched_app(log_path=log_path, env=plugin_env(installed), timeout=300) as (url, _):
+        yield url
 
 
 def test_the_demo_switch_offers_and_runs_an_installed_plugin_press(app_with_plugin, image_file):

@@ -10,11 +10,6 @@ Directories: ``llava-hf/llava-interleave-qwen-0.5b-hf`` (the demo's CPU default)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +19,7 @@ from prunesid.cli import main
 from prunesid.images import load_image
 from prunesid.video import load_video
 from prunesid.vlm.builtins.hub import write_checkpoint
-from tests.conftest import _free_port, scene
+from tests.conftest import launched_app, scene
 from tests.vlm.test_checkpoints import build
 
 # Each front end runs in a process of its own (the CLI, a launched app, lmms-eval).
@@ -77,35 +72,11 @@ def test_the_demo_serves_a_qwen_directory(directories, picture, tmp_path):
     from gradio_client import Client, handle_file
 
     directory = str(directories[QWEN])
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME")}
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
     log_path = tmp_path / "app.log"
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "app.py", "--model", directory, "--port", str(port), "--max-new-tokens", "4"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        try:
-            url = f"http://127.0.0.1:{port}/"
-            deadline = time.monotonic() + 240
-            while True:
-                assert server.poll() is None, f"app.py exited with {server.returncode}:\n{log_path.read_text()[-3000:]}"
-                try:
-                    urllib.request.urlopen(url, timeout=2)
-                    break
-                except OSError:
-                    assert time.monotonic() < deadline, f"app.py did not answer within 240 s:\n{log_path.read_text()[-3000:]}"
-                    time.sleep(0.5)
-            stats = Client(url, verbose=False).predict(
-                image=handle_file(str(picture)), budget=64, groups=0, lam=0, grouping="psca", dynamic=False, api_name="/analyze"
-            )[-2]
-        finally:
-            server.terminate()
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                server.kill()
+    with launched_app("--model", directory, "--max-new-tokens", "4", log_path=log_path) as (url, _):
+        stats = Client(url, verbose=False).predict(
+            image=handle_file(str(picture)), budget=64, groups=0, lam=0, grouping="psca", dynamic=False, api_name="/analyze"
+        )[-2]
     text = log_path.read_text()
     assert f"Loading {directory} on cpu" in text and "falling back" not in text
     expected = load_vlm(directory, device="cpu").chat(load_image(str(picture)), QUESTION, press=PruneSID(budget=64), max_new_tokens=1)
