@@ -7,5 +7,6 @@ a directory written in that layout (``registry.builtin_directory``).
 
 from prunesid.vlm.builtins.registry import BUILTINS, Builtin, builtin_directory, register_builtin
 from prunesid.vlm.builtins import llava, qwen_vl, video_llava  # noqa: F401,E402  (each registers its built-ins)
+from prunesid.vlm.builtins import mini_gemini  # noqa: F401,E402
 
 __all__ = ["BUILTINS", "Builtin", "builtin_directory", "register_builtin"]

@@ -1,0 +1,227 @@
+"""Mini-Gemini (MGM, MGM-HD): PruneSID chooses among the mined low-res tokens of each view.
+
+Preprocessing as the original: the image padded to a square with the processor's mean
+colour (x 255, integers), resized (PIL bicubic) to ``image_size_aux`` and normalised: the
+high-res input. The low-res input is that normalised tensor resized (bilinear) to 336 (MGM)
+or 672 (HD, then cut into 2 x 2 crops of 336 plus a global view resized to 336).
+
+Where the press acts: after patch-info mining, before ``mm_projector``. Mining changes each
+token with its own high-res window only, so choosing N tokens after mining equals mining
+the N chosen ones (tested); the press then sees the tokens the projector would receive.
+Importance is the CLS attention of the CLIP layer whose output is the feature layer (the CLS
+exists in the tower although the model never feeds it). N per view: HD feeds 5 x N.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from prunesid.geometry import PatchGrid
+from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
+from prunesid.vlm.llava import views_in_sequence
+from prunesid.vlm.mini_gemini_checkpoint import MODEL_TYPES, load_model, read_config
+from prunesid.vlm.towers import encode_views
+
+OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+# The conversation template each variant was trained with (MGM's conv_mode): vicuna_v1 for
+# the Vicuna-based models, gemma for MGM-2B, mistral_instruct for Mixtral / Mistral.
+_PARTS = (
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}<image>\n{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}{% endif %}"
+)
+CHAT_TEMPLATES = {
+    "llama": (
+        "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the human's questions. "
+        "{% for message in messages if message['role'] != 'system' %}"
+        "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}" + _PARTS +
+        "{% if message['role'] == 'assistant' %}</s>{% else %} {% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    ),
+    "gemma": (
+        "{% for message in messages if message['role'] != 'system' %}"
+        "<start_of_turn>{% if message['role'] == 'user' %}user{% else %}model{% endif %}\n" + _PARTS +
+        "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    ),
+    "mistral": (
+        "{% for message in messages if message['role'] != 'system' %}"
+        "{% if message['role'] == 'user' %}[INST] " + _PARTS + " [/INST]{% else %}" + _PARTS + "</s>{% endif %}{% endfor %}"
+    ),
+}
+CHAT_TEMPLATES["mixtral"] = CHAT_TEMPLATES["mistral"]
+
+
+class MiniGeminiProcessor:
+    """Tokenizer, image processor (normalisation and the aux resize) and chat template."""
+
+    def __init__(self, tokenizer, image_processor, chat_template: str):
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.chat_template = chat_template
+
+    def apply_chat_template(self, messages, add_generation_prompt: bool = True, tokenize: bool = False, **kwargs):
+        return self.tokenizer.apply_chat_template(
+            messages, chat_template=self.chat_template, add_generation_prompt=add_generation_prompt, tokenize=tokenize, **kwargs
+        )
+
+
+def pad_to_square(image: Image.Image, mean: list[float]) -> Image.Image:
+    """The original expand2square: centred on a square of the mean colour (x 255, truncated)."""
+    width, height = image.size
+    if width == height:
+        return image
+    side = max(width, height)
+    canvas = Image.new(image.mode, (side, side), tuple(int(value * 255) for value in mean))
+    canvas.paste(image, ((side - width) // 2, (side - height) // 2))
+    return canvas
+
+
+def low_res_views(aux_pixels: torch.Tensor, size: int, grid: int, with_global: bool) -> torch.Tensor:
+    """``[1, 3, A, A]`` normalised -> ``[V, 3, size, size]``: [global,] then the grid's crops row by row."""
+    low = F.interpolate(aux_pixels.float(), size=(size * grid, size * grid), mode="bilinear", align_corners=False)
+    views = []
+    if grid > 1 and with_global:
+        views.append(F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False))
+    for row in range(grid):
+        for col in range(grid):
+            views.append(low[..., row * size:(row + 1) * size, col * size:(col + 1) * size])
+    return torch.cat(views, dim=0).to(aux_pixels.dtype)
+
+
+class MiniGeminiLayout(FamilyLayout):
+    """Views of one image: [global,] crops; ``tokens`` each (576), no newlines, no CLS fed."""
+
+    preset = "llava"
+    cls_slot = True
+    cls_attention = True
+
+    def __init__(self, tokens_per_view: int, grid: int, with_global: bool):
+        self.tokens_per_view = tokens_per_view
+        self.side = int(round(tokens_per_view ** 0.5))
+        self.grid = grid
+        self.with_global = grid > 1 and with_global
+
+    @property
+    def num_views(self) -> int:
+        return self.grid ** 2 + int(self.with_global)
+
+    def selectable_tokens(self, image_size, modality="image") -> list[int]:
+        return [self.tokens_per_view] * self.num_views
+
+    def unmodified_tokens(self, image_size, modality="image") -> int:
+        return self.tokens_per_view * self.num_views
+
+    def grids(self, image_size, modality="image") -> list[PatchGrid]:
+        width, height = image_size
+        side = max(width, height)
+        x0, y0 = -((side - width) // 2), -((side - height) // 2)  # the padded square on the image
+        grids = []
+        if self.with_global:
+            grids.append(PatchGrid(self.side, self.side, (x0, y0, x0 + side, y0 + side), "global"))
+        step = side / self.grid
+        for row in range(self.grid):
+            for col in range(self.grid):
+                box = (x0 + col * step, y0 + row * step, x0 + (col + 1) * step, y0 + (row + 1) * step)
+                grids.append(PatchGrid(self.side, self.side, box, "image" if self.grid == 1 else f"crop {row},{col}"))
+        return grids
+
+    def arrange(self, kept, merged, with_cls, cls_fed, image_size, modality="image", compressed=True) -> FeedPlan:
+        return views_in_sequence(kept, merged, with_cls, False, stride=self.tokens_per_view if len(kept) > 1 else None)
+
+
+class MiniGemini(Family):
+    """A :class:`prunesid.vlm.mini_gemini_model.MiniGeminiModel` and its processor."""
+
+    def __init__(self, model, processor):
+        super().__init__(model, processor)
+        config = model.config
+        self.layout = MiniGeminiLayout(config.tokens_per_view, config.image_grid, config.image_global)
+
+    def preprocess(self, image: Image.Image) -> dict:
+        config, image_processor = self.model.config, self.processor.image_processor
+        if config.image_aspect_ratio == "pad":
+            image = pad_to_square(image.convert("RGB"), image_processor.image_mean)
+        aux = image_processor(images=image, return_tensors="pt")["pixel_values"]
+        views = low_res_views(aux, config.image_size, config.image_grid, config.image_global)
+        return {"pixel_values": views, "pixel_values_aux": aux}
+
+    def split_inputs(self, inputs: dict) -> list:
+        aux = inputs.get("pixel_values_aux")
+        if aux is None:
+            return []
+        views = self.layout.num_views
+        return [
+            ("image", {"pixel_values": inputs["pixel_values"][i * views:(i + 1) * views], "pixel_values_aux": aux[i:i + 1]},
+             (int(aux.shape[-1]), int(aux.shape[-2])))
+            for i in range(aux.shape[0])
+        ]
+
+    def encode(self, pixel_inputs: dict) -> VisionOutput:
+        model = self.model
+        tower = model.vision_tower
+        views = pixel_inputs["pixel_values"].to(tower.device, tower.dtype)
+        out = encode_views(tower, views, model.config.select_layer, "default")
+        windows = model.aux_windows(pixel_inputs["pixel_values_aux"].to(tower.device, tower.dtype))
+        out.features = model.mine(out.features, windows)
+        return out
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.mm_projector(features)
+
+    def generation_inputs(self, input_ids, runs, encoded) -> dict:
+        return {"image_features": [run.embeds for run in runs]} if runs else {}
+
+
+def load_mini_gemini(path: str, dtype: torch.dtype):
+    """``(model, processor)`` from a directory (or Hub id) in the original MGM format."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
+
+    directory = Path(path) if Path(path).is_dir() else _download(path)
+    config = read_config(directory)  # before the weights: a bad config fails fast
+    tokenizer = _tokenizer(AutoTokenizer, directory)
+    if "<image>" not in tokenizer.get_vocab():
+        # The original splices features at id -200; a placeholder token the embedding never sees does the same.
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    model = load_model(directory, dtype)
+    model.config.image_token_id = tokenizer.convert_tokens_to_ids("<image>")
+    stored = directory / "preprocessor_config.json"
+    stats = json.loads(stored.read_text()) if stored.is_file() else {}
+    size = model.config.image_size_aux
+    image_processor = CLIPImageProcessorPil(
+        size={"shortest_edge": size}, crop_size={"height": size, "width": size},
+        image_mean=stats.get("image_mean", OPENAI_CLIP_MEAN), image_std=stats.get("image_std", OPENAI_CLIP_STD),
+    )
+    template_file = directory / "chat_template.json"
+    template = json.loads(template_file.read_text())["chat_template"] if template_file.is_file() else CHAT_TEMPLATES[MODEL_TYPES[config.model_type]]
+    return model, MiniGeminiProcessor(tokenizer, image_processor, template)
+
+
+def _tokenizer(auto_tokenizer, directory: Path):
+    """The checkpoint's tokenizer; transformers reads config.json on the way and warns that it
+    does not know the model type (true, and harmless here): silenced."""
+    from transformers.utils import logging as transformers_logging
+
+    level = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        return auto_tokenizer.from_pretrained(str(directory))
+    finally:
+        transformers_logging.set_verbosity(level)
+
+
+def _download(repo: str) -> Path:
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors", "tokenizer*"]))
+
+
+for _model_type in MODEL_TYPES:
+    register_family(_model_type, None, f"Mini-Gemini ({MODEL_TYPES[_model_type]} LLM)", loader=load_mini_gemini)(MiniGemini)

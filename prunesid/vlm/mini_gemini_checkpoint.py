@@ -1,0 +1,200 @@
+"""Mini-Gemini checkpoints in their original format (dvlab-research/MGM, the YanweiLi/MGM-* repositories).
+
+``config.json`` is the language model's configuration plus MGM's keys (``mm_vision_tower``,
+``mm_vision_tower_aux``, ``mm_hidden_size(_aux)``, ``mm_projector_type``,
+``mm_vision_select_layer``, ``image_size_aux``, ``image_grid``, ``image_global``,
+``image_aspect_ratio``); ``model_type`` is ``mini_gemini`` / ``mini_gemini_gemma`` (the first
+releases) or ``mgm`` / ``mgm_gemma`` / ``mgm_mistral`` / ``mgm_mixtral``. Weights keep the
+original names (``model.vision_tower.vision_tower.vision_model.*``,
+``model.vision_tower_aux.vision_stem.*`` / ``vision_stages.*`` in timm's ConvNeXt names,
+``model.mm_projector.*``, ``model.vlm_uni_{query,aux,val}_projector.*``, the LLM's
+``model.*`` and ``lm_head.*``), mapped here by name onto :class:`MiniGeminiModel` and loaded
+strictly: a missing, unknown or misshapen weight is a ValueError naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from transformers import CONFIG_MAPPING, AutoModelForCausalLM, GenerationConfig
+
+from prunesid.vlm.mini_gemini_model import CLIP_L_336, CONVNEXT_LARGE, MiniGeminiModel
+
+# model_type -> the transformers model type of its language model
+MODEL_TYPES = {
+    "mini_gemini": "llama", "mgm": "llama", "mini_gemini_gemma": "gemma", "mgm_gemma": "gemma",
+    "mgm_mistral": "mistral", "mgm_mixtral": "mixtral",
+}
+MGM_KEYS = (
+    "mm_vision_tower", "mm_vision_tower_aux", "mm_hidden_size", "mm_hidden_size_aux", "mm_projector_type",
+    "mm_vision_select_layer", "mm_vision_select_feature", "image_size_aux", "image_grid", "image_global",
+    "image_aspect_ratio", "mm_vision_config", "mm_vision_aux_config", "image_token_index",
+)
+
+# (original, native) name patterns; the first that matches maps a weight.
+_AUX_BLOCK = {"conv_dw": "dwconv", "norm": "layernorm", "mlp.fc1": "pwconv1", "mlp.fc2": "pwconv2", "gamma": "layer_scale_parameter"}
+NAME_MAP = [
+    (r"model\.vision_tower\.vision_tower\.(.+)", r"vision_tower.\1"),
+    (r"model\.vision_tower_aux\.vision_stem\.0\.(weight|bias)", r"aux_tower.embeddings.patch_embeddings.\1"),
+    (r"model\.vision_tower_aux\.vision_stem\.1\.(weight|bias)", r"aux_tower.embeddings.layernorm.\1"),
+    (r"model\.vision_tower_aux\.vision_stages\.(\d+)\.downsample\.(\d)\.(weight|bias)", r"aux_tower.stages.\1.downsampling_layer.\2.\3"),
+    *[
+        (rf"model\.vision_tower_aux\.vision_stages\.(\d+)\.blocks\.(\d+)\.{re.escape(old)}(\.weight|\.bias|)",
+         rf"aux_tower.stages.\1.layers.\2.{new}\3")
+        for old, new in _AUX_BLOCK.items()
+    ],
+    (r"model\.mm_projector\.(.+)", r"mm_projector.\1"),
+    (r"model\.vlm_uni_query_projector\.(.+)", r"query_projector.\1"),
+    (r"model\.vlm_uni_aux_projector\.(.+)", r"aux_projector.\1"),
+    (r"model\.vlm_uni_val_projector\.(.+)", r"val_projector.\1"),
+    (r"lm_head\.(.+)", r"language_model.lm_head.\1"),
+    (r"model\.(.+)", r"language_model.model.\1"),
+]
+# Buffers older transformers saved with the weights; recomputed here.
+IGNORED = re.compile(r".*(\.position_ids|rotary_emb\.inv_freq)$")
+
+
+class MiniGeminiConfig:
+    """The parsed ``config.json``: the LLM's transformers config and MGM's vision settings."""
+
+    def __init__(self, raw: dict, source: str = "config.json"):
+        model_type = raw.get("model_type")
+        if model_type not in MODEL_TYPES:
+            raise ValueError(f"{source}: model_type {model_type!r} is not a Mini-Gemini type ({', '.join(MODEL_TYPES)})")
+        self.raw = dict(raw)
+        self.model_type = model_type
+        text = {key: value for key, value in raw.items() if key not in MGM_KEYS and key not in ("model_type", "architectures")}
+        self.text_config = CONFIG_MAPPING[MODEL_TYPES[model_type]](**text)
+        projector = raw.get("mm_projector_type", "mlp2x_gelu")
+        if projector != "mlp2x_gelu":
+            raise ValueError(f"{source}: mm_projector_type {projector!r} is not supported (Mini-Gemini uses 'mlp2x_gelu')")
+        self.vision = dict(raw.get("mm_vision_config") or _known(raw.get("mm_vision_tower"), "clip-vit-large-patch14-336", CLIP_L_336, "mm_vision_tower", source))
+        self.aux = dict(raw.get("mm_vision_aux_config") or _known(raw.get("mm_vision_tower_aux"), "convnext-large-d-320", CONVNEXT_LARGE, "mm_vision_tower_aux", source))
+        for key, expected in (("mm_hidden_size", self.vision["hidden_size"]), ("mm_hidden_size_aux", sum(self.aux["hidden_sizes"]))):
+            if key in raw and raw[key] != expected:
+                raise ValueError(f"{source}: {key} is {raw[key]} but the tower it names has {expected} channels")
+        self.select_layer = int(raw.get("mm_vision_select_layer", -2))
+        self.image_size = int(self.vision["image_size"])
+        self.image_size_aux = int(raw.get("image_size_aux", 768))
+        self.image_grid = int(raw.get("image_grid", 1))
+        self.image_global = bool(raw.get("image_global", False))
+        self.image_aspect_ratio = raw.get("image_aspect_ratio", "pad")
+        self.tokens_per_view = (self.image_size // self.vision["patch_size"]) ** 2
+        self.image_token_id = raw.get("image_token_index")
+        self.scale_image_features = MODEL_TYPES[model_type] == "gemma"
+        cells = self.image_size_aux // 4 // self.image_grid
+        if cells % int(self.tokens_per_view ** 0.5):
+            raise ValueError(f"{source}: image_size_aux {self.image_size_aux} does not give every low-res token a whole window")
+
+    def to_dict(self) -> dict:
+        return dict(self.raw)
+
+
+def _known(name, marker: str, shape: dict, key: str, source: str) -> dict:
+    if isinstance(name, str) and marker in name.lower().replace("_", "-"):
+        return shape
+    raise ValueError(f"{source}: {key} {name!r} is not a tower this loader knows (expected a name containing {marker!r})")
+
+
+def native_name(original: str) -> str | None:
+    for pattern, replacement in NAME_MAP:
+        if re.fullmatch(pattern, original):
+            return re.sub(pattern, replacement, original)
+    return None
+
+
+def original_name(native: str) -> str:
+    """The inverse of :func:`native_name` (what an export writes)."""
+    rules = [
+        (r"vision_tower\.(.+)", r"model.vision_tower.vision_tower.\1"),
+        (r"aux_tower\.embeddings\.patch_embeddings\.(.+)", r"model.vision_tower_aux.vision_stem.0.\1"),
+        (r"aux_tower\.embeddings\.layernorm\.(.+)", r"model.vision_tower_aux.vision_stem.1.\1"),
+        (r"aux_tower\.stages\.(\d+)\.downsampling_layer\.(\d)\.(.+)", r"model.vision_tower_aux.vision_stages.\1.downsample.\2.\3"),
+        *[(rf"aux_tower\.stages\.(\d+)\.layers\.(\d+)\.{new}(\.weight|\.bias|)", rf"model.vision_tower_aux.vision_stages.\1.blocks.\2.{old}\3") for old, new in _AUX_BLOCK.items()],
+        (r"mm_projector\.(.+)", r"model.mm_projector.\1"),
+        (r"(query|aux|val)_projector\.(.+)", r"model.vlm_uni_\1_projector.\2"),
+        (r"language_model\.lm_head\.(.+)", r"lm_head.\1"),
+        (r"language_model\.model\.(.+)", r"model.\1"),
+    ]
+    for pattern, replacement in rules:
+        if re.fullmatch(pattern, native):
+            return re.sub(pattern, replacement, native)
+    raise ValueError(f"no original name for {native!r}")
+
+
+def build_model(config: MiniGeminiConfig) -> MiniGeminiModel:
+    return MiniGeminiModel(config, AutoModelForCausalLM.from_config(config.text_config))
+
+
+def read_config(directory: Path) -> MiniGeminiConfig:
+    path = Path(directory) / "config.json"
+    return MiniGeminiConfig(json.loads(path.read_text()), str(path))
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+    directory = Path(directory)
+    files = sorted(directory.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"{directory} has no *.safetensors weights (Mini-Gemini checkpoints are loaded from safetensors)")
+    tensors = {}
+    for path in files:
+        with safe_open(str(path), "pt") as weights:
+            tensors.update({name: weights.get_tensor(name) for name in weights.keys()})
+    return tensors
+
+
+def load_weights(model: MiniGeminiModel, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """Map every weight by name and load strictly; ValueError naming each problem."""
+    expected = model.state_dict()
+    mapped, unknown = {}, []
+    for name, tensor in tensors.items():
+        if IGNORED.fullmatch(name):
+            continue
+        native = native_name(name)
+        if native is None or native not in expected:
+            unknown.append(name)
+        else:
+            mapped[native] = tensor
+    tied = {"language_model.lm_head.weight"} if getattr(model.config.text_config, "tie_word_embeddings", False) else set()
+    missing = [original_name(name) for name in expected if name not in mapped and name not in tied]
+    shapes = [
+        f"{original_name(name)} is {tuple(tensor.shape)}, the model needs {tuple(expected[name].shape)}"
+        for name, tensor in mapped.items() if tensor.shape != expected[name].shape
+    ]
+    problems = []
+    if unknown:
+        problems.append(f"unknown weights (no place in the model): {', '.join(sorted(unknown))}")
+    if missing:
+        problems.append(f"missing weights: {', '.join(missing)}")
+    if shapes:
+        problems.append(f"wrong shapes: {'; '.join(shapes)}")
+    if problems:
+        raise ValueError(f"{source} cannot be loaded as a Mini-Gemini checkpoint: " + "; ".join(problems))
+    model.load_state_dict(mapped, strict=not tied)
+    if tied:
+        model.language_model.tie_weights()
+
+
+def load_model(directory: str | Path, dtype: torch.dtype = torch.float32) -> MiniGeminiModel:
+    config = read_config(Path(directory))
+    model = build_model(config)
+    load_weights(model, read_weights(Path(directory)), str(directory))
+    if (Path(directory) / "generation_config.json").is_file():
+        model.language_model.generation_config = GenerationConfig.from_pretrained(str(directory))
+    return model.to(dtype).eval()
+
+
+def save_original(model: MiniGeminiModel, directory: str | Path) -> Path:
+    """Write ``model`` in the original format: config.json, generation_config.json, model.safetensors."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
+    model.language_model.generation_config.save_pretrained(str(directory))
+    tensors = {original_name(name): tensor.contiguous() for name, tensor in model.state_dict().items()}
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    return directory
