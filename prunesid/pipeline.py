@@ -65,7 +65,7 @@ def encode_media(family: Family, key: str, image: Image.Image, pixel_inputs: dic
         importance=vision.importance,
         # A clip given as fewer frames than the model's count (Video.from_frames) has that many
         # views; the layout's frames share one geometry, so its first ones fit.
-        grids=family.layout.grids(image.size, modality)[: vision.features.shape[0]],
+        grids=family.grids(image, pixel_inputs, modality)[: vision.features.shape[0]],
         valid=family.valid_patches(pixel_inputs, image.size, modality),
         pixel_inputs=pixel_inputs,
         vision_ms=(time.perf_counter() - start) * 1000,
@@ -171,12 +171,15 @@ def press_inputs(
         compressions = compress(family, media, press) if press is not None and media else [None] * len(media)
     runs = [visual_run(family, item, compression) for item, compression in zip(media, compressions)]
     counts = [int(run.embeds.shape[0]) for run in runs]
-    unmodified = [family.layout.unmodified_tokens(item.image_size, item.modality) for item in media]
-    ids = prompt_ids
+    # Per input, its placeholder runs in the prompt (one, or e.g. one per Qwen3-VL frame group).
+    full_runs, fed_runs = zip(*(family.placeholder_runs(item, run) for item, run in zip(media, runs))) if media else ((), ())
+    unmodified = [sum(full) for full in full_runs]
+    ids = family.expand_prompt(prompt_ids, media)
     modalities = [item.modality for item in media]
     for modality in dict.fromkeys(["image", *(["video"] if family.num_frames else []), *modalities]):
         mine = [i for i, kind in enumerate(modalities) if kind == modality]
-        ids = set_placeholder_runs(ids, family.placeholder_for(modality), [unmodified[i] for i in mine], [counts[i] for i in mine], modality)
+        full = [n for i in mine for n in full_runs[i]]
+        ids = set_placeholder_runs(ids, family.placeholder_for(modality), full, [n for i in mine for n in fed_runs[i]], modality)
     ids = ids.to(prompt_ids.device)
     return PressedInputs(
         input_ids=ids,

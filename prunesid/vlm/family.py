@@ -283,6 +283,16 @@ class Family(ABC):
         """One PatchGrid per view: where each token sits on the user's image (the layout's)."""
         return self.layout.grids(image.size, modality)
 
+    def expand_prompt(self, prompt_ids: torch.Tensor, media: list) -> torch.Tensor:
+        """``prompt_ids`` with any text the model's processor adds around an input's
+        placeholder (e.g. Qwen3-VL's frame timestamps); unchanged by default."""
+        return prompt_ids
+
+    def placeholder_runs(self, encoded, run: VisualRun) -> tuple[list[int], list[int]]:
+        """The placeholder runs of one input in the prompt: the unmodified model's length of
+        each and how many of ``run``'s tokens go into each. By default one run per input."""
+        return [self.layout.unmodified_tokens(encoded.image_size, encoded.modality)], [int(run.embeds.shape[0])]
+
     def valid_patches(self, pixel_inputs: dict, image_size: tuple[int, int], modality: str = "image") -> torch.Tensor | None:
         """``[V, T]`` bool: tokens that may be kept (None for all), from the layout."""
         return self.layout.valid_patches(image_size, modality)

@@ -13,7 +13,9 @@ although nothing about images needs torchvision.
   PIL backend), the tokenizer, the chat template and ``processor_config.json`` options. Images
   and prompts come out exactly as with the full processor. Video-LLaVA's processor still takes
   ``videos=``: its video processor is its image processor applied to every frame (same
-  resize, crop, mean and std), so :class:`FramewiseVideoProcessor` does that job.
+  resize, crop, mean and std), so :class:`FramewiseVideoProcessor` does that job. Qwen-VL
+  processors take ``videos=`` too: :class:`QwenVideoProcessor` does the Qwen video
+  processors' resize, normalisation and patching on the frames given.
 
 Whatever goes wrong, the caller gets one ValueError naming the missing file or package and
 the fix, never an ImportError from inside transformers.
@@ -133,6 +135,8 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
     )
     if processor_class.__name__ in FRAMEWISE_VIDEO:
         processor.video_processor = FramewiseVideoProcessor(processor.image_processor)
+    if processor_class.__name__ in QWEN_VIDEO:
+        processor.video_processor = QwenVideoProcessor.from_checkpoint(model, processor.image_processor, QWEN_VIDEO[processor_class.__name__])
     return processor
 
 
@@ -195,3 +199,146 @@ def without_video_processor(processor_class: type[ProcessorMixin]) -> type[Proce
     ImagesOnly.__module__ = __name__
     _WITHOUT_VIDEO[processor_class] = ImagesOnly
     return ImagesOnly
+
+
+# --- Qwen-VL clips without torchvision ------------------------------------------------------
+
+# Processor classes whose video processor this module stands in for (transformers' Qwen2-VL /
+# Qwen3-VL video processors need torchvision); the value: the video resize rule.
+QWEN_VIDEO = {"Qwen2VLProcessor": "per-frame", "Qwen2_5_VLProcessor": "per-frame", "Qwen3VLProcessor": "whole-clip"}
+VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
+
+
+class QwenVideoProcessor:
+    """The Qwen-VL video processors' work without torchvision, on the frames it is given (no
+    frame sampling: the caller samples): every frame resized to the same multiple of
+    patch x merge pixels (Qwen2/2.5-VL: ``smart_resize`` per frame within min / max pixels;
+    Qwen3-VL: the pixel limits hold for the whole clip), rescaled and normalised by the image
+    processor's own PIL operations, an odd frame count padded by repeating the last frame,
+    then cut into ``temporal_patch_size`` x patch x patch patches in the order
+    transformers' ``Qwen2VLVideoProcessor.patchify`` gives: ``pixel_values_videos``
+    ``[t h w, C tp p p]`` and ``video_grid_thw`` ``[videos, 3]`` as transformers' processors."""
+
+    def __init__(self, image_processor, rule: str = "per-frame", settings: dict | None = None):
+        settings = settings or {}
+        self.image_processor = image_processor
+        self.rule = rule
+        self.patch_size = int(settings.get("patch_size", image_processor.patch_size))
+        self.merge_size = int(settings.get("merge_size", image_processor.merge_size))
+        self.temporal_patch_size = int(settings.get("temporal_patch_size", image_processor.temporal_patch_size))
+        self.image_mean = settings.get("image_mean", image_processor.image_mean)
+        self.image_std = settings.get("image_std", image_processor.image_std)
+        size = dict(settings.get("size") or {})
+        for key, legacy in (("shortest_edge", "min_pixels"), ("longest_edge", "max_pixels")):
+            size.setdefault(key, settings.get(legacy) or (image_processor.size or {}).get(key))
+        self.size = size
+
+    @classmethod
+    def from_checkpoint(cls, model: str, image_processor, rule: str) -> "QwenVideoProcessor":
+        """Settings from the checkpoint's video_preprocessor_config.json where it has one
+        (Qwen3-VL), else from its image processor (transformers builds Qwen2/2.5-VL's video
+        processor from preprocessor_config.json)."""
+        settings = _json(Path(model) / VIDEO_PROCESSOR_FILE) if Path(model).is_dir() else {}
+        return cls(image_processor, rule, settings)
+
+    def resized_size(self, num_frames: int, height: int, width: int) -> tuple[int, int]:
+        """(height, width) every frame of a clip of ``num_frames`` frames is resized to."""
+        factor = self.patch_size * self.merge_size
+        low, high = self.size["shortest_edge"], self.size["longest_edge"]
+        if self.rule == "whole-clip":
+            from transformers.models.qwen3_vl.video_processing_qwen3_vl import smart_resize as clip_resize
+
+            # transformers refuses a clip under one temporal patch; it is padded to one here.
+            frames = max(num_frames, self.temporal_patch_size)
+            return clip_resize(frames, height, width, temporal_factor=self.temporal_patch_size, factor=factor, min_pixels=low, max_pixels=high)
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
+
+    def clip(self, frames) -> tuple["torch.Tensor", list[int]]:
+        """One clip's patches ``[t h w, C tp p p]`` and its grid ``[t, h, w]`` (in patches)."""
+        import numpy as np
+        import torch
+        from transformers.image_processing_backends import PilBackend
+        from transformers.image_utils import SizeDict
+
+        arrays = [_channels_first(frame) for frame in frames]
+        if not arrays:
+            raise ValueError("a clip needs at least one frame")
+        height, width = arrays[0].shape[-2:]
+        if any(array.shape != arrays[0].shape for array in arrays):
+            raise ValueError("every frame of a clip must have one size")
+        resized_h, resized_w = self.resized_size(len(arrays), height, width)
+        processor = self.image_processor
+        out = []
+        for array in arrays:
+            array = PilBackend.resize(processor, array, size=SizeDict(height=resized_h, width=resized_w), resample=processor.resample)
+            array = processor.rescale(array, processor.rescale_factor)
+            out.append(processor.normalize(array, self.image_mean, self.image_std))
+        tp, p, m = self.temporal_patch_size, self.patch_size, self.merge_size
+        out += [out[-1]] * (-len(out) % tp)  # an odd count: the last frame again, as transformers pads
+        video = np.stack(out).astype(np.float32)  # [F, C, H, W]
+        grid_t, grid_h, grid_w = len(out) // tp, resized_h // p, resized_w // p
+        channels = video.shape[1]
+        patches = video.reshape(grid_t, tp, channels, grid_h // m, m, p, grid_w // m, m, p)
+        patches = patches.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)
+        flat = patches.reshape(grid_t * grid_h * grid_w, channels * tp * p * p)
+        return torch.from_numpy(np.ascontiguousarray(flat)), [grid_t, grid_h, grid_w]
+
+    def __call__(self, videos, video_metadata=None, return_metadata: bool = False, **kwargs):
+        import torch
+        from transformers.feature_extraction_utils import BatchFeature
+        from transformers.video_utils import VideoMetadata
+
+        clips = _video_clips(videos)
+        patches, grids = zip(*(self.clip(clip) for clip in clips))
+        data = {"pixel_values_videos": torch.cat(patches), "video_grid_thw": torch.tensor(grids)}
+        if return_metadata:
+            given = list(video_metadata) if video_metadata is not None else [None] * len(clips)
+            data["video_metadata"] = [
+                _as_metadata(meta) if meta is not None else VideoMetadata(total_num_frames=len(clip), frames_indices=list(range(len(clip))))
+                for meta, clip in zip(given, clips)
+            ]
+        return BatchFeature(data)
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name == "image_processor":  # copying builds one without __init__
+            raise AttributeError(name)
+        return getattr(self.image_processor, name)
+
+
+def _as_metadata(meta):
+    from transformers.video_utils import VideoMetadata
+
+    return meta if isinstance(meta, VideoMetadata) else VideoMetadata(**dict(meta))
+
+
+def _video_clips(videos) -> list[list]:
+    """Clips as lists of frames: one clip (frames, a [T, H, W, 3] array or a [T, C, H, W]
+    tensor) or a list of them."""
+    import numpy as np
+
+    def is_frame(item) -> bool:
+        from PIL import Image
+
+        return isinstance(item, Image.Image) or (hasattr(item, "ndim") and item.ndim == 3)
+
+    if hasattr(videos, "ndim") and videos.ndim == 4:
+        return [list(videos)]
+    videos = list(videos)
+    if videos and is_frame(videos[0]):
+        return [videos]
+    return [list(clip) if not (hasattr(clip, "ndim") and clip.ndim == 4) else list(clip) for clip in videos] if videos else [np.zeros(0)]
+
+
+def _channels_first(frame):
+    """A frame as a uint8 ``[3, H, W]`` array (PIL image, ``[H, W, 3]`` array or ``[3, H, W]`` tensor)."""
+    import numpy as np
+    from PIL import Image
+
+    if isinstance(frame, Image.Image):
+        return np.asarray(frame.convert("RGB")).transpose(2, 0, 1)
+    array = frame.numpy() if hasattr(frame, "numpy") else np.asarray(frame)
+    if array.shape[-1] == 3 and array.shape[0] != 3:
+        array = array.transpose(2, 0, 1)
+    return array

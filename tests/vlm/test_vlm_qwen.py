@@ -273,12 +273,13 @@ def test_pixel_limits_bound_the_dynamic_resolution():
 # --- video and bad input ------------------------------------------------------------------
 
 
-def test_video_input_fails_with_a_clear_message():
+def test_a_video_part_without_a_clip_fails_with_a_clear_message():
+    # Clips are taken (tests/vlm/test_qwen_video.py); a video part with no clip is named.
     vlm = load_vlm("tiny-random-qwen2.5-vl")
     messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
-    with pytest.raises(ValueError, match="video input is not supported.*frames as images"):
+    with pytest.raises(ValueError, match="holds 1 video placeholders but 0 videos were given"):
         vlm.chat(None, messages, press=PruneSID(budget=64), max_new_tokens=2)
-    with pytest.raises(ValueError, match="video input is not supported"):
+    with pytest.raises(ValueError, match="holds 1 video placeholders but 0 videos were given"):
         vlm.chat([scene(320, 240)], [{"role": "user", "content": [{"type": "image"}, *messages[0]["content"]]}], press=None)
     frames = torch.zeros(4, 64, 64, 3, dtype=torch.uint8).numpy()
     with pytest.raises(ValueError, match="array must be H x W"):
