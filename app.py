@@ -24,7 +24,7 @@ from demo.chat import ChatQueue
 from demo.files import MAX_FILE_BYTES
 from demo.handlers import question as question_text
 from demo.handlers import (
-    GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, stats_markdown, user_errors,
+    EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, snap, stats_markdown, user_errors,
 )
 from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_SIZE
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, MethodHandlers
@@ -47,8 +47,17 @@ MODEL_WORK = {"concurrency_id": CONCURRENCY_ID, "concurrency_limit": CONCURRENCY
 CSS = """
 #banner {border-radius: 8px; padding: 4px 12px; background: var(--block-background-fill);}
 .overlay img {object-fit: contain;}
+/* Tables: words never break inside (no "0 . 2 0 6" on a phone); a table wider than its box scrolls. */
+.stats-table table {display: block; overflow-x: auto; max-width: 100%;}
+.stats-table td, .stats-table th {word-break: normal !important; overflow-wrap: normal !important; hyphens: none;}
+.stats-table td:first-child {min-width: 9em;}
+#chat-status {min-height: 1.5em;}
+/* Wide sheets (panels side by side) keep a readable height on a phone and scroll sideways. */
+@media (max-width: 600px) {
+  .wide-sheet .image-frame, .wide-sheet .image-container {overflow-x: auto;}
+  .wide-sheet img {max-width: none !important; height: 200px !important; width: auto !important;}
+}
 """
-EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
 
 
 def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None, videos: VideoHandlers | None = None) -> gr.Blocks:
@@ -57,12 +66,10 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     refresh_method = on_gpu(user_errors(checked_controls(methods.refresh)))
     compare_methods = on_gpu(user_errors(checked_controls(methods.compare)))
     analyze = on_gpu(user_errors(handlers.analyze))
-    refresh = on_gpu(user_errors(handlers.refresh))
     chat = on_gpu(user_errors(handlers.chat))
     compare_groupings = on_gpu(user_errors(handlers.compare_groupings))
     compare_answers = on_gpu(user_errors(handlers.compare_answers))
     explain = on_gpu(user_errors(handlers.explain))
-    explain_click = on_gpu(user_errors(handlers.explain_click))
     chats = ChatQueue(handlers.queued_answer, validate=handlers.check_question, check_message=question_text)
 
     # The chat's session is the browser session Gradio gives, opened when the page loads and
@@ -74,10 +81,16 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     def close_chat(request: gr.Request):
         chats.forget(request.session_hash, client_of(request))
 
-    @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
-        return "", history
+        # Runs outside the queue, where a raised gr.Error reaches the page as a bare "Error":
+        # a refused question stays in the box and the reason is written under the chat.
+        try:
+            history = user_errors(chats.send)(
+                request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request)
+            )
+        except gr.Error as error:
+            return gr.skip(), gr.skip(), f"⚠️ Not sent: {error.message}"
+        return "", history, "generating..."
 
     @on_gpu
     @user_errors
@@ -85,8 +98,8 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         answered = False
         for history, info, stats in chats.answer(request.session_hash, client_of(request)):
             answered = True
-            if stats is None:
-                yield history, "generating...", gr.skip(), gr.skip()
+            if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
+                yield history, "generating..." if info is None else info, gr.skip(), gr.skip()
             else:
                 yield history, info, stats, stats_markdown(stats)
         if not answered:  # another worker of this session is answering: it takes the question
@@ -121,31 +134,34 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             with gr.Column(scale=2, min_width=320):
                 image = gr.Image(type="filepath", label="Image", height=320, elem_id="input-image")
                 gr.Examples(example_images(), inputs=image, label="Examples (generated, CC0)")
-                budget = gr.Slider(*BUDGET_RANGE, value=64, step=1, label="N — visual tokens per image (per view on LLaVA-NeXT)", elem_id="budget")
-                groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label="K — groups (0 = auto: N/4)", elem_id="groups")
-                lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto: N/32)", elem_id="lam")
-                grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping (paper's ablation: random / KMeans / PSCA)", elem_id="grouping")
+                budget = gr.Slider(*BUDGET_RANGE, value=64, step=1, label=handlers.budget_label(), elem_id="budget")
+                groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label="K — groups (0 = auto; the stats show the value used)", elem_id="groups")
+                lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto; see the stats)", elem_id="lam")
+                grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping (paper's ablation: PSCA / KMeans / random)", elem_id="grouping")
                 dynamic = gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic")
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=3, min_width=420):
                 with gr.Tabs():
+                    # No image labels: a label badge would cover a chart's legend or a panel's title;
+                    # the tab names the picture.
+                    bare = {"show_label": False, "interactive": False}
                     with gr.Tab("Kept patches"):
-                        kept_view = gr.Image(label="Kept patches (others dimmed)", elem_id="kept-view", elem_classes="overlay", interactive=False)
-                    with gr.Tab("PSCA groups"):
-                        groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", elem_classes="overlay", interactive=False)
+                        kept_view = gr.Image(label="Kept patches (others dimmed)", elem_id="kept-view", elem_classes="overlay", **bare)
+                    with gr.Tab("Groups (numbered)"):
+                        groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", elem_classes="overlay", **bare)
                     with gr.Tab("NMS survivors"):
-                        survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", elem_classes="overlay", interactive=False)
+                        survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", elem_classes="overlay", **bare)
                     with gr.Tab("Budget per group"):
-                        quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", interactive=False)
+                        quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", **bare)
                 gr.Markdown(
                     "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
-                    "colour per PSCA group, dark borders between groups. **Survivors**: green outline; suppressed "
+                    "colour per group (its number on it; grouping as chosen), dark borders between groups. **Survivors**: green outline; suppressed "
                     "by NMS: dimmed red. Hatched: cut away by the processor's center crop (the model never sees "
                     "it). Grey: padding around LLaVA-NeXT tiles.</small>"
                 )
                 explanation = gr.Markdown(EXPLAIN_HINT, elem_id="explain")
                 explanation_json = gr.JSON(label="Why (JSON)", visible=False)
-                stats_table = gr.Markdown(elem_id="stats")
+                stats_table = gr.Markdown(elem_id="stats", elem_classes="stats-table")
                 stats_json = gr.JSON(label="Stats (JSON)", visible=False)
 
         gr.Markdown(
@@ -159,10 +175,11 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         reply_info = gr.Markdown(elem_id="reply-info")
+        chat_status = reply_info
 
         with gr.Accordion("Compare", open=False):
-            compare_button = gr.Button("Compare random / KMeans / PSCA at this budget", elem_id="compare-groupings")
-            comparison = gr.Image(label="Kept patches per grouping", interactive=False, elem_id="comparison")
+            compare_button = gr.Button("Compare PSCA / KMeans / random at this budget", elem_id="compare-groupings")
+            comparison = gr.Image(label="Kept patches per grouping", interactive=False, show_label=False, elem_id="comparison", elem_classes="wide-sheet")
             question = gr.Textbox(label="Question for the all-tokens vs compressed comparison", value="Describe the image.")
             answers_button = gr.Button("Answer with all tokens and with the compressed ones", elem_id="compare-answers")
             with gr.Row():
@@ -176,13 +193,13 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             with gr.Row():
                 method = gr.Radio(METHOD_CHOICES, value=METHOD_CHOICES[0], label="Method", elem_id="method")
                 method_button = gr.Button("Show what this method keeps", elem_id="analyze-method")
-            method_view = gr.Image(label="Kept by the method", interactive=False, elem_id="method-view", elem_classes="overlay")
-            method_table = gr.Markdown(elem_id="method-stats")
+            method_view = gr.Image(label="Kept by the method", interactive=False, show_label=False, elem_id="method-view", elem_classes="overlay")
+            method_table = gr.Markdown(elem_id="method-stats", elem_classes="stats-table")
             method_json = gr.JSON(visible=False)
             method_question = gr.Textbox(label="Question for every method", value=DEFAULT_QUESTION, elem_id="method-question")
             compare_methods_button = gr.Button("Compare methods: kept patches, answers, selection and prefill times", elem_id="compare-methods")
-            methods_sheet = gr.Image(label="Kept patches per method", interactive=False, elem_id="methods-sheet")
-            methods_table = gr.Markdown(elem_id="methods-table")
+            methods_sheet = gr.Image(label="Kept patches per method", interactive=False, show_label=False, elem_id="methods-sheet", elem_classes="wide-sheet")
+            methods_table = gr.Markdown(elem_id="methods-table", elem_classes="stats-table")
             methods_json = gr.JSON(visible=False)
 
         if videos is not None:
@@ -197,18 +214,22 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
                             gr.Examples(example_videos(), inputs=video, label="Example clip (generated, CC0)")
                         frame_budget = gr.Slider(*FRAME_BUDGET_RANGE, value=DEFAULT_FRAME_BUDGET, step=1, label="N — tokens per frame (CLS included)", elem_id="frame-budget")
                         video_dynamic = gr.Checkbox(False, label="Dynamic budget across frames (N'_f ∝ φ_f, total frames x N)", elem_id="video-dynamic")
+                        # The clip's own K, lambda and grouping (not the image section's).
+                        video_groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label="K — groups per frame (0 = auto)", elem_id="video-groups")
+                        video_lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto)", elem_id="video-lam")
+                        video_grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping", elem_id="video-grouping")
                         video_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
                     with gr.Column(scale=3, min_width=420):
                         with gr.Tabs():
                             with gr.Tab("Kept per frame"):
-                                frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, elem_id="frames-kept")
+                                frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, show_label=False, elem_id="frames-kept", elem_classes="wide-sheet")
                             with gr.Tab("Groups per frame"):
-                                frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, elem_id="frames-groups")
+                                frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, show_label=False, elem_id="frames-groups", elem_classes="wide-sheet")
                             with gr.Tab("Survivors per frame"):
-                                frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, elem_id="frames-survivors")
+                                frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, show_label=False, elem_id="frames-survivors", elem_classes="wide-sheet")
                             with gr.Tab("ρ, φ, N' per frame"):
-                                frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, elem_id="frames-chart")
-                        video_table = gr.Markdown(elem_id="video-stats")
+                                frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, show_label=False, elem_id="frames-chart")
+                        video_table = gr.Markdown(elem_id="video-stats", elem_classes="stats-table")
                         video_json = gr.JSON(visible=False)
                 video_chatbot = gr.Chatbot(label="Answer about the clip", height=220, elem_id="video-chatbot")
                 with gr.Row():
@@ -232,20 +253,29 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         raw = {"preprocess": False}
         model = {**raw, **MODEL_WORK}  # queued events that run the model
         analyze_button.click(analyze, controls, overlays, api_name="analyze", **model)
-        image.change(refresh, controls, overlays, **hidden, **model)
-        image.change(lambda: EXPLAIN_HINT, None, explanation, queue=False, **hidden)
+        # The page's own view: overlays, chart, stats and the explanation of the last clicked
+        # pixel are one answer, so none of them is ever left at an older setting.
+        clicked = gr.State(None)
+        page_view = on_gpu(user_errors(handlers.page_view))
+        page_click = on_gpu(user_errors(handlers.page_click))
+        page_outputs = overlays + [explanation, explanation_json]
+        analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
+        image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
         # Live re-render while a control moves; only the latest value is run when busy.
         for control in (budget, groups, lam, grouping, dynamic):
-            control.change(refresh, controls, overlays, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
+            control.change(page_view, controls + [clicked], page_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
+        # A number typed into a slider's box is shown as the slider holds it (63.7 -> 64, -5 -> 8).
+        for control, bounds, step in ((budget, BUDGET_RANGE, 1), (groups, GROUPS_RANGE, 1), (lam, LAM_RANGE, 0.25)):
+            control.change(snapper(control, bounds, step), control, control, queue=False, show_progress="hidden", **hidden)
         for view in (kept_view, groups_view, survivors_view):
-            view.select(explain_click, controls, [explanation, explanation_json], **hidden, **model)
+            view.select(page_click, controls, page_outputs + [clicked], **hidden, **model)
         api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **model)
 
         # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
-        chat_outputs = [chatbot, reply_info, stats_json, stats_table]
+        chat_outputs = [chatbot, chat_status, stats_json, stats_table]
         answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden, **MODEL_WORK}
         sent = gr.on(
-            [send.click, message.submit], send_message, [message] + controls, [message, chatbot],
+            [send.click, message.submit], send_message, [message] + controls, [message, chatbot, chat_status],
             queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
         sent.success(answer, None, chat_outputs, **answering)
@@ -276,10 +306,16 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
 
         if videos is not None:
             # The video controls: N per frame and the dynamic switch; K, lambda and grouping as for images.
-            video_controls = [video, frame_budget, groups, lam, grouping, video_dynamic]
+            video_controls = [video, frame_budget, video_groups, video_lam, video_grouping, video_dynamic]
             video_outputs = [frames_groups, frames_survivors, frames_kept, frames_chart, video_json, video_table]
             video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **model)
-            video.change(on_gpu(user_errors(videos.refresh_video)), video_controls, video_outputs, **hidden, **model)
+            refresh_video = on_gpu(user_errors(videos.refresh_video))
+            video.change(refresh_video, video_controls, video_outputs, **hidden, **model)
+            # The clip's controls re-render at once, as the image's do.
+            for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic):
+                control.change(refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
+            for control, bounds, step in ((frame_budget, FRAME_BUDGET_RANGE, 1), (video_groups, GROUPS_RANGE, 1), (video_lam, LAM_RANGE, 0.25)):
+                control.change(snapper(control, bounds, step), control, control, queue=False, show_progress="hidden", **hidden)
             video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
             video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
             api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
@@ -301,6 +337,20 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         page.unload(close_chat)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return page
+
+
+def snapper(control, bounds: tuple, step: float):
+    """The page's write-back for a slider's typed number: the snapped value, or nothing when
+    it is already a slider value (or not a number at all: the view says what is wrong)."""
+
+    def snapped(value):
+        try:
+            fixed = snap(value, control.elem_id or "value", bounds, step)
+        except ValueError:
+            return gr.skip()
+        return gr.skip() if fixed == value else fixed
+
+    return snapped
 
 
 def main(argv: list[str] | None = None) -> None:

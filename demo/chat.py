@@ -175,8 +175,9 @@ class ChatQueue:
             return _copy(conversation.turns)
 
     def answer(self, session: str, client: str = ""):
-        """Answer this session's queued questions in order. Yields ``(history, info, stats)``
-        (``info`` / ``stats`` None while streaming). Returns at once when another worker is
+        """Answer this session's queued questions in order. Yields ``(history, info, stats)``:
+        ``info`` and ``stats`` None while streaming; ``info`` "" and ``stats`` None when an answer
+        failed (the reason is in the history) or the conversation was reset. Returns at once when another worker is
         answering for this session."""
         conversation = self.conversation(session, client)
         with conversation.lock:
@@ -202,7 +203,16 @@ class ChatQueue:
                         with conversation.lock:
                             if conversation.generation != generation:
                                 conversation.stop.set()
-                                return
+                                # Reset (new image, cleared chat): the page's last word is the new
+                                # conversation and an empty status, never this answer's "generating".
+                                history = _copy(conversation.turns)
+                                ended = True
+                            else:
+                                ended = False
+                        if ended:
+                            yield history, "", None
+                            return
+                        with conversation.lock:
                             stopped = finished is not None and conversation.stop.is_set()
                             reply["content"] = text + (" ⏹ (stopped)" if stopped else "")
                             conversation.beat = time.monotonic()
@@ -213,7 +223,7 @@ class ChatQueue:
                         reply["content"] = f"⚠️ Cannot answer: {error}"
                         reply["metadata"] = {"title": "error"}
                         history = _copy(conversation.turns)
-                    yield history, None, None
+                    yield history, "", None  # the reason is in the chat; the status is cleared
         finally:
             with conversation.lock:
                 if conversation.worker == me:

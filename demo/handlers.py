@@ -26,8 +26,10 @@ from demo.limits import (
 from prunesid import PruneSID
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
+from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches
 
 GROUPING_CHOICES = ["psca", "kmeans", "random"]
+EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
 MAX_NEW_TOKENS_LIMIT = 512  # whatever the command line says: one answer cannot hold a worker for long
 # The controls as the page labels them, for error messages.
 CONTROL_NAMES = {"budget": "N (budget)", "groups": "K (groups)", "lam": "λ (lam)"}
@@ -137,6 +139,15 @@ class Handlers:
 
     # --- settings ----------------------------------------------------------------------
 
+    def budget_label(self) -> str:
+        """The N slider's label in the words of the model's preset."""
+        family = getattr(self.vlm, "family", None)
+        if getattr(family, "preset", "llava") == "qwen2-vl":
+            return "N — visual tokens per 576 (the image keeps N_eff = T·N/576: see the stats)"
+        if type(family).__name__ == "AnyResTiles":
+            return "N — visual tokens per view (LLaVA-NeXT: base view and each tile)"
+        return "N — visual tokens per image"
+
     def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
         """Controls -> a press; 0 for K or lambda means "auto" (N/4, N/32). Every value is
         held to its slider's range (demo/limits.py), whatever the request says."""
@@ -174,6 +185,51 @@ class Handlers:
         quotas = viz.render_quotas(selection, view=0)
         return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
 
+    def page_view(self, image, budget, groups, lam, grouping, dynamic, point=None):
+        """The page's overlays, chart, stats and explanation in one answer, so none of them can
+        show another setting than the rest. Numbers typed into a slider's box are snapped to
+        the slider (a fractional or out-of-range N never blocks the page); ``point``, the
+        last clicked pixel, is explained again under the new settings and outlined with its
+        suppressor; the groups are numbered on the groups overlay."""
+        if image is None:
+            return None, None, None, None, None, "", EXPLAIN_HINT, None
+        budget, groups, lam = snap_controls(budget, groups, lam, self.budget_range)
+        press = self.press(budget, groups, lam, grouping, dynamic)
+        encoded = self.encode(image)
+        start = time.perf_counter()
+        selection = self.vlm.compress(encoded, press)[0]
+        select_ms = (time.perf_counter() - start) * 1000
+        layers = viz.render_all(encoded.image, selection, encoded.grids)
+        layers["groups"] = number_groups(layers["groups"], encoded.image, selection, encoded.grids)
+        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
+        quotas = viz.render_quotas(selection, view=0)
+        text, why = EXPLAIN_HINT, None
+        if point is not None:
+            x, y = (_in_range(_whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
+            where = locate(encoded.image, encoded.grids, x, y)
+            if where.patch is None:
+                text, why = where.markdown(), where.to_dict()
+            else:
+                explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
+                text, why = explanation.markdown(), explanation.to_dict()
+                marks = [(where.view, where.patch, CLICKED_EDGE)]
+                if explanation.suppressor is not None:
+                    marks.append((where.view, explanation.suppressor, SUPPRESSOR_EDGE))
+                text += "\n\n<small>Outlined on the overlays: this patch in blue" + (
+                    ", the survivor that suppressed it in magenta.</small>" if explanation.suppressor is not None else ".</small>"
+                )
+                layers = {name: outline_patches(layer, encoded.image, encoded.grids, marks) for name, layer in layers.items()}
+        return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats), text, why
+
+    def page_click(self, image, budget, groups, lam, grouping, dynamic, evt: gr.SelectData):
+        """A click on an overlay: the page view with that pixel explained; also hands back the
+        pixel, which the page keeps so the next control change explains it again."""
+        index = getattr(evt, "index", None)
+        if not isinstance(index, (list, tuple)) or len(index) != 2:
+            raise ValueError(f"the click carried no pixel position, got {index!r}")
+        point = (_whole(index[0], "x"), _whole(index[1], "y"))
+        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+
     def refresh(self, image, budget, groups, lam, grouping, dynamic):
         """Like :meth:`analyze`, for events fired by the page itself: a cleared image (or
         none yet) clears the overlays instead of raising an error at the user."""
@@ -208,6 +264,9 @@ class Handlers:
             "views": encoded.num_views,
             "budget": press.budget,
             "budget_used": [int(n) for n in selection.budget.tolist()],
+            "budget_requested": [int(n) for n in selection.requested_budget.tolist()],
+            "preset": selection.preset,
+            "first_view": encoded.grids[0].label if encoded.num_views > 1 else "",
             "dynamic": press.dynamic,
             "phi_ref": selection.phi_ref,
             "groups": first["num_groups"],
@@ -441,23 +500,54 @@ def _conversation(history: list, message: str, media: str = "image") -> list[dic
     return messages
 
 
+# How each preset derives K and lambda from N_eff and T, and what tau multiplies (prunesid/presets.py).
+PRESET_WORDS = {
+    "llava": {"groups": "N/4", "lam": "N/32", "tau": ("λ·ρ", "ρ")},
+    "qwen2-vl": {"groups": "max(N_eff/4, 4)", "lam": "max(18·N_eff/T, 1)", "tau": ("λ·s̄", "s̄, the mean cosine similarity over i ≤ j")},
+}
+
+
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}" if number == 1 else f"{number} {word}s"
+
+
 def stats_markdown(stats: dict) -> str:
-    budget = f"{stats['budget']}"
+    """The stats table, in the words of the model's preset; with several views (LLaVA-NeXT)
+    the per-group rows say they are the first view's."""
+    preset = stats.get("preset", "llava")
+    words = PRESET_WORDS.get(preset, PRESET_WORDS["llava"])
+    views = stats["views"]
+    per_view = stats["tokens"] // max(views, 1)
+    requested = stats.get("budget_requested", stats["budget_used"])
+    used = stats["budget_used"]
+    if preset == "qwen2-vl":
+        budget = f"{stats['budget']} per 576 tokens → N_eff = round(T·N/576) = {', '.join(map(str, used))}"
+    else:
+        budget = f"{stats['budget']}" + (" per view" if views > 1 else "")
     if stats["dynamic"]:
-        budget += f" → N' = {', '.join(map(str, stats['budget_used']))} (phi_ref {stats['phi_ref']:.3f})"
-    auto = lambda flag: " (auto)" if flag else ""
+        budget += f"; dynamic N' = {', '.join(map(str, requested))} (phi_ref {stats['phi_ref']:.3f})"
+        if requested != used:
+            budget += f" → N_eff = {', '.join(map(str, used))}"
+    scope = f" — view 0 ({stats.get('first_view') or 'base'})" if views > 1 else ""
+    auto = lambda flag, formula: f" (auto: {formula})" if flag else ""
+    tau_name, basis = words["tau"]
+    lam, tau = stats["lam"], stats["tau"]
+    basis_value = tau / lam if lam else 0.0
+    tau_text = f"{lam:.3g} × {basis_value:.4f} = {tau:.4f}"
+    if tau >= 1:
+        tau_text += " (≥ 1: no two patches are that similar, so the NMS suppresses nothing)"
     timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
     rows = [
-        ("Patch tokens T", f"{stats['tokens']}" + (f" in {stats['views']} views" if stats["views"] > 1 else "")),
+        ("Patch tokens T", f"{stats['tokens']}" + (f" in {views} views ({per_view} each)" if views > 1 else "")),
         ("Budget N" + (" / N'" if stats["dynamic"] else ""), budget),
-        ("Groups K", f"{stats['groups']}{auto(stats['groups_auto'])}"),
-        ("λ", f"{stats['lam']:.3g}{auto(stats['lam_auto'])}"),
-        ("Redundancy ρ", f"{stats['rho']:.3f}"),
+        (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words['groups'])}"),
+        (f"λ{scope}", f"{stats['lam']:.3g}{auto(stats['lam_auto'], words['lam'])}"),
+        (f"Redundancy ρ{scope}", f"{stats['rho']:.3f}"),
         ("Information φ = 1 − ρ", f"{stats['phi']:.3f}"),
-        ("NMS threshold τ = λρ", f"{stats['tau']:.3f}"),
-        ("NMS survivors", f"{stats['survivors']}"),
-        ("Kept patches", f"{stats['kept']}" + (" + CLS" if stats["reserved"] else "")),
-        ("Kept per group", ", ".join(map(str, stats["kept_per_group"]))),
+        (f"NMS threshold τ = {tau_name}{scope}", tau_text + (f"; {basis}" if preset != "llava" else "")),
+        (f"NMS survivors{scope}", f"{stats['survivors']}"),
+        ("Kept patches" + (f", all {views} views" if views > 1 else ""), f"{stats['kept']}" + (" + CLS" if stats["reserved"] else "")),
+        (f"Kept per group{scope}", ", ".join(map(str, stats["kept_per_group"]))),
         (
             "Visual tokens to the LLM",
             f"{stats['visual_tokens']} of {stats['visual_tokens_uncompressed']} (compression {stats['compression']}x)",
@@ -466,6 +556,21 @@ def stats_markdown(stats: dict) -> str:
     ]
     lines = ["| Quantity | Value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
     return "\n".join(lines)
+
+
+def snap(value, name: str, bounds: tuple, step: float = 1):
+    """A number typed into a slider's box as the slider would hold it: rounded to its step,
+    clamped to its range (the page's own events; API requests are checked strictly)."""
+    number = _finite(value, name)
+    low, high = bounds
+    snapped = min(max(round(number / step) * step, low), high)
+    return int(snapped) if float(step).is_integer() else float(snapped)
+
+
+def snap_controls(budget, groups, lam, budget_range: tuple = BUDGET_RANGE) -> tuple:
+    """N, K and lambda snapped to their sliders (steps 1, 1 and 0.25)."""
+    lam = 0.0 if lam in (None, "") else snap(lam, "lam", LAM_RANGE, 0.25)
+    return snap(budget, "budget", budget_range), snap(groups, "groups", GROUPS_RANGE), lam
 
 
 def reply_markdown(reply) -> str:

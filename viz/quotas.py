@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 from prunesid.selection import Selection
 from viz.palette import selection_palette
 
-WIDTH, HEIGHT = 640, 220
-MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 44, 28, 30
+WIDTH, HEIGHT = 640, 250
+MARGIN_LEFT, MARGIN_BOTTOM, MARGIN_TOP = 44, 38, 46
 FONT = ImageFont.load_default(size=13)
 
 
@@ -50,11 +50,16 @@ def render_quotas(selection: Selection, view: int = 0) -> Image.Image:
         mid = tuple(int(255 - (255 - c) * 0.55) for c in colours[g])
         draw.rectangle([x0, y(sizes[g]), x0 + bar, y(0)], fill=pale)
         draw.rectangle([x0, y(survivors[g]), x0 + bar, y(0)], fill=mid)
-        draw.rectangle([x0, y(kept[g]), x0 + bar, y(0)], fill=colour)
+        # Kept counts are small next to group sizes: at least 3 px high, outlined, and written
+        # above the bar (outside the bands, which stay readable).
+        draw.rectangle([x0, min(y(kept[g]), y(0) - 3), x0 + bar, y(0)], fill=colour, outline=(20, 20, 20))
+        if slot >= 14:
+            draw.text((x0 + bar / 2, y(sizes[g]) - 2), str(int(kept[g])), fill=(20, 20, 20), font=FONT, anchor="mb")
+            draw.text((x0 + bar / 2, y(0) + 3), str(g), fill=(60, 60, 60), font=FONT, anchor="mt")
     draw.text(
         (MARGIN_LEFT, 8),
-        f"per group: size (pale), NMS survivors (mid), kept (full): {int(kept.sum())} kept in {num_groups} groups",
+        f"per group: size (pale), NMS survivors (mid), kept (dark; count above each bar): {int(kept.sum())} kept in {num_groups} groups",
         fill=(20, 20, 20), font=FONT,
     )
-    draw.text((MARGIN_LEFT + plot_w / 2, HEIGHT - MARGIN_BOTTOM / 2), "group", fill=(60, 60, 60), font=FONT, anchor="mm")
+    draw.text((MARGIN_LEFT + plot_w / 2, HEIGHT - 2), "group (numbers as on the Groups overlay)", fill=(60, 60, 60), font=FONT, anchor="mb")
     return image

@@ -128,7 +128,7 @@ def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch,
         app.build(Handlers(tiny_vlm), "banner")
     finally:
         sys.modules.pop("app", None)
-    images = ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "explain_click", "refresh"]
+    images = ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "page_click", "page_view"]
     methods = ["analyze", "compare", "refresh"]  # MethodHandlers' analyze / compare / refresh
     assert sorted(decorated) == sorted(images + methods), decorated
 
