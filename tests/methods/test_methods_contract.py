@@ -63,7 +63,8 @@ def _refuses(vlm, encoded, cls) -> bool:
 def _expected_count(vlm, encoded, result) -> int:
     """Visual tokens the LLM should receive for one image, rebuilt from the result alone."""
     merged = result.merged or [torch.zeros(0)] * result.num_views
-    count = result.reserved + sum(int(i.numel()) + int(m.shape[0]) for i, m in zip(result.indices, merged))
+    # reserved counts per view (every view's CLS), as the layouts place it.
+    count = result.reserved * result.num_views + sum(int(i.numel()) + int(m.shape[0]) for i, m in zip(result.indices, merged))
     if vlm.model.config.model_type == "llava_next":
         # No image_newline under the "authors" layout, one per row of the unpadded tile mosaic under "rows".
         from transformers.image_processing_utils import select_best_resolution
