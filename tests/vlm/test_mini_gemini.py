@@ -163,10 +163,12 @@ def test_budget_64_feeds_64_per_view(name, fed):
     press = PruneSID(budget=64)
     assert vlm.fed_tokens(image.size, press) == fed  # known before encoding
     captured = []
-    hook = vlm.model.language_model.model.register_forward_pre_hook(
-        lambda module, args, kwargs: kwargs["inputs_embeds"] is not None and captured.append(kwargs["inputs_embeds"].clone()),
-        with_kwargs=True,
-    )
+
+    def capture(module, args, kwargs):  # the prefill call: the only one given inputs_embeds
+        if kwargs["inputs_embeds"] is not None:
+            captured.append(kwargs["inputs_embeds"].clone())
+
+    hook = vlm.model.language_model.model.register_forward_pre_hook(capture, with_kwargs=True)
     try:
         reply = vlm.chat(image, QUESTION, press=press, max_new_tokens=2)
     finally:
@@ -237,13 +239,21 @@ def test_released_configs_name_their_towers():
 
 
 def _broken_copy(tmp_path, edit):
+    """The exported checkpoint with ``edit(weights, directory)`` applied, its weights rewritten as one file."""
     directory = tmp_path / "mgm"
     shutil.copytree(builtin_directory("tiny-random-mgm"), directory)
-    shard = directory / "model-00001-of-00002.safetensors"
-    tensors = load_file(str(shard))
+    tensors = {}
+    for shard in sorted(directory.glob("*.safetensors")):
+        tensors.update(load_file(str(shard)))
+        shard.unlink()
+    (directory / "model.safetensors.index.json").unlink()
     edit(tensors, directory)
-    save_file(tensors, str(shard), metadata={"format": "pt"})
+    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
     return directory
+
+
+def test_the_export_loads_back_unbroken(tmp_path):
+    assert load_vlm(str(_broken_copy(tmp_path, lambda tensors, _: None))).model.config.model_type == "mini_gemini"
 
 
 def test_a_missing_weight_is_named(tmp_path):
