@@ -54,6 +54,7 @@ CSS = """
 #chat-status {min-height: 1.5em;}
 /* Wide sheets (panels side by side) keep a readable height on a phone and scroll sideways. */
 @media (max-width: 600px) {
+  .tab-container button {padding-left: 6px !important; padding-right: 6px !important;}
   .wide-sheet .image-frame, .wide-sheet .image-container {overflow-x: auto;}
   .wide-sheet img {max-width: none !important; height: 200px !important; width: auto !important;}
 }
@@ -81,16 +82,10 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     def close_chat(request: gr.Request):
         chats.forget(request.session_hash, client_of(request))
 
+    @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        # Runs outside the queue, where a raised gr.Error reaches the page as a bare "Error":
-        # a refused question stays in the box and the reason is written under the chat.
-        try:
-            history = user_errors(chats.send)(
-                request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request)
-            )
-        except gr.Error as error:
-            return gr.skip(), gr.skip(), f"⚠️ Not sent: {error.message}"
-        return "", history, "generating..."
+        history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
+        return "", history, "waiting for the answer..."
 
     @on_gpu
     @user_errors
@@ -145,13 +140,13 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
                     # No image labels: a label badge would cover a chart's legend or a panel's title;
                     # the tab names the picture.
                     bare = {"show_label": False, "interactive": False}
-                    with gr.Tab("Kept patches"):
+                    with gr.Tab("Kept"):
                         kept_view = gr.Image(label="Kept patches (others dimmed)", elem_id="kept-view", elem_classes="overlay", **bare)
-                    with gr.Tab("Groups (numbered)"):
+                    with gr.Tab("Groups"):
                         groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", elem_classes="overlay", **bare)
-                    with gr.Tab("NMS survivors"):
+                    with gr.Tab("Survivors"):
                         survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", elem_classes="overlay", **bare)
-                    with gr.Tab("Budget per group"):
+                    with gr.Tab("Budget"):
                         quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", **bare)
                 gr.Markdown(
                     "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
@@ -221,13 +216,13 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
                         video_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
                     with gr.Column(scale=3, min_width=420):
                         with gr.Tabs():
-                            with gr.Tab("Kept per frame"):
+                            with gr.Tab("Kept"):
                                 frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, show_label=False, elem_id="frames-kept", elem_classes="wide-sheet")
-                            with gr.Tab("Groups per frame"):
+                            with gr.Tab("Groups"):
                                 frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, show_label=False, elem_id="frames-groups", elem_classes="wide-sheet")
-                            with gr.Tab("Survivors per frame"):
+                            with gr.Tab("Survivors"):
                                 frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, show_label=False, elem_id="frames-survivors", elem_classes="wide-sheet")
-                            with gr.Tab("ρ, φ, N' per frame"):
+                            with gr.Tab("ρ, φ, N'"):
                                 frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, show_label=False, elem_id="frames-chart")
                         video_table = gr.Markdown(elem_id="video-stats", elem_classes="stats-table")
                         video_json = gr.JSON(visible=False)
@@ -274,10 +269,16 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
         chat_outputs = [chatbot, chat_status, stats_json, stats_table]
         answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden, **MODEL_WORK}
+        # Queued (its own concurrency: never behind model work), because only a queued event's
+        # gr.Error reaches the page with its message; outside the queue it is a bare "Error".
+        # Its outputs go to states first: a refused question marks no visible component "Error"
+        # (the toast says why), and the box keeps the question.
+        sent_box, sent_history, sent_status = gr.State(), gr.State(), gr.State()
         sent = gr.on(
-            [send.click, message.submit], send_message, [message] + controls, [message, chatbot, chat_status],
-            queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
+            [send.click, message.submit], send_message, [message] + controls, [sent_box, sent_history, sent_status],
+            trigger_mode="multiple", show_progress="hidden", concurrency_id="chat_send", concurrency_limit=None, **hidden, **raw,
         )
+        sent.success(lambda *shown: shown, [sent_box, sent_history, sent_status], [message, chatbot, chat_status], queue=False, **hidden)
         sent.success(answer, None, chat_outputs, **answering)
         stop.click(stop_answer, None, None, queue=False, **hidden)
         chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, chat_outputs, **answering)

@@ -271,7 +271,7 @@ def test_clicking_a_dropped_patch_explains_it_with_the_selections_numbers(browse
     assert shown_tau == pytest.approx(tau, abs=1e-4) and similarity > shown_tau
 
     # A survivor its group had no room for, clicked on the survivors overlay.
-    page.get_by_role("tab", name="NMS survivors").click()
+    page.get_by_role("tab", name="Survivors").click()
     patch = quota_full[0]
     group = int(groups[patch])
     _click_overlay(page, "#survivors-view", *_pixel_of(encoded, 0, patch))

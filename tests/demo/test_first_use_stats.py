@@ -1,0 +1,122 @@
+"""The page's numbers agree with each other and with the selection, in each family's words:
+Qwen2.5-VL's N_eff and tau basis, LLaVA-NeXT's per-view scope; the explanation and the
+overlays of the page view follow every control; typed slider values are snapped."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from demo.handlers import EXPLAIN_HINT, Handlers, snap, snap_controls, stats_markdown
+from prunesid import load_vlm
+from tests.conftest import scene
+from viz.marks import CLICKED_EDGE, patch_box
+
+
+@pytest.fixture(scope="module")
+def picture():
+    """A file in Gradio's upload folder: the only place the handlers read uploads from."""
+    import os
+    import tempfile
+
+    from demo.files import upload_folder
+
+    os.makedirs(upload_folder(), exist_ok=True)
+    path = os.path.join(tempfile.mkdtemp(dir=upload_folder(), prefix="test-"), "scene.png")
+    scene(640, 480, seed=3).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def qwen_vlm():
+    return load_vlm("tiny-random-qwen2.5-vl")
+
+
+def _row(table: str, name: str) -> str:
+    match = re.search(rf"^\| {re.escape(name)}[^|]* \| (.+) \|$", table, re.M)
+    assert match, table
+    return match.group(1)
+
+
+def test_qwen_stats_show_n_eff_and_tau_over_the_similarity_mean(qwen_vlm, picture):
+    handlers = Handlers(qwen_vlm)
+    encoded = handlers.encode(picture)
+    press = handlers.press(64, 0, 0, "psca", False)
+    selection = qwen_vlm.compress(encoded, press)[0]
+    *_, stats, table, _, _ = handlers.page_view(picture, 64, 0, 0, "psca", False)
+    assert selection.preset == "qwen2-vl" and stats["preset"] == "qwen2-vl"
+    n_eff = int(selection.budget[0])
+    assert n_eff == max(round(encoded.num_tokens * 64 / 576), 16)
+    assert _row(table, "Budget N") == f"64 per 576 tokens → N_eff = round(T·N/576) = {n_eff}"
+    assert "max(N_eff/4, 4)" in _row(table, "Groups K") and "max(18·N_eff/T, 1)" in _row(table, "λ")
+    lam, basis, tau = (float(x) for x in re.match(r"([\d.]+) × ([\d.]+) = ([\d.]+)", _row(table, "NMS threshold τ = λ·s̄")).groups())
+    assert tau == pytest.approx(float(selection.tau[0]), abs=1e-4)
+    assert basis == pytest.approx(float(selection.tau[0] / selection.lam[0]), abs=1e-4)
+    assert basis != pytest.approx(float(selection.rho[0]), abs=1e-3)  # not rho: another mean
+    assert "per 576" in handlers.budget_label()
+
+
+def test_next_stats_say_which_rows_are_the_first_views(tiny_next_vlm, picture):
+    handlers = Handlers(tiny_next_vlm)
+    *_, stats, table, _, _ = handlers.page_view(picture, 32, 0, 0, "psca", False)
+    assert stats["views"] > 1
+    assert _row(table, "Kept patches, all") == str(stats["kept"])
+    assert _row(table, "Groups K — view 0 (base)").startswith(str(stats["groups"]))
+    assert _row(table, "Kept per group — view 0 (base)") == ", ".join(map(str, stats["kept_per_group"]))
+    assert sum(stats["kept_per_group"]) < stats["kept"]
+    lam, rho, tau = (float(x) for x in re.match(r"([\d.]+) × ([\d.]+) = ([\d.]+)", _row(table, "NMS threshold τ = λ·ρ")).groups())
+    assert rho == pytest.approx(stats["rho"], abs=1e-4) and tau == pytest.approx(stats["tau"], abs=1e-4)
+    assert "per view" in _row(table, "Budget N") and "per view" in handlers.budget_label()
+
+
+def test_the_page_view_re_explains_the_clicked_pixel_under_new_controls(tiny_vlm, picture):
+    handlers = Handlers(tiny_vlm)
+    *_, text, why = handlers.page_view(picture, 64, 0, 0, "psca", False)
+    assert text == EXPLAIN_HINT and why is None
+    point = (300, 200)
+    groups16, _, kept16, *_, stats16, _, text16, why16 = handlers.page_view(picture, 64, 0, 0, "psca", False, point)
+    assert why16["num_groups"] == stats16["groups"] == 16
+    *_, stats6, _, text6, why6 = handlers.page_view(picture, 64, 6, 0, "psca", False, point)
+    assert why6["num_groups"] == stats6["groups"] == 6 and why6["patch"] == why16["patch"]
+    assert why6["tau"] == pytest.approx(stats6["tau"])
+    # The clicked patch is outlined in blue on the overlay, on its own box.
+    encoded = handlers.encode(picture)
+    x0, y0, x1, y1 = patch_box(encoded.image, encoded.grids, why16["view"], why16["patch"])
+    pixels = np.asarray(kept16)
+    assert tuple(pixels[y0 + 1, (x0 + x1) // 2]) == CLICKED_EDGE
+    assert tuple(pixels[(y0 + y1) // 2, x0 + 1]) == CLICKED_EDGE
+
+
+def test_a_suppressed_patch_has_its_suppressor_outlined(tiny_vlm, picture):
+    handlers = Handlers(tiny_vlm)
+    encoded = handlers.encode(picture)
+    selection = tiny_vlm.compress(encoded, handlers.press(16, 0, 1.0, "psca", False))[0]
+    from viz.marks import SUPPRESSOR_EDGE
+
+    suppressed = np.nonzero(~selection.survivors[0].numpy() & (selection.groups[0].numpy() >= 0))[0]
+    assert suppressed.size
+    x0, y0, x1, y1 = patch_box(encoded.image, encoded.grids, 0, int(suppressed[0]))
+    _, _, kept, *_, text, why = handlers.page_view(picture, 16, 0, 1.0, "psca", False, ((x0 + x1) // 2, (y0 + y1) // 2))
+    assert why["status"] == "suppressed" and "magenta" in text
+    s0, t0, s1, t1 = patch_box(encoded.image, encoded.grids, 0, why["suppressor"])
+    assert tuple(np.asarray(kept)[t0 + 1, (s0 + s1) // 2]) == SUPPRESSOR_EDGE
+
+
+def test_typed_numbers_are_snapped_to_the_sliders():
+    assert snap_controls(63.7, 2.2, 1.1) == (64, 2, 1.0)
+    assert snap_controls(-5, 500, 99) == (8, 144, 18.0)
+    assert snap(63.5, "budget", (8, 576)) == 64 and snap("12", "budget", (8, 576)) == 12
+    with pytest.raises(ValueError, match="budget must be a number"):
+        snap("many", "budget", (8, 576))
+    with pytest.raises(ValueError, match="finite"):
+        snap(float("nan"), "budget", (8, 576))
+
+
+def test_plurals_and_tau_above_one_are_worded(tiny_vlm, picture):
+    handlers = Handlers(tiny_vlm)
+    *_, stats, table, _, _ = handlers.page_view(picture, 64, 0, 0, "psca", False)
+    assert stats["tau"] >= 1 and "NMS suppresses nothing" in _row(table, "NMS threshold")
+    stats["tau"] = 0.5
+    assert "suppresses nothing" not in stats_markdown(stats)
