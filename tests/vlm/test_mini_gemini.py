@@ -58,7 +58,7 @@ def test_keeping_everything_equals_the_unmodified_model(name):
         for press in (KEEP_ALL, None):
             prepared = vlm.prepare(image, QUESTION, press)
             assert torch.equal(prepared.input_ids, ids)
-            logits = vlm.model(input_ids=prepared.input_ids, image_features=[run.embeds for run in prepared.runs]).logits
+            logits = vlm.model(input_ids=prepared.input_ids, **prepared.model_inputs).logits  # what generate is given
             torch.testing.assert_close(logits, expected, rtol=1e-4, atol=1e-5)
         generated = vlm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=8, do_sample=False, **pixels)
     expected_text = vlm.processor.tokenizer.decode(generated[0, ids.shape[1]:], skip_special_tokens=True)
