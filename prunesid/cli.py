@@ -149,7 +149,8 @@ def _load(args):
     video = is_video(args.image)
     if args.model is None:
         args.model = DEFAULT_VIDEO_MODEL if video else DEFAULT_IMAGE_MODEL
-    if video and args.option_budget is None:
+    frame_budget = video and args.option_budget is None
+    if frame_budget:
         args.option_budget = DEFAULT_FRAME_BUDGET
     press = _press(args)  # settings fail before a large model is loaded
     if getattr(args, "question", "x").strip() == "":
@@ -161,6 +162,9 @@ def _load(args):
     )
     if video and vlm.family.num_frames not in (None, image.num_frames):
         image = load_video(args.image, num_frames=vlm.family.num_frames)  # the model's own frame count
+    if frame_budget and vlm.family.preset == "qwen2-vl":  # Qwen-VL: N per 576 merged tokens of each group, as for images
+        args.option_budget = None
+        press = _press(args)
     return vlm, image, press
 
 

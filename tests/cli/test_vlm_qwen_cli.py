@@ -68,3 +68,19 @@ def test_bad_options_exit_2_with_one_line(image_file, capsys, extra, message):
 def test_pixel_limits_are_refused_for_llava(image_file, capsys):
     assert main(["compress", str(image_file), "--model", "tiny-random", "--min-pixels", "3136"]) == 2
     assert "applies only to models with dynamic resolution" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model", ["tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl"])
+def test_chat_takes_a_clip_with_n_per_576_merged_tokens_of_each_group(model, capsys):
+    """A clip: 16 frames sampled, 8 temporal groups, each keeping N_eff of its merged tokens
+    (the default budget is N = 64 per 576, as for an image, not Video-LLaVA's 17 per frame)."""
+    assert main(["chat", "assets/clip.mp4", "What happens?", "--model", model, "--json", "--max-new-tokens", "2"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    views = report["selection"]
+    assert [view["label"] for view in views] == [f"frames {2 * g + 1}-{2 * g + 2}" for g in range(8)]
+    tokens = views[0]["tokens"]
+    assert all(view["budget_requested"] == 64 and view["num_kept"] == max(round(tokens * 64 / 576), 16) for view in views)
+    assert report["visual_tokens"] == [sum(view["num_kept"] for view in views)]
+    assert main(["compress", "assets/clip.mp4", "--model", model, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clip"]["frames"] == 16 and len(report["views"]) == 8
