@@ -85,6 +85,7 @@ def test_the_overlays_stats_and_explanation_stay_in_step(browser, first_use_url,
     _pick_example(page, 0)
     # 3. Click a patch: explained, and outlined (blue) on the overlay; the groups are numbered.
     before = _overlay_pixels(page, "#kept-view")
+    page.locator("#kept-view img").scroll_into_view_if_needed()
     box = page.locator("#kept-view img").bounding_box()
     page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.55)
     page.wait_for_function("/Patch \\d+/.test(document.querySelector('#explain').innerText)", timeout=60_000)
