@@ -130,6 +130,9 @@ class VideoHandlers:
         select_ms = (time.perf_counter() - start) * 1000
         clip = encoded.video
         frames, timestamps = list(clip.frames), list(clip.timestamps)
+        if encoded.num_views < len(frames):  # Qwen-VL: a view is a group of frames; draw each group's first
+            step = -(-len(frames) // encoded.num_views)
+            frames, timestamps = frames[::step], timestamps[::step]
         start = time.perf_counter()
         layers = render_frame_layers(frames, selection, encoded.grids, timestamps)
         chart = render_frame_chart(selection, timestamps, budget=press.budget)
