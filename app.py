@@ -87,6 +87,12 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
         return "", history, "waiting for the answer..."
 
+    def why_not_sent(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
+        # The send runs outside the queue, where a refusal reaches the page as a bare "Error":
+        # its reason, asked again of the same checks, is written under the chat.
+        reason = chats.refusal(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
+        return f"⚠️ Not sent: {reason or 'the question was refused; try again'}"
+
     @on_gpu
     @user_errors
     def answer(request: gr.Request):
@@ -256,9 +262,12 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
         image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
-        # Live re-render while a control moves; only the latest value is run when busy.
-        for control in (budget, groups, lam, grouping, dynamic):
-            control.change(page_view, controls + [clicked], page_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
+        # Live re-render while a control moves: one event for all of them, so only the latest
+        # values run when busy and an older answer never lands after a newer one.
+        gr.on(
+            [control.change for control in (budget, groups, lam, grouping, dynamic)], page_view, controls + [clicked], page_outputs,
+            trigger_mode="always_last", show_progress="hidden", **hidden, **model,
+        )
         # A number typed into a slider's box is shown as the slider holds it (63.7 -> 64, -5 -> 8).
         for control, bounds, step in ((budget, BUDGET_RANGE, 1), (groups, GROUPS_RANGE, 1), (lam, LAM_RANGE, 0.25)):
             control.change(snapper(control, bounds, step), control, control, queue=False, show_progress="hidden", **hidden)
@@ -271,14 +280,11 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden, **MODEL_WORK}
         # Queued (its own concurrency: never behind model work), because only a queued event's
         # gr.Error reaches the page with its message; outside the queue it is a bare "Error".
-        # Its outputs go to states first: a refused question marks no visible component "Error"
-        # (the toast says why), and the box keeps the question.
-        sent_box, sent_history, sent_status = gr.State(), gr.State(), gr.State()
         sent = gr.on(
-            [send.click, message.submit], send_message, [message] + controls, [sent_box, sent_history, sent_status],
-            trigger_mode="multiple", show_progress="hidden", concurrency_id="chat_send", concurrency_limit=None, **hidden, **raw,
+            [send.click, message.submit], send_message, [message] + controls, [message, chatbot, chat_status],
+            queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
-        sent.success(lambda *shown: shown, [sent_box, sent_history, sent_status], [message, chatbot, chat_status], queue=False, **hidden)
+        sent.failure(why_not_sent, [message] + controls, chat_status, queue=False, show_progress="hidden", **hidden, **raw)
         sent.success(answer, None, chat_outputs, **answering)
         stop.click(stop_answer, None, None, queue=False, **hidden)
         chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, chat_outputs, **answering)
@@ -313,8 +319,10 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             refresh_video = on_gpu(user_errors(videos.refresh_video))
             video.change(refresh_video, video_controls, video_outputs, **hidden, **model)
             # The clip's controls re-render at once, as the image's do.
-            for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic):
-                control.change(refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
+            gr.on(
+                [control.change for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic)],
+                refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model,
+            )
             for control, bounds, step in ((frame_budget, FRAME_BUDGET_RANGE, 1), (video_groups, GROUPS_RANGE, 1), (video_lam, LAM_RANGE, 0.25)):
                 control.change(snapper(control, bounds, step), control, control, queue=False, show_progress="hidden", **hidden)
             video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)

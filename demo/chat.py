@@ -174,6 +174,30 @@ class ChatQueue:
             conversation.pending.append(Question(turn, image, tuple(controls)))
             return _copy(conversation.turns)
 
+    def refusal(self, session: str, message, image, controls: tuple, client: str = "") -> str:
+        """Why :meth:`send` would refuse this question now ("" if it would take it): the same
+        checks, nothing queued. The page asks it after a refused send to show the reason."""
+        try:
+            if not isinstance(message, str) or not message.strip():
+                raise ValueError("the message is empty: type a question about the image")
+            if self._check_message is not None:
+                self._check_message(message)
+            if self._validate is not None:
+                self._validate(image, controls)
+            conversation = self.conversation(session, client)
+        except (ValueError, TypeError) as error:
+            return str(error)
+        now = self._clock()
+        with conversation.lock:
+            if len(conversation.pending) >= MAX_PENDING:
+                return f"{MAX_PENDING} questions are already waiting: let them be answered first"
+            if len(conversation.turns) >= MAX_TURNS:
+                return "this conversation is long enough: clear the chat to start a new one"
+            recent = sum(1 for sent in conversation.sent if now - sent <= QUESTION_WINDOW_S)
+            if recent >= QUESTIONS_PER_WINDOW:
+                return f"{QUESTIONS_PER_WINDOW} questions in {QUESTION_WINDOW_S / 60:.0f} minutes is the most one chat may ask: wait a few minutes"
+        return ""
+
     def answer(self, session: str, client: str = ""):
         """Answer this session's queued questions in order. Yields ``(history, info, stats)``:
         ``info`` and ``stats`` None while streaming; ``info`` "" and ``stats`` None when an answer

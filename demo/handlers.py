@@ -187,13 +187,12 @@ class Handlers:
 
     def page_view(self, image, budget, groups, lam, grouping, dynamic, point=None):
         """The page's overlays, chart, stats and explanation in one answer, so none of them can
-        show another setting than the rest. Numbers typed into a slider's box are snapped to
-        the slider (a fractional or out-of-range N never blocks the page); ``point``, the
+        show another setting than the rest (every control held to its range, as everywhere;
+        the page snaps a typed number back onto its slider, see app.py). ``point``, the
         last clicked pixel, is explained again under the new settings and outlined with its
         suppressor; the groups are numbered on the groups overlay."""
         if image is None:
             return None, None, None, None, None, "", EXPLAIN_HINT, None
-        budget, groups, lam = snap_controls(budget, groups, lam, self.budget_range)
         press = self.press(budget, groups, lam, grouping, dynamic)
         encoded = self.encode(image)
         start = time.perf_counter()
@@ -565,12 +564,6 @@ def snap(value, name: str, bounds: tuple, step: float = 1):
     low, high = bounds
     snapped = min(max(round(number / step) * step, low), high)
     return int(snapped) if float(step).is_integer() else float(snapped)
-
-
-def snap_controls(budget, groups, lam, budget_range: tuple = BUDGET_RANGE) -> tuple:
-    """N, K and lambda snapped to their sliders (steps 1, 1 and 0.25)."""
-    lam = 0.0 if lam in (None, "") else snap(lam, "lam", LAM_RANGE, 0.25)
-    return snap(budget, "budget", budget_range), snap(groups, "groups", GROUPS_RANGE), lam
 
 
 def reply_markdown(reply) -> str:

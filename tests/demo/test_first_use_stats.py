@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from demo.handlers import EXPLAIN_HINT, Handlers, snap, snap_controls, stats_markdown
+from demo.handlers import EXPLAIN_HINT, Handlers, snap, stats_markdown
 from prunesid import load_vlm
 from tests.conftest import scene
 from viz.marks import CLICKED_EDGE, patch_box
@@ -105,8 +105,14 @@ def test_a_suppressed_patch_has_its_suppressor_outlined(tiny_vlm, picture):
 
 
 def test_typed_numbers_are_snapped_to_the_sliders():
-    assert snap_controls(63.7, 2.2, 1.1) == (64, 2, 1.0)
-    assert snap_controls(-5, 500, 99) == (8, 144, 18.0)
+    import gradio as gr
+
+    from app import snapper
+
+    budget = gr.Slider(8, 576, elem_id="budget")
+    assert snapper(budget, (8, 576), 1)(63.7) == 64 and snapper(budget, (8, 576), 1)(-5) == 8
+    assert isinstance(snapper(budget, (8, 576), 1)(64), type(gr.skip()))  # already a slider value
+    assert snap(1.1, "lam", (0.0, 18.0), 0.25) == 1.0 and snap(99, "lam", (0.0, 18.0), 0.25) == 18.0
     assert snap(63.5, "budget", (8, 576)) == 64 and snap("12", "budget", (8, 576)) == 12
     with pytest.raises(ValueError, match="budget must be a number"):
         snap("many", "budget", (8, 576))
@@ -120,3 +126,19 @@ def test_plurals_and_tau_above_one_are_worded(tiny_vlm, picture):
     assert stats["tau"] >= 1 and "NMS suppresses nothing" in _row(table, "NMS threshold")
     stats["tau"] = 0.5
     assert "suppresses nothing" not in stats_markdown(stats)
+
+
+def test_a_refused_question_is_explained_by_the_same_checks():
+    from demo.chat import NO_SESSION, ChatQueue
+    from demo.limits import MAX_PENDING
+
+    chats = ChatQueue(lambda *args: iter(()), check_message=lambda message: None)
+    assert chats.refusal("s", "hi", None, (), "a") == NO_SESSION
+    chats.open("s", "a")
+    assert chats.refusal("s", "  ", None, (), "a").startswith("the message is empty")
+    for n in range(MAX_PENDING):
+        assert chats.refusal("s", f"q{n}", None, (), "a") == ""
+        chats.send("s", f"q{n}", None, (), "a")
+    assert chats.refusal("s", "one more", None, (), "a") == f"{MAX_PENDING} questions are already waiting: let them be answered first"
+    with pytest.raises(ValueError, match="already waiting"):
+        chats.send("s", "one more", None, (), "a")
