@@ -68,6 +68,7 @@ class MiniGeminiConfig:
             raise ValueError(f"{source}: model_type {model_type!r} is not a Mini-Gemini type ({', '.join(MODEL_TYPES)})")
         self.raw = dict(raw)
         self.model_type = model_type
+        self._name_or_path = ""  # the directory it was read from (transformers' name for it)
         text = {key: value for key, value in raw.items() if key not in MGM_KEYS and key not in ("model_type", "architectures")}
         self.text_config = CONFIG_MAPPING[MODEL_TYPES[model_type]](**text)
         projector = raw.get("mm_projector_type", "mlp2x_gelu")
@@ -133,7 +134,9 @@ def build_model(config: MiniGeminiConfig) -> MiniGeminiModel:
 
 def read_config(directory: Path) -> MiniGeminiConfig:
     path = Path(directory) / "config.json"
-    return MiniGeminiConfig(json.loads(path.read_text()), str(path))
+    config = MiniGeminiConfig(json.loads(path.read_text()), str(path))
+    config._name_or_path = str(directory)
+    return config
 
 
 def read_weights(directory: Path) -> dict[str, torch.Tensor]:
