@@ -118,7 +118,7 @@ class Explanation:
         if self.status == "excluded":
             return f"{head}: **took no part**. It lies on the padding around the image in this view, so it was never a candidate."
         group = (
-            f"Group {self.group} of {self.num_groups} ({self.group_size} patches); importance {self.importance:.4g}, "
+            f"Group {self.group} of {self.num_groups} ({self.group_size} {'patch' if self.group_size == 1 else 'patches'}); importance {self.importance:.4g}, "
             f"rank {self.importance_rank} of {self.group_size} in its group."
         )
         if self.status == "kept":
@@ -131,8 +131,8 @@ class Explanation:
                 )
             else:
                 why = (
-                    f"Survivor #{self.survivor_rank} of {self.group_survivors} NMS survivors in its group, within the "
-                    f"group's quota ({self.group_quota} of {self.group_survivors} survivors kept)."
+                    f"Survivor #{self.survivor_rank} of {self.group_survivors} NMS {_survivors(self.group_survivors)} in its group, within the "
+                    f"group's quota ({self.group_quota} of {self.group_survivors} {_survivors(self.group_survivors)} kept)."
                 )
             return f"{head}: **kept**.\n\n- {group}\n- {why}"
         if self.status == "suppressed":
@@ -173,6 +173,10 @@ def explain_patch(selection: Selection, features: torch.Tensor, view: int, patch
     cols = grid.cols if grid is not None else int(round(selection.tokens_per_view ** 0.5))
     label = grid.label if grid is not None else f"view {view}"
     return Explanation.of(decision, _view_label(label, view), cols)
+
+
+def _survivors(count: int) -> str:
+    return "survivor" if count == 1 else "survivors"
 
 
 def _view_label(label: str, view: int) -> str:

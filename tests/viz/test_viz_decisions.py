@@ -87,3 +87,13 @@ def test_padding_that_took_no_part_is_not_drawn_as_suppressed(tiny_next_vlm):
     assert not encoded.valid[view, patch].any()  # what the canvas calls padding took no part
     rows, cols = np.nonzero(padded)
     np.testing.assert_allclose(drawn[CAPTION_HEIGHT + rows, left + cols], np.broadcast_to(PADDING_GREY, (rows.size, 3)), atol=0.5)
+
+
+def test_one_survivor_is_worded_in_the_singular():
+    from viz.explain import Explanation
+
+    one = Explanation(view=0, view_label="the image", patch=3, row=0, col=3, status="kept", group=0, num_groups=1,
+                      group_size=1, importance=0.5, importance_rank=1, survivor_rank=1, group_survivors=1, group_quota=1)
+    text = one.markdown()
+    assert "(1 patch)" in text and "of 1 NMS survivor in its group" in text and "(1 of 1 survivor kept)" in text
+    assert "survivors" not in text
