@@ -286,3 +286,20 @@ def test_an_unknown_model_type_is_named(tmp_path):
     directory = _broken_copy(tmp_path, retype)
     with pytest.raises(ValueError, match="'mgm_phi'"):
         load_vlm(str(directory))
+
+
+def test_gemma_variants_scale_the_image_rows_as_mgm_2b_was_trained():
+    model = _loaded("tiny-random-mgm").model
+    ids = torch.tensor([[1, model.config.image_token_id, model.config.image_token_id, 70]])
+    features = [torch.randn(2, 64)]
+    with torch.inference_mode():
+        plain = model.embed(ids, features)
+        model.config.scale_image_features = True
+        try:
+            scaled = model.embed(ids, features)
+        finally:
+            model.config.scale_image_features = False
+    torch.testing.assert_close(scaled[0, 1:3], features[0] * 8.0)  # sqrt(hidden 64)
+    assert torch.equal(scaled[0, [0, 3]], plain[0, [0, 3]]) and torch.equal(plain[0, 1:3], features[0])
+    with pytest.raises(ValueError, match="holds 2 image placeholder tokens but 3 image features"):
+        model.embed(ids, [torch.randn(3, 64)])
