@@ -82,15 +82,23 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     def close_chat(request: gr.Request):
         chats.forget(request.session_hash, client_of(request))
 
+    refusals: dict[str, str] = {}  # session -> why its last question was refused (read once)
+
     @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
+        try:
+            history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
+        except (ValueError, TypeError) as error:
+            if len(refusals) > 10_000:  # bounded whatever the traffic
+                refusals.clear()
+            refusals[request.session_hash] = str(error)
+            raise
         return "", history, "waiting for the answer..."
 
-    def why_not_sent(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
+    def why_not_sent(request: gr.Request):
         # The send runs outside the queue, where a refusal reaches the page as a bare "Error":
-        # its reason, asked again of the same checks, is written under the chat.
-        reason = chats.refusal(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
+        # its reason is written under the chat instead.
+        reason = refusals.pop(request.session_hash, "") if isinstance(request.session_hash, str) else ""
         return f"⚠️ Not sent: {reason or 'the question was refused; try again'}"
 
     @on_gpu
@@ -269,8 +277,8 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             trigger_mode="always_last", show_progress="hidden", **hidden, **model,
         )
         # A number typed into a slider's box is shown as the slider holds it (63.7 -> 64, -5 -> 8).
-        for control, bounds, step in ((budget, BUDGET_RANGE, 1), (groups, GROUPS_RANGE, 1), (lam, LAM_RANGE, 0.25)):
-            control.change(snapper(control, bounds, step), control, control, queue=False, show_progress="hidden", **hidden)
+        for control, name, bounds, step in ((budget, "budget", BUDGET_RANGE, 1), (groups, "groups", GROUPS_RANGE, 1), (lam, "lam", LAM_RANGE, 0.25)):
+            control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
         for view in (kept_view, groups_view, survivors_view):
             view.select(page_click, controls, page_outputs + [clicked], **hidden, **model)
         api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **model)
@@ -284,7 +292,7 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             [send.click, message.submit], send_message, [message] + controls, [message, chatbot, chat_status],
             queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
-        sent.failure(why_not_sent, [message] + controls, chat_status, queue=False, show_progress="hidden", **hidden, **raw)
+        sent.failure(why_not_sent, None, chat_status, queue=False, show_progress="hidden", **hidden)
         sent.success(answer, None, chat_outputs, **answering)
         stop.click(stop_answer, None, None, queue=False, **hidden)
         chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, chat_outputs, **answering)
@@ -323,8 +331,8 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
                 [control.change for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic)],
                 refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model,
             )
-            for control, bounds, step in ((frame_budget, FRAME_BUDGET_RANGE, 1), (video_groups, GROUPS_RANGE, 1), (video_lam, LAM_RANGE, 0.25)):
-                control.change(snapper(control, bounds, step), control, control, queue=False, show_progress="hidden", **hidden)
+            for control, name, bounds, step in ((frame_budget, "budget", FRAME_BUDGET_RANGE, 1), (video_groups, "groups", GROUPS_RANGE, 1), (video_lam, "lam", LAM_RANGE, 0.25)):
+                control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
             video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
             video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
             api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
@@ -348,15 +356,21 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     return page
 
 
-def snapper(control, bounds: tuple, step: float):
-    """The page's write-back for a slider's typed number: the snapped value, or nothing when
-    it is already a slider value (or not a number at all: the view says what is wrong)."""
+# A typed number this far outside a slider is no slip of the finger: refused, not clamped.
+SNAP_REACH = 1_000_000
 
+
+def snapper(name: str, bounds: tuple, step: float):
+    """The page's write-back for a number typed into a slider's box: rounded to the step and
+    clamped to the range (63.7 -> 64, -5 -> 8), or nothing when already a slider value. Not a
+    number, or absurdly far out: a named error, like every other event's."""
+
+    @user_errors
     def snapped(value):
-        try:
-            fixed = snap(value, control.elem_id or "value", bounds, step)
-        except ValueError:
-            return gr.skip()
+        number = snap(value, name, (-SNAP_REACH, SNAP_REACH), step)  # a finite number, or ValueError
+        if number != value and abs(float(value)) > SNAP_REACH:
+            raise ValueError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g}, got {value!r}")
+        fixed = snap(value, name, bounds, step)
         return gr.skip() if fixed == value else fixed
 
     return snapped

@@ -109,9 +109,12 @@ def test_typed_numbers_are_snapped_to_the_sliders():
 
     from app import snapper
 
-    budget = gr.Slider(8, 576, elem_id="budget")
-    assert snapper(budget, (8, 576), 1)(63.7) == 64 and snapper(budget, (8, 576), 1)(-5) == 8
-    assert isinstance(snapper(budget, (8, 576), 1)(64), type(gr.skip()))  # already a slider value
+    budget = snapper("budget", (8, 576), 1)
+    assert budget(63.7) == 64 and budget(-5) == 8 and budget(1000) == 576
+    assert isinstance(budget(64), type(gr.skip()))  # already a slider value
+    for bad in (1e308, 2**63, float("nan"), "lots", [64]):
+        with pytest.raises(gr.Error, match="budget must be"):
+            budget(bad)
     assert snap(1.1, "lam", (0.0, 18.0), 0.25) == 1.0 and snap(99, "lam", (0.0, 18.0), 0.25) == 18.0
     assert snap(63.5, "budget", (8, 576)) == 64 and snap("12", "budget", (8, 576)) == 12
     with pytest.raises(ValueError, match="budget must be a number"):
