@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError) as error:
+    except (ValueError, TypeError, OSError) as error:  # OSError: a file that cannot be read or written
         print(f"{parser.prog} {args.command}: error: {error}", file=sys.stderr)
         return 2
 
@@ -147,7 +147,8 @@ def _load(args):
     from prunesid.vlm.loading import load_vlm
 
     video = is_video(args.image)
-    if args.model is None:
+    defaulted = args.model is None
+    if defaulted:
         args.model = DEFAULT_VIDEO_MODEL if video else DEFAULT_IMAGE_MODEL
     frame_budget = video and args.option_budget is None
     if frame_budget:
@@ -156,6 +157,11 @@ def _load(args):
     if getattr(args, "question", "x").strip() == "":
         raise ValueError("the question is empty; ask something about the image")
     image = load_video(args.image) if video else load_image(args.image)  # a bad file fails before loading, too
+    if defaulted:  # only once the settings and the file are accepted: an error stays one line
+        print(
+            f"no --model given: {args.model}, an offline built-in with random weights "
+            "(its answers are noise; which tokens it keeps is real)", file=sys.stderr,
+        )
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
         min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines,
@@ -166,6 +172,16 @@ def _load(args):
         args.option_budget = None
         press = _press(args)
     return vlm, image, press
+
+
+def _check_writable(path: str) -> None:
+    from pathlib import Path
+
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"--out {path}: the folder {folder} does not exist")
+    if Path(path).is_dir():
+        raise ValueError(f"--out {path}: that is a folder; give a file name such as overlay.png")
 
 
 def _chat(args) -> int:
@@ -184,13 +200,16 @@ def _chat(args) -> int:
     stream = vlm.stream(image, args.question, press=press, max_new_tokens=args.max_new_tokens)
     for piece in stream:
         print(piece, end="", flush=True)
+    print()  # the answer ends its line, as any command's output does
     reply = stream.reply
     timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in reply.timings.items() if name.endswith("_ms"))
-    print(f"\n[{reply.visual_tokens[0]} visual tokens; {timings}]", file=sys.stderr)
+    print(f"[{reply.visual_tokens[0]} visual tokens; {timings}]", file=sys.stderr)
     return 0
 
 
 def _compress(args) -> int:
+    if args.out:
+        _check_writable(args.out)  # before the model is loaded
     vlm, image, press = _load(args)
     encoded = vlm.encode(image)
     selection = vlm.compress(encoded, press)[0]

@@ -58,6 +58,22 @@ def test_chat_streams_text_and_reports_progress(image_file, capsys):
     assert main(["chat", str(image_file), "What is this?", "--max-new-tokens", "3", "--grouping", "random"]) == 0
     captured = capsys.readouterr()
     assert "Loading tiny-random on cpu" in captured.err and "64 visual tokens" in captured.err
+    assert captured.out.endswith("\n")  # the answer ends its line
+    assert "no --model given: tiny-random, an offline built-in with random weights" in captured.err
+
+
+def test_a_model_given_gets_no_random_weights_note(image_file, capsys):
+    assert main(["compress", str(image_file), "--model", "tiny-random", "--json"]) == 0
+    assert "random weights" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["/no/such/folder/overlay.png", "{folder}"])
+def test_an_out_path_that_cannot_be_written_exits_2_before_loading(image_file, tmp_path, capsys, out):
+    out = out.format(folder=tmp_path)
+    assert main(["compress", str(image_file), "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Loading" not in err  # refused before the model is loaded
+    assert err.strip().splitlines()[-1].startswith(f"prunesid compress: error: --out {out}:")
 
 
 @pytest.mark.parametrize(
