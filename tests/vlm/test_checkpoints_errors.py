@@ -72,8 +72,8 @@ def test_no_config(tmp_path):
 def test_an_unsupported_model_type_names_the_supported_ones(tmp_path):
     directory = copy_of("tiny-random", tmp_path)
     config = json.loads((directory / "config.json").read_text())
-    (directory / "config.json").write_text(json.dumps({**config, "model_type": "mini_gemini"}))
-    with pytest.raises(ValueError, match=r"is a 'mini_gemini' model; supported: llava \("):
+    (directory / "config.json").write_text(json.dumps({**config, "model_type": "bert"}))
+    with pytest.raises(ValueError, match=r"is a 'bert' model; supported: llava \("):
         load_vlm(str(directory), device="cpu")
 
 
