@@ -19,6 +19,8 @@ TIER_FILES = {
 APP_FOLDER = "app"  # every test there talks to a launched app.py
 LAUNCHED_APP_FIXTURES = {"app_url", "slow_app_url"}
 BROWSER_FIXTURES = {"browser"}
+# Built-ins too heavy for the quick tier: MGM-HD runs two towers on five views of a 1536 px image.
+SLOW_BUILTINS = ("tiny-random-mgm-hd",)
 TESTS = Path(__file__).resolve().parent
 
 
@@ -40,7 +42,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(TIER_FILES[relative])
         if BROWSER_FIXTURES & set(item.fixturenames):
             item.add_marker("browser")
-        if relative.startswith(APP_FOLDER + "/") or LAUNCHED_APP_FIXTURES & set(item.fixturenames):
+        on_slow_builtin = any(name in item.nodeid for name in SLOW_BUILTINS)
+        if relative.startswith(APP_FOLDER + "/") or LAUNCHED_APP_FIXTURES & set(item.fixturenames) or on_slow_builtin:
             item.add_marker("slow")
 
 
