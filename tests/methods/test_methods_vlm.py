@@ -10,6 +10,7 @@ import torch
 from prunesid import DivPrune, PruneSID, RandomPrune, UniformPrune, VisionTokens, VisionZip
 from tests.conftest import scene
 from tests.conftest import fed_to_language_model as _fed_to_language_model
+from tests.vlm.test_vlm_siglip import siglip_vlm  # noqa: F401  (the tiny SigLIP LLaVA)
 
 QUESTION = "What is in the picture?"
 
@@ -116,29 +117,6 @@ def test_divprune_measures_distances_after_the_projector(tiny_vlm, picture):
     assert torch.equal(projected.indices[0], by_hand.indices[0])
     assert not torch.equal(projected.indices[0], tower.indices[0])
     assert projected.reserved == 0  # the authors select among the patch tokens only
-
-
-@pytest.fixture(scope="module")
-def siglip_vlm():
-    from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor, SiglipImageProcessorPil, SiglipVisionConfig
-
-    from prunesid.vlm import wrap
-    from prunesid.vlm.builtins.llava import CHAT_TEMPLATE, LlamaConfig, build_tokenizer
-
-    tokenizer = build_tokenizer()
-    vision = SiglipVisionConfig(image_size=224, patch_size=14, hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=2)
-    config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_layer=-1, vision_feature_select_strategy="full", image_seq_length=256,
-    )
-    torch.manual_seed(0)
-    model = LlavaForConditionalGeneration(config).eval()
-    processor = LlavaProcessor(
-        image_processor=SiglipImageProcessorPil(size={"height": 224, "width": 224}),
-        tokenizer=tokenizer, patch_size=14, vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
-    )
-    return wrap(model, processor, name="tiny-siglip")
 
 
 def test_a_tower_without_cls(siglip_vlm):
