@@ -42,6 +42,8 @@ from prunesid.vlm.processors import QWEN_VIDEO, QwenVideoProcessor
 QWEN_FRAMES = 16
 # The frame rate transformers' Qwen processors assume for frames without one.
 DEFAULT_FPS = 24.0
+# Model types whose processor is Qwen3-VL's: one placeholder run per temporal group.
+TIMESTAMPED_GROUPS = ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
 
 
 class QwenVL(Family):
@@ -59,8 +61,9 @@ class QwenVL(Family):
         self.token_pixels = self.patch_size * self.merge_size  # side of one merged token, in processor pixels
         self.video_token_id = getattr(model.config, "video_token_id", None)
         self.model_type = model.config.model_type
-        # Qwen3-VL writes each temporal group's timestamp before its own placeholder run.
-        self.timestamps = self.model_type == "qwen3_vl"
+        # Qwen3-VL's processor (also Qwen3-VL-MoE's and Qwen3.5's) writes each temporal
+        # group's timestamp before its own placeholder run.
+        self.timestamps = self.model_type in TIMESTAMPED_GROUPS
         self.size = _pixel_limits(processor.image_processor, min_pixels, max_pixels, self.token_pixels)
         self.video_processor = getattr(processor, "video_processor", None) or QwenVideoProcessor(
             processor.image_processor, "whole-clip" if self.timestamps else "per-frame"
@@ -428,3 +431,8 @@ def _size_entry(image_processor, key: str, legacy: str, default: int) -> int:
 register_family("qwen2_vl", "Qwen2VLForConditionalGeneration", "dynamic resolution, merged tokens: Qwen2-VL")(QwenVL)
 register_family("qwen2_5_vl", "Qwen2_5_VLForConditionalGeneration", "dynamic resolution, window attention: Qwen2.5-VL")(QwenVL)
 register_family("qwen3_vl", "Qwen3VLForConditionalGeneration", "dynamic resolution, deepstack: Qwen3-VL")(QwenVL)
+# The same tower, processor and get_rope_index as Qwen3-VL; only the LLM differs (its
+# layers take the features, positions and deepstack rows handed over just the same).
+register_family("qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration", "deepstack, mixture-of-experts LLM: Qwen3-VL-MoE")(QwenVL)
+register_family("qwen3_5", "Qwen3_5ForConditionalGeneration", "no deepstack, hybrid linear / full-attention LLM: Qwen3.5")(QwenVL)
+register_family("qwen3_5_moe", "Qwen3_5MoeForConditionalGeneration", "hybrid linear-attention mixture-of-experts LLM: Qwen3.5-MoE")(QwenVL)

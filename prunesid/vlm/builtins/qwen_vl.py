@@ -1,6 +1,7 @@
 """Offline Qwen-VL built-ins: tiny, randomly initialised, identical on every machine, written
-in the layouts of ``Qwen/Qwen2-VL-7B-Instruct``, ``Qwen/Qwen2.5-VL-7B-Instruct`` and
-``Qwen/Qwen3-VL-8B-Instruct``.
+in the layouts of ``Qwen/Qwen2-VL-7B-Instruct``, ``Qwen/Qwen2.5-VL-7B-Instruct``,
+``Qwen/Qwen3-VL-8B-Instruct``, ``Qwen/Qwen3-VL-30B-A3B-Instruct``, ``Qwen/Qwen3.5-27B`` and
+``Qwen/Qwen3.5-35B-A3B``.
 
 Each keeps its family's real geometry and only shrinks the widths: the processor's dynamic
 resolution (smart resize to multiples of patch x merge pixels, between min_pixels and
@@ -8,7 +9,10 @@ max_pixels), temporal patch 2, spatial merge 2, the patch merger into the LLM's 
 in the LLM. Qwen2-VL and Qwen2.5-VL use 14 px patches (28 px merged tokens); Qwen2.5-VL adds
 window attention (112 px windows) with full-attention blocks; Qwen3-VL uses 16 px patches
 (32 px merged tokens), a learned position grid, interleaved M-RoPE and deepstack features
-added to the first LLM layers. The tokenizer is byte-level with the Qwen special tokens and
+added to the first LLM layers. Qwen3-VL-MoE is Qwen3-VL with mixture-of-experts LLM layers;
+Qwen3.5 (and Qwen3.5-MoE) keeps Qwen3-VL's tower without deepstack and feeds a hybrid LLM:
+gated linear-attention (Gated DeltaNet) layers and full-attention layers with partial,
+interleaved M-RoPE. The tokenizer is byte-level with the Qwen special tokens and
 the family's chat format; nothing is downloaded. Their answers are noise; their selections
 and positions are real.
 """
@@ -28,7 +32,13 @@ from transformers import (
     Qwen2VLProcessor,
     Qwen3VLConfig,
     Qwen3VLForConditionalGeneration,
+    Qwen3VLMoeConfig,
+    Qwen3VLMoeForConditionalGeneration,
     Qwen3VLProcessor,
+    Qwen3_5Config,
+    Qwen3_5ForConditionalGeneration,
+    Qwen3_5MoeConfig,
+    Qwen3_5MoeForConditionalGeneration,
 )
 
 from prunesid.vlm.builtins.hub import HubLayout
@@ -125,6 +135,20 @@ QWEN3_VL_LAYOUT = HubLayout(
     repo="Qwen/Qwen3-VL-8B-Instruct", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
     shards=4, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
 )
+# Qwen3-VL-MoE and Qwen3.5 (dense and MoE) keep Qwen3-VL's files: nested configs and its
+# processor, image and video processor classes.
+QWEN3_VL_MOE_LAYOUT = HubLayout(
+    repo="Qwen/Qwen3-VL-30B-A3B-Instruct", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
+    shards=13, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+)
+QWEN3_5_LAYOUT = HubLayout(
+    repo="Qwen/Qwen3.5-27B", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
+    shards=11, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+)
+QWEN3_5_MOE_LAYOUT = HubLayout(
+    repo="Qwen/Qwen3.5-35B-A3B", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
+    shards=14, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+)
 
 
 def _build(model_class, config, processor_class, image_processor, tokenizer, chat_template):
@@ -196,3 +220,86 @@ def build_tiny_qwen3_vl():
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
     )
     return _build(Qwen3VLForConditionalGeneration, config, Qwen3VLProcessor, image_processor, tokenizer, qwen_chat_template(None))
+
+
+def _qwen3_image_processor() -> Qwen2VLImageProcessorPil:
+    """Qwen3-VL's and Qwen3.5's processor settings: 16 px patches, 2 x 2 merge, mean and std 0.5."""
+    return Qwen2VLImageProcessorPil(
+        size=dict(QWEN3_PIXELS), patch_size=16, merge_size=2, temporal_patch_size=2,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+
+
+def _qwen3_vision(deepstack: list[int] | None) -> dict:
+    """Qwen3-VL's tower geometry (16 px patches, 48 x 48 learned positions), tiny widths."""
+    vision = {
+        "depth": 4, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2, "out_hidden_size": 64,
+        "patch_size": 16, "spatial_merge_size": 2, "temporal_patch_size": 2, "num_position_embeddings": 2304,
+    }
+    return vision if deepstack is None else {**vision, "deepstack_visual_indexes": deepstack}
+
+
+@register_builtin("tiny-random-qwen3-vl-moe", QWEN3_VL_MOE_LAYOUT)
+def build_tiny_qwen3_vl_moe():
+    """Qwen3-VL-MoE: Qwen3-VL's tower with deepstack (two blocks), every LLM layer a sparse
+    mixture of 4 tiny experts, 2 routed per token."""
+    tokenizer = build_qwen_tokenizer()
+    text = _text_config(
+        tokenizer, [4, 2, 2], head_dim=16, rope={"mrope_interleaved": True},
+        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
+    )
+    config = Qwen3VLMoeConfig(vision_config=_qwen3_vision([1, 2]), text_config=text, **_token_ids(tokenizer))
+    return _build(
+        Qwen3VLMoeForConditionalGeneration, config, Qwen3VLProcessor, _qwen3_image_processor(), tokenizer, qwen_chat_template(None),
+    )
+
+
+def _qwen3_5_text(tokenizer, **extra) -> dict:
+    """A 2-layer hybrid LLM of width 64: a Gated DeltaNet (linear attention) layer, then a
+    full-attention layer (Qwen3.5 has three of the first per one of the second); partial
+    rotary (a quarter of each 32-wide head) with interleaved M-RoPE."""
+    return {
+        "vocab_size": len(tokenizer),
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "layer_types": ["linear_attention", "full_attention"],
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "head_dim": 32,
+        "linear_conv_kernel_dim": 4,
+        "linear_key_head_dim": 16,
+        "linear_value_head_dim": 16,
+        "linear_num_key_heads": 2,
+        "linear_num_value_heads": 4,
+        "max_position_embeddings": 32768,
+        "rope_parameters": {
+            "rope_type": "default", "rope_theta": 10000000.0, "partial_rotary_factor": 0.25,
+            "mrope_section": [2, 1, 1], "mrope_interleaved": True,
+        },
+        "bos_token_id": tokenizer.pad_token_id,
+        "eos_token_id": tokenizer.eos_token_id,
+        "pad_token_id": tokenizer.pad_token_id,
+        **extra,
+    }
+
+
+@register_builtin("tiny-random-qwen3.5", QWEN3_5_LAYOUT)
+def build_tiny_qwen3_5():
+    """Qwen3.5: Qwen3-VL's tower without deepstack, a hybrid linear / full-attention LLM."""
+    tokenizer = build_qwen_tokenizer()
+    config = Qwen3_5Config(
+        vision_config=_qwen3_vision(None), text_config=_qwen3_5_text(tokenizer, intermediate_size=128), **_token_ids(tokenizer),
+    )
+    return _build(Qwen3_5ForConditionalGeneration, config, Qwen3VLProcessor, _qwen3_image_processor(), tokenizer, qwen_chat_template(None))
+
+
+@register_builtin("tiny-random-qwen3.5-moe", QWEN3_5_MOE_LAYOUT)
+def build_tiny_qwen3_5_moe():
+    """Qwen3.5-MoE: the hybrid LLM with a sparse mixture of 4 tiny experts (2 routed per
+    token) plus a shared expert in every layer."""
+    tokenizer = build_qwen_tokenizer()
+    text = _qwen3_5_text(tokenizer, num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, shared_expert_intermediate_size=32)
+    config = Qwen3_5MoeConfig(vision_config=_qwen3_vision(None), text_config=text, **_token_ids(tokenizer))
+    return _build(
+        Qwen3_5MoeForConditionalGeneration, config, Qwen3VLProcessor, _qwen3_image_processor(), tokenizer, qwen_chat_template(None),
+    )
