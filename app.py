@@ -12,6 +12,7 @@ admission.py (each client's share of the queue). docs/security.md explains the l
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 
@@ -27,9 +28,11 @@ from demo.handlers import (
     EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, snap, stats_markdown, user_errors,
 )
 from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_SIZE
-from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, MethodHandlers
+from demo import labels
+from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES
 from demo.model_choice import choose_model, load_with_fallback
-from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, example_videos
+from demo.models import ModelSlot, Served, hub_reachable_at_launch, load_listed, picker_choices, unbound
+from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
     import spaces
@@ -61,17 +64,31 @@ CSS = """
 """
 
 
-def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None, videos: VideoHandlers | None = None) -> gr.Blocks:
-    methods = methods or MethodHandlers(handlers.vlm, phi_ref=handlers.phi_ref)
-    analyze_method = on_gpu(user_errors(checked_controls(methods.analyze)))
-    refresh_method = on_gpu(user_errors(checked_controls(methods.refresh)))
-    compare_methods = on_gpu(user_errors(checked_controls(methods.compare)))
-    analyze = on_gpu(user_errors(handlers.analyze))
-    chat = on_gpu(user_errors(handlers.chat))
-    compare_groupings = on_gpu(user_errors(handlers.compare_groupings))
-    compare_answers = on_gpu(user_errors(handlers.compare_answers))
-    explain = on_gpu(user_errors(handlers.explain))
-    chats = ChatQueue(handlers.queued_answer, validate=handlers.check_question, check_message=question_text)
+VIDEO_OFF = (
+    "The chosen model takes images only. Pick a model that takes clips above (e.g. `{example}`) "
+    "to see PruneSID on every frame of a clip."
+)
+
+
+def build(slot: ModelSlot) -> gr.Blocks:
+    """The page, its events on the model each session chose (demo/models.py)."""
+    first = slot.first
+    handlers = first.handlers
+    checks = Handlers(first.vlm, max_new_tokens=handlers.max_new_tokens)  # the controls' checks: the same for every model
+
+    def on_model(pick, reference, check=None):
+        return on_gpu(user_errors(slot.bind(pick, reference, check)))
+
+    analyze_method = on_model(lambda m: checked_controls(m.methods.analyze), first.methods.analyze)
+    refresh_method = on_model(lambda m: checked_controls(m.methods.refresh), first.methods.refresh)
+    compare_methods = on_model(lambda m: checked_controls(m.methods.compare), first.methods.compare)
+    analyze = on_model(lambda m: m.handlers.analyze, handlers.analyze)
+    chat = on_model(lambda m: m.handlers.chat, handlers.chat)
+    compare_groupings = on_model(lambda m: m.handlers.compare_groupings, handlers.compare_groupings)
+    compare_answers = on_model(lambda m: m.handlers.compare_answers, handlers.compare_answers)
+    explain = on_model(lambda m: m.handlers.explain, handlers.explain)
+    chats = ChatQueue(handlers.queued_answer, validate=checks.check_question, check_message=question_text)
+    video_model = next((name for name in slot.choices if "video" in name), None) or "a video model"
 
     # The chat's session is the browser session Gradio gives, opened when the page loads and
     # tied to the client's address (demo/chat.py): an id made up in a request reaches nothing.
@@ -81,6 +98,7 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
 
     def close_chat(request: gr.Request):
         chats.forget(request.session_hash, client_of(request))
+        slot.forget(request.session_hash, client_of(request))
 
     refusals: dict[str, str] = {}  # session -> why its last question was refused (read once)
 
@@ -105,14 +123,19 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
     @user_errors
     def answer(request: gr.Request):
         answered = False
-        for history, info, stats in chats.answer(request.session_hash, client_of(request)):
-            answered = True
-            if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
-                yield history, "generating..." if info is None else info, gr.skip(), gr.skip()
-            else:
-                yield history, info, stats, stats_markdown(stats)
+        with slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
+            answers = list_answers(served, request)
+            for history, info, stats in answers:
+                answered = True
+                if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
+                    yield history, "generating..." if info is None else info, gr.skip(), gr.skip()
+                else:
+                    yield history, info, stats, stats_markdown(stats)
         if not answered:  # another worker of this session is answering: it takes the question
             yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+
+    def list_answers(served: Served, request: gr.Request):
+        return chats.answer(request.session_hash, client_of(request), answer_stream=served.handlers.queued_answer)
 
     @user_errors
     def stop_answer(request: gr.Request):
@@ -137,15 +160,20 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             "concepts, **NMS** inside each concept drops near-duplicates (τ = λ·ρ), and the budget "
             "is shared between concepts. Upload an image, move the controls, click a patch, ask a question."
         )
-        gr.Markdown(banner, elem_id="banner")
+        with gr.Row(equal_height=True):
+            picker = gr.Dropdown(
+                slot.choices, value=first.name, label="Model (built-ins have random weights: their selections are real, their answers noise)",
+                elem_id="model-picker", scale=2, min_width=280, filterable=False,
+            )
+            banner_box = gr.Markdown(first.banner, elem_id="banner")
 
         with gr.Row():
             with gr.Column(scale=2, min_width=320):
                 image = gr.Image(type="filepath", label="Image", height=320, elem_id="input-image")
                 gr.Examples(example_images(), inputs=image, label="Examples (generated, CC0)")
-                budget = gr.Slider(*BUDGET_RANGE, value=64, step=1, label=handlers.budget_label(), elem_id="budget")
-                groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label="K — groups (0 = auto; the stats show the value used)", elem_id="groups")
-                lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto; see the stats)", elem_id="lam")
+                budget = gr.Slider(*BUDGET_RANGE, value=64, step=1, label=labels.budget_label(first.vlm), elem_id="budget")
+                groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label=labels.groups_label(first.vlm), elem_id="groups")
+                lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label=labels.lam_label(first.vlm), elem_id="lam")
                 grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping (paper's ablation: PSCA / KMeans / random)", elem_id="grouping")
                 dynamic = gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic")
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
@@ -211,21 +239,27 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             methods_table = gr.Markdown(elem_id="methods-table", elem_classes="stats-table")
             methods_json = gr.JSON(visible=False)
 
-        if videos is not None:
-            analyze_video = on_gpu(user_errors(videos.analyze_video))
-            chat_video = on_gpu(user_errors(videos.chat_video))
-            with gr.Accordion("Video: PruneSID on every frame (Video-LLaVA)", open=False):
-                gr.Markdown(videos.note, elem_id="video-note")
+        # The clip section: on when the chosen model takes clips (its own model, not a second one).
+        # The file policy first, so that a refusal of a file never depends on the model chosen.
+        check_clip = lambda index: (lambda values: allowed_clip(values[index]) if len(values) > index else None)
+        analyze_video = on_model(lambda m: m.clips().analyze_video, unbound(VideoHandlers.analyze_video), check_clip(0))
+        chat_video = on_model(lambda m: m.clips().chat_video, unbound(VideoHandlers.chat_video), check_clip(2))
+        no_clip = lambda *values: (None, None, None, None, None, "")  # an image-only model: the page's clip view stays empty
+        refresh_video = on_model(lambda m: m.clips().refresh_video if m.takes_clips else no_clip, unbound(VideoHandlers.refresh_video))
+        with gr.Accordion("Video: PruneSID on every frame of a clip", open=False):
+            video_off = gr.Markdown(VIDEO_OFF.format(example=video_model), elem_id="video-off", visible=not first.takes_clips)
+            with gr.Column(visible=first.takes_clips) as video_on:
+                video_note = gr.Markdown(first.videos.note if first.takes_clips else "", elem_id="video-note")
                 with gr.Row():
                     with gr.Column(scale=2, min_width=320):
                         video = gr.Video(label="Clip", elem_id="input-video", height=240)
                         if example_videos():
                             gr.Examples(example_videos(), inputs=video, label="Example clip (generated, CC0)")
-                        frame_budget = gr.Slider(*FRAME_BUDGET_RANGE, value=DEFAULT_FRAME_BUDGET, step=1, label="N — tokens per frame (CLS included)", elem_id="frame-budget")
+                        frame_budget = gr.Slider(*FRAME_BUDGET_RANGE, value=DEFAULT_FRAME_BUDGET, step=1, label=labels.frame_budget_label(first.vlm), elem_id="frame-budget")
                         video_dynamic = gr.Checkbox(False, label="Dynamic budget across frames (N'_f ∝ φ_f, total frames x N)", elem_id="video-dynamic")
                         # The clip's own K, lambda and grouping (not the image section's).
-                        video_groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label="K — groups per frame (0 = auto)", elem_id="video-groups")
-                        video_lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label="λ — NMS threshold factor (0 = auto)", elem_id="video-lam")
+                        video_groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label=labels.frame_groups_label(first.vlm), elem_id="video-groups")
+                        video_lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label=labels.frame_lam_label(first.vlm), elem_id="video-lam")
                         video_grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping", elem_id="video-grouping")
                         video_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
                     with gr.Column(scale=3, min_width=420):
@@ -265,8 +299,8 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
         # The page's own view: overlays, chart, stats and the explanation of the last clicked
         # pixel are one answer, so none of them is ever left at an older setting.
         clicked = gr.State(None)
-        page_view = on_gpu(user_errors(handlers.page_view))
-        page_click = on_gpu(user_errors(handlers.page_click))
+        page_view = on_model(lambda m: m.handlers.page_view, handlers.page_view)
+        page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
         image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
@@ -319,37 +353,69 @@ def build(handlers: Handlers, banner: str, methods: MethodHandlers | None = None
             api_name="compare_methods", **model,
         )
 
-        if videos is not None:
-            # The video controls: N per frame and the dynamic switch; K, lambda and grouping as for images.
-            video_controls = [video, frame_budget, video_groups, video_lam, video_grouping, video_dynamic]
-            video_outputs = [frames_groups, frames_survivors, frames_kept, frames_chart, video_json, video_table]
-            video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **model)
-            refresh_video = on_gpu(user_errors(videos.refresh_video))
-            video.change(refresh_video, video_controls, video_outputs, **hidden, **model)
-            # The clip's controls re-render at once, as the image's do.
-            gr.on(
-                [control.change for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic)],
-                refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model,
-            )
-            for control, name, bounds, step in ((frame_budget, "budget", FRAME_BUDGET_RANGE, 1), (video_groups, "groups", GROUPS_RANGE, 1), (video_lam, "lam", LAM_RANGE, 0.25)):
-                control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
-            video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
-            video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
-            api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
+        # The video controls: N per frame and the dynamic switch; K, lambda and grouping as for images.
+        video_controls = [video, frame_budget, video_groups, video_lam, video_grouping, video_dynamic]
+        video_outputs = [frames_groups, frames_survivors, frames_kept, frames_chart, video_json, video_table]
+        video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **model)
+        video.change(refresh_video, video_controls, video_outputs, **hidden, **model)
+        # The clip's controls re-render at once, as the image's do.
+        gr.on(
+            [control.change for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic)],
+            refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model,
+        )
+        for control, name, bounds, step in ((frame_budget, "budget", FRAME_BUDGET_RANGE, 1), (video_groups, "groups", GROUPS_RANGE, 1), (video_lam, "lam", LAM_RANGE, 0.25)):
+            control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
+        video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
+        video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
+        api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
 
-            def chat_video_page(message, history, *controls):
-                # Also hand back the question answered, so the box is cleared only if it still
-                # holds that question: a follow-up typed meanwhile is never wiped. A send while
-                # an answer streams is ignored by the event (trigger "once"), so it stays in the box.
-                for outputs in chat_video(message, history, *controls):
-                    yield (*outputs, message)
+        def chat_video_page(message, history, video, budget, groups, lam, grouping, dynamic, request: gr.Request):
+            # Also hand back the question answered, so the box is cleared only if it still
+            # holds that question: a follow-up typed meanwhile is never wiped. A send while
+            # an answer streams is ignored by the event (trigger "once"), so it stays in the box.
+            for outputs in chat_video(message, history, video, budget, groups, lam, grouping, dynamic, request):
+                yield (*outputs, message)
 
-            answered = gr.State("")
-            video_sent = gr.on(
-                [video_send.click, video_message.submit], chat_video_page, [video_message, video_chatbot] + video_controls,
-                video_outputs_chat + [answered], **hidden, **model,
+        answered = gr.State("")
+        video_sent = gr.on(
+            [video_send.click, video_message.submit], chat_video_page, [video_message, video_chatbot] + video_controls,
+            video_outputs_chat + [answered], **hidden, **model,
+        )
+        video_sent.then(lambda sent, current: "" if current == sent else gr.skip(), [answered, video_message], video_message, queue=False, **hidden)
+
+        # The model picker: the session's own model (demo/models.py). Every panel follows it:
+        # labels, banner, clip section; the chat, the clicked patch and the comparisons of the
+        # previous model are cleared; then the overlays, the method view and the clip re-render.
+        @on_gpu
+        @user_errors
+        def switch_model(model, request: gr.Request):
+            served = slot.choose(request.session_hash, client_of(request), model)
+            with contextlib.suppress(ValueError):  # an API client has no page chat
+                chats.reset(request.session_hash, client_of(request))
+            vlm = served.vlm
+            return (
+                served.banner,
+                gr.Slider(label=labels.budget_label(vlm)), gr.Slider(label=labels.groups_label(vlm)), gr.Slider(label=labels.lam_label(vlm)),
+                gr.Markdown(visible=not served.takes_clips), gr.Column(visible=served.takes_clips),
+                served.videos.note if served.takes_clips else "",
+                gr.Slider(label=labels.frame_budget_label(vlm)), gr.Slider(label=labels.frame_groups_label(vlm)),
+                gr.Slider(label=labels.frame_lam_label(vlm)),
+                [], "", EXPLAIN_HINT, None, None,  # the chat, its status, the clicked patch
+                None, "", "", "", None, None, "",  # the comparisons of the previous model
+                [], "",  # the chat about the clip
             )
-            video_sent.then(lambda sent, current: "" if current == sent else gr.skip(), [answered, video_message], video_message, queue=False, **hidden)
+
+        switched = picker.change(
+            switch_model, picker,
+            [banner_box, budget, groups, lam, video_off, video_on, video_note, frame_budget, video_groups, video_lam,
+             chatbot, reply_info, explanation, explanation_json, clicked,
+             comparison, full_answer, compressed_answer, speedup, methods_sheet, methods_json, methods_table,
+             video_chatbot, video_info],
+            api_name="choose_model", **model,
+        )
+        switched.success(page_view, controls + [clicked], page_outputs, **hidden, **model).then(
+            refresh_method, method_inputs, method_outputs, **hidden, **model,
+        ).then(refresh_video, video_controls, video_outputs, **hidden, **model)
         page.load(open_chat, None, None, queue=False, **hidden)
         page.unload(close_chat)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
@@ -387,10 +453,12 @@ def main(argv: list[str] | None = None) -> None:
     if not 1 <= args.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
         parser.error(f"--max-new-tokens must be in [1, {MAX_NEW_TOKENS_LIMIT}], got {args.max_new_tokens}")
 
-    vlm, banner = load_with_fallback(choose_model(args.model))
-    handlers = Handlers(vlm, phi_ref=vlm.calibrate(example_images()), max_new_tokens=args.max_new_tokens)
-    methods = MethodHandlers(vlm, phi_ref=handlers.phi_ref, max_new_tokens=min(args.max_new_tokens, 48))
-    page = build(handlers, banner, methods, VideoHandlers.for_app(vlm, max_new_tokens=args.max_new_tokens))
+    choice = choose_model(args.model)
+    vlm, banner = load_with_fallback(choice)
+    first = Served.of(vlm, banner, max_new_tokens=args.max_new_tokens)
+    choices = picker_choices(vlm.name, hub_reachable_at_launch(choice))
+    slot = ModelSlot(first, choices, load=lambda name: load_listed(name, args.max_new_tokens))
+    page = build(slot)
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
         max_file_size=MAX_FILE_BYTES,

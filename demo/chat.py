@@ -198,11 +198,13 @@ class ChatQueue:
                 return f"{QUESTIONS_PER_WINDOW} questions in {QUESTION_WINDOW_S / 60:.0f} minutes is the most one chat may ask: wait a few minutes"
         return ""
 
-    def answer(self, session: str, client: str = ""):
+    def answer(self, session: str, client: str = "", answer_stream=None):
         """Answer this session's queued questions in order. Yields ``(history, info, stats)``:
         ``info`` and ``stats`` None while streaming; ``info`` "" and ``stats`` None when an answer
         failed (the reason is in the history) or the conversation was reset. Returns at once when another worker is
-        answering for this session."""
+        answering for this session. ``answer_stream`` replaces the queue's own for this call (the
+        session's model)."""
+        answer_stream = answer_stream or self._answer_stream
         conversation = self.conversation(session, client)
         with conversation.lock:
             if self._working(conversation) or not conversation.pending:
@@ -223,7 +225,7 @@ class ChatQueue:
                     context = _context(conversation.turns, question.turn)
                     conversation.turns.insert(_index(conversation.turns, question.turn) + 1, reply)
                 try:
-                    for text, finished in self._answer_stream(context, question.turn["content"], question.image, question.controls, conversation.stop):
+                    for text, finished in answer_stream(context, question.turn["content"], question.image, question.controls, conversation.stop):
                         with conversation.lock:
                             if conversation.generation != generation:
                                 conversation.stop.set()

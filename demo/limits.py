@@ -19,6 +19,11 @@ BUSY_MESSAGE = (
     "try again when one is done"
 )
 
+# --- the model picker (demo/models.py) -------------------------------------------------------
+MODEL_SWITCHES = 12  # model switches one client (address) may make ...
+MODEL_SWITCH_WINDOW_S = 60.0  # ... in this many seconds: a load is the dearest thing a request causes
+SWITCH_WAIT_S = 120.0  # a request waits at most this long for a switch (or the requests it waits for)
+
 # --- uploads (demo/files.py, demo/video.py) ------------------------------------------------
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # per file; a 200 MP phone JPEG is 30-60 MB
 

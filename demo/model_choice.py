@@ -110,7 +110,7 @@ def load_with_fallback(choice: ModelChoice | str) -> tuple[VLM, str]:
         choice = ModelChoice(choice, "requested")
     reason = None
     try:
-        vlm = _load(choice)
+        vlm = load_chosen(choice)
     except Exception as error:  # no network, no GPU memory, bad id, broken download
         log.warning("could not load %s (%s); falling back to %s", choice.name, error, FALLBACK_MODEL)
         reason = f"{choice.name} could not be loaded ({_short(error)})"
@@ -118,7 +118,9 @@ def load_with_fallback(choice: ModelChoice | str) -> tuple[VLM, str]:
     return vlm, banner(vlm, choice, reason)
 
 
-def _load(choice: ModelChoice) -> VLM:
+def load_chosen(choice: ModelChoice) -> VLM:
+    """The chosen model: a built-in, a directory, or a Hub model (from the cache, else
+    downloaded unless the Hub is unreachable)."""
     name = choice.name
     if name in BUILTIN_MODELS or Path(name).is_dir() or name.count("/") != 1:
         return load_vlm(name, progress=True)

@@ -56,8 +56,9 @@ def choose_video_model(main: VLM | None = None) -> tuple[VLM, str]:
     )
 
 
-def read_video_bytes(video, max_bytes: int = MAX_VIDEO_BYTES) -> bytes:
-    """The bytes of the clip an event names (FileData dict or path), if the app was given it."""
+def allowed_clip(video) -> str:
+    """The resolved path of the clip an event names (FileData dict or path) if the app was
+    given it (an upload or a bundled example); ValueError otherwise. Nothing is read."""
     if isinstance(video, dict) and isinstance(video.get("video"), dict):  # Gradio's VideoData shape
         video = video["video"]
     if video is None:
@@ -73,6 +74,12 @@ def read_video_bytes(video, max_bytes: int = MAX_VIDEO_BYTES) -> bytes:
             resolved = allowed_path(path)  # inside Gradio's upload folder
         except RefusedFile:
             raise ValueError(VIDEO_REFUSED) from None
+    return resolved
+
+
+def read_video_bytes(video, max_bytes: int = MAX_VIDEO_BYTES) -> bytes:
+    """The bytes of the clip an event names (FileData dict or path), if the app was given it."""
+    resolved = allowed_clip(video)
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
         descriptor = os.open(resolved, flags)
@@ -257,6 +264,6 @@ def video_stats_markdown(stats: dict) -> str:
 
 
 __all__ = [
-    "DEFAULT_FRAME_BUDGET", "VideoHandlers", "choose_video_model", "example_videos", "read_video_bytes",
+    "DEFAULT_FRAME_BUDGET", "VideoHandlers", "allowed_clip", "choose_video_model", "example_videos", "read_video_bytes",
     "video_conversation", "video_stats_markdown",
 ]

@@ -53,9 +53,9 @@ numbers: dict = {}
 def test_every_queued_event_that_runs_the_model_shares_one_concurrency_group(tiny_vlm):
     import app
     from demo.handlers import Handlers
-    from demo.video import VideoHandlers
+    from demo.models import ModelSlot
 
-    page = app.build(Handlers(tiny_vlm), "banner", videos=VideoHandlers.for_app(None))
+    page = app.build(ModelSlot.starting_with(tiny_vlm, "banner"))
     queued = {fn.api_name: fn for fn in page.fns.values() if fn.queue}
     shared = {name for name, fn in queued.items() if fn.concurrency_id == CONCURRENCY_ID}
     assert set(queued) - shared == {"close_chat"}  # the page's unload: no model work

@@ -13,6 +13,7 @@ import demo.model_choice as model_choice
 from demo.files import upload_folder
 from demo.handlers import Handlers, _conversation, user_errors
 from demo.model_choice import choose_model, load_with_fallback
+from demo.models import ModelSlot
 from tests.conftest import scene
 
 
@@ -125,12 +126,13 @@ def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch,
     monkeypatch.delitem(sys.modules, "app", raising=False)
     app = importlib.import_module("app")
     try:
-        app.build(Handlers(tiny_vlm), "banner")
+        app.build(ModelSlot.starting_with(tiny_vlm, "banner"))
     finally:
         sys.modules.pop("app", None)
     images = ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "page_click", "page_view"]
     methods = ["analyze", "compare", "refresh"]  # MethodHandlers' analyze / compare / refresh
-    assert sorted(decorated) == sorted(images + methods), decorated
+    clips = ["analyze_video", "chat_video", "refresh_video"]
+    assert sorted(decorated) == sorted(images + methods + clips + ["switch_model"]), decorated
 
 
 @pytest.mark.parametrize("control", ["budget", "groups", "lam"])
