@@ -180,7 +180,7 @@ def press_inputs(
         mine = [i for i, kind in enumerate(modalities) if kind == modality]
         full = [n for i in mine for n in full_runs[i]]
         ids = set_placeholder_runs(ids, family.placeholder_for(modality), full, [n for i in mine for n in fed_runs[i]], modality)
-    ids = ids.to(prompt_ids.device)
+    ids = family.model_input_ids(ids).to(prompt_ids.device)
     return PressedInputs(
         input_ids=ids,
         model_inputs=family.generation_inputs(ids, runs, media),

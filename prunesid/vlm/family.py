@@ -288,6 +288,12 @@ class Family(ABC):
         placeholder (e.g. Qwen3-VL's frame timestamps); unchanged by default."""
         return prompt_ids
 
+    def model_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """The laid-out prompt as the model reads it; unchanged by default. (InternVL scatters
+        a clip's frames into the image placeholder: while runs are set, its clips keep their
+        own placeholder so each modality's runs are told apart.)"""
+        return input_ids
+
     def placeholder_runs(self, encoded, run: VisualRun) -> tuple[list[int], list[int]]:
         """The placeholder runs of one input in the prompt: the unmodified model's length of
         each and how many of ``run``'s tokens go into each. By default one run per input."""

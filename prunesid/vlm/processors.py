@@ -35,8 +35,9 @@ IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
 # Processor classes whose video processor is their image processor applied to every frame
 # (transformers' VideoLlavaVideoProcessor: the same resize, crop, mean and std): without
-# torchvision, clips go through FramewiseVideoProcessor and the processor takes videos as usual.
-FRAMEWISE_VIDEO = ("VideoLlavaProcessor",)
+# torchvision, clips go through FramewiseVideoProcessor and the processor takes videos as usual
+# (InternVL: every frame resized whole, the image processor with its tiling off).
+FRAMEWISE_VIDEO = ("VideoLlavaProcessor", "InternVLProcessor")
 
 
 def torchvision_available() -> bool:
