@@ -138,6 +138,8 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
         processor.video_processor = FramewiseVideoProcessor(processor.image_processor)
     if processor_class.__name__ in QWEN_VIDEO:
         processor.video_processor = QwenVideoProcessor.from_checkpoint(model, processor.image_processor, QWEN_VIDEO[processor_class.__name__])
+    if processor_class.__name__ in RESIZED_FRAMES_VIDEO:
+        processor.video_processor = ResizedFramesVideoProcessor.from_checkpoint(model, processor.image_processor)
     return processor
 
 
@@ -158,6 +160,56 @@ class FramewiseVideoProcessor:
         for clip in make_batched_videos(videos):
             out = self.image_processor(images=list(clip), return_tensors="pt")
             clips.append(out.get("pixel_values", out.get("pixel_values_images")))
+        return BatchFeature({"pixel_values_videos": torch.stack(clips)})
+
+    def __getattr__(self, name):
+        if name.startswith("__") or name == "image_processor":  # copying builds one without __init__
+            raise AttributeError(name)
+        return getattr(self.image_processor, name)
+
+
+# Processor classes whose video processor resizes every frame to one fixed size, then rescales
+# and normalises it (transformers' LlavaOnevisionVideoProcessor): ResizedFramesVideoProcessor.
+RESIZED_FRAMES_VIDEO = ("LlavaOnevisionProcessor",)
+
+
+class ResizedFramesVideoProcessor:
+    """Stands in for a video processor that resizes every frame to ``size`` (no crop, the
+    aspect ratio not kept), rescales and normalises it, with the image processor's own PIL
+    operations: ``pixel_values_videos`` ``[clips, frames, 3, height, width]``. Settings from
+    the checkpoint's video_preprocessor_config.json where it has one, else from the image
+    processor (as transformers falls back to preprocessor_config.json). No frame sampling:
+    it processes the frames given; ``num_frames`` is the checkpoint's setting, if any."""
+
+    def __init__(self, image_processor, settings: dict | None = None):
+        settings = settings or {}
+        self.image_processor = image_processor
+        size = dict(settings.get("size") or image_processor.size or {})
+        self.size = {"height": int(size["height"]), "width": int(size["width"])}
+        self.image_mean = settings.get("image_mean", image_processor.image_mean)
+        self.image_std = settings.get("image_std", image_processor.image_std)
+        self.num_frames = settings.get("num_frames")
+
+    @classmethod
+    def from_checkpoint(cls, model: str, image_processor) -> "ResizedFramesVideoProcessor":
+        return cls(image_processor, _json(Path(model) / VIDEO_PROCESSOR_FILE) if Path(model).is_dir() else {})
+
+    def __call__(self, videos, **kwargs):
+        import numpy as np
+        import torch
+        from transformers.feature_extraction_utils import BatchFeature
+        from transformers.image_processing_backends import PilBackend
+        from transformers.image_utils import SizeDict
+
+        processor, size = self.image_processor, SizeDict(**self.size)
+        clips = []
+        for clip in _video_clips(videos):
+            frames = []
+            for frame in clip:
+                array = PilBackend.resize(processor, _channels_first(frame), size=size, resample=processor.resample)
+                array = processor.rescale(array, processor.rescale_factor)
+                frames.append(processor.normalize(array, self.image_mean, self.image_std))
+            clips.append(torch.from_numpy(np.stack(frames).astype(np.float32)))
         return BatchFeature({"pixel_values_videos": torch.stack(clips)})
 
     def __getattr__(self, name):

@@ -10,4 +10,5 @@ from prunesid.vlm.builtins import llava, qwen_vl, video_llava  # noqa: F401,E402
 from prunesid.vlm.builtins import mini_gemini  # noqa: F401,E402
 
 __all__ = ["BUILTINS", "Builtin", "builtin_directory", "register_builtin"]
+from prunesid.vlm.builtins import llava_onevision  # noqa: F401,E402
 from prunesid.vlm.builtins import internvl  # noqa: F401,E402

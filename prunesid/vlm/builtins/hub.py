@@ -119,7 +119,7 @@ def _write_processor(processor, directory: Path, layout: HubLayout) -> None:
     if layout.processor_config:
         options = {
             key: getattr(processor, key)
-            for key in ("num_additional_image_tokens", "patch_size", "vision_feature_select_strategy")
+            for key in ("num_additional_image_tokens", "patch_size", "vision_feature_select_strategy", "num_image_tokens", "vision_aspect_ratio")
             if hasattr(processor, key)
         }
         _dump({**options, "processor_class": layout.processor_class}, directory / "processor_config.json")
