@@ -5,10 +5,13 @@ themselves. While one of our ``generate_until`` calls runs, the lmms-eval instan
 and processor are seen through two thin views (instance attributes, restored afterwards;
 no class is patched):
 
-- the processor view records the images of each processor call (as lmms-eval hands them
-  over) and which keys its output has;
+- the processor view records the images and clips of each processor call (as lmms-eval
+  hands them over) and which keys its output has;
 - the model view's ``generate`` receives lmms-eval's inputs, encodes and compresses the
-  recorded images with :class:`prunesid.vlm.VLM` (cached), and goes through the one press
+  recorded images with :class:`prunesid.vlm.VLM` (cached) and each clip from the pixels the
+  processor made of it (``pixel_values_videos`` with its grid and, on Qwen2.5-VL,
+  ``second_per_grid_ts``: the frames, resize and timing lmms-eval chose, not the library's
+  own sampling), and goes through the one press
   path, :func:`prunesid.pipeline.press_inputs`, as ``VLM.chat`` does: it cuts each image's
   placeholder run in lmms-eval's own prompt to the number of tokens fed and hands the
   features to the real ``generate`` (the family's ``generation_inputs``:
@@ -48,7 +51,7 @@ class PressFailure(BaseException):
 class ProcessorCall:
     images: list  # as given to the processor (PIL images)
     keys: tuple[str, ...]  # the keys of its output (input_ids, pixel_values, image_sizes, ...)
-    videos: list = field(default_factory=list)  # prunesid.video.Video per video given (frames as sampled by lmms-eval)
+    videos: list = field(default_factory=list)  # each clip as given (frames, an array, a tensor, a path)
 
     @property
     def media(self) -> list[tuple[str, object]]:
@@ -67,10 +70,8 @@ class ProcessorView:
 
     def __call__(self, *args, **kwargs):
         videos = _clips(kwargs.get("videos"))
-        if self._pressed and videos:
-            if not self._takes_video:
-                raise PressFailure(ValueError("video inputs cannot be compressed by this evaluation model; use an image task or method=none"))
-            videos = [_video(clip) for clip in videos]
+        if self._pressed and videos and not self._takes_video:
+            raise PressFailure(ValueError("video inputs cannot be compressed by this evaluation model; use an image task or method=none"))
         output = self._processor(*args, **kwargs)
         images = _flatten(kwargs.get("images")) if kwargs.get("images") is not None else []
         if images or videos:
@@ -146,9 +147,10 @@ class PressRun:
         input_ids = kwargs.pop("input_ids")
         if input_ids.shape[0] != 1:
             raise ValueError(f"a press needs one conversation per generate call (batch_size=1), got a batch of {input_ids.shape[0]}")
+        clips = processed_clips(vlm, kwargs, call.videos)
         for key in call.keys:  # the processor's outputs: pixels, sizes, grids, masks...
             kwargs.pop(key, None)
-        encoded = [vlm.encode(item) for _, item in call.media]
+        encoded = [vlm.encode(image) for image in call.images] + clips
         # The prompt must hold exactly what the unmodified model would receive for each input.
         pressed = press_inputs(vlm.family, input_ids.to(model.device), encoded, self.press, vlm.compress(encoded, self.press))
         ids = pressed.input_ids
@@ -214,27 +216,59 @@ class RecordWriter:
                 self._file = None
 
 
+def processed_clips(vlm, inputs: dict, clips: list) -> list:
+    """Each clip of a processor call, encoded from the processor's own output (``inputs``):
+    its pixels, grid and timing, cut per clip by the family. Its picture (the grids' box) is
+    the clip's first frame as given."""
+    if not clips:
+        return []
+    import hashlib
+
+    from prunesid.pipeline import encode_media
+
+    items = [(pixels, size) for modality, pixels, size in vlm.family.split_inputs(inputs) if modality == "video"]
+    if len(items) != len(clips):
+        raise ValueError(f"the processor was given {len(clips)} clips but its output holds {len(items)}")
+    encoded = []
+    for (pixel_inputs, size), clip in zip(items, clips):
+        digest = hashlib.blake2b(digest_size=16)
+        for key in sorted(pixel_inputs):
+            digest.update(key.encode())
+            digest.update(torch.as_tensor(pixel_inputs[key]).detach().cpu().contiguous().numpy().tobytes())
+        picture = _first_frame(clip) or Image.new("RGB", size)
+        with torch.inference_mode():
+            encoded.append(encode_media(vlm.family, "processed:" + digest.hexdigest(), picture, pixel_inputs, "video"))
+    return encoded
+
+
+def _first_frame(clip) -> Image.Image | None:
+    """A clip's first frame as an RGB image (frames, [T, H, W, 3] or [T, C, H, W] arrays or
+    tensors, 0..255); None for a path."""
+    import numpy as np
+
+    if isinstance(clip, (str, Path)):
+        return None
+    frame = clip[0]
+    if isinstance(frame, Image.Image):
+        return frame.convert("RGB")
+    array = frame.detach().cpu().numpy() if isinstance(frame, torch.Tensor) else np.asarray(frame)
+    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[-1] not in (1, 3):
+        array = array.transpose(1, 2, 0)
+    return Image.fromarray(np.clip(np.round(array.astype(np.float32)), 0, 255).astype(np.uint8).squeeze()).convert("RGB")
+
+
 def _clips(videos) -> list:
-    """The clips of a processor call's ``videos``: one clip is a [T, H, W, 3] array, a list of
-    frames or a file path; several come as a list of those."""
+    """The clips of a processor call's ``videos``: one clip is a [T, H, W, 3] array, a
+    [T, C, H, W] tensor (qwen-vl-utils'), a list of frames or a file path; several come as a
+    list of those."""
     if videos is None:
         return []
     import numpy as np
 
-    single = (isinstance(videos, np.ndarray) and videos.ndim == 4) or isinstance(videos, (str, Path)) or (
-        isinstance(videos, (list, tuple)) and len(videos) > 0 and isinstance(videos[0], Image.Image)
+    single = (isinstance(videos, (np.ndarray, torch.Tensor)) and videos.ndim == 4) or isinstance(videos, (str, Path)) or (
+        isinstance(videos, (list, tuple)) and len(videos) > 0 and (isinstance(videos[0], Image.Image) or getattr(videos[0], "ndim", 0) == 3)
     )
     return [videos] if single else list(videos)
-
-
-def _video(clip):
-    """A clip as VLM.encode takes it: a file path as is (sampled to the model's frame count),
-    frames as a prunesid Video."""
-    from prunesid.video import Video
-
-    if isinstance(clip, (str, Path, Video)):
-        return clip
-    return Video.from_frames(list(clip))
 
 
 def _as_list(value) -> list:

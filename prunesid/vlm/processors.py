@@ -325,8 +325,11 @@ class QwenVideoProcessor:
         processor = self.image_processor
         out = []
         for array in arrays:
-            array = PilBackend.resize(processor, array, size=SizeDict(height=resized_h, width=resized_w), resample=processor.resample)
-            array = processor.rescale(array, processor.rescale_factor)
+            if array.dtype == np.uint8 or array.shape[-2:] != (resized_h, resized_w):
+                # PIL resizes 8-bit pixels: float frames (qwen-vl-utils' resized clips, 0..255)
+                # already at the size are kept as they are, others are rounded first.
+                array = PilBackend.resize(processor, _as_uint8(array), size=SizeDict(height=resized_h, width=resized_w), resample=processor.resample)
+            array = processor.rescale(array.astype(np.float32), processor.rescale_factor)
             out.append(processor.normalize(array, self.image_mean, self.image_std))
         tp, p, m = self.temporal_patch_size, self.patch_size, self.merge_size
         out += [out[-1]] * (-len(out) % tp)  # an odd count: the last frame again, as transformers pads
@@ -382,6 +385,12 @@ def _video_clips(videos) -> list[list]:
     if videos and is_frame(videos[0]):
         return [videos]
     return [list(clip) if not (hasattr(clip, "ndim") and clip.ndim == 4) else list(clip) for clip in videos] if videos else [np.zeros(0)]
+
+
+def _as_uint8(array):
+    import numpy as np
+
+    return array if array.dtype == np.uint8 else np.clip(np.round(array), 0, 255).astype(np.uint8)
 
 
 def _channels_first(frame):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import sys
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -192,6 +194,36 @@ def test_video_llava_frames_through_the_press_path(tmp_path):
             assert all(view["visual_tokens"] == 17 and view["reserved"] == 1 for view in video["views"])
     with pytest.raises(PressFailure, match="video inputs cannot be compressed"):
         ProcessorView(lambda **kwargs: inputs, [], pressed=True, takes_video=False)(text="x", videos=clip)
+
+
+def test_a_qwen_clip_as_qwen_vl_utils_gives_it_through_the_press_path(tiny_qwen, tmp_path):
+    """lmms-eval's Qwen2.5-VL classes hand the processor each clip as qwen-vl-utils made it:
+    a float [T, C, H, W] tensor (0..255, already resized) and its metadata. The press takes
+    the clip from the processor's output (its frames, grid and second_per_grid_ts), so a
+    press keeping everything gives the unmodified tokens and N = 64 feeds N_eff per group."""
+    vlm = tiny_qwen
+    frames = torch.stack([torch.from_numpy(np.asarray(scene(224, 168, seed=seed))).permute(2, 0, 1) for seed in range(6)]).float()
+    metadata = [{"fps": 6.0, "frames_indices": [0, 2, 4, 6, 8, 10], "total_num_frames": 12, "video_backend": "decord"}]
+    messages = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    text = vlm.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = vlm.processor(text=[text], videos=[frames], video_metadata=metadata, padding=True, return_tensors="pt")
+    assert float(inputs["second_per_grid_ts"][0]) == pytest.approx(2 / 3)  # 6 of 12 frames at 6 fps: 3 fps sampled
+    groups, rows, cols = (int(v) for v in inputs["video_grid_thw"][0])
+    per_group, full = rows * cols // 4, groups * rows * cols // 4
+    vlm.model.model.rope_deltas = None
+    expected = vlm.model.generate(**inputs, max_new_tokens=5, do_sample=False)
+    for press, tokens in ((PruneSID(budget=100_000, order="spatial"), full), (PruneSID(budget=64), groups * max(round(per_group * 64 / 576), 16))):
+        run = _run(vlm, press, tmp_path / str(tokens))
+        view = ProcessorView(vlm.processor, run.calls, pressed=True, takes_video=True)
+        given = view(text=[text], videos=[frames], video_metadata=metadata, padding=True, return_tensors="pt")
+        spy = Spy(vlm.model)
+        output = ModelView(spy, run).generate(**given, max_new_tokens=5, do_sample=False)
+        (call,) = spy.calls
+        assert int((call["input_ids"] == vlm.family.video_token_id).sum()) == tokens
+        record = json.loads((tmp_path / str(tokens) / "records.jsonl").read_text())
+        assert record["visual_tokens"] == [tokens] and len(record["images"][0]["views"]) == groups == 3
+        if tokens == full:
+            assert torch.equal(output, expected)
 
 
 def test_press_errors_pass_lmms_eval_except_exception(tiny, tmp_path):
