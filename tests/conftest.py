@@ -19,8 +19,9 @@ TIER_FILES = {
 APP_FOLDER = "app"  # every test there talks to a launched app.py
 LAUNCHED_APP_FIXTURES = {"app_url", "slow_app_url"}
 BROWSER_FIXTURES = {"browser"}
-# Built-ins too heavy for the quick tier: MGM-HD runs two towers on five views of a 1536 px image.
-SLOW_BUILTINS = ("tiny-random-mgm-hd",)
+# Built-ins too heavy for the quick tier: MGM-HD runs two towers on five views of a 1536 px image;
+# LLaVA-OneVision feeds ~3,000 tokens for a 640 x 480 image (729 per view, unpadded tile rows).
+SLOW_BUILTINS = ("tiny-random-mgm-hd", "tiny-random-llava-onevision")
 TESTS = Path(__file__).resolve().parent
 
 

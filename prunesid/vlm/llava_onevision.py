@@ -124,7 +124,11 @@ class OneVision(Family):
         return self.layout.valid_patches(image_size, modality)
 
     def placeholder_runs(self, encoded, run: VisualRun) -> tuple[list[int], list[int]]:
-        if encoded.modality == "image" and among_several(encoded.pixel_inputs):
+        """The unmodified run: a clip's own frame count (a Video may hold fewer than
+        ``num_frames``) x 196 + 1; an image among several 729 + 1; else the layout's."""
+        if encoded.modality == "video":
+            return [encoded.num_views * self.layout.pooled ** 2 + 1], [int(run.embeds.shape[0])]
+        if among_several(encoded.pixel_inputs):
             return [self.layout.side ** 2 + 1], [int(run.embeds.shape[0])]
         return super().placeholder_runs(encoded, run)
 

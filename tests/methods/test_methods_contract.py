@@ -83,6 +83,8 @@ def _expected_count(vlm, encoded, result) -> int:
         visible = unpad_image(mask[None], size_hw)[0]
         assert int(visible.sum()) == sum(int(i.numel()) for i in result.indices[1:]), "a kept tile token fell in the padding"
         count += visible.shape[0] if vlm.family.layout.newlines == "rows" else 0
+    else:  # tokens a layout feeds besides the views' own, set by the image size (LLaVA-OneVision's row newlines)
+        count += vlm.family.layout.extra_tokens(encoded.image_size, encoded.modality)
     return count
 
 
