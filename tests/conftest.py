@@ -20,8 +20,9 @@ APP_FOLDER = "app"  # every test there talks to a launched app.py
 LAUNCHED_APP_FIXTURES = {"app_url", "slow_app_url"}
 BROWSER_FIXTURES = {"browser"}
 # Built-ins too heavy for the quick tier: MGM-HD runs two towers on five views of a 1536 px image;
-# LLaVA-OneVision feeds ~3,000 tokens for a 640 x 480 image (729 per view, unpadded tile rows).
-SLOW_BUILTINS = ("tiny-random-mgm-hd", "tiny-random-llava-onevision")
+# LLaVA-OneVision feeds ~3,000 tokens for a 640 x 480 image (729 per view, unpadded tile rows);
+# InternVL cuts a 640 x 480 image into 13 views of 448 px (3,328 tokens).
+SLOW_BUILTINS = ("tiny-random-mgm-hd", "tiny-random-llava-onevision", "tiny-random-internvl")
 TESTS = Path(__file__).resolve().parent
 
 
