@@ -1,0 +1,42 @@
+"""The offline built-ins as a checkpoint vLLM's CPU build serves (tests, benchmarks/serving.py).
+
+vLLM's CPU attention kernels take head sizes of 32 and more; the built-ins' language model
+has 4 query heads of 16 (2 key/value heads). The copy written here reads the same weights
+as 2 query heads of 32 sharing 1 key/value head (the projections keep their shapes), so
+vLLM and the library's transformers path load one identical checkpoint from the same
+directory. The CLIP weights keep the Hub's ``vision_tower.vision_model.`` names vLLM's
+loader expects (the built-ins are written in the llava-hf layout).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+ENGINE_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
+
+
+def engine_checkpoint(builtin: str = "tiny-random") -> Path:
+    """A directory holding the built-in ``builtin`` with heads vLLM's CPU kernels take."""
+    from prunesid.vlm.builtins import builtin_directory
+
+    source = builtin_directory(builtin)
+    target = Path(tempfile.gettempdir()) / "prunesid-vllm" / source.name
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=target.parent))
+    shutil.copytree(source, scratch, dirs_exist_ok=True)
+    config = json.loads((scratch / "config.json").read_text())
+    text = config["text_config"]
+    if text["hidden_size"] != ENGINE_HEADS["num_attention_heads"] * ENGINE_HEADS["head_dim"]:
+        raise ValueError(f"built-in {builtin!r}: a language model of width {text['hidden_size']} cannot be read as {ENGINE_HEADS}")
+    text.update(ENGINE_HEADS)
+    (scratch / "config.json").write_text(json.dumps(config, indent=2))
+    try:
+        scratch.rename(target)  # atomic: a directory that exists is complete
+    except OSError:  # another process wrote it first
+        shutil.rmtree(scratch, ignore_errors=True)
+    return target

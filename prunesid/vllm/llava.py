@@ -1,0 +1,127 @@
+"""LLaVA-1.5 in vLLM with a press: the model class the plug-in registers.
+
+It is vLLM's own ``LlavaForConditionalGeneration`` with two changes:
+
+- the front end's placeholder count per image (``get_num_image_tokens``) is the family's fed
+  count under the run's press (:meth:`prunesid.vlm.family.FamilyLayout.fed_tokens`);
+- the image embeddings: the tower runs up to the feature layer, the CLS attention row of that
+  layer is recomputed from its own projections (reduced over tensor-parallel ranks,
+  :mod:`prunesid.vllm.heads`), and the press of the registry chooses, through the library's
+  one press path (:func:`prunesid.pipeline.compress` and :func:`~prunesid.pipeline.visual_run`).
+
+Embeddings sent by a client (``image_embeds``, the embeddings route) pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from PIL import Image
+from vllm.model_executor.models.clip import CLIPVisionModel
+from vllm.model_executor.models.llava import (
+    LlavaDummyInputsBuilder,
+    LlavaForConditionalGeneration,
+    LlavaImageEmbeddingInputs,
+    LlavaMultiModalProcessor,
+    LlavaProcessingInfo,
+)
+from vllm.multimodal import MULTIMODAL_REGISTRY
+
+from prunesid.pipeline import compress, visual_run
+from prunesid.vlm.family import EncodedMedia, Family
+from prunesid.vlm.llava import Resize, SingleViewLayout
+from prunesid.vllm.heads import layer_importance
+from prunesid.vllm.settings import CONFIG_KEY, EnginePress
+
+# Where the engine appends, per image, the token indices it kept (JSON lines): a diagnostic
+# for comparing the engine's choice with the library's (tests_vllm).
+RECORD_ENV = "PRUNESID_VLLM_RECORD"
+
+
+def engine_press(hf_config) -> EnginePress:
+    """The run's press and LLaVA-1.5 layout, checked (ValueError naming the setting)."""
+    vision = hf_config.vision_config
+    if getattr(vision, "model_type", None) != "clip_vision_model":
+        raise ValueError(
+            f"{CONFIG_KEY}: the vLLM plug-in supports LLaVA with a CLIP tower, this model's is {getattr(vision, 'model_type', None)!r}"
+        )
+    if not isinstance(hf_config.vision_feature_layer, int):
+        raise ValueError(f"{CONFIG_KEY}: one vision feature layer is supported, this model has {hf_config.vision_feature_layer!r}")
+    strategy = hf_config.vision_feature_select_strategy
+    if strategy not in ("default", "full"):
+        raise ValueError(f"{CONFIG_KEY}: vision_feature_select_strategy {strategy!r} is not supported")
+    side = vision.image_size
+    # The LLaVA-1.5 processor's geometry: shortest edge to the tower's size, then a square crop.
+    layout = SingleViewLayout(Resize((("shortest_edge", side),), True, (side, side)), vision.patch_size, True, strategy == "full")
+    return EnginePress.checked(getattr(hf_config, CONFIG_KEY, None), layout, (side, side))
+
+
+class PressedLlavaInfo(LlavaProcessingInfo):
+    """The front end: each image's placeholder run is the press's fed count."""
+
+    def get_num_image_tokens(self, *, image_width: int, image_height: int) -> int:
+        return engine_press(self.get_hf_config()).fed_tokens((image_width, image_height))
+
+
+class _EngineFamily(Family):
+    """The library's family adapter over vLLM's modules: the projector and the layout."""
+
+    def __init__(self, model, layout):
+        super().__init__(model, None)
+        self.layout = layout
+
+    def encode(self, pixel_inputs):
+        raise NotImplementedError("the engine encodes with vLLM's tower")
+
+    def project(self, features: torch.Tensor) -> torch.Tensor:
+        return self.model.multi_modal_projector(features)
+
+
+@MULTIMODAL_REGISTRY.register_processor(LlavaMultiModalProcessor, info=PressedLlavaInfo, dummy_inputs=LlavaDummyInputsBuilder)
+class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
+    def __init__(self, *, vllm_config, prefix: str = "") -> None:
+        checked = engine_press(vllm_config.model_config.hf_config)  # before any weight is built
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        if not isinstance(self.vision_tower, CLIPVisionModel):
+            raise ValueError(f"{CONFIG_KEY}: the vLLM plug-in supports CLIP towers, got {type(self.vision_tower).__name__}")
+        self.engine_press = checked
+        self.press_family = _EngineFamily(self, checked.layout)
+
+    def _process_image_input(self, image_input):
+        if isinstance(image_input, LlavaImageEmbeddingInputs):
+            return image_input["data"]
+        pixels = image_input["pixel_values"]
+        # One image at a time: what an image keeps never depends on the batch it came in.
+        return [self._pressed_image(view[None]) for view in pixels]
+
+    @torch.no_grad()
+    def _pressed_image(self, pixels: torch.Tensor) -> torch.Tensor:
+        encoded = self._encode(pixels)
+        [compression] = compress(self.press_family, [encoded], self.engine_press.press)
+        record = os.environ.get(RECORD_ENV)
+        if record:
+            with open(record, "a") as sink:
+                sink.write(json.dumps({"method": compression.method, "indices": [i.tolist() for i in compression.indices]}) + "\n")
+        return visual_run(self.press_family, encoded, compression).embeds
+
+    def _encode(self, pixels: torch.Tensor) -> EncodedMedia:
+        """The tower up to the feature layer (vLLM builds no layer beyond it); the CLS
+        attention of the feature layer from the input it receives."""
+        from vllm.distributed.communication_op import tensor_model_parallel_all_reduce
+
+        tower = self.vision_tower.vision_model
+        hidden = tower.pre_layrnorm(tower.embeddings(pixels.to(tower.dtype)))
+        layers = tower.encoder.layers
+        for layer in layers[:-1]:
+            hidden = layer(hidden)
+        importance, keys = layer_importance(layers[-1], hidden, tensor_model_parallel_all_reduce)
+        selected = layers[-1](hidden)
+        side = self.config.vision_config.image_size
+        layout = self.engine_press.layout
+        return EncodedMedia(
+            key="", image=Image.new("RGB", (side, side)), features=selected[:, 1:], cls=selected[:, 0],
+            cls_fed=layout.cls_fed, importance=importance[:, 1:], grids=layout.grids((side, side)),
+            valid=None, pixel_inputs={}, vision_ms=0.0, keys=keys[:, 1:],
+        )
