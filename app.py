@@ -55,6 +55,8 @@ CSS = """
 .stats-table td, .stats-table th {word-break: normal !important; overflow-wrap: normal !important; hyphens: none;}
 .stats-table td:first-child {min-width: 9em;}
 #chat-status {min-height: 1.5em;}
+/* The upload's floating "Image" label sits above the picture, never over its top edge. */
+#input-image .image-container {padding-top: 40px; box-sizing: border-box;}
 /* Wide sheets (panels side by side) keep a readable height on a phone and scroll sideways. */
 @media (max-width: 600px) {
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important;}
@@ -160,12 +162,14 @@ def build(slot: ModelSlot) -> gr.Blocks:
             "concepts, **NMS** inside each concept drops near-duplicates (τ = λ·ρ), and the budget "
             "is shared between concepts. Upload an image, move the controls, click a patch, ask a question."
         )
-        with gr.Row(equal_height=True):
-            picker = gr.Dropdown(
-                slot.choices, value=first.name, label="Model (built-ins have random weights: their selections are real, their answers noise)",
-                elem_id="model-picker", scale=2, min_width=280, filterable=False,
-            )
-            banner_box = gr.Markdown(first.banner, elem_id="banner")
+        with gr.Row():
+            with gr.Column(scale=2, min_width=300):
+                picker = gr.Dropdown(
+                    slot.choices, value=first.name, label="Model (tiny-random-*: offline, random weights; their selections are real)",
+                    elem_id="model-picker", filterable=False,
+                )
+            with gr.Column(scale=3, min_width=300):
+                banner_box = gr.Markdown(first.banner, elem_id="banner")
 
         with gr.Row():
             with gr.Column(scale=2, min_width=320):

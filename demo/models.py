@@ -105,7 +105,7 @@ class ModelSlot:
     """
 
     def __init__(self, first: Served, choices: list[str], load: Callable[[str], Served],
-                 wait_s: float = SWITCH_WAIT_S, clock: Callable[[], float] = time.monotonic):
+                 wait_s: float = SWITCH_WAIT_S, clock: Callable[[], float] = time.monotonic, free: Callable[[], None] | None = None):
         if first.name not in choices:
             choices = [first.name] + list(choices)
         self.choices = list(choices)
@@ -113,6 +113,7 @@ class ModelSlot:
         self._load = load
         self._wait_s = wait_s
         self._clock = clock
+        self._free = free or _free_memory  # hands the unloaded model's memory back
         self._current: Served | None = first
         self._active = 0  # requests running on the loaded model
         self._switching = False
@@ -222,7 +223,7 @@ class ModelSlot:
             previous = self._current
             previous_name = previous.name if previous is not None else self.default
             self._current = previous = None
-            _free_memory()
+            self._free()
             try:
                 self._current = self._load(name)
                 self.loads += 1

@@ -1,0 +1,158 @@
+"""The model picker without a server: what it lists, what it refuses, and the one-model slot
+(a switch waits for the requests running on the loaded model, never two models loaded, a
+session's choice is its own)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+import demo.models as models
+from demo.handlers import user_errors
+from demo.limits import MODEL_SWITCHES
+from demo.model_choice import CPU_MODEL, GPU_MODEL
+from demo.models import ModelSlot, picker_choices
+from prunesid.vlm.builtins import BUILTINS
+
+
+class Loader:
+    """A stand-in for loading a model: records loads, how many bundles are alive at once."""
+
+    def __init__(self, seconds: float = 0.0, broken: tuple = ()):
+        self.seconds, self.broken = seconds, broken
+        self.loads: list[str] = []
+        self.held_while_loading: list = []  # what the slot held when each load began
+        self.slot = None
+
+    def __call__(self, name: str):
+        self.held_while_loading.append(self.slot.loaded)
+        if name in self.broken:
+            raise OSError("disk full")
+        time.sleep(self.seconds)
+        self.loads.append(name)
+        return SimpleNamespace(name=name)
+
+
+def slot_with(loader: Loader, first: str = "a", choices=("a", "b", "c"), **kwargs) -> ModelSlot:
+    loader.slot = ModelSlot(SimpleNamespace(name=first), list(choices), load=loader, free=lambda: None, **kwargs)
+    return loader.slot
+
+
+def test_the_picker_lists_the_registry_at_launch_and_hub_models_only_when_reachable(monkeypatch):
+    monkeypatch.setitem(BUILTINS, "tiny-random-added-later", BUILTINS["tiny-random"])
+    offline = picker_choices("tiny-random", hub_reachable=False)
+    assert offline == ["tiny-random"] + [name for name in BUILTINS if name != "tiny-random"]
+    assert "tiny-random-added-later" in offline and CPU_MODEL not in offline and GPU_MODEL not in offline
+    assert picker_choices("tiny-random", hub_reachable=True, gpu=False)[-1] == CPU_MODEL
+    assert picker_choices("tiny-random", hub_reachable=True, gpu=True)[-2:] == [GPU_MODEL, CPU_MODEL]
+    # The start-up model comes first, listed once.
+    assert picker_choices("tiny-random-next", hub_reachable=False).count("tiny-random-next") == 1
+
+
+def test_hf_hub_offline_lists_no_hub_model_and_asks_nothing(monkeypatch):
+    import demo.model_choice as model_choice
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(model_choice, "_fetch", lambda *args: pytest.fail("the Hub was asked"))
+    assert models.hub_reachable_at_launch() is False
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    assert models.hub_reachable_at_launch(model_choice.ModelChoice("tiny-random", "offline", offline="no network")) is False
+
+
+@pytest.mark.parametrize("value", ["bogus", "", None, 3, ["a"], "A", "a "])
+def test_a_value_outside_the_list_is_refused_with_a_named_error(value):
+    slot = slot_with(Loader())
+    refuse = user_errors(lambda model: slot.choose("session", "client", model))
+    with pytest.raises(gr.Error, match=r"model must be one of the listed models \(a, b, c\), got"):
+        refuse(value)
+    assert slot.chosen("session", "client") == "a" and slot.loaded == "a"
+
+
+def test_a_choice_is_the_sessions_own():
+    loader = Loader()
+    slot = slot_with(loader)
+    slot.choose("alice", "198.51.100.7", "b")
+    assert slot.chosen("alice", "198.51.100.7") == "b"
+    assert slot.chosen("bob", "198.51.100.8") == "a"  # never chose: the start-up model
+    assert slot.chosen("alice", "203.0.113.66") == "a"  # Alice's id from another address is not Alice
+    slot.forget("alice", "198.51.100.7")
+    assert slot.chosen("alice", "198.51.100.7") == "a"
+
+
+def test_a_switch_waits_for_the_running_request_and_two_models_are_never_loaded():
+    loader = Loader(seconds=0.05)
+    slot = slot_with(loader)
+    events = []
+    running = threading.Event()
+
+    def answer_on_a():
+        with slot.lease("a") as served:
+            running.set()
+            time.sleep(0.5)
+            events.append(("a done", served.name, slot.loaded))
+
+    def switch_to(name):
+        running.wait()
+        with slot.lease(name) as served:
+            events.append((f"{name} served", served.name, slot.loaded))
+
+    threads = [threading.Thread(target=answer_on_a)] + [threading.Thread(target=switch_to, args=(name,)) for name in "bcb"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert events[0] == ("a done", "a", "a")  # its model stayed loaded until it was done
+    assert all(served == loaded for _, served, loaded in events)  # nobody ran on a model not loaded
+    assert loader.held_while_loading == [None] * len(loader.loads)  # the previous model is let go before the next loads
+    assert slot.loaded in ("b", "c") and len(loader.loads) <= 3
+
+
+def test_requests_on_the_loaded_model_run_side_by_side():
+    slot = slot_with(Loader())
+    inside = threading.Barrier(2, timeout=5)
+
+    def request():
+        with slot.lease("a"):
+            inside.wait()  # both are inside at once, or the barrier breaks
+
+    threads = [threading.Thread(target=request) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert not inside.broken
+
+
+def test_a_switch_that_waits_too_long_is_told_busy_and_the_running_request_keeps_its_model():
+    slot = slot_with(Loader(), wait_s=0.3)
+    with slot.lease("a"):
+        with pytest.raises(ValueError, match="busy switching models"):
+            with slot.lease("b"):
+                pass
+        assert slot.loaded == "a"
+    with slot.lease("b") as served:  # once it is done, the switch goes through
+        assert served.name == "b"
+
+
+def test_a_model_that_cannot_be_loaded_says_so_and_the_previous_one_is_served_again():
+    loader = Loader(broken=("c",))
+    slot = slot_with(loader)
+    with pytest.raises(ValueError, match=r"c could not be loaded \(disk full\); still serving a"):
+        slot.choose("session", "client", "c")
+    assert slot.loaded == "a"
+
+
+def test_a_client_may_switch_only_so_often():
+    clock = [0.0]
+    slot = slot_with(Loader(), clock=lambda: clock[0])
+    for turn in range(MODEL_SWITCHES):
+        slot.choose("session", "client", "bc"[turn % 2])
+    with pytest.raises(ValueError, match=f"{MODEL_SWITCHES} model switches a minute"):
+        slot.choose("session", "client", "a")
+    slot.choose("other session", "another client", "a")  # another client is not held back
+    clock[0] += 61
+    slot.choose("session", "client", "a")
