@@ -2,7 +2,11 @@
 
 :func:`load_video` samples ``num_frames`` frames uniformly over the clip, the first and the
 last included (``round(linspace(0, n - 1, num_frames))``, the rule Video-LLaVA samples its 8
-frames by), and decodes only what it needs for them:
+frames by). Given a :class:`FrameRate` instead, the count follows the clip's length as
+Qwen-VL's processors sample: ``fps`` frames a second (2 by default), within
+``[min_frames, max_frames]``, rounded down to a multiple of the temporal patch (2), so the
+sampled rate (hence Qwen2.5-VL's ``second_per_grid_ts``) is the one actually achieved. Either
+way it decodes only what it needs for the sampled frames:
 
 1. one demux pass reads the packets' timestamps and keyframe flags, without decoding, so
    the frame count is exact even where the header does not say it;
@@ -44,6 +48,42 @@ from prunesid.limits import (
 from prunesid.limits import MAX_VIDEO_FILE_BYTES as MAX_FILE_BYTES
 
 DEFAULT_FRAMES = 8  # Video-LLaVA
+
+
+@dataclass(frozen=True)
+class FrameRate:
+    """Sample a clip at ``fps`` frames a second of its length, as Qwen-VL's processors
+    (and qwen-vl-utils) do: ``count = floor(min(max(seconds x fps, min_frames), max_frames,
+    clip frames) / multiple) x multiple``, at least ``multiple`` (a shorter clip repeats
+    frames, as uniform sampling does). ``max_frames`` is at most ``MAX_SAMPLED_FRAMES``:
+    whatever the clip's length, no more frames are decoded and kept than for a fixed count."""
+
+    fps: float = 2.0  # frames per second of the clip (Qwen-VL's processors' default)
+    min_frames: int = 4  # Qwen-VL's processors' minimum
+    max_frames: int = 32  # lmms-eval's Qwen-VL classes take at most 32 frames
+    multiple: int = 2  # the temporal patch: frames go to the model in pairs
+
+    def __post_init__(self):
+        if isinstance(self.fps, bool) or not isinstance(self.fps, (int, float)) or not 0 < self.fps <= 60:
+            raise ValueError(f"fps must be a number of frames per second in (0, 60], got {self.fps!r}")
+        for name in ("min_frames", "max_frames", "multiple"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_SAMPLED_FRAMES:
+                raise ValueError(f"{name} must be an integer in [1, {MAX_SAMPLED_FRAMES}], got {value!r}")
+        if self.min_frames > self.max_frames:
+            raise ValueError(f"min_frames ({self.min_frames}) must not exceed max_frames ({self.max_frames})")
+        if self.max_frames < self.multiple:
+            raise ValueError(f"max_frames ({self.max_frames}) must hold at least one group of {self.multiple} frames")
+
+    def count(self, total_frames: int, clip_fps: float | None, duration: float | None = None) -> int:
+        """Frames to sample from a clip of ``total_frames`` frames at ``clip_fps`` (its
+        ``duration`` in seconds where the rate is unknown; neither: ``min_frames``)."""
+        seconds = total_frames / clip_fps if clip_fps else duration
+        wanted = seconds * self.fps if seconds else self.min_frames
+        low = -(-self.min_frames // self.multiple) * self.multiple
+        high = self.max_frames // self.multiple * self.multiple
+        count = int(min(max(wanted, low), high, total_frames) // self.multiple) * self.multiple
+        return max(count, self.multiple)
 
 # A file is taken for a video by its name or by its first bytes (the container's signature).
 VIDEO_SUFFIXES = frozenset({
@@ -151,8 +191,9 @@ def file_key(path) -> str:
     return "bytes:" + digest.hexdigest()
 
 
-def load_video(source, num_frames: int = DEFAULT_FRAMES, name: str = "video") -> Video:
-    """Read ``num_frames`` frames sampled uniformly from a video file (a path or its bytes).
+def load_video(source, num_frames: int | FrameRate = DEFAULT_FRAMES, name: str = "video") -> Video:
+    """Read ``num_frames`` frames sampled uniformly from a video file (a path or its bytes);
+    a :class:`FrameRate` sets the count from the clip's length (``FrameRate(fps=2.0)``).
 
     Raises ``ValueError`` naming the problem for: a missing or empty file, a file that is
     not a video PyAV can read, a still image, no video stream, no frames, a damaged stream,
@@ -160,8 +201,10 @@ def load_video(source, num_frames: int = DEFAULT_FRAMES, name: str = "video") ->
     ``MAX_FRAME_PIXELS``; sides under ``MIN_SIDE``). A clip with fewer frames than asked
     repeats frames, as uniform sampling does.
     """
-    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_SAMPLED_FRAMES:
-        raise ValueError(f"num_frames must be an integer in [1, {MAX_SAMPLED_FRAMES}], got {num_frames!r}")
+    if not isinstance(num_frames, FrameRate) and (
+        isinstance(num_frames, bool) or not isinstance(num_frames, int) or not 1 <= num_frames <= MAX_SAMPLED_FRAMES
+    ):
+        raise ValueError(f"num_frames must be an integer in [1, {MAX_SAMPLED_FRAMES}] or a FrameRate, got {num_frames!r}")
     if isinstance(source, Video):
         return source
     opened, description, key = _open_source(source, name)
@@ -184,9 +227,10 @@ def load_video(source, num_frames: int = DEFAULT_FRAMES, name: str = "video") ->
         ) from error
     except _OverBudget as over:
         if over.frames:
+            sampled = f"frames sampled at {num_frames.fps:g} fps" if isinstance(num_frames, FrameRate) else f"{num_frames} sampled ones"
             raise ValueError(
                 f"{name} {description} would need more than {MAX_DECODED_FRAMES} frames decoded to reach the "
-                f"{num_frames} sampled ones (too few keyframes); please re-encode it with a keyframe every few seconds"
+                f"{sampled} (too few keyframes); please re-encode it with a keyframe every few seconds"
             ) from None
         raise ValueError(
             f"{name} {description} took more than {DECODE_SECONDS:.0f} s to decode; please trim or re-encode it"
@@ -229,7 +273,7 @@ def _open_source(source, name: str):
     return str(path), description, file_key(path)
 
 
-def _sample(container, num_frames: int, name: str, description: str, key: str) -> Video:
+def _sample(container, num_frames: int | FrameRate, name: str, description: str, key: str) -> Video:
     format_name = container.format.name or ""
     if format_name == "image2" or format_name.endswith("_pipe"):
         raise ValueError(f"{name} {description} is a still image ({format_name}), not a video")
@@ -278,6 +322,8 @@ def _sample(container, num_frames: int, name: str, description: str, key: str) -
     if span is not None and span > MAX_DURATION_S:
         raise ValueError(f"{name} {description} lasts {span:.0f} s; the longest accepted is {MAX_DURATION_S:.0f} s, please trim it")
 
+    if isinstance(num_frames, FrameRate):  # the count from the clip's length, now known
+        num_frames = num_frames.count(len(stamps), fps, duration)
     positions = np.linspace(0, len(stamps) - 1, num_frames).round().astype(int).tolist()
     wanted = sorted({stamps[p] for p in positions})
     # The decoder refuses any frame over the pixel limit before allocating it, whatever the

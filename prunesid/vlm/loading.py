@@ -30,6 +30,7 @@ DEFAULT_MODEL = "llava-hf/llava-1.5-7b-hf"
 def load_vlm(
     model: str = DEFAULT_MODEL, device: str = "auto", dtype: str | torch.dtype = "auto", progress: bool = False,
     *, min_pixels: int | None = None, max_pixels: int | None = None, newlines: str | None = None,
+    fps: float | None = None,
 ) -> VLM:
     """Load a VLM of a supported family (``prunesid.vlm.family.FAMILIES``) with press support.
 
@@ -45,6 +46,8 @@ def load_vlm(
         progress: print what is being loaded and how long it took (the CLI turns it on).
         min_pixels, max_pixels: for models with dynamic resolution (Qwen-VL), the bounds of
             the processor's resize (default: the processor's own); other families refuse them.
+        fps: for Qwen-VL clips, sample frames at this rate (``2.0``: the Qwen processors'
+            default; 4 to 32 frames, an even count) instead of 16 frames whatever the length.
         newlines: for LLaVA-NeXT, the newline tokens of compressed runs: ``"authors"`` (none,
             the default: what the paper measured) or ``"rows"`` (one per row of the unpadded grid).
     """
@@ -52,7 +55,7 @@ def load_vlm(
         raise ValueError(f"model must be a built-in name ({', '.join(BUILTINS)}), a Hugging Face id or a directory, got {model!r}")
     resolved_device = _device(device)
     resolved_dtype = _dtype(dtype, resolved_device)
-    options = _family_options(min_pixels=min_pixels, max_pixels=max_pixels, newlines=newlines)
+    options = _family_options(min_pixels=min_pixels, max_pixels=max_pixels, newlines=newlines, fps=fps)
     start = time.perf_counter()
     if progress:
         print(f"Loading {model} on {resolved_device} ({str(resolved_dtype).removeprefix('torch.')})...", file=sys.stderr, flush=True)
@@ -91,7 +94,7 @@ def _check_family_options(model_type: str, options: dict) -> None:
     if unknown:
         verb = "applies" if len(unknown) == 1 else "apply"
         where = " and ".join(dict.fromkeys(
-            "LLaVA-NeXT models (anyres tiles)" if name == "newlines" else "models with dynamic resolution (Qwen-VL)" for name in unknown
+            "LLaVA-NeXT models (anyres tiles)" if name == "newlines" else "Qwen-VL clips" if name == "fps" else "models with dynamic resolution (Qwen-VL)" for name in unknown
         ))
         raise ValueError(f"{' and '.join(unknown)} {verb} only to {where}, not to {model_type!r} models")
 

@@ -16,7 +16,9 @@ position, decoding uses the rope deltas of the unpruned sequence. The features g
 through transformers' ``mm_encoder_outputs``; Qwen3-VL's deepstack features are cut with
 the same kept tokens. Nothing is patched, and any number of images works in one call.
 
-Video: a clip's frames (``num_frames``, sampled uniformly) are processed as the model's
+Video: a clip's frames (``num_frames``, 16 sampled uniformly; with ``fps`` (``load_vlm(...,
+fps=2.0)``) as many as the clip's length gives at that rate, as the Qwen processors sample:
+:class:`prunesid.video.FrameRate`) are processed as the model's
 video processor does (:class:`prunesid.vlm.processors.QwenVideoProcessor` without
 torchvision): pairs of frames (``temporal_patch_size`` 2) form t temporal groups of
 rows x cols merged tokens, and each group is a view a press compresses on its own (N_eff per
@@ -34,6 +36,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
 from prunesid.geometry import PatchGrid
+from prunesid.video import FrameRate
 from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
 from prunesid.vlm.llava import views_in_sequence
 from prunesid.vlm.processors import QWEN_VIDEO, QwenVideoProcessor
@@ -52,8 +55,10 @@ class QwenVL(Family):
     modality = "image"
     num_frames = QWEN_FRAMES
 
-    def __init__(self, model, processor, min_pixels: int | None = None, max_pixels: int | None = None):
+    def __init__(self, model, processor, min_pixels: int | None = None, max_pixels: int | None = None, fps: float | None = None):
         super().__init__(model, processor)
+        if fps is not None:  # frames at fps a second of the clip, in pairs, 4 to 32 of them
+            self.num_frames = FrameRate(fps=fps, multiple=getattr(model.config.vision_config, "temporal_patch_size", 2))
         vision = model.config.vision_config
         self.merge_size = vision.spatial_merge_size
         self.patch_size = vision.patch_size
@@ -72,7 +77,7 @@ class QwenVL(Family):
         self.layout = QwenLayout(
             self.token_pixels, self.size["shortest_edge"], self.size["longest_edge"],
             video_pixels=(int(video_size["shortest_edge"]), int(video_size["longest_edge"])),
-            whole_clip=self.timestamps, temporal_patch_size=self.temporal_patch_size, frames=self.num_frames,
+            whole_clip=self.timestamps, temporal_patch_size=self.temporal_patch_size, frames=_layout_frames(self.num_frames),
         )
 
     def placeholder_for(self, modality: str) -> int:
@@ -383,6 +388,12 @@ def _token_views(origin: torch.Tensor, per_view: int) -> torch.Tensor:
         if views[i] < 0:
             views[i] = views[i - 1]
     return views.clamp(min=0)
+
+
+def _layout_frames(sampling) -> int:
+    """The frame count the layout sizes clips by before reading one: the fixed count, or at
+    fps the most a clip can get (its own count is known once its length is read)."""
+    return sampling.max_frames if isinstance(sampling, FrameRate) else sampling
 
 
 def video_metadata(video, frames: int):
