@@ -1,0 +1,57 @@
+"""The plug-in's settings, checked before an engine serves anything (no engine here)."""
+
+from __future__ import annotations
+
+import pytest
+
+from prunesid.methods.registry import presses
+from prunesid.vlm.llava import Resize, SingleViewLayout
+from prunesid.vllm import ARCHITECTURES, engine_overrides
+from prunesid.vllm.settings import EnginePress, press_from_settings
+
+CLIP = SingleViewLayout(Resize((("shortest_edge", 336),), True, (336, 336)), 14, has_cls=True, cls_fed=False)
+NO_CLS = SingleViewLayout(Resize((("shortest_edge", 336),), True, (336, 336)), 14, has_cls=False, cls_fed=False)
+FIXED = [name for name, cls in presses().items() if cls().budget_is_fixed]
+
+
+def test_every_fixed_budget_press_of_the_registry_is_sized_to_n():
+    assert {"prunesid", "visionzip", "divprune", "random", "uniform"} <= set(FIXED)
+    for method in FIXED:
+        engine = EnginePress.checked({"method": method, "budget": 64}, CLIP, (336, 336))
+        assert engine.fed_tokens((640, 480)) == 64, method
+        assert engine.fed_tokens((100, 900)) == 64, method
+
+
+def test_overrides_name_the_architecture_and_the_settings():
+    assert engine_overrides("llava", "divprune", 32) == {
+        "architectures": [ARCHITECTURES["llava"]], "prunesid": {"method": "divprune", "budget": 32},
+    }
+
+
+@pytest.mark.parametrize(
+    ("settings", "layout", "message"),
+    [
+        ({"method": "nope", "budget": 64}, CLIP, "prunesid.method must be one of"),
+        ({"budget": 64}, CLIP, "prunesid.method must be one of"),
+        ({"method": "prunesid", "budget": 578}, CLIP, "prunesid.budget 578 exceeds the 577 tokens"),
+        ({"method": "random", "budget": 578}, CLIP, "prunesid.budget 578 exceeds the 577 tokens"),
+        ({"method": "prunesid", "budget": 64, "dynamic": True}, CLIP, "enable_mm_embeds=True"),
+        ({"method": "visionzip", "budget": 64}, NO_CLS, "prunesid.method 'visionzip': VisionZip cannot run on this model"),
+        ({"method": "prunesid", "budget": "many"}, CLIP, "prunesid.budget must be an integer"),
+        ({"method": "prunesid", "budget": 64, "colour": 1}, CLIP, "prunesid.colour is not an option of method 'prunesid'"),
+        (None, CLIP, "sets no prunesid settings"),
+        ("[1, 2]", CLIP, "prunesid must be an object"),
+    ],
+)
+def test_bad_settings_are_named(settings, layout, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        EnginePress.checked(settings, layout, (336, 336))
+
+
+def test_the_largest_budget_is_every_patch_and_the_cls():
+    assert EnginePress.checked({"method": "prunesid", "budget": 577}, CLIP, (336, 336)).fed_tokens((336, 336)) == 577
+    assert EnginePress.checked({"method": "random", "budget": 576}, NO_CLS, (336, 336)).fed_tokens((336, 336)) == 576
+
+
+def test_settings_read_back_as_json_text():
+    assert press_from_settings('{"method": "uniform", "budget": 9}').budget == 9
