@@ -242,6 +242,21 @@ def test_press_applied_compresses_a_clip(vlm, short_clip):
     assert applied.visual_tokens == [6 * 32 + 1]
 
 
+def test_frames_without_torchvision_are_the_image_processors_base_view(vlm, short_clip):
+    """ResizedFramesVideoProcessor: each frame resized to 384 x 384, rescaled and normalised as
+    the image processor makes an image's base view; the video config's mean and std are used."""
+    from prunesid.vlm.processors import ResizedFramesVideoProcessor
+
+    video_processor = vlm.processor.video_processor
+    assert isinstance(video_processor, ResizedFramesVideoProcessor)
+    frame = short_clip.frames[2]
+    pixels = video_processor(videos=_frames(short_clip), return_tensors="pt")["pixel_values_videos"]
+    base_view = vlm.processor.image_processor(images=frame, return_tensors="pt")["pixel_values"][0, 0]
+    torch.testing.assert_close(pixels[0, 2], base_view, rtol=0, atol=1e-6)
+    plain = ResizedFramesVideoProcessor(vlm.processor.image_processor, {"image_mean": [0, 0, 0], "image_std": [1, 1, 1]})
+    torch.testing.assert_close(plain(videos=_frames(short_clip))["pixel_values_videos"][0, 2], base_view * 0.5 + 0.5, rtol=0, atol=1e-6)
+
+
 # --- loading ------------------------------------------------------------------------------
 
 
