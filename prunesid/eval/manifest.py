@@ -30,3 +30,10 @@ video_llava = ModelManifest(
     model_id="prunesid_video_llava",
     simple_class_path=f"{_MODELS}.VideoLlava",
 )
+
+# Mini-Gemini (YanweiLi/MGM-7B, MGM-7B-HD, ...): lmms-eval has no class; ours runs the
+# library's own MGM model code (prunesid.eval.library_models).
+mini_gemini = ModelManifest(
+    model_id="prunesid_mini_gemini",
+    simple_class_path="prunesid.eval.library_models.MiniGemini",
+)
