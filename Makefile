@@ -16,7 +16,7 @@ TORCH_INDEX ?=
 LOCK        ?= requirements.lock
 PIP         := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: setup test test-fast demo bench lock clean
+.PHONY: setup test test-fast demo bench lock clean setup-vllm test-vllm
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,24 @@ test: setup
 # The quick tier while working: no browser, no lmms-eval, no launched app or fresh process.
 test-fast: setup
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -m "not browser and not eval and not slow" -q -n 2
+
+# The vLLM plug-in's tests (tests_vllm) in their own venv: vLLM's CPU build, installed from
+# requirements-vllm.lock without dependency resolution so that no CUDA wheel comes in (see
+# requirements-vllm.txt). The main suite never collects tests_vllm.
+VLLM_VENV   ?= .venv-vllm
+VLLM_BIN    := $(VLLM_VENV)/bin
+VLLM_LOCK   ?= requirements-vllm.lock
+
+setup-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: requirements-vllm.txt $(VLLM_LOCK) pyproject.toml
+	test -x $(VLLM_BIN)/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip --disable-pip-version-check -q install --no-deps -r $(VLLM_LOCK)
+	$(VLLM_BIN)/pip --disable-pip-version-check -q install --no-deps -e .
+	touch $@
+
+test-vllm: setup-vllm
+	HF_HUB_OFFLINE=1 $(VLLM_BIN)/python -m pytest tests_vllm -p no:cacheprovider -o addopts=-ra -q
 
 demo: setup
 	$(BIN)/python app.py

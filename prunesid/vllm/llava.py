@@ -100,28 +100,37 @@ class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     def _pressed_image(self, pixels: torch.Tensor) -> torch.Tensor:
         encoded = self._encode(pixels)
         [compression] = compress(self.press_family, [encoded], self.engine_press.press)
+        embeds = visual_run(self.press_family, encoded, compression).embeds
         record = os.environ.get(RECORD_ENV)
         if record:
+            kept = [index.tolist() for index in compression.indices]
             with open(record, "a") as sink:
-                sink.write(json.dumps({"method": compression.method, "indices": [i.tolist() for i in compression.indices]}) + "\n")
-        return visual_run(self.press_family, encoded, compression).embeds
+                sink.write(json.dumps({"method": compression.method, "indices": kept, "fed": int(embeds.shape[0])}) + "\n")
+        return embeds
 
     def _encode(self, pixels: torch.Tensor) -> EncodedMedia:
-        """The tower up to the feature layer (vLLM builds no layer beyond it); the CLS
-        attention of the feature layer from the input it receives."""
-        from vllm.distributed.communication_op import tensor_model_parallel_all_reduce
-
-        tower = self.vision_tower.vision_model
-        hidden = tower.pre_layrnorm(tower.embeddings(pixels.to(tower.dtype)))
-        layers = tower.encoder.layers
-        for layer in layers[:-1]:
-            hidden = layer(hidden)
-        importance, keys = layer_importance(layers[-1], hidden, tensor_model_parallel_all_reduce)
-        selected = layers[-1](hidden)
         side = self.config.vision_config.image_size
         layout = self.engine_press.layout
+        features, cls, importance, keys = encode_tower(self.vision_tower, pixels)
         return EncodedMedia(
-            key="", image=Image.new("RGB", (side, side)), features=selected[:, 1:], cls=selected[:, 0],
-            cls_fed=layout.cls_fed, importance=importance[:, 1:], grids=layout.grids((side, side)),
-            valid=None, pixel_inputs={}, vision_ms=0.0, keys=keys[:, 1:],
+            key="", image=Image.new("RGB", (side, side)), features=features, cls=cls, cls_fed=layout.cls_fed,
+            importance=importance, grids=layout.grids((side, side)), valid=None, pixel_inputs={}, vision_ms=0.0, keys=keys,
         )
+
+
+@torch.no_grad()
+def encode_tower(tower: CLIPVisionModel, views: torch.Tensor):
+    """``views [V, 3, H, W]`` through vLLM's CLIP tower up to the feature layer (vLLM builds no
+    layer beyond it): (features ``[V, T, D]``, CLS ``[V, D]``, the feature layer's CLS
+    attention ``[V, T]`` and mean keys ``[V, T, d]``, both from the input that layer receives
+    and reduced over tensor-parallel ranks)."""
+    from vllm.distributed.communication_op import tensor_model_parallel_all_reduce
+
+    model = tower.vision_model
+    hidden = model.pre_layrnorm(model.embeddings(views.to(model.dtype)))
+    layers = model.encoder.layers
+    for layer in layers[:-1]:
+        hidden = layer(hidden)
+    importance, keys = layer_importance(layers[-1], hidden, tensor_model_parallel_all_reduce)
+    selected = layers[-1](hidden)
+    return selected[:, 1:], selected[:, 0], importance[:, 1:], keys[:, 1:]

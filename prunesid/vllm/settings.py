@@ -18,6 +18,7 @@ CONFIG_KEY = "prunesid"  # the key of hf_overrides (and so of the model's config
 # The architecture each supported family registers with vLLM, by its module in this package.
 ARCHITECTURES = {
     "llava": "PruneSIDLlavaForConditionalGeneration",
+    "llava_next": "PruneSIDLlavaNextForConditionalGeneration",
 }
 DOCS = "docs/vllm.md"
 

@@ -1,0 +1,115 @@
+"""vLLM serving with and without the plug-in: requests/s, prompt tokens, time to first token.
+
+One fixed set of requests (REQUESTS chat prompts, one image each, sizes varying) runs against
+two engines on the same checkpoint: vLLM's own LLaVA (every one of the 576 visual tokens) and
+the plug-in's (``--method``, ``--budget``). For each engine:
+
+- prompt tokens: summed over the requests, as the engine counted them;
+- time to first token: each request alone with one output token (prefill + first decode),
+  the median over the requests;
+- requests/s: every request submitted at once, ``--max-tokens`` output tokens each.
+
+Run in vLLM's environment (``make setup-vllm``)::
+
+    .venv-vllm/bin/python benchmarks/serving.py [--checkpoint DIR] [--budget 64] [--method prunesid]
+
+Without ``--checkpoint`` it serves the tiny random LLaVA-1.5 of the tests (336 px, 576
+patches, widths of 64): on it, compression shortens the prompt as on the 7B model, but a
+layer of width 64 costs almost nothing per token, so the times are dominated by fixed
+per-request work (processing, scheduling, the tower) and understate what the 7B model gains.
+Prints a table and, last, one JSON line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests_vllm"))
+
+REQUESTS = 8
+QUESTIONS = ["What is in this picture?", "Describe the colours.", "Is there text?", "Count the shapes."]
+SIZES = [(640, 480), (300, 500), (336, 336), (1024, 768)]
+
+
+def standin_if_needed() -> None:
+    """vLLM's LLaVA module imports a transformers module that needs torchvision; where
+    torchvision is missing (vLLM's CPU environment here), use the tests' stand-in."""
+    if importlib.util.find_spec("torchvision") is not None:
+        return
+    standin = ROOT / "tests_vllm" / "standin"
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(standin), os.environ.get("PYTHONPATH")]))
+    spec = importlib.util.spec_from_file_location("prunesid_vllm_standin", standin / "sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+
+
+def requests():
+    from conftest import pattern
+
+    return [
+        {"prompt": f"USER: <image>\n{QUESTIONS[i % len(QUESTIONS)]} ASSISTANT:", "multi_modal_data": {"image": pattern(SIZES[i % len(SIZES)], i)}}
+        for i in range(REQUESTS)
+    ]
+
+
+def measure(checkpoint: str, overrides: dict | None, max_tokens: int) -> dict:
+    import gc
+
+    from vllm import LLM, SamplingParams
+
+    llm = LLM(
+        model=checkpoint, dtype="float32", max_model_len=2048, enforce_eager=True, max_num_seqs=REQUESTS,
+        limit_mm_per_prompt={"image": 1}, seed=0, hf_overrides=overrides,
+    )
+    batch = requests()
+    first = SamplingParams(max_tokens=1, temperature=0.0)
+    llm.generate(batch[:1], first, use_tqdm=False)  # warm-up
+    ttft, prompt_tokens = [], 0
+    for request in batch:
+        start = time.perf_counter()
+        [output] = llm.generate([request], first, use_tqdm=False)
+        ttft.append(time.perf_counter() - start)
+        prompt_tokens += len(output.prompt_token_ids)
+    start = time.perf_counter()
+    llm.generate(batch, SamplingParams(max_tokens=max_tokens, temperature=0.0, ignore_eos=True), use_tqdm=False)
+    elapsed = time.perf_counter() - start
+    del llm
+    gc.collect()
+    return {"requests_per_s": len(batch) / elapsed, "prompt_tokens": prompt_tokens, "ttft_ms": statistics.median(ttft) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", help="a LLaVA-1.5 checkpoint directory (default: the tests' tiny random one)")
+    parser.add_argument("--method", default="prunesid")
+    parser.add_argument("--budget", type=int, default=64)
+    parser.add_argument("--max-tokens", type=int, default=16)
+    args = parser.parse_args()
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    standin_if_needed()
+    from prunesid.vllm import engine_overrides
+    from prunesid.vllm.checkpoint import engine_checkpoint
+
+    checkpoint = args.checkpoint or str(engine_checkpoint("tiny-random"))
+    full = measure(checkpoint, None, args.max_tokens)
+    pressed = measure(checkpoint, engine_overrides("llava", args.method, args.budget), args.max_tokens)
+    rows = [("requests/s", "requests_per_s", "{:.2f}"), ("prompt tokens", "prompt_tokens", "{:d}"), ("time to first token (ms)", "ttft_ms", "{:.1f}")]
+    print(f"{REQUESTS} requests, one image each; {args.method} N={args.budget} against all visual tokens")
+    print(f"{'':28s}{'unmodified':>12s}{'compressed':>12s}{'ratio':>8s}")
+    for label, key, shape in rows:
+        print(f"{label:28s}{shape.format(full[key]):>12s}{shape.format(pressed[key]):>12s}{pressed[key] / full[key]:>8.2f}")
+    print(json.dumps({"method": args.method, "budget": args.budget, "unmodified": full, "compressed": pressed,
+                      "ratios": {key: pressed[key] / full[key] for _, key, _ in rows}}))
+
+
+if __name__ == "__main__":
+    main()
