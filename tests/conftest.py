@@ -23,6 +23,9 @@ BROWSER_FIXTURES = {"browser"}
 # LLaVA-OneVision feeds ~3,000 tokens for a 640 x 480 image (729 per view, unpadded tile rows);
 # InternVL cuts a 640 x 480 image into 13 views of 448 px (3,328 tokens).
 SLOW_BUILTINS = ("tiny-random-mgm-hd", "tiny-random-llava-onevision", "tiny-random-internvl")
+# Qwen3.5 (its name also marks -qwen3.5-moe) and Qwen3-VL-MoE run every Qwen-VL image and clip
+# test: about 35 s per built-in.
+SLOW_BUILTINS += ("tiny-random-qwen3.5", "tiny-random-qwen3-vl-moe")
 TESTS = Path(__file__).resolve().parent
 
 
