@@ -104,3 +104,12 @@ def test_a_clip_is_sized_before_encoding_as_it_is_fed(qwen):
     assert reply.selections[0].num_views == 8
     assert reply.visual_tokens == [qwen.fed_tokens(clip.size, PruneSID(budget=64), modality="video")]
     assert qwen.fed_tokens(clip.size, None, modality="video") == 8 * 10 * 8  # 320 x 240 -> 10 x 8 merged tokens of 32 px
+
+
+def test_the_hybrid_language_model_in_the_quick_tier():
+    """The tests above are in the slow tier (by built-in name); this one keeps Qwen3.5's
+    hybrid LLM in the quick tier: keeping everything is the unmodified model, N = 64 feeds
+    N_eff at the unpruned positions."""
+    vlm = load_vlm("tiny-random-qwen3.5")
+    test_keeping_every_token_equals_the_unmodified_model(vlm, [(448, 336)])
+    test_kept_tokens_keep_their_unpruned_positions_and_decoding_their_rope_deltas(vlm)
