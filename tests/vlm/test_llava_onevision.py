@@ -89,10 +89,11 @@ def test_a_640x480_image_is_a_base_view_and_four_tiles_and_its_counts_are_known_
     assert vlm.fed_tokens(image.size, PruneSID(budget=64), "video") == 32 * 64 + 1
 
 
-@pytest.mark.parametrize("size", [(640, 480), (300, 700), (1000, 60), (1600, 1200), (2300, 400)])
+@pytest.mark.parametrize("size", [(640, 480), (300, 700), (1000, 60), (1200, 900), (1500, 1000), (2300, 400)])
 def test_every_token_reaches_the_llm_as_the_model_packs_it(vlm, size):
     """Keeping everything feeds exactly the model's own image features (base view, unpadded
-    grid, newlines), also where the model downscales the grid (1600 x 1200: 3 x 4 tiles)."""
+    grid, newlines), also where the model downscales the grid (1200 x 900) and just below the
+    limit (1500 x 1000)."""
     image = scene(*size, seed=sum(size))
     pixels = vlm.family.preprocess(image)
     with torch.inference_mode():
@@ -103,8 +104,10 @@ def test_every_token_reaches_the_llm_as_the_model_packs_it(vlm, size):
         assert vlm.fed_tokens(size, press) == expected.shape[0]
     rows, cols = vlm.family.layout.fed_shape(size)
     assert expected.shape[0] == VIEW + rows * (cols + 1)
-    if size == (1600, 1200):
-        assert (rows, cols) == (70, 93)  # 81 x 108 unpadded patches, ratio 1.15 > 1.1: downscaled
+    if size == (1200, 900):  # 3 x 4 tiles, 81 x 108 unpadded, ratio 1.155 > 1.1: floor(81 / r) x floor(108 / r)
+        assert (rows, cols) == (70, 93)
+    if size == (1500, 1000):  # 3 x 4 tiles, 73 x 108 unpadded, ratio 1.096: kept as it is
+        assert (rows, cols) == (73, 108)
 
 
 # --- keeping everything is the unmodified model ---------------------------------------------
@@ -137,7 +140,8 @@ def test_keeping_everything_on_a_clip_equals_the_unmodified_model(vlm, short_cli
     assert tuple(inputs["pixel_values_videos"].shape) == (1, 6, 3, 384, 384)
     for press in (KEEP_ALL, None):
         prepared = vlm.prepare(short_clip, "What happens?", press)
-        assert torch.equal(prepared.input_ids, inputs["input_ids"]) and prepared.visual_tokens == [6 * FRAME + 1]
+        assert torch.equal(prepared.input_ids, inputs["input_ids"])
+        assert prepared.visual_tokens == prepared.unmodified_tokens == [6 * FRAME + 1]
         torch.testing.assert_close(_logits(vlm, prepared), expected, rtol=1e-4, atol=1e-5)
     assert vlm.chat(short_clip, "What happens?", press=KEEP_ALL, max_new_tokens=6).text == _greedy(vlm, inputs, 6)
     encoded = vlm.encode(short_clip)
