@@ -227,3 +227,14 @@ def test_unsupported_configurations_are_named(vlm):
         config.vision_feature_select_strategy = "default"
     with pytest.raises(ValueError, match="no image of this model is cut into 2 views"):
         vlm.family.layout.size_for_views(2)
+
+
+def test_the_command_line_runs_the_built_in(tmp_path, capsys):
+    from prunesid import cli
+
+    scene(640, 480, seed=1).save(tmp_path / "scene.png")
+    argv = ["chat", str(tmp_path / "scene.png"), "What?", "--model", "tiny-random-internvl", "--budget", "16", "--max-new-tokens", "1", "--json"]
+    assert cli.main(argv) == 0
+    reply = json.loads(capsys.readouterr().out)
+    assert reply["visual_tokens"] == [13 * 16]
+    assert [view["label"] for view in reply["selection"]][-2:] == ["tile 2,3", "thumbnail"]
