@@ -11,7 +11,7 @@ from lmms_eval.models.registry_v2 import ModelManifest
 
 _MODELS = "prunesid.eval.models"
 
-# LLaVA-1.5 and LLaVA-NeXT checkpoints (llava-hf/...): lmms-eval's llava_hf with a press.
+# LLaVA-1.5, LLaVA-NeXT and LLaVA-OneVision checkpoints (llava-hf/...): lmms-eval's llava_hf with a press.
 llava_hf = ModelManifest(
     model_id="prunesid_llava_hf",
     chat_class_path=f"{_MODELS}.LlavaHf",
@@ -29,6 +29,24 @@ qwen2_5_vl = ModelManifest(
 video_llava = ModelManifest(
     model_id="prunesid_video_llava",
     simple_class_path=f"{_MODELS}.VideoLlava",
+)
+
+# Qwen3-VL, Qwen3.5 and their MoE variants: lmms-eval's qwen3_vl / qwen3_5 with a press.
+qwen3_vl = ModelManifest(
+    model_id="prunesid_qwen3_vl",
+    chat_class_path=f"{_MODELS}.Qwen3_VL",
+    simple_class_path=f"{_MODELS}.Qwen3_VLSimple",
+)
+qwen3_5 = ModelManifest(
+    model_id="prunesid_qwen3_5",
+    chat_class_path=f"{_MODELS}.Qwen3_5",
+    simple_class_path=f"{_MODELS}.Qwen3_5Simple",
+)
+
+# InternVL3 / 3.5 -hf checkpoints: lmms-eval's internvl_hf with a press (budget per tile).
+internvl_hf = ModelManifest(
+    model_id="prunesid_internvl_hf",
+    chat_class_path=f"{_MODELS}.InternVLHf",
 )
 
 # Mini-Gemini (YanweiLi/MGM-7B, MGM-7B-HD, ...): lmms-eval has no class; ours runs the

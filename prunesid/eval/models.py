@@ -18,10 +18,15 @@ from pathlib import Path
 import torch
 from loguru import logger as eval_logger
 
+from lmms_eval.models.chat.internvl_hf import InternVLHf as _ChatInternVLHf
 from lmms_eval.models.chat.llava_hf import LlavaHf as _ChatLlavaHf
 from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _ChatQwen2_5_VL
+from lmms_eval.models.chat.qwen3_5 import Qwen3_5 as _ChatQwen3_5
+from lmms_eval.models.chat.qwen3_vl import Qwen3_VL as _ChatQwen3_VL
 from lmms_eval.models.simple.llava_hf import LlavaHf as _SimpleLlavaHf
 from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _SimpleQwen2_5_VL
+from lmms_eval.models.simple.qwen3_5 import Qwen3_5 as _SimpleQwen3_5
+from lmms_eval.models.simple.qwen3_vl import Qwen3_VL as _SimpleQwen3_VL
 from lmms_eval.models.simple.video_llava import VideoLLaVA as _SimpleVideoLLaVA
 from prunesid.eval.checkpoint_loading import checkpoint_loading
 from prunesid.eval.pressing import (
@@ -48,7 +53,7 @@ class PressedModel:
     def __init__(self, **kwargs):
         base = self._lmms_eval_class()
         parameters = inspect.signature(base.__init__).parameters
-        accepted = {name for name, p in parameters.items() if name != "self" and p.kind is not p.VAR_KEYWORD}
+        accepted = _accepted_arguments(base)
         settings, rest = parse_model_args(kwargs, accepted, self.model_id)
         if settings.press is not None and str(rest.get("batch_size", 1)) != "1":
             raise ValueError(f"--model_args batch_size must be 1 with a press (one conversation per generate call), got {rest['batch_size']!r}")
@@ -155,6 +160,20 @@ class PressedModel:
         return phi_ref
 
 
+def _accepted_arguments(base) -> set[str]:
+    """The keyword arguments an lmms-eval class takes: its ``__init__``'s, and where that
+    passes ``**kwargs`` on (e.g. qwen3_5 to qwen3_vl), those of the classes it extends."""
+    accepted = set()
+    for klass in base.__mro__:
+        if "__init__" not in vars(klass) or klass.__module__.startswith("lmms_eval.api"):
+            continue
+        parameters = inspect.signature(klass.__init__).parameters
+        accepted |= {name for name, p in parameters.items() if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+            break
+    return accepted
+
+
 class _Tracked:
     """A task's doc_to_visual / doc_to_messages that tells the model which doc it serves."""
 
@@ -246,3 +265,58 @@ class VideoLlava(PressedModel, _SimpleVideoLLaVA):
     model_id = "prunesid_video_llava"
     processor_attr = "_processor"
     is_simple = True
+
+
+class Qwen3_VL(PressedModel, _ChatQwen3_VL):
+    """``prunesid_qwen3_vl`` (chat): lmms-eval's qwen3_vl (Qwen3-VL, Qwen3.5, and their MoE
+    variants, which it recognises by an ``A<n>B`` in the checkpoint's name) with a press."""
+
+    model_id = "prunesid_qwen3_vl"
+    processor_attr = "processor"
+    is_simple = False
+
+
+class Qwen3_VLSimple(PressedModel, _SimpleQwen3_VL):
+    """``prunesid_qwen3_vl`` with ``--force_simple``."""
+
+    model_id = "prunesid_qwen3_vl"
+    processor_attr = "processor"
+    is_simple = True
+
+
+class Qwen3_5(PressedModel, _ChatQwen3_5):
+    """``prunesid_qwen3_5`` (chat): lmms-eval's qwen3_5 (Qwen3.5 defaults: thinking on,
+    sampling) with a press."""
+
+    model_id = "prunesid_qwen3_5"
+    processor_attr = "processor"
+    is_simple = False
+
+
+class Qwen3_5Simple(PressedModel, _SimpleQwen3_5):
+    """``prunesid_qwen3_5`` with ``--force_simple``."""
+
+    model_id = "prunesid_qwen3_5"
+    processor_attr = "processor"
+    is_simple = True
+
+
+class InternVLHf(PressedModel, _ChatInternVLHf):
+    """``prunesid_internvl_hf``: lmms-eval's internvl_hf (InternVL3 / 3.5 ``-hf`` checkpoints,
+    e.g. ``OpenGVLab/InternVL3-1B-hf``) with a press; ``budget`` per tile (and thumbnail)."""
+
+    model_id = "prunesid_internvl_hf"
+    processor_attr = "processor"
+    is_simple = False
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # The press re-encodes each image with the checkpoint's own tiling: lmms-eval's
+        # min_patches / max_patches must be the processor's, or every prompt would disagree.
+        layout = self.prunesid_vlm.family.layout
+        ours = (layout.min_patches, layout.max_patches)
+        if self.prunesid_settings.press is not None and (self.min_patches, self.max_patches) != ours:
+            raise ValueError(
+                f"--model_args min_patches={self.min_patches}, max_patches={self.max_patches} differ from the checkpoint's "
+                f"tiling ({ours[0]}, {ours[1]}); under a press leave them at the processor's"
+            )

@@ -6,13 +6,13 @@ torch, so the evaluation tests put this function in its place on lmms-eval's mod
 It keeps the package's documented contract, which is what our plug-in relies on:
 
 - an image (PIL, ``data:image/...;base64,`` URL or path) comes back as a PIL image resized
-  to multiples of 28 px within its ``min_pixels`` / ``max_pixels`` (4 and 16384 tokens by
-  default);
+  to multiples of one merged token (2 x ``image_patch_size``: 28 px, Qwen3-VL's 32 px) within
+  its ``min_pixels`` / ``max_pixels`` (4 and 16384 tokens by default);
 - a clip file comes back as a float ``[T, C, H, W]`` tensor (0..255) of ``T`` frames chosen
   uniformly (``round(linspace(0, n - 1, T))``): ``nframes`` rounded to an even count, or
   else ``fps`` (2 by default) frames a second, at least ``min_frames`` (4) and at most
   ``max_frames`` (768, and the clip's length), an even count; every frame resized to one
-  multiple of 28 px between ``min_pixels`` (128 tokens by default) and the smaller of
+  multiple of one merged token between ``min_pixels`` (128 tokens by default) and the smaller of
   ``max_pixels`` and 768 tokens;
 - with ``return_video_metadata=True`` each clip is ``(tensor, metadata)``, the metadata
   giving the clip's frame rate, the frames chosen and its length (transformers' processor
@@ -33,8 +33,6 @@ import torch
 from PIL import Image
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
 
-TOKEN_PIXELS = 28 * 28
-FACTOR = 28
 FRAME_STEP = 2  # frames come in pairs (temporal patch 2)
 
 
@@ -46,11 +44,11 @@ def _image(source) -> Image.Image:
     return Image.open(source)
 
 
-def fetch_image(element: dict) -> Image.Image:
+def fetch_image(element: dict, factor: int = 28) -> Image.Image:
     image = _image(element.get("image", element.get("image_url"))).convert("RGB")
-    low = element.get("min_pixels", 4 * TOKEN_PIXELS)
-    high = element.get("max_pixels", 16384 * TOKEN_PIXELS)
-    height, width = smart_resize(image.height, image.width, factor=FACTOR, min_pixels=low, max_pixels=high)
+    low = element.get("min_pixels", 4 * factor * factor)
+    high = element.get("max_pixels", 16384 * factor * factor)
+    height, width = smart_resize(image.height, image.width, factor=factor, min_pixels=low, max_pixels=high)
     return image.resize((width, height), Image.BICUBIC)
 
 
@@ -68,7 +66,7 @@ def frame_count(element: dict, total: int, rate: float) -> int:
     return count
 
 
-def fetch_video(element: dict):
+def fetch_video(element: dict, factor: int = 28):
     import decord
 
     reader = decord.VideoReader(element["video"])
@@ -76,10 +74,11 @@ def fetch_video(element: dict):
     count = frame_count(element, total, rate)
     indices = torch.linspace(0, total - 1, count).round().long().tolist()
     frames = reader.get_batch(indices).asnumpy()  # [T, H, W, 3]
-    low = element.get("min_pixels", 128 * TOKEN_PIXELS)
-    cap = max(min(768 * TOKEN_PIXELS, 128000 * TOKEN_PIXELS * 0.9 / count * FRAME_STEP), int(low * 1.05))
+    token = factor * factor
+    low = element.get("min_pixels", 128 * token)
+    cap = max(min(768 * token, 128000 * token * 0.9 / count * FRAME_STEP), int(low * 1.05))
     high = min(element.get("max_pixels", cap), cap)
-    height, width = smart_resize(frames.shape[1], frames.shape[2], factor=FACTOR, min_pixels=low, max_pixels=high)
+    height, width = smart_resize(frames.shape[1], frames.shape[2], factor=factor, min_pixels=low, max_pixels=high)
     resized = [np.asarray(Image.fromarray(frame).resize((width, height), Image.BICUBIC)) for frame in frames]
     video = torch.from_numpy(np.stack(resized)).permute(0, 3, 1, 2).float()
     metadata = {"fps": rate, "frames_indices": indices, "total_num_frames": total, "video_backend": "decord"}
@@ -89,14 +88,15 @@ def fetch_video(element: dict):
 def process_vision_info(conversations, return_video_kwargs: bool = False, return_video_metadata: bool = False, image_patch_size: int = 14):
     if conversations and isinstance(conversations[0], dict):
         conversations = [conversations]
+    factor = 2 * image_patch_size
     images, videos, rates = [], [], []
     for conversation in conversations:
         for message in conversation:
             for element in message["content"] if isinstance(message["content"], list) else []:
                 if "image" in element or "image_url" in element:
-                    images.append(fetch_image(element))
+                    images.append(fetch_image(element, factor))
                 elif "video" in element:
-                    video, metadata, rate = fetch_video(element)
+                    video, metadata, rate = fetch_video(element, factor)
                     videos.append((video, metadata) if return_video_metadata else video)
                     rates.append(rate)
     kwargs = {"do_sample_frames": False, **({} if return_video_metadata else {"fps": rates})}

@@ -1,0 +1,124 @@
+"""lmms-eval's own classes for LLaVA-OneVision (``llava_hf``), InternVL (``internvl_hf``),
+Qwen3-VL and Qwen3.5 (``qwen3_vl``, ``qwen3_5``) with a press, in process, on the built-ins:
+a press keeping every token answers exactly as ``method=none`` (the unmodified class), and
+N = 64 feeds the LLM the per-view N_eff the records show. (Qwen's sample preparation,
+qwen-vl-utils, is stood in for: tests/eval/qwen_vl_utils_standin.py.)
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("lmms_eval")
+
+from prunesid.vlm.family import FAMILIES  # noqa: E402
+from tests.conftest import scene  # noqa: E402
+from tests.eval import qwen_vl_utils_standin  # noqa: E402
+
+pytestmark = pytest.mark.eval
+
+QUESTION = "Is there a red box in the picture?"
+BUDGET = 64
+
+# model id -> (lmms-eval class of ours, built-in, its --model_args besides ours)
+CASES = {
+    "llava-onevision": ("LlavaHf", "tiny-random-llava-onevision", {"device_map": "cpu", "dtype": "float32"}),
+    "internvl": ("InternVLHf", "tiny-random-internvl", {"device_map": "cpu"}),
+    "qwen3-vl": ("Qwen3_VL", "tiny-random-qwen3-vl", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    "qwen3.5": ("Qwen3_5", "tiny-random-qwen3.5", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def qwen_vl_utils():
+    from lmms_eval.models.chat import qwen3_vl as chat
+    from lmms_eval.models.simple import qwen3_vl as simple
+
+    with pytest.MonkeyPatch.context() as patch:
+        for module in (chat, simple):
+            patch.setattr(module, "process_vision_info", qwen_vl_utils_standin.process_vision_info)
+            patch.setattr(module, "_has_qwen_vl", True)
+        yield
+
+
+def lmms_model(case: str, tmp_path, **ours):
+    from prunesid.eval import models
+
+    class_name, builtin, args = CASES[case]
+    cls = getattr(models, class_name)
+    lm = cls(pretrained=builtin, device="cpu", records=str(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl"), **args, **ours)
+    lm.task_dict = {"pictures": {"test": [{"question": QUESTION, "image": scene(400, 300, seed=11)}]}}
+    return lm
+
+
+def answer(lm):
+    """lmms-eval's answer (greedy, 5 tokens), the input ids the model's prefill received, the record."""
+    from lmms_eval.api.instance import Instance
+
+    def doc_to_messages(doc):
+        return [{"role": "user", "content": [{"type": "image", "url": doc["image"]}, {"type": "text", "text": doc["question"]}]}]
+
+    gen = {"max_new_tokens": 5, "temperature": 0, "do_sample": False}
+    request = Instance("generate_until", ("ctx", doc_to_messages, gen, 0, "pictures", "test"), idx=0, metadata={"task": "pictures", "doc_id": 0, "repeats": 1})
+    seen = []
+
+    def prefill(module, args, kwargs):
+        if kwargs.get("past_key_values") is None or kwargs["past_key_values"].get_seq_length() == 0:
+            seen.append(kwargs.get("input_ids"))
+
+    hook = lm.model.register_forward_pre_hook(prefill, with_kwargs=True)
+    try:
+        (text,) = lm.generate_until([request])
+    finally:
+        hook.remove()
+    return getattr(text, "text", text), seen[0], json.loads(lm.records_path.read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_press_through_lmms_eval_s_class(case, tmp_path):
+    unmodified = lmms_model(case, tmp_path, method="none")
+    family = unmodified.prunesid_vlm.family
+    assert type(family) is FAMILIES[unmodified.model.config.model_type].family
+    placeholder = family.placeholder_token_id
+    expected, ids, record = answer(unmodified)
+    full = int((ids == placeholder).sum())
+    assert record["visual_tokens"] == [full] and full > BUDGET
+
+    keep_all = lmms_model(case, tmp_path, method="prunesid", budget=100_000, order="spatial")
+    got, ids_all, record = answer(keep_all)
+    assert got == expected and int((ids_all == placeholder).sum()) == full == record["visual_tokens"][0]
+
+    pressed = lmms_model(case, tmp_path, method="prunesid", budget=BUDGET)
+    _, ids_pressed, record = answer(pressed)
+    (image,) = record["images"]
+    per_view = [view["visual_tokens"] for view in image["views"]]
+    fed = int((ids_pressed == placeholder).sum())  # what the LLM receives
+    assert fed == record["visual_tokens"][0] == image["visual_tokens"] < full
+    assert fed == sum(per_view) + (fed - sum(per_view))  # view tokens, plus any newline tokens the family feeds
+    assert all(view["budget"] == view["visual_tokens"] for view in image["views"])
+    assert image["unmodified_tokens"] == full
+
+
+def test_internvl_tiling_other_than_the_checkpoint_s_is_refused_under_a_press(tmp_path):
+    with pytest.raises(ValueError, match="--model_args min_patches=1, max_patches=4 differ from the checkpoint's tiling"):
+        lmms_model("internvl", tmp_path, method="prunesid", budget=64, max_patches=4)
+
+
+def test_entry_points_name_the_classes():
+    from lmms_eval.models import get_model
+
+    from prunesid.eval import models
+
+    assert get_model("prunesid_qwen3_vl") is models.Qwen3_VL and get_model("prunesid_qwen3_vl", force_simple=True) is models.Qwen3_VLSimple
+    assert get_model("prunesid_qwen3_5") is models.Qwen3_5 and get_model("prunesid_qwen3_5", force_simple=True) is models.Qwen3_5Simple
+    assert get_model("prunesid_internvl_hf") is models.InternVLHf
+
+
+def test_arguments_passed_on_by_lmms_eval_s_qwen3_5_are_accepted():
+    """qwen3_5's __init__ passes **kwargs to qwen3_vl's: device_map, fps, ... are its arguments too."""
+    from prunesid.eval.models import Qwen3_5, _accepted_arguments
+
+    accepted = _accepted_arguments(Qwen3_5._lmms_eval_class())
+    assert {"device_map", "fps", "max_num_frames", "enable_thinking", "max_frames", "total_pixels"} <= accepted
