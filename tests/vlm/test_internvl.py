@@ -170,6 +170,7 @@ def test_importance_is_the_cls_attention_averaged_over_each_block(vlm, wide):
     assert tuple(encoded.keys.shape) == (3, 256, tower.config.hidden_size // tower.config.num_attention_heads)
 
 
+@pytest.mark.slow  # every press on 13 views; the contract tests repeat it for every built-in
 @pytest.mark.parametrize("budget", [16, 64])
 def test_every_press_feeds_the_same_count(vlm, budget):
     image = scene(640, 480, seed=1)
