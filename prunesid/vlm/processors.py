@@ -308,8 +308,10 @@ class QwenVideoProcessor:
 
         return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
 
-    def clip(self, frames) -> tuple["torch.Tensor", list[int]]:
-        """One clip's patches ``[t h w, C tp p p]`` and its grid ``[t, h, w]`` (in patches)."""
+    def clip(self, frames, do_resize: bool = True) -> tuple["torch.Tensor", list[int]]:
+        """One clip's patches ``[t h w, C tp p p]`` and its grid ``[t, h, w]`` (in patches);
+        ``do_resize=False`` takes frames already at a multiple of one merged token (as
+        qwen-vl-utils resizes them for Qwen3-VL, whose callers then turn the resize off)."""
         import numpy as np
         import torch
         from transformers.image_processing_backends import PilBackend
@@ -321,7 +323,10 @@ class QwenVideoProcessor:
         height, width = arrays[0].shape[-2:]
         if any(array.shape != arrays[0].shape for array in arrays):
             raise ValueError("every frame of a clip must have one size")
-        resized_h, resized_w = self.resized_size(len(arrays), height, width)
+        resized_h, resized_w = self.resized_size(len(arrays), height, width) if do_resize else (height, width)
+        factor = self.patch_size * self.merge_size
+        if resized_h % factor or resized_w % factor:
+            raise ValueError(f"with do_resize=False every frame must be a multiple of {factor} px a side, got {width} x {height}")
         processor = self.image_processor
         out = []
         for array in arrays:
@@ -347,7 +352,7 @@ class QwenVideoProcessor:
         from transformers.video_utils import VideoMetadata
 
         clips = _video_clips(videos)
-        patches, grids = zip(*(self.clip(clip) for clip in clips))
+        patches, grids = zip(*(self.clip(clip, do_resize=kwargs.get("do_resize", True) is not False) for clip in clips))
         data = {"pixel_values_videos": torch.cat(patches), "video_grid_thw": torch.tensor(grids)}
         if return_metadata:
             given = list(video_metadata) if video_metadata is not None else [None] * len(clips)

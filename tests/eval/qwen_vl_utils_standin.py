@@ -76,7 +76,7 @@ def fetch_video(element: dict, factor: int = 28):
     frames = reader.get_batch(indices).asnumpy()  # [T, H, W, 3]
     token = factor * factor
     low = element.get("min_pixels", 128 * token)
-    cap = max(min(768 * token, 128000 * token * 0.9 / count * FRAME_STEP), int(low * 1.05))
+    cap = max(min(768 * token, element.get("total_pixels", 128000 * token * 0.9) / count * FRAME_STEP), int(low * 1.05))
     high = min(element.get("max_pixels", cap), cap)
     height, width = smart_resize(frames.shape[1], frames.shape[2], factor=factor, min_pixels=low, max_pixels=high)
     resized = [np.asarray(Image.fromarray(frame).resize((width, height), Image.BICUBIC)) for frame in frames]

@@ -62,22 +62,24 @@ def clip(tmp_path_factory):
 
 @pytest.fixture(scope="module", autouse=True)
 def qwen_vl_utils():
-    """process_vision_info on lmms-eval's Qwen2.5-VL modules (chat and simple)."""
+    """process_vision_info on lmms-eval's Qwen2.5-VL and Qwen3-VL modules (chat and simple)."""
     from lmms_eval.models.chat import qwen2_5_vl as chat
+    from lmms_eval.models.chat import qwen3_vl as chat3
     from lmms_eval.models.simple import qwen2_5_vl as simple
+    from lmms_eval.models.simple import qwen3_vl as simple3
 
     with pytest.MonkeyPatch.context() as patch:
-        for module in (chat, simple):
+        for module in (chat, simple, chat3, simple3):
             patch.setattr(module, "process_vision_info", qwen_vl_utils_standin.process_vision_info)
             patch.setattr(module, "_has_qwen_vl", True)
         yield
 
 
-def lmms_model(tmp_path, simple: bool, **ours):
+def lmms_model(tmp_path, simple: bool, cls=None, pretrained=MODEL, **ours):
     from prunesid.eval.models import Qwen2_5_VL, Qwen2_5_VLSimple
 
-    cls = Qwen2_5_VLSimple if simple else Qwen2_5_VL
-    lm = cls(pretrained=MODEL, device="cpu", device_map="cpu", records=str(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl"), **PIXELS, **ours)
+    cls = cls or (Qwen2_5_VLSimple if simple else Qwen2_5_VL)
+    lm = cls(pretrained=pretrained, device="cpu", device_map="cpu", records=str(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl"), **PIXELS, **ours)
     lm.task_dict = {"clips": {"test": [{"video": None, "question": QUESTION}]}}
     return lm
 
@@ -146,6 +148,29 @@ def test_a_clip_gets_n_eff_per_group_and_keep_everything_is_the_unmodified_class
     assert [view["view"] for view in video["views"]] == [f"frames {2 * g + 1}-{2 * g + 2}" for g in range(groups)]
     kept = fed_pressed["position_ids"][1:, 0, fed_pressed["input_ids"][0] == video_token]
     assert set(map(tuple, kept.T.tolist())) < set(map(tuple, fed["position_ids"][1:, 0, fed["input_ids"][0] == video_token].T.tolist()))
+
+
+def test_a_qwen3_vl_clip_gets_n_eff_per_timestamped_group(tmp_path, clip):
+    """lmms-eval's qwen3_vl (chat): 8 frames (max_num_frames) resized by qwen-vl-utils to
+    multiples of 32 px, the processor told not to resize again; its prompt writes each
+    group's timestamp before the group's own run: each run is cut to N_eff."""
+    from prunesid.eval.models import Qwen3_VL
+
+    args = {"cls": Qwen3_VL, "pretrained": "tiny-random-qwen3-vl", "max_num_frames": 8}
+    unmodified = lmms_model(tmp_path, False, method="none", **args)
+    video_token = unmodified.model.config.video_token_id
+    expected, fed, _ = answer(unmodified, clip, False)
+    groups, per_group = 4, (224 // 32) * (160 // 32)  # 168 px -> 160 (5 merged tokens of 32 px)
+    assert int((fed["input_ids"] == video_token).sum()) == groups * per_group
+    got, fed_all, _ = answer(lmms_model(tmp_path, False, method="prunesid", budget=100_000, order="spatial", **args), clip, False)
+    assert got == expected and torch.equal(fed_all["input_ids"], fed["input_ids"])
+    _, fed_pressed, record = answer(lmms_model(tmp_path, False, method="prunesid", budget=BUDGET, **args), clip, False)
+    kept = n_eff(per_group, BUDGET)
+    assert int((fed_pressed["input_ids"] == video_token).sum()) == groups * kept == record["visual_tokens"][0]
+    assert [view["visual_tokens"] for view in record["images"][0]["views"]] == [kept] * groups
+    # every group's run follows its own timestamp, as the processor wrote them
+    tokenizer = unmodified.processor.tokenizer
+    assert tokenizer.decode(fed_pressed["input_ids"][0]).count("seconds>") == groups
 
 
 def test_the_plug_in_is_on_sys_path_only_through_the_test():
