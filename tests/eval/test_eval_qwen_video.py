@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,6 +174,82 @@ def test_a_qwen3_vl_clip_gets_n_eff_per_timestamped_group(tmp_path, clip):
     assert tokenizer.decode(fed_pressed["input_ids"][0]).count("seconds>") == groups
 
 
-def test_the_plug_in_is_on_sys_path_only_through_the_test():
-    """The stand-in is monkeypatched onto lmms-eval's modules, never importable as the package."""
+# --- end to end: lmms-eval's CLI on a task of clips ---------------------------------------------
+
+VIDEO_TASK = "clips_local"
+VIDEO_UTILS = """
+def doc_to_visual(doc):
+    return [doc["video"]]
+
+
+def doc_to_text(doc, lmms_eval_specific_kwargs=None):
+    return doc["question"]
+
+
+def process_results(doc, results):
+    return {"clip_accuracy": float(results[0].strip().lower().startswith(doc["answer"]))}
+"""
+
+
+def write_video_task(root, clip_path: str) -> None:
+    """A task of two docs on one clip file: ``root/data``, ``root/clips_utils.py``, ``root/clips.yaml``."""
+    import datasets
+
+    from tests.eval.test_eval_lmms import TASK_YAML
+
+    rows = {"question_id": [0, 1], "video": [clip_path, clip_path], "question": ["Is a box moving?", "Is it night?"], "answer": ["yes", "no"]}
+    datasets.DatasetDict({"test": datasets.Dataset.from_dict(rows)}).save_to_disk(str(root / "data"))
+    (root / "clips_utils.py").write_text(VIDEO_UTILS)
+    yaml = TASK_YAML.format(task=VIDEO_TASK, data=root / "data").replace("yesno_utils", "clips_utils").replace("yesno_accuracy", "clip_accuracy")
+    (root / "clips.yaml").write_text(yaml)
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory, clip):
+    """The grid command with --model-id prunesid_qwen2_5_vl: lmms-eval's CLI, our entry point,
+    its chat class, the unmodified model and PruneSID at N = 288; qwen-vl-utils stood in for
+    by a package on the subprocess's path."""
+    import os
+    import subprocess
+
+    from tests.eval.test_eval_lmms import offline_env
+
+    root = tmp_path_factory.mktemp("lmms_eval_clips")
+    (root / "task").mkdir()
+    write_video_task(root / "task", clip)
+    shim = root / "shim" / "qwen_vl_utils"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("from tests.eval.qwen_vl_utils_standin import process_vision_info  # noqa: F401\n")
+    env = offline_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(root / "shim"), str(Path(__file__).resolve().parents[2]), env.get("PYTHONPATH", "")])
+    command = [
+        sys.executable, "-m", "prunesid.eval.grid", "--model", MODEL, "--model-id", "prunesid_qwen2_5_vl", "--out", str(root / "out"),
+        "--tasks", VIDEO_TASK, "--include-path", str(root / "task"), "--device", "cpu", "--budgets", str(BUDGET),
+        "--methods", "prunesid", "--no-variants", "--model-args", f"device_map=cpu,min_pixels={PIXELS['min_pixels']},max_pixels={PIXELS['max_pixels']}",
+        "--run",
+    ]
+    completed = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    return {"out": root / "out", "log": completed.stdout + completed.stderr, "returncode": completed.returncode}
+
+
+def test_lmms_eval_s_cli_presses_a_task_of_clips(evaluation):
+    assert evaluation["returncode"] == 0, evaluation["log"][-4000:]
+    lines = {}
+    for name in ("none", f"prunesid-{BUDGET}"):
+        (results,) = sorted((evaluation["out"] / name).rglob("*_results.json"))
+        data = json.loads(results.read_text())
+        assert data["config"]["model_backend"].startswith("prunesid.eval.models.Qwen2_5_VL") and data["n-samples"][VIDEO_TASK]["effective"] == 2
+        lines[name] = [json.loads(line) for line in (evaluation["out"] / "records" / f"{name}.jsonl").read_text().splitlines()]
+    groups, per_group = FRAMES // 2, n_eff(PER_GROUP, BUDGET)  # lmms-eval's chat class: the clip's 12 frames
+    assert [line["visual_tokens"] for line in lines["none"]] == [[groups * PER_GROUP]] * 2
+    for line in lines[f"prunesid-{BUDGET}"]:
+        (video,) = line["images"]
+        assert line["task"] == VIDEO_TASK and video["modality"] == "video" and line["visual_tokens"] == [groups * per_group]
+        assert [view["visual_tokens"] for view in video["views"]] == [per_group] * groups
+    assert f"| prunesid | {BUDGET} |" in (evaluation["out"] / "table.md").read_text()
+
+
+def test_the_stand_in_never_enters_this_process():
+    """The stand-in is monkeypatched onto lmms-eval's modules here (and put on the path of the
+    CLI's subprocess only), never importable as the package in the test process."""
     assert "qwen_vl_utils" not in sys.modules
