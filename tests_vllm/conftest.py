@@ -8,7 +8,14 @@ two); `vllm serve` runs as a child process. Both get the torchvision stand-in
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -26,11 +33,87 @@ _spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # this process
 ENGINE_ARGS = dict(dtype="float32", max_model_len=2048, enforce_eager=True, max_num_seqs=4, limit_mm_per_prompt={"image": 2}, seed=0)
 
 
+SERVE_BUDGET = 32
+SERVE_START_TIMEOUT = 600  # seconds: two vLLM processes import on a shared 2-core machine
+_server: dict = {}
+
+
 @pytest.fixture(scope="session")
 def checkpoint() -> str:
     from prunesid.vllm.checkpoint import engine_checkpoint
 
     return str(engine_checkpoint("tiny-random"))
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Start `vllm serve` as soon as a collected test needs it: it boots (mostly imports,
+    one core) while the in-process engine tests run."""
+    if any("server" in getattr(item, "fixturenames", ()) for item in items):
+        _start_server()
+
+
+def _start_server() -> None:
+    from prunesid.vllm import engine_overrides
+    from prunesid.vllm.checkpoint import engine_checkpoint
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = Path(tempfile.mkdtemp(prefix="prunesid-vllm-serve-")) / "serve.log"
+    command = [
+        str(Path(sys.executable).parent / "vllm"), "serve", str(engine_checkpoint("tiny-random")),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--hf-overrides", json.dumps(engine_overrides("llava", "prunesid", SERVE_BUDGET)), "--enable-mm-embeds",
+        "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--max-num-seqs", "4", "--served-model-name", "tiny",
+    ]
+    with open(log, "w") as sink:
+        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    _server.update(process=process, log=log, base=f"http://127.0.0.1:{port}", started=time.monotonic())
+
+
+def server_log() -> str:
+    return _server["log"].read_text()[-6000:] if _server else ""
+
+
+@pytest.fixture(scope="session")
+def server():
+    """The base URL of `vllm serve` with the plug-in (PruneSID, N = SERVE_BUDGET) and
+    --enable-mm-embeds, on 127.0.0.1."""
+    if not _server:
+        _start_server()
+    process, base = _server["process"], _server["base"]
+    try:
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"vllm serve exited with {process.returncode}:\n{server_log()}")
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() - _server["started"] > SERVE_START_TIMEOUT:
+                pytest.fail(f"vllm serve did not answer within {SERVE_START_TIMEOUT} s:\n{server_log()}")
+            time.sleep(2)
+        yield base
+    finally:
+        _stop_server()
+
+
+def _stop_server() -> None:
+    process = _server.get("process")
+    if process is None or process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _stop_server()  # also when the tests that needed it were deselected or never ran
 
 
 def pattern(size: tuple[int, int], seed: int) -> Image.Image:

