@@ -40,7 +40,7 @@ class LibraryModel(lmms):
     family_names: tuple[str, ...]  # the model types it accepts (config.json's model_type)
 
     def __init__(
-        self, pretrained: str | None = None, device: str = "cuda", dtype: str = "auto", batch_size: int | str = 1,
+        self, pretrained: str | None = None, device: str = "auto", dtype: str = "auto", batch_size: int | str = 1,
         max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, **kwargs,
     ) -> None:
         super().__init__()
