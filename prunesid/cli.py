@@ -37,12 +37,26 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _parser() -> argparse.ArgumentParser:
-    from prunesid.vlm import BUILTIN_MODELS as BUILTINS, DEFAULT_MODEL
+# Placeholders of the help text filled only when help is printed: the built-ins' names come
+# from prunesid.vlm, whose import (transformers) costs seconds that parsing does not need.
+BUILTINS_MARK, DEFAULT_MODEL_MARK = "\x00builtins\x00", "\x00default-model\x00"
 
+
+class _HelpFormatter(argparse.HelpFormatter):
+    def _expand_help(self, action):
+        text = super()._expand_help(action)
+        if BUILTINS_MARK in text or DEFAULT_MODEL_MARK in text:
+            from prunesid.vlm import BUILTIN_MODELS, DEFAULT_MODEL
+
+            text = text.replace(BUILTINS_MARK, ", ".join(BUILTIN_MODELS)).replace(DEFAULT_MODEL_MARK, DEFAULT_MODEL)
+        return text
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prunesid", description="PruneSID vision-token compression for LLaVA and Qwen-VL models.",
         epilog=f"methods (--method): {', '.join(presses())}; their options: prunesid compress --help",
+        formatter_class=_HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -50,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("image", help="path of the image or video file (MP4, WebM, MKV, MOV, AVI, ...)")
         sub.add_argument(
             "--model", default=None,
-            help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory; "
+            help=f"built-in ({BUILTINS_MARK}), Hugging Face id (e.g. {DEFAULT_MODEL_MARK}) or directory; "
             f"default {DEFAULT_IMAGE_MODEL}, {DEFAULT_VIDEO_MODEL} for a video",
         )
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -61,21 +75,21 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
-    chat = commands.add_parser("chat", help="answer a question about an image or a video clip")
+    chat = commands.add_parser("chat", formatter_class=_HelpFormatter, help="answer a question about an image or a video clip")
     common(chat)
     chat.add_argument("question")
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--no-compress", action="store_true", help="run the unmodified model (all visual tokens)")
     chat.set_defaults(run=_chat)
 
-    compress = commands.add_parser("compress", help="show which tokens a method keeps")
+    compress = commands.add_parser("compress", formatter_class=_HelpFormatter, help="show which tokens a method keeps")
     common(compress)
     compress.add_argument("--out", default=None, help="write the overlays to this PNG (groups, survivors and kept tokens where the method has groups; else kept and merged tokens)")
     compress.set_defaults(run=_compress)
 
-    calibrate = commands.add_parser("calibrate", help="print phi_ref for a dynamic budget (--dynamic): the mean information phi over images")
+    calibrate = commands.add_parser("calibrate", formatter_class=_HelpFormatter, help="print phi_ref for a dynamic budget (--dynamic): the mean information phi over images")
     calibrate.add_argument("images", nargs="+", help="image files, or directories (their image files, not recursive)")
-    calibrate.add_argument("--model", default="tiny-random", help=f"built-in ({', '.join(BUILTINS)}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
+    calibrate.add_argument("--model", default="tiny-random", help=f"built-in ({BUILTINS_MARK}), Hugging Face id (e.g. {DEFAULT_MODEL_MARK}) or directory")
     calibrate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     calibrate.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
     calibrate.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
