@@ -168,7 +168,11 @@ def test_the_chat_status_follows_refusals_and_new_images(browser, first_use_url,
 
 
 def test_the_clip_follows_its_own_controls(browser, first_use_url):  # noqa: F811
+    from tests.app.test_app_model_picker import pick_model
+
     page = _open(browser, first_use_url, 1400)
+    pick_model(page, "tiny-random-video-llava")  # a model that takes clips
+    page.wait_for_function("/tiny-random-video-llava/.test(document.querySelector('#banner').innerText)", timeout=60_000)
     page.get_by_text("Video: PruneSID on every frame").click()
     page.locator("#input-video").locator("xpath=ancestor::div[contains(@class,'column')][1]").locator(".gallery-item").first.click()
     page.wait_for_function("/N = 17 per frame/.test(document.querySelector('#video-stats').innerText)", timeout=120_000)

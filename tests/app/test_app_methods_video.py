@@ -13,6 +13,7 @@ from PIL import Image
 from demo.methods import METHOD_CHOICES
 from tests.conftest import scene
 from tests.app.test_app_browser import browser  # noqa: F401  (the shared Chromium fixture)
+from tests.app.test_app_model_picker import pick_model
 
 CLIP = Path(__file__).resolve().parents[2] / "assets" / "clip.mp4"
 VIDEO_CONTROLS = {"budget": 17, "groups": 0, "lam": 0, "grouping": "psca", "dynamic": False}
@@ -50,7 +51,14 @@ def test_the_method_endpoint_draws_each_method(client, picture):
     assert len(set(drawn.values())) == 3
 
 
-def test_analyze_video_and_chat_about_the_clip(client):
+def test_a_clip_on_a_model_that_takes_images_only_is_refused_by_name(client):
+    with pytest.raises(Exception, match="tiny-random takes images only: choose a model that takes clips first"):
+        client.predict(video=handle_file(str(CLIP)), **VIDEO_CONTROLS, api_name="/analyze_video")
+
+
+def test_analyze_video_and_chat_about_the_clip(app_url):
+    client = Client(app_url, verbose=False)  # a session of its own: its model is the video model
+    client.predict(model="tiny-random-video-llava", api_name="/choose_model")
     clip = handle_file(str(CLIP))
     groups, survivors, kept, chart, stats, table = client.predict(video=clip, **VIDEO_CONTROLS, api_name="/analyze_video")
     assert stats["frames"] == 8
@@ -86,6 +94,8 @@ def test_the_example_clip_shows_its_frame_strip_in_the_browser(browser, app_url)
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(app_url)
     page.wait_for_selector("#banner", timeout=60_000)
+    pick_model(page, "tiny-random-video-llava")
+    page.wait_for_function("/tiny-random-video-llava/.test(document.querySelector('#banner').innerText)", timeout=60_000)
     page.get_by_text("Video: PruneSID on every frame", exact=False).click()
     page.locator("#input-video input[type=file]").set_input_files(str(CLIP))
     page.wait_for_selector("#frames-kept img", timeout=120_000)

@@ -36,7 +36,7 @@ def _label(page, selector: str) -> str:
     return page.locator(f"{selector} [data-testid='block-info']").first.inner_text()
 
 
-def _pick_model(page, name: str) -> None:
+def pick_model(page, name: str) -> None:
     page.locator("#model-picker input").click()
     page.locator(f"[data-testid='dropdown-option'][aria-label='{name}']").click()
 
@@ -58,7 +58,7 @@ def test_a_switch_re_renders_every_panel_and_clears_the_previous_models_state(br
     page.click("#send")
     page.wait_for_function("/What is this\\?/.test(document.querySelector('#chatbot').innerText)", timeout=30_000)
 
-    _pick_model(page, "tiny-random-qwen2-vl")
+    pick_model(page, "tiny-random-qwen2-vl")
     page.wait_for_function("/max\\(N_eff\\/4, 4\\)/.test(document.querySelector('#groups').innerText)", timeout=60_000)
     assert "auto: max(18 N_eff/T, 1);" in _label(page, "#lam")
     assert "per 576" in _label(page, "#budget")

@@ -77,7 +77,9 @@ def memory_mb(pid: int) -> dict:
 def server():
     _linux_only()
     try:
-        with launched_app(log_path=ROOT / "test-artifacts" / "hostile-app-server.log") as (url, process):
+        # A model that takes images and clips, so that every session reaches both sections.
+        args = ("--model", "tiny-random-video-llava")
+        with launched_app(*args, log_path=ROOT / "test-artifacts" / "hostile-app-server.log") as (url, process):
             config = httpx.get(url + "config", timeout=30).json()
             yield App(url, process, config)
     finally:
