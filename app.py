@@ -31,6 +31,7 @@ from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_B
 from demo import labels
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES
 from demo.model_choice import choose_model, load_with_fallback
+from demo.playable import playable_copy
 from demo.models import ModelSlot, Served, hub_reachable_at_launch, load_listed, picker_choices, unbound
 from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
 
@@ -70,6 +71,13 @@ VIDEO_OFF = (
     "The chosen model takes images only. Pick a model that takes clips above (e.g. `{example}`) "
     "to see PruneSID on every frame of a clip."
 )
+
+
+@user_errors
+def make_playable(video):
+    """The uploaded clip, as a copy the browser plays when it cannot play the upload."""
+    copy = playable_copy(allowed_clip(video))
+    return copy if copy is not None else gr.skip()
 
 
 def build(slot: ModelSlot) -> gr.Blocks:
@@ -370,6 +378,9 @@ def build(slot: ModelSlot) -> gr.Blocks:
         for control, name, bounds, step in ((frame_budget, "budget", FRAME_BUDGET_RANGE, 1), (video_groups, "groups", GROUPS_RANGE, 1), (video_lam, "lam", LAM_RANGE, 0.25)):
             control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
         video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
+        # A clip whose codec browsers do not play (MPEG-4 Part 2, MJPEG...) is swapped for a
+        # VP8 copy of the same frames, within bounds (demo/playable.py); the analysis follows.
+        video.upload(make_playable, video, video, show_progress="hidden", **hidden, **model)
         video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
         api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
 

@@ -95,3 +95,24 @@ def test_the_upload_label_never_covers_the_picture(browser, picker_url, width): 
     assert picture.bounding_box()["y"] + picture.bounding_box()["height"] <= sources["y"] + 1
     assert sources["y"] + sources["height"] <= block["y"] + block["height"] + 1
     page.close()
+
+
+def test_an_mpeg4_clip_plays_in_the_browser(browser, picker_url, tmp_path):  # noqa: F811
+    from tests.demo.test_playable_clip import write_clip
+
+    clip = write_clip(tmp_path / "part2.mp4", "mpeg4", frames=36)
+    page = _open(browser, picker_url)
+    if "tiny-random-video-llava" not in page.locator("#banner").inner_text():
+        pick_model(page, "tiny-random-video-llava")
+        page.wait_for_function("/tiny-random-video-llava/.test(document.querySelector('#banner').innerText)", timeout=60_000)
+    page.get_by_text("Video: PruneSID on every frame").click()
+    page.locator("#input-video input[type=file]").set_input_files(clip)
+    # The player gets the playable copy and can play it: no media error, data loaded.
+    page.wait_for_function(
+        """() => { const video = document.querySelector('#input-video video');
+                   return video && /\\.webm/.test(video.currentSrc) && !video.error && video.readyState >= 2; }""",
+        timeout=60_000,
+    )
+    assert "not playable" not in page.locator("#input-video").inner_text().lower()
+    page.wait_for_function("/8 frames/.test(document.querySelector('#video-stats').innerText)", timeout=120_000)
+    page.close()
