@@ -3,9 +3,9 @@
 Policy (docs/demo.md, "Switching models"):
 
 - The picker lists every offline built-in the registry holds at launch
-  (``prunesid.vlm.builtins.BUILTINS``), the model the app started with, and, only when the
-  Hugging Face Hub was reachable at launch, the Hub models of the app's hardware. A value
-  outside that list is refused.
+  (``prunesid.vlm.builtins.BUILTINS``), the model the app started with, ``$PRUNESID_VIDEO_MODEL``
+  when set, and, only when the Hugging Face Hub was reachable at launch, the Hub models of
+  the app's hardware. A value outside that list is refused.
 - The choice is per session (a browser page, or one gradio_client): a visitor's switch
   changes that visitor's model only. Sessions that never chose use the start-up model.
 - At most one model is loaded in the process (an LRU of one). A request on another model
@@ -23,6 +23,7 @@ import contextlib
 import functools
 import gc
 import inspect
+import os
 import threading
 import time
 import typing
@@ -38,7 +39,7 @@ from demo.handlers import Handlers, release_memory
 from demo.limits import MODEL_SWITCH_WINDOW_S, MODEL_SWITCHES, SWITCH_WAIT_S
 from demo.methods import MethodHandlers
 from demo.model_choice import CPU_MODEL, GPU_MODEL, ModelChoice, banner, gpu_available, load_chosen, offline_reason
-from demo.video import VideoHandlers
+from demo.video import VIDEO_MODEL_ENV, VideoHandlers
 
 MAX_REMEMBERED_SESSIONS = 10_000  # sessions whose choice is kept (the least recent is forgotten)
 BUSY = "the server is busy switching models for other visitors: try again in a minute"
@@ -82,6 +83,9 @@ def picker_choices(startup: str, hub_reachable: bool, gpu: bool | None = None) -
     from prunesid.vlm.builtins import BUILTINS
 
     names = [startup] + [name for name in BUILTINS if name != startup]
+    video_model = os.environ.get(VIDEO_MODEL_ENV, "").strip()  # a deployment's clip model (e.g. Video-LLaVA-7B)
+    if video_model and video_model not in names:
+        names.append(video_model)
     if hub_reachable:
         gpu = gpu_available() if gpu is None else gpu
         for name in ([GPU_MODEL] if gpu else []) + [CPU_MODEL]:

@@ -6,9 +6,11 @@ per-frame chart of rho / phi / N' and the stats; ``chat_video`` streams an answe
 clip. Files are read only when the app was given them: uploads in Gradio's upload folder
 (checked by demo/files.py) or the bundled example clips in ``assets/``.
 
-The video model: the app's model when it takes videos (Video-LLaVA), else
-``$PRUNESID_VIDEO_MODEL``, else the offline built-in ``tiny-random-video-llava`` (random
-weights: its answers are noise, its selections are real).
+The app serves clips with the model its visitor picked, when that model takes clips
+(demo/models.py; ``$PRUNESID_VIDEO_MODEL`` adds a model to the picker). :func:`choose_video_model`
+picks one for other uses: the given model when it takes videos, else ``$PRUNESID_VIDEO_MODEL``,
+else the offline built-in ``tiny-random-video-llava`` (random weights: its answers are noise,
+its selections are real).
 """
 
 from __future__ import annotations

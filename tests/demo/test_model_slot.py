@@ -156,3 +156,8 @@ def test_a_client_may_switch_only_so_often():
     slot.choose("other session", "another client", "a")  # another client is not held back
     clock[0] += 61
     slot.choose("session", "client", "a")
+
+
+def test_a_deployments_clip_model_is_listed(monkeypatch):
+    monkeypatch.setenv("PRUNESID_VIDEO_MODEL", "LanguageBind/Video-LLaVA-7B-hf")
+    assert picker_choices("tiny-random", hub_reachable=False)[-1] == "LanguageBind/Video-LLaVA-7B-hf"
