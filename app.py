@@ -56,8 +56,10 @@ CSS = """
 .stats-table td, .stats-table th {word-break: normal !important; overflow-wrap: normal !important; hyphens: none;}
 .stats-table td:first-child {min-width: 9em;}
 #chat-status {min-height: 1.5em;}
-/* The upload's floating "Image" label sits above the picture, never over its top edge. */
+/* The uploads' floating "Image" / "Clip" labels sit above the picture, never over its top edge. */
 #input-image .image-container {padding-top: 40px; box-sizing: border-box;}
+#input-video .video-container {padding-top: 40px; box-sizing: border-box;}
+#input-video .video-container video {max-height: 160px;}
 /* Wide sheets (panels side by side) keep a readable height on a phone and scroll sideways. */
 @media (max-width: 600px) {
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important;}

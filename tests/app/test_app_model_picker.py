@@ -114,5 +114,10 @@ def test_an_mpeg4_clip_plays_in_the_browser(browser, picker_url, tmp_path):  # n
         timeout=60_000,
     )
     assert "not playable" not in page.locator("#input-video").inner_text().lower()
+    # On a phone the "Clip" label stays above the player, as the "Image" label above the picture.
+    page.set_viewport_size({"width": 390, "height": 1000})
+    page.locator("#input-video video").scroll_into_view_if_needed()
+    label = page.locator("#input-video [data-testid='block-label']").first.bounding_box()
+    assert not _boxes_intersect(label, page.locator("#input-video video").bounding_box())
     page.wait_for_function("/8 frames/.test(document.querySelector('#video-stats').innerText)", timeout=120_000)
     page.close()
