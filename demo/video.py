@@ -31,7 +31,7 @@ from demo.limits import FRAME_BUDGET_RANGE, MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
-from viz.frames import render_frame_chart, render_frame_layers
+from viz.frames import frames_per_view, render_frame_chart, render_frame_layers
 
 VIDEO_MODEL_ENV = "PRUNESID_VIDEO_MODEL"
 OFFLINE_VIDEO_MODEL = "tiny-random-video-llava"
@@ -138,10 +138,7 @@ class VideoHandlers:
         selection = self.vlm.compress(encoded, press)[0]
         select_ms = (time.perf_counter() - start) * 1000
         clip = encoded.video
-        frames, timestamps = list(clip.frames), list(clip.timestamps)
-        if encoded.num_views < len(frames):  # Qwen-VL: a view is a group of frames; draw each group's first
-            step = -(-len(frames) // encoded.num_views)
-            frames, timestamps = frames[::step], timestamps[::step]
+        frames, timestamps = frames_per_view(list(clip.frames), list(clip.timestamps), encoded.num_views)
         start = time.perf_counter()
         layers = render_frame_layers(frames, selection, encoded.grids, timestamps)
         chart = render_frame_chart(selection, timestamps, budget=press.budget)

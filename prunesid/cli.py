@@ -232,11 +232,12 @@ def _compress(args) -> int:
         import viz
 
         if encoded.video is not None:  # a clip: the frame strips and the per-frame chart
-            from viz.frames import render_video_sheet
+            from viz.frames import frames_per_view, render_video_sheet
 
             if not has_groups(selection):
                 raise ValueError(f"--out draws the per-frame groups and quotas; --method {args.method} has none to draw for a video")
-            render_video_sheet(list(image.frames), selection, encoded.grids, list(image.timestamps), press.budget).save(args.out)
+            frames, timestamps = frames_per_view(list(image.frames), list(image.timestamps), encoded.num_views)
+            render_video_sheet(frames, selection, encoded.grids, timestamps, press.budget).save(args.out)
         elif has_groups(selection):  # groups, survivors and kept tokens
             viz.save_panel(viz.render_all(image, selection, encoded.grids), args.out)
         else:  # kept patches and merged tokens' coverage

@@ -35,6 +35,15 @@ def _check(frames: list[Image.Image], selection: Selection, grids: list[PatchGri
         )
 
 
+def frames_per_view(frames: list, timestamps: list[float], num_views: int) -> tuple[list, list[float]]:
+    """One frame (and its time) per view: each frame, or where a view covers several frames
+    (Qwen-VL merges pairs of frames into one temporal group) the first frame of each view."""
+    if num_views < 1 or num_views > len(frames):
+        raise ValueError(f"got {len(frames)} frames for {num_views} views; a view covers one frame or more")
+    step = -(-len(frames) // num_views)
+    return frames[::step], timestamps[::step]
+
+
 def frame_captions(selection: Selection, timestamps: list[float] | None = None) -> list[str]:
     """``"3 · 1.7 s · N' 21"`` per frame (the time where known)."""
     captions = []

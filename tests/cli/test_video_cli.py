@@ -39,6 +39,16 @@ def test_compress_dynamic_shares_frames_x_n_and_draws_the_frame_strips(tmp_path,
         assert sheet.height > sheet.width  # three strips of 2 x 4 frames and the chart, one under the other
 
 
+def test_compress_draws_one_frame_per_temporal_group_on_qwen(tmp_path, capsys):
+    # Qwen-VL merges pairs of frames: 16 sampled frames are 8 views, drawn by each group's first frame.
+    out = tmp_path / "groups.png"
+    assert main(["compress", str(CLIP), "--model", "tiny-random-qwen2.5-vl", "--budget", "64", "--json", "--out", str(out)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["clip"]["frames"] == 16 and len(report["views"]) == 8
+    with Image.open(out) as sheet:
+        assert sheet.height > sheet.width
+
+
 def test_chat_about_a_clip_streams_and_reports_the_video_tokens(capsys):
     assert main(["chat", str(CLIP), "What happens?", "--max-new-tokens", "3"]) == 0
     captured = capsys.readouterr()
