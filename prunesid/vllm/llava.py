@@ -86,7 +86,7 @@ class PressedLlavaInfo(LlavaProcessingInfo):
         return engine_press(self.get_hf_config()).fed_tokens((image_width, image_height))
 
 
-class _EngineFamily(Family):
+class EngineFamily(Family):
     """The library's family adapter over vLLM's modules: the projector and the layout."""
 
     def __init__(self, model, layout):
@@ -100,6 +100,19 @@ class _EngineFamily(Family):
         return self.model.multi_modal_projector(features)
 
 
+def pressed_embeddings(family: Family, encoded: EncodedMedia, press) -> torch.Tensor:
+    """One image's embeddings through the library's press path; what was kept is appended to
+    ``$PRUNESID_VLLM_RECORD`` when set (the tests compare it with the transformers path)."""
+    [compression] = compress(family, [encoded], press)
+    embeds = visual_run(family, encoded, compression).embeds
+    record = os.environ.get(RECORD_ENV)
+    if record:
+        kept = [index.tolist() for index in compression.indices]
+        with open(record, "a") as sink:
+            sink.write(json.dumps({"method": compression.method, "indices": kept, "fed": int(embeds.shape[0])}) + "\n")
+    return embeds
+
+
 @MULTIMODAL_REGISTRY.register_processor(LlavaMultiModalProcessor, info=PressedLlavaInfo, dummy_inputs=LlavaDummyInputsBuilder)
 class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
     def __init__(self, *, vllm_config, prefix: str = "") -> None:
@@ -108,7 +121,7 @@ class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         if not isinstance(self.vision_tower, CLIPVisionModel):
             raise ValueError(f"{CONFIG_KEY}: the vLLM plug-in supports CLIP towers, got {type(self.vision_tower).__name__}")
         self.engine_press = checked
-        self.press_family = _EngineFamily(self, checked.layout)
+        self.press_family = EngineFamily(self, checked.layout)
 
     def _parse_and_validate_image_input(self, **kwargs):
         sent = sent_embeddings(kwargs)
@@ -125,15 +138,7 @@ class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
 
     @torch.no_grad()
     def _pressed_image(self, pixels: torch.Tensor) -> torch.Tensor:
-        encoded = self._encode(pixels)
-        [compression] = compress(self.press_family, [encoded], self.engine_press.press)
-        embeds = visual_run(self.press_family, encoded, compression).embeds
-        record = os.environ.get(RECORD_ENV)
-        if record:
-            kept = [index.tolist() for index in compression.indices]
-            with open(record, "a") as sink:
-                sink.write(json.dumps({"method": compression.method, "indices": kept, "fed": int(embeds.shape[0])}) + "\n")
-        return embeds
+        return pressed_embeddings(self.press_family, self._encode(pixels), self.engine_press.press)
 
     def _encode(self, pixels: torch.Tensor) -> EncodedMedia:
         side = self.config.vision_config.image_size

@@ -8,9 +8,6 @@ only among the patches the model's unpadding keeps (``valid_patches``).
 
 from __future__ import annotations
 
-import json
-import os
-
 import torch
 from PIL import Image
 from vllm.model_executor.models.llava import LlavaDummyInputsBuilder
@@ -22,10 +19,9 @@ from vllm.model_executor.models.llava_next import (
 )
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
-from prunesid.pipeline import compress, visual_run
-from prunesid.vlm.family import EncodedMedia, Family
+from prunesid.vlm.family import EncodedMedia
 from prunesid.vlm.llava_next import AnyResLayout
-from prunesid.vllm.llava import RECORD_ENV, SentEmbeddings, encode_tower, sent_embeddings
+from prunesid.vllm.llava import EngineFamily, SentEmbeddings, encode_tower, pressed_embeddings, sent_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
 
 
@@ -52,17 +48,7 @@ class PressedLlavaNextInfo(LlavaNextProcessingInfo):
         return engine_press(self.get_hf_config()).fed_tokens((image_width, image_height))
 
 
-class _EngineFamily(Family):
-    def __init__(self, model, layout):
-        super().__init__(model, None)
-        self.layout = layout
-
-    def encode(self, pixel_inputs):
-        raise NotImplementedError("the engine encodes with vLLM's tower")
-
-    def project(self, features: torch.Tensor) -> torch.Tensor:
-        return self.model.multi_modal_projector(features)
-
+class _NextEngineFamily(EngineFamily):
     def extra_embeddings(self) -> torch.Tensor:
         return self.model.image_newline[None]
 
@@ -73,7 +59,7 @@ class PruneSIDLlavaNextForConditionalGeneration(LlavaNextForConditionalGeneratio
         checked = engine_press(vllm_config.model_config.hf_config)
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.engine_press = checked
-        self.press_family = _EngineFamily(self, checked.layout)
+        self.press_family = _NextEngineFamily(self, checked.layout)
 
     def _parse_and_validate_image_input(self, **kwargs):
         sent = sent_embeddings(kwargs)
@@ -98,11 +84,4 @@ class PruneSIDLlavaNextForConditionalGeneration(LlavaNextForConditionalGeneratio
             importance=importance, grids=layout.grids((width, height)), valid=layout.valid_patches((width, height)),
             pixel_inputs={}, vision_ms=0.0, keys=keys,
         )
-        [compression] = compress(self.press_family, [encoded], self.engine_press.press)
-        embeds = visual_run(self.press_family, encoded, compression).embeds
-        record = os.environ.get(RECORD_ENV)
-        if record:
-            kept = [index.tolist() for index in compression.indices]
-            with open(record, "a") as sink:
-                sink.write(json.dumps({"method": compression.method, "indices": kept, "fed": int(embeds.shape[0])}) + "\n")
-        return embeds
+        return pressed_embeddings(self.press_family, encoded, self.engine_press.press)
