@@ -100,6 +100,49 @@ def compressor_ms(vlm: VLM, encoded, budget: int, solver: str) -> float:
     return (time.perf_counter() - start) * 1000
 
 
+def measure_rows(vlm, image, encoded, rounds: int, budgets=BUDGETS) -> list[dict]:
+    """Interleaved rounds of the prefill with every visual token and with N = each budget (per
+    view), and of the compressor at each budget; one row per setting, medians."""
+    presses = {"all": None, **{budget: PruneSID(budget=budget) for budget in budgets}}
+    prepared = {name: vlm.prepare(image, PROMPT, press) for name, press in presses.items()}
+    for name in presses:  # warm-up
+        prefill_ms(vlm, prepared[name])
+    times = {name: [] for name in presses}
+    select_times = {(budget, solver): [] for budget in budgets for solver in ("exact", "randomized")}
+    for _ in range(rounds):
+        for name in presses:
+            times[name].append(prefill_ms(vlm, prepared[name]))
+        for budget, solver in select_times:
+            select_times[(budget, solver)].append(compressor_ms(vlm, encoded, budget, solver))
+
+    full_length, full_ms = prepared["all"].input_ids.shape[1], statistics.median(times["all"])
+    rows = [{"visual_tokens": encoded.num_tokens, "sequence": full_length, "prefill_ms": round(full_ms, 1),
+             "speedup": 1.0, "ideal": 1.0, "efficiency": 1.0}]
+    for budget in budgets:
+        length, ms = prepared[budget].input_ids.shape[1], statistics.median(times[budget])
+        speedup, ideal = full_ms / ms, full_length / length
+        exact = statistics.median(select_times[(budget, "exact")])
+        randomized = statistics.median(select_times[(budget, "randomized")])
+        rows.append({
+            "visual_tokens": sum(prepared[budget].visual_tokens), "sequence": length, "prefill_ms": round(ms, 1),
+            "speedup": round(speedup, 2), "ideal": round(ideal, 2), "efficiency": round(speedup / ideal, 3),
+            "select_exact_ms": round(exact, 1), "select_exact_share": round(exact / ms, 3),
+            "select_randomized_ms": round(randomized, 1), "select_randomized_share": round(randomized / ms, 3),
+        })
+    return rows
+
+
+def print_rows(rows: list[dict]) -> None:
+    print("| visual tokens | sequence | prefill ms | speedup | ideal | speedup / ideal | select exact ms (% of prefill) | select randomized ms (%) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        select_cells = (
+            f"{row['select_exact_ms']:.1f} ({100 * row['select_exact_share']:.1f}%) | {row['select_randomized_ms']:.1f} ({100 * row['select_randomized_share']:.1f}%)"
+            if "select_exact_ms" in row else "— | —"
+        )
+        print(f"| {row['visual_tokens']} | {row['sequence']} | {row['prefill_ms']:.0f} | {row['speedup']:.2f}x | {row['ideal']:.2f}x | {row['efficiency']:.2f} | {select_cells} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=2, help="LLM decoder layers (the real model has 32)")
@@ -114,46 +157,13 @@ def main() -> None:
     encoded = vlm.encode(image)
     vision_ms = encoded.vision_ms
 
-    presses = {"all": None, **{budget: PruneSID(budget=budget) for budget in BUDGETS}}
-    prepared = {name: vlm.prepare(image, PROMPT, press) for name, press in presses.items()}
-    for name in presses:  # warm-up
-        prefill_ms(vlm, prepared[name])
-    times = {name: [] for name in presses}
-    select_times = {(budget, solver): [] for budget in BUDGETS for solver in ("exact", "randomized")}
-    for _ in range(args.rounds):
-        for name in presses:
-            times[name].append(prefill_ms(vlm, prepared[name]))
-        for budget, solver in select_times:
-            select_times[(budget, solver)].append(compressor_ms(vlm, encoded, budget, solver))
-
-    full_length = prepared["all"].input_ids.shape[1]
-    full_ms = statistics.median(times["all"])
-    rows = [{"visual_tokens": 576, "sequence": full_length, "prefill_ms": round(full_ms, 1), "speedup": 1.0, "ideal": 1.0, "efficiency": 1.0}]
-    for budget in BUDGETS:
-        length = prepared[budget].input_ids.shape[1]
-        ms = statistics.median(times[budget])
-        speedup, ideal = full_ms / ms, full_length / length
-        exact = statistics.median(select_times[(budget, "exact")])
-        randomized = statistics.median(select_times[(budget, "randomized")])
-        rows.append({
-            "visual_tokens": budget, "sequence": length, "prefill_ms": round(ms, 1), "speedup": round(speedup, 2),
-            "ideal": round(ideal, 2), "efficiency": round(speedup / ideal, 3),
-            "select_exact_ms": round(exact, 1), "select_exact_share": round(exact / ms, 3),
-            "select_randomized_ms": round(randomized, 1), "select_randomized_share": round(randomized / ms, 3),
-        })
+    rows = measure_rows(vlm, image, encoded, args.rounds)
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
     print(f"Prefill on a random LLaVA-1.5-7B-shaped model: ViT-L/14-336 tower + {args.layers} of 32 LLM layers "
           f"(width 4096), CPU, {torch.get_num_threads()} threads, medians of {args.rounds} rounds")
     print(f"vision tower: {vision_ms:.0f} ms once per image; model built in {build_s:.0f} s; peak RSS {peak_rss_gb:.1f} GB\n")
-    print("| visual tokens | sequence | prefill ms | speedup | ideal | speedup / ideal | select exact ms (% of prefill) | select randomized ms (%) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        select_cells = (
-            f"{row['select_exact_ms']:.1f} ({100 * row['select_exact_share']:.1f}%) | {row['select_randomized_ms']:.1f} ({100 * row['select_randomized_share']:.1f}%)"
-            if "select_exact_ms" in row else "— | —"
-        )
-        print(f"| {row['visual_tokens']} | {row['sequence']} | {row['prefill_ms']:.0f} | {row['speedup']:.2f}x | {row['ideal']:.2f}x | {row['efficiency']:.2f} | {select_cells} |")
+    print_rows(rows)
     at64 = rows[-1]
     print(f"\nTargets at 64 tokens: speedup >= {TARGET_EFFICIENCY} x ideal: {at64['efficiency']:.2f} "
           f"({'met' if at64['efficiency'] >= TARGET_EFFICIENCY else 'MISSED'}); compressor <= {TARGET_SHARE:.0%} of the "

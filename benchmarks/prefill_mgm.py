@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,15 +32,11 @@ from transformers import CLIPImageProcessorPil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.prefill import compressor_ms, picture, prefill_ms  # noqa: E402
-from prunesid import PruneSID  # noqa: E402
+from benchmarks.prefill import measure_rows, picture, print_rows  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.vlm.builtins.llava import build_tokenizer  # noqa: E402
 from prunesid.vlm.mini_gemini import CHAT_TEMPLATES, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, MiniGeminiProcessor  # noqa: E402
 from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model  # noqa: E402
-
-BUDGETS = (192, 128, 64)
-PROMPT = "What is in the image?"
 
 
 def build(layers: int, hd: bool) -> VLM:
@@ -78,44 +73,12 @@ def main() -> None:
     build_s = time.perf_counter() - start
     image = picture()
     encoded = vlm.encode(image)
-    views = encoded.num_views
-    presses = {"all": None, **{budget: PruneSID(budget=budget) for budget in BUDGETS}}
-    prepared = {name: vlm.prepare(image, PROMPT, press) for name, press in presses.items()}
-    for name in presses:  # warm-up
-        prefill_ms(vlm, prepared[name])
-    times = {name: [] for name in presses}
-    select_times = {(budget, solver): [] for budget in BUDGETS for solver in ("exact", "randomized")}
-    for _ in range(args.rounds):
-        for name in presses:
-            times[name].append(prefill_ms(vlm, prepared[name]))
-        for budget, solver in select_times:
-            select_times[(budget, solver)].append(compressor_ms(vlm, encoded, budget, solver))
-
-    full_length, full_ms = prepared["all"].input_ids.shape[1], statistics.median(times["all"])
-    rows = [{"visual_tokens": 576 * views, "sequence": full_length, "prefill_ms": round(full_ms, 1), "speedup": 1.0, "ideal": 1.0, "efficiency": 1.0}]
-    for budget in BUDGETS:
-        length, ms = prepared[budget].input_ids.shape[1], statistics.median(times[budget])
-        speedup, ideal = full_ms / ms, full_length / length
-        exact = statistics.median(select_times[(budget, "exact")])
-        randomized = statistics.median(select_times[(budget, "randomized")])
-        rows.append({
-            "visual_tokens": prepared[budget].visual_tokens[0], "sequence": length, "prefill_ms": round(ms, 1),
-            "speedup": round(speedup, 2), "ideal": round(ideal, 2), "efficiency": round(speedup / ideal, 3),
-            "select_exact_ms": round(exact, 1), "select_exact_share": round(exact / ms, 3),
-            "select_randomized_ms": round(randomized, 1), "select_randomized_share": round(randomized / ms, 3),
-        })
+    rows = measure_rows(vlm, image, encoded, args.rounds)
     peak_rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     print(f"Prefill on {vlm.name}: CLIP-L/336 + ConvNeXt-L (aux {vlm.model.config.image_size_aux} px) + {args.layers} of 32 "
           f"LLM layers, CPU, {torch.get_num_threads()} threads, medians of {args.rounds} rounds")
     print(f"vision (both towers + mining): {encoded.vision_ms:.0f} ms once per image; built in {build_s:.0f} s; peak RSS {peak_rss_gb:.1f} GB\n")
-    print("| visual tokens | sequence | prefill ms | speedup | ideal | speedup / ideal | select exact ms (% of prefill) | select randomized ms (%) |")
-    print("|---|---|---|---|---|---|---|---|")
-    for row in rows:
-        cells = (
-            f"{row['select_exact_ms']:.1f} ({100 * row['select_exact_share']:.1f}%) | {row['select_randomized_ms']:.1f} ({100 * row['select_randomized_share']:.1f}%)"
-            if "select_exact_ms" in row else "— | —"
-        )
-        print(f"| {row['visual_tokens']} | {row['sequence']} | {row['prefill_ms']:.0f} | {row['speedup']:.2f}x | {row['ideal']:.2f}x | {row['efficiency']:.2f} | {cells} |")
+    print_rows(rows)
     print(json.dumps({
         "benchmark": "prefill_mgm", "hd": args.hd, "llm_layers": args.layers, "rounds": args.rounds, "threads": torch.get_num_threads(),
         "vision_ms": round(encoded.vision_ms, 1), "peak_rss_gb": round(peak_rss_gb, 2), "rows": rows,
