@@ -35,6 +35,7 @@ from prunesid.eval.pressing import (
     PressRun,
     ProcessorView,
     RecordWriter,
+    mean_phi,
 )
 from prunesid.eval.settings import EvalSettings, parse_model_args
 from prunesid.pipeline import media_key
@@ -148,14 +149,7 @@ class PressedModel:
             for image in self.request_images(request):
                 images.setdefault(media_key(image), image)
         start = time.perf_counter()
-        phis = [phi for image in images.values() for phi in self.prunesid_vlm.encode(image).information()]
-        total = torch.tensor([sum(phis), float(len(phis))], dtype=torch.float64)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            total = total.to(self.device)
-            torch.distributed.all_reduce(total)
-        if float(total[1]) == 0:
-            raise ValueError("the dynamic budget's calibration found no image in the evaluated requests; give phi_ref=")
-        phi_ref = float(total[0] / total[1])
+        phi_ref = mean_phi(self.prunesid_vlm, images, self.device)
         eval_logger.info(f"{self.model_id}: phi_ref = {phi_ref:.4f} over {len(images)} images ({(time.perf_counter() - start):.1f} s)")
         return phi_ref
 

@@ -280,3 +280,16 @@ def _flatten(images) -> list:
     for item in _as_list(images):
         flat.extend(_flatten(item) if isinstance(item, (list, tuple)) else [item])
     return [image for image in flat if image is not None]
+
+
+def mean_phi(vlm, images: dict, device) -> float:
+    """A dynamic budget's phi_ref: the mean phi over every view of ``images`` (distinct images
+    by key), across all ranks when the run is distributed."""
+    phis = [phi for image in images.values() for phi in vlm.encode(image).information()]
+    total = torch.tensor([sum(phis), float(len(phis))], dtype=torch.float64)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        total = total.to(device)
+        torch.distributed.all_reduce(total)
+    if float(total[1]) == 0:
+        raise ValueError("the dynamic budget's calibration found no image in the evaluated requests; give phi_ref=")
+    return float(total[0] / total[1])
