@@ -10,6 +10,11 @@ changes nothing.
 
 It also fails first, naming the fix, where the class would fail at its first sample: lmms-eval's
 Qwen2.5-VL classes prepare every sample with ``qwen_vl_utils`` (an optional import there).
+
+And it tells lmms-eval's Qwen3-VL / Qwen3.5 classes whether a checkpoint is a mixture of
+experts from its config: they guess it from an ``A<n>B`` in the checkpoint's name
+(``Qwen3-VL-30B-A3B-Instruct``), so a MoE checkpoint in a directory named otherwise would be
+built with the dense class.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from pathlib import Path
 from prunesid.vlm.processors import load_processor, torchvision_available
 
 PROCESSOR_NAMES = ("AutoProcessor", "VideoLlavaProcessor")
+MODEL_CLASS_RESOLVER = "_resolve_model_class"  # lmms-eval's qwen3_vl: (pretrained, is_moe) -> class
 
 
 class CheckpointProcessor:
@@ -42,17 +48,27 @@ def checkpoint_loading(lmms_eval_class):
             f"lmms-eval's {lmms_eval_class.__name__} prepares every sample with qwen_vl_utils.process_vision_info, "
             "which is not installed: `pip install qwen-vl-utils` (it needs torchvision as well)"
         )
-    if torchvision_available():
-        yield
-        return
-    replaced = [(module, name, getattr(module, name)) for module in modules for name in PROCESSOR_NAMES if hasattr(module, name)]
-    for module, name, _ in replaced:
-        setattr(module, name, CheckpointProcessor)
+    replaced = [(module, MODEL_CLASS_RESOLVER, _moe_from_config(getattr(module, MODEL_CLASS_RESOLVER)))
+                for module in modules if hasattr(module, MODEL_CLASS_RESOLVER)]
+    if not torchvision_available():
+        replaced += [(module, name, CheckpointProcessor) for module in modules for name in PROCESSOR_NAMES if hasattr(module, name)]
+    originals = [(module, name, getattr(module, name)) for module, name, _ in replaced]
+    for module, name, replacement in replaced:
+        setattr(module, name, replacement)
     try:
         yield
     finally:
-        for module, name, original in replaced:
+        for module, name, original in originals:
             setattr(module, name, original)
+
+
+def _moe_from_config(resolve):
+    """lmms-eval's class resolver, told by the checkpoint's config whether it is a MoE."""
+
+    def resolve_by_config(pretrained, is_moe):
+        return resolve(pretrained, _model_type(str(pretrained)).endswith("_moe"))
+
+    return resolve_by_config
 
 
 def _model_type(pretrained: str) -> str:

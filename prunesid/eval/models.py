@@ -263,7 +263,7 @@ class VideoLlava(PressedModel, _SimpleVideoLLaVA):
 
 class Qwen3_VL(PressedModel, _ChatQwen3_VL):
     """``prunesid_qwen3_vl`` (chat): lmms-eval's qwen3_vl (Qwen3-VL, Qwen3.5, and their MoE
-    variants, which it recognises by an ``A<n>B`` in the checkpoint's name) with a press."""
+    variants, told apart by the checkpoint's config, whatever its name) with a press."""
 
     model_id = "prunesid_qwen3_vl"
     processor_attr = "processor"

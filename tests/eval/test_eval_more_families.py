@@ -28,6 +28,9 @@ CASES = {
     "internvl": ("InternVLHf", "tiny-random-internvl", {"device_map": "cpu"}),
     "qwen3-vl": ("Qwen3_VL", "tiny-random-qwen3-vl", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
     "qwen3.5": ("Qwen3_5", "tiny-random-qwen3.5", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    # MoE checkpoints in directories without lmms-eval's "A<n>B" name mark: built from their config.
+    "qwen3-vl-moe": ("Qwen3_VL", "tiny-random-qwen3-vl-moe", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    "qwen3.5-moe": ("Qwen3_5", "tiny-random-qwen3.5-moe", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
 }
 
 
@@ -81,6 +84,7 @@ def test_a_press_through_lmms_eval_s_class(case, tmp_path):
     unmodified = lmms_model(case, tmp_path, method="none")
     family = unmodified.prunesid_vlm.family
     assert type(family) is FAMILIES[unmodified.model.config.model_type].family
+    assert type(unmodified.model).__name__ == unmodified.model.config.architectures[0]  # MoE built as MoE
     placeholder = family.placeholder_token_id
     expected, ids, record = answer(unmodified)
     full = int((ids == placeholder).sum())
