@@ -75,7 +75,9 @@ class InternVL(Family):
         if self.patches_per_side % self.shuffle:
             raise ValueError(f"{self.patches_per_side} patches per side cannot be pixel-shuffled by {self.shuffle}")
         image_processor = processor.image_processor
-        self.image_options = processor._merge_kwargs(tokenizer_init_kwargs=processor.tokenizer.init_kwargs)["images_kwargs"]
+        # The kwargs class passed explicitly: transformers before 5.24 requires it.
+        merged = processor._merge_kwargs(processor.valid_processor_kwargs, tokenizer_init_kwargs=processor.tokenizer.init_kwargs)
+        self.image_options = merged["images_kwargs"]
         crop = self.image_options.get("crop_to_patches", getattr(image_processor, "crop_to_patches", False))
         size = image_processor.size
         self.layout = InternVLLayout(
