@@ -1,6 +1,6 @@
-"""InternVL3 in the engine: (tiles + thumbnail) x N image tokens per image, per view the tokens
-the library keeps through transformers on the same checkpoint, and the same prompt and
-next-token distribution as the library's compressed model."""
+"""InternVL3 in the engine: (tiles + thumbnail) x N image tokens per image and frames x N per
+clip, per view the tokens the library keeps through transformers on the same checkpoint, and
+the same prompt and next-token distribution as the library's compressed model."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ QUESTION = "Compare them."
 # What InternVL's chat template writes for two images and the question (vLLM widens each
 # <IMG_CONTEXT> to <img> + its run + </img>, as the library does).
 PROMPT = f"<|im_start|>user\n<IMG_CONTEXT>\n<IMG_CONTEXT>\n{QUESTION}<|im_end|>\n<|im_start|>assistant\n"
-INTERNVL_ARGS = dict(ENGINE_ARGS, limit_mm_per_prompt={"image": 2, "video": 0}, max_model_len=4096)
+INTERNVL_ARGS = dict(ENGINE_ARGS, limit_mm_per_prompt={"image": 2, "video": 1}, max_model_len=4096)
 TOP = 5
 
 
@@ -39,6 +39,10 @@ def tile_grid(size: tuple[int, int], most: int = 12) -> tuple[int, int]:
 def views_of(size: tuple[int, int]) -> int:
     cols, rows = tile_grid(size)
     return cols * rows + (cols * rows > 1)  # the thumbnail follows more than one tile
+
+
+CLIP = [pattern((320, 240), 10 + frame) for frame in range(8)]  # the library samples 8 frames: all of these
+CLIP_PROMPT = "<|im_start|>user\n<video>\nDescribe it.<|im_end|>\n<|im_start|>assistant\n"
 
 
 @pytest.fixture(scope="module")
@@ -56,45 +60,78 @@ def library(internvl_checkpoint):
     return vlm, [vlm.encode(image) for image in IMAGES]
 
 
-@pytest.mark.parametrize("method", ["prunesid", "visionzip"])
-def test_internvl_feeds_views_times_n_and_matches_the_library(internvl_checkpoint, library, method, tmp_path):
+@pytest.fixture(scope="module", params=["prunesid", "visionzip"])
+def served(request, internvl_checkpoint, tmp_path_factory):
+    """One engine per method: the two images in one request, then the clip; each request's
+    prompt, first-token logprobs and the tokens the engine kept (RECORD_ENV)."""
+    import numpy as np
     from vllm import LLM, SamplingParams
 
-    vlm, encoded = library
-    press = build_press(method, {"budget": BUDGET})
-    views = [views_of(image.size) for image in IMAGES]
-    assert [tile_grid(image.size) for image in IMAGES] == [(4, 3), (2, 3)]
-    assert views == [item.num_views for item in encoded] == [13, 7]
+    method = request.param
+    folder = tmp_path_factory.mktemp(method)
     llm = LLM(model=internvl_checkpoint, hf_overrides=engine_overrides("internvl", method, BUDGET), **INTERNVL_ARGS)
+    outputs = {}
     try:
+        for name, prompt, data in [
+            ("images", PROMPT, {"image": IMAGES}),
+            ("clip", CLIP_PROMPT, {"video": np.stack([np.asarray(frame) for frame in CLIP])}),
+        ]:
+            os.environ[RECORD_ENV] = str(folder / f"{name}.jsonl")
+            [output] = llm.generate({"prompt": prompt, "multi_modal_data": data}, SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP))
+            kept = [json.loads(line)["indices"] for line in (folder / f"{name}.jsonl").read_text().splitlines()]
+            outputs[name] = SimpleNamespace(ids=list(output.prompt_token_ids), logprobs=output.outputs[0].logprobs[0], kept=kept)
         tokenizer = llm.get_tokenizer()
-        record = tmp_path / "kept.jsonl"
-        os.environ[RECORD_ENV] = str(record)
-        request = {"prompt": PROMPT, "multi_modal_data": {"image": IMAGES}}
-        [output] = llm.generate(request, SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP))
     finally:
         os.environ.pop(RECORD_ENV, None)
         del llm
         gc.collect()
+    return SimpleNamespace(method=method, press=build_press(method, {"budget": BUDGET}), tokenizer=tokenizer, **outputs)
+
+
+def test_internvl_feeds_views_times_n_and_matches_the_library(served, library):
+    vlm, encoded = library
+    press, tokenizer, ran = served.press, served.tokenizer, served.images
+    views = [views_of(image.size) for image in IMAGES]
+    assert [tile_grid(image.size) for image in IMAGES] == [(4, 3), (2, 3)]
+    assert views == [item.num_views for item in encoded] == [13, 7]
     context = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
-    ids = output.prompt_token_ids
-    assert sum(token == context for token in ids) == sum(views) * BUDGET
+    assert sum(token == context for token in ran.ids) == sum(views) * BUDGET
     # Text, minus each image's <IMG_CONTEXT>, plus its <img> ... </img> around its N per view.
-    assert len(ids) == len(tokenizer.encode(PROMPT)) + sum(views) * BUDGET + len(IMAGES)
+    assert len(ran.ids) == len(tokenizer.encode(PROMPT)) + sum(views) * BUDGET + len(IMAGES)
     assert sum(vlm.fed_tokens(image.size, press) for image in IMAGES) == sum(views) * BUDGET
-    kept = [json.loads(line)["indices"] for line in record.read_text().splitlines()]
     expected = [[index.tolist() for index in result.indices] for result in (vlm.compress([item], press)[0] for item in encoded)]
-    assert sorted(kept) == sorted(expected)
+    assert sorted(ran.kept) == sorted(expected)
     # The whole compressed prompt as the library lays it out, and the same next-token
     # distribution: the engine's embeddings (VisionZip's merged tokens too) are the library's.
     prepared = vlm.prepare(IMAGES, QUESTION, press)
-    assert prepared.input_ids[0].tolist() == list(ids)
+    assert prepared.input_ids[0].tolist() == ran.ids
+    assert_same_next_token(vlm, prepared, ran.logprobs)
+
+
+def test_a_clip_feeds_frames_times_n_and_matches_the_library(served, library):
+    from prunesid.video import Video
+
+    vlm, _ = library
+    press, tokenizer, ran = served.press, served.tokenizer, served.clip
+    video, context = tokenizer.convert_tokens_to_ids("<video>"), tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    assert sum(token == video for token in ran.ids) == len(CLIP) * BUDGET
+    clip = Video.from_frames(CLIP)
+    encoded = vlm.encode(clip)
+    assert encoded.num_views == len(CLIP)
+    assert ran.kept == [[index.tolist() for index in vlm.compress([encoded], press)[0].indices]]
+    # vLLM keeps <video> as the frames' placeholder where transformers' model reads <IMG_CONTEXT>.
+    prepared = vlm.prepare([clip], "Describe it.", press)
+    assert prepared.input_ids[0].tolist() == [context if token == video else token for token in ran.ids]
+    assert_same_next_token(vlm, prepared, ran.logprobs)
+
+
+def assert_same_next_token(vlm, prepared, logprobs) -> None:
     with torch.no_grad():
         logits = vlm.model(input_ids=prepared.input_ids, **prepared.model_inputs).logits[0, -1]
-    expected_top = torch.log_softmax(logits.float(), dim=-1).topk(TOP)
-    engine_top = sorted(output.outputs[0].logprobs[0].items(), key=lambda item: -item[1].logprob)[:TOP]
-    assert [token for token, _ in engine_top] == expected_top.indices.tolist()
-    torch.testing.assert_close(torch.tensor([entry.logprob for _, entry in engine_top]), expected_top.values, rtol=0, atol=1e-4)
+    expected = torch.log_softmax(logits.float(), dim=-1).topk(TOP)
+    engine = sorted(logprobs.items(), key=lambda item: -item[1].logprob)[:TOP]
+    assert [token for token, _ in engine] == expected.indices.tolist()
+    torch.testing.assert_close(torch.tensor([entry.logprob for _, entry in engine]), expected.values, rtol=0, atol=1e-4)
 
 
 def _config(internvl_checkpoint, settings, **changes):

@@ -17,8 +17,9 @@ vLLM does not shard InternViT's attention (its q / k / v are plain linear layers
 rank; only the MLP is tensor-parallel and all-reduced inside the layer), so every rank holds
 every head and the importance needs no reduction across ranks.
 
-Videos are refused at start of a request (see :meth:`PressedInternVLProcessor._get_prompt_updates`):
-docs/vllm.md says why. Embeddings sent by a client pass through untouched.
+A clip's frames (resized whole, no tiles) are views too: ``Frame{i}: <img>`` + N ``<video>``
++ ``</img>`` per frame, each frame pressed as one view. Embeddings sent by a client pass
+through untouched.
 """
 
 from __future__ import annotations
@@ -101,30 +102,31 @@ class PressedInternVLProcessor(InternS1MultiModalProcessor):
         processor = self.info.get_hf_processor(**hf_processor_mm_kwargs)
         pressed = self.info.pressed(processor, hf_processor_mm_kwargs)
         tokenizer = self.info.get_tokenizer()
-        views = out_mm_kwargs.get_data().get("image_num_patches")
-        if "video_num_patches" in out_mm_kwargs.get_data():
-            raise ValueError(
-                f"{CONFIG_KEY}: videos are not compressed by the vLLM plug-in for InternVL; send the clip's frames as images, "
-                "or its embeddings (prunesid.vllm.client) to an engine started with enable_mm_embeds=True"
-            )
+        data = out_mm_kwargs.get_data()
+        views, frames = data.get("image_num_patches"), data.get("video_num_patches")
 
         def image_run(item_idx: int):
             images = mm_items.get_items("image", ImageProcessorItems)
-            size = images.get_image_size(item_idx)
+            size = (images.get_image_size(item_idx).width, images.get_image_size(item_idx).height)
             cut = int(views[item_idx])
-            if pressed.layout.num_views((size.width, size.height)) != cut:
-                raise ValueError(
-                    f"{CONFIG_KEY}: the layout cuts a {size.width} x {size.height} image into "
-                    f"{pressed.layout.num_views((size.width, size.height))} views, the processor into {cut}"
-                )
-            fed = pressed.fed_tokens((size.width, size.height))
-            run = processor.start_image_token + processor.image_token * fed + processor.end_image_token
+            if pressed.layout.num_views(size) != cut:
+                raise ValueError(f"{CONFIG_KEY}: the layout cuts a {size[0]} x {size[1]} image into {pressed.layout.num_views(size)} views, the processor into {cut}")
+            run = processor.start_image_token + processor.image_token * pressed.fed_tokens(size) + processor.end_image_token
             return PromptUpdateDetails.select_token_id(cached_encode(tokenizer, run, add_special_tokens=False), processor.image_token_id)
 
-        if views is None:  # embeddings sent by a client: vLLM's own replacement, their length
-            return updates
+        def video_run(item_idx: int):
+            # Each frame is one view, resized whole (no tiles): the fed count of a one-tile image.
+            tile = pressed.layout.tile
+            run = processor.start_image_token + processor.video_token * pressed.fed_tokens((tile, tile)) + processor.end_image_token
+            text = "\n".join(f"Frame{frame + 1}: {run}" for frame in range(int(frames[item_idx])))
+            video_token_id = tokenizer.convert_tokens_to_ids(processor.video_token)
+            return PromptUpdateDetails.select_token_id(cached_encode(tokenizer, text, add_special_tokens=False), video_token_id)
+
+        # Embeddings a client sent keep vLLM's own replacement (their own length).
+        pressed_runs = {"image": image_run if views is not None else None, "video": video_run if frames is not None else None}
         return [
-            PromptReplacement(modality="image", target=update.target, replacement=image_run) if update.modality == "image" else update
+            PromptReplacement(modality=update.modality, target=update.target, replacement=pressed_runs[update.modality])
+            if pressed_runs.get(update.modality) is not None else update
             for update in updates
         ]
 
@@ -149,10 +151,11 @@ class PruneSIDInternVLForConditionalGeneration(InternS1ForConditionalGeneration)
     def _process_vision_input(self, image_input):
         if isinstance(image_input, SentEmbeddings):
             return image_input.data
-        if image_input["type"] != "pixel_values":
+        if image_input["type"] not in ("pixel_values", "pixel_values_videos"):
             return super()._process_vision_input(image_input)  # sent embeddings
+        # An image's views are its tiles and thumbnail, a clip's its frames.
         pixels, counts = image_input["pixel_values"], [int(n) for n in image_input["num_patches"]]
-        # One image at a time: what an image keeps never depends on the batch it came in.
+        # One input at a time: what an input keeps never depends on the batch it came in.
         return tuple(self._pressed_image(views) for views in pixels.split(counts))
 
     @torch.no_grad()
