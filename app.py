@@ -70,7 +70,7 @@ CSS = """
 
 
 VIDEO_OFF = (
-    "The chosen model takes images only. Pick a model that takes clips above (e.g. `{example}`) "
+    "The chosen model takes images only. Pick a model that takes clips above{example} "
     "to see PruneSID on every frame of a clip."
 )
 
@@ -100,7 +100,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
     compare_answers = on_model(lambda m: m.handlers.compare_answers, handlers.compare_answers)
     explain = on_model(lambda m: m.handlers.explain, handlers.explain)
     chats = ChatQueue(handlers.queued_answer, validate=checks.check_question, check_message=question_text)
-    video_model = next((name for name in slot.choices if "video" in name), None) or "a video model"
+    clip_model = slot.clip_model  # offered in the Video section to a visitor whose model takes images only
 
     # The chat's session is the browser session Gradio gives, opened when the page loads and
     # tied to the client's address (demo/chat.py): an id made up in a request reaches nothing.
@@ -261,7 +261,13 @@ def build(slot: ModelSlot) -> gr.Blocks:
         no_clip = lambda *values: (None, None, None, None, None, "")  # an image-only model: the page's clip view stays empty
         refresh_video = on_model(lambda m: m.clips().refresh_video if m.takes_clips else no_clip, unbound(VideoHandlers.refresh_video))
         with gr.Accordion("Video: PruneSID on every frame of a clip", open=False):
-            video_off = gr.Markdown(VIDEO_OFF.format(example=video_model), elem_id="video-off", visible=not first.takes_clips)
+            example = f", or switch to `{clip_model}` with the button below," if clip_model else ""
+            video_off = gr.Markdown(VIDEO_OFF.format(example=example), elem_id="video-off", visible=not first.takes_clips)
+            # The picker's switch in one click: it sets the picker, whose change does the rest.
+            to_clips = gr.Button(
+                f"Switch to {clip_model or 'a model that takes clips'}", visible=bool(clip_model) and not first.takes_clips,
+                variant="primary", size="md", elem_id="switch-to-clips", scale=0,
+            )
             with gr.Column(visible=first.takes_clips) as video_on:
                 video_note = gr.Markdown(first.videos.note if first.takes_clips else "", elem_id="video-note")
                 with gr.Row():
@@ -413,7 +419,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
             return (
                 served.banner,
                 gr.Slider(label=labels.budget_label(vlm)), gr.Slider(label=labels.groups_label(vlm)), gr.Slider(label=labels.lam_label(vlm)),
-                gr.Markdown(visible=not served.takes_clips), gr.Column(visible=served.takes_clips),
+                gr.Markdown(visible=not served.takes_clips), gr.Button(visible=bool(clip_model) and not served.takes_clips),
+                gr.Column(visible=served.takes_clips),
                 served.videos.note if served.takes_clips else "",
                 gr.Slider(label=labels.frame_budget_label(vlm)), gr.Slider(label=labels.frame_groups_label(vlm)),
                 gr.Slider(label=labels.frame_lam_label(vlm)),
@@ -424,7 +431,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
 
         switched = picker.change(
             switch_model, picker,
-            [banner_box, budget, groups, lam, video_off, video_on, video_note, frame_budget, video_groups, video_lam,
+            [banner_box, budget, groups, lam, video_off, to_clips, video_on, video_note, frame_budget, video_groups, video_lam,
              chatbot, reply_info, explanation, explanation_json, clicked,
              comparison, full_answer, compressed_answer, speedup, methods_sheet, methods_json, methods_table,
              video_chatbot, video_info],
@@ -433,6 +440,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
         switched.success(page_view, controls + [clicked], page_outputs, **hidden, **model).then(
             refresh_method, method_inputs, method_outputs, **hidden, **model,
         ).then(refresh_video, video_controls, video_outputs, **hidden, **model)
+        # The Video section's switch goes through the picker: the same choice, limits and re-render.
+        to_clips.click(lambda: clip_model, None, picker, queue=False, **hidden)
         page.load(open_chat, None, None, queue=False, **hidden)
         page.unload(close_chat)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)

@@ -39,7 +39,7 @@ from demo.handlers import Handlers, release_memory
 from demo.limits import MODEL_SWITCH_WINDOW_S, MODEL_SWITCHES, SWITCH_WAIT_S
 from demo.methods import MethodHandlers
 from demo.model_choice import CPU_MODEL, GPU_MODEL, ModelChoice, banner, gpu_available, load_chosen, offline_reason
-from demo.video import VIDEO_MODEL_ENV, VideoHandlers
+from demo.video import OFFLINE_VIDEO_MODEL, VIDEO_MODEL_ENV, VideoHandlers
 
 MAX_REMEMBERED_SESSIONS = 10_000  # sessions whose choice is kept (the least recent is forgotten)
 BUSY = "the server is busy switching models for other visitors: try again in a minute"
@@ -94,6 +94,17 @@ def picker_choices(startup: str, hub_reachable: bool, gpu: bool | None = None) -
     return names
 
 
+def clip_model(choices: list[str], startup=None) -> str | None:
+    """The listed model that takes clips, offered to a visitor whose model takes images only:
+    the deployment's clip model (``$PRUNESID_VIDEO_MODEL``), else the start-up model when it
+    takes clips, else the offline Video-LLaVA built-in; None when none of them is listed."""
+    known = [os.environ.get(VIDEO_MODEL_ENV, "").strip()]
+    if getattr(startup, "takes_clips", False):
+        known.append(startup.name)
+    known.append(OFFLINE_VIDEO_MODEL)
+    return next((name for name in known if name and name in choices), None)
+
+
 def hub_reachable_at_launch(startup: ModelChoice | None = None) -> bool:
     """Whether the Hub models may be listed: never with HF_HUB_OFFLINE; else one bounded probe
     (none when the start-up choice already found the Hub unreachable)."""
@@ -114,6 +125,7 @@ class ModelSlot:
             choices = [first.name] + list(choices)
         self.choices = list(choices)
         self.default = first.name
+        self.clip_model = clip_model(self.choices, first)  # the Video section's one-click switch (None: none listed)
         self._load = load
         self._wait_s = wait_s
         self._clock = clock
