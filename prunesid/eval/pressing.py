@@ -134,8 +134,9 @@ class PressRun:
     def _unmodified(self, model, kwargs, call):
         # The prompt's placeholder count per modality (no tower pass is added for it).
         counts, items = [], []
+        ids = self.vlm.family.processor_input_ids(kwargs["input_ids"][0])  # e.g. InternVL's frames, in images' tokens
         for modality in dict.fromkeys(kind for kind, _ in call.media):
-            total = int((kwargs["input_ids"] == self.vlm.family.placeholder_for(modality)).sum())
+            total = int((ids == self.vlm.family.placeholder_for(modality)).sum())
             counts.append(total)
             if sum(kind == modality for kind, _ in call.media) == 1:
                 items.append({"modality": modality, "visual_tokens": total, "unmodified_tokens": total})
@@ -147,7 +148,7 @@ class PressRun:
         input_ids = kwargs.pop("input_ids")
         if input_ids.shape[0] != 1:
             raise ValueError(f"a press needs one conversation per generate call (batch_size=1), got a batch of {input_ids.shape[0]}")
-        clips = processed_clips(vlm, kwargs, call.videos)
+        clips = processed_clips(vlm, {**kwargs, "input_ids": input_ids}, call.videos)
         for key in call.keys:  # the processor's outputs: pixels, sizes, grids, masks...
             kwargs.pop(key, None)
         encoded = [vlm.encode(image) for image in call.images] + clips
@@ -234,7 +235,7 @@ def processed_clips(vlm, inputs: dict, clips: list) -> list:
         digest = hashlib.blake2b(digest_size=16)
         for key in sorted(pixel_inputs):
             digest.update(key.encode())
-            digest.update(torch.as_tensor(pixel_inputs[key]).detach().cpu().contiguous().numpy().tobytes())
+            digest.update(torch.as_tensor(pixel_inputs[key]).detach().cpu().contiguous().flatten().view(torch.uint8).numpy().tobytes())  # any dtype, bfloat16 too
         picture = _first_frame(clip) or Image.new("RGB", size)
         with torch.inference_mode():
             encoded.append(encode_media(vlm.family, "processed:" + digest.hexdigest(), picture, pixel_inputs, "video"))

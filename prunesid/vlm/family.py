@@ -288,6 +288,12 @@ class Family(ABC):
         placeholder (e.g. Qwen3-VL's frame timestamps); unchanged by default."""
         return prompt_ids
 
+    def processor_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """A processor's output ids ``[L]`` with each modality's runs in that modality's own
+        placeholder (:meth:`placeholder_for`); the inverse of :meth:`model_input_ids`,
+        unchanged by default."""
+        return input_ids
+
     def model_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The laid-out prompt as the model reads it; unchanged by default. (InternVL scatters
         a clip's frames into the image placeholder: while runs are set, its clips keep their

@@ -37,6 +37,8 @@ processor writes ``Frame{i}: <img><IMG_CONTEXT>...</img>`` per frame, joined by 
 
 from __future__ import annotations
 
+import re
+
 import torch
 from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
@@ -47,6 +49,9 @@ from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, Vi
 from prunesid.vlm.llava import views_in_sequence
 
 FRAMES = 8
+# What the processor writes before each frame's <img> run: "Frame1: ", "\nFrame2: ", ...
+FRAME_LABEL = re.compile(r"Frame(\d+): $")
+LABEL_TOKENS = 8  # enough tokens before an <img> to hold its frame label
 
 
 @register_family("internvl", "InternVLForConditionalGeneration", "dynamic 448 px tiles, pixel shuffle: InternVL3")
@@ -169,6 +174,8 @@ class InternVL(Family):
         (a chat template's output holds the placeholder alone); a prompt whose placeholders
         are already wrapped (a processor's output) is unchanged."""
         ids = self.expand_video(prompt_ids[0], media)
+        if any(item.modality == "video" for item in media) and not bool((ids == self.video_token_id).any()):
+            ids = self.processor_input_ids(ids)  # a processor's output: its frame runs are the clips'
         lone = ids == self.placeholder_token_id
         lone[1:] &= ids[:-1] != self.start_id
         lone[1:] &= ids[:-1] != self.placeholder_token_id
@@ -181,6 +188,15 @@ class InternVL(Family):
             last = position + 1
         pieces.append(ids[last:])
         return torch.cat(pieces)[None]
+
+    def processor_input_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` with every frame run (labelled ``FrameK: `` by the processor) written in
+        ``<video>``, as the library lays a clip's frames out until :meth:`model_input_ids`."""
+        ids = ids.clone()
+        for (position, length), frame in zip(_run_spans(ids == self.placeholder_token_id), self.frame_numbers(ids)):
+            if frame is not None:
+                ids[position:position + length] = self.video_token_id
+        return ids
 
     def model_input_ids(self, input_ids: torch.Tensor) -> torch.Tensor:
         """The model scatters images and frames alike into ``<IMG_CONTEXT>`` positions."""
@@ -218,24 +234,41 @@ class InternVL(Family):
 
     def split_inputs(self, inputs: dict) -> list[tuple[str, dict, tuple[int, int]]]:
         """The processor's ``pixel_values`` (every view of every input, stacked) cut by the
-        ``<img> ... </img>`` runs of ``input_ids``: a run of k x 256 placeholders is one input
-        of k views. The processor keeps no image size; each input gets a size the layout
-        tiles into the same number of views (a video frame is then a one-view image)."""
+        ``<img> ... </img>`` runs of ``input_ids``: a run of k x 256 placeholders is one image
+        of k views; the runs the processor labelled ``Frame1: ``, ``Frame2: ``, ... are one
+        clip's frames. The processor keeps no image size; each image gets a size the layout
+        tiles into the same number of views."""
         pixels = inputs.get("pixel_values")
         if pixels is None:
             return []
         ids = inputs["input_ids"][0]
         per_view = self.layout.tokens_per_view
         items, start = [], 0
-        for length in _runs(ids == self.placeholder_token_id):
+        for (position, length), frame in zip(_run_spans(ids == self.placeholder_token_id), self.frame_numbers(ids)):
             views, rest = divmod(length, per_view)
             if rest or not views:
                 raise ValueError(f"an image run of {length} placeholders is not a whole number of {per_view}-token views")
-            items.append(("image", {"pixel_values": pixels[start:start + views]}, self.layout.size_for_views(views)))
+            if frame is None:
+                items.append(("image", {"pixel_values": pixels[start:start + views]}, self.layout.size_for_views(views)))
+            elif frame == 1 or not items or items[-1][0] != "video":
+                items.append(("video", {"pixel_values": pixels[start:start + views]}, (self.layout.tile, self.layout.tile)))
+            else:  # the clip's next frame
+                frames = items[-1][1]["pixel_values"]
+                items[-1][1]["pixel_values"] = torch.cat([frames, pixels[start:start + views]])
             start += views
         if start != pixels.shape[0]:
             raise ValueError(f"the prompt's image runs hold {start} views but pixel_values has {pixels.shape[0]}")
         return items
+
+    def frame_numbers(self, ids: torch.Tensor) -> list[int | None]:
+        """Per ``<IMG_CONTEXT>`` run of ``ids`` (a processor's output), the frame number the
+        processor wrote before its ``<img>``, or None for an image's run."""
+        decode = self.processor.tokenizer.decode
+        numbers = []
+        for position, _ in _run_spans(ids == self.placeholder_token_id):
+            label = FRAME_LABEL.search(decode(ids[max(0, position - 1 - LABEL_TOKENS):max(0, position - 1)].tolist()))
+            numbers.append(int(label.group(1)) if label else None)
+        return numbers
 
 
 class InternVLLayout(FamilyLayout):
@@ -328,12 +361,12 @@ def _side(value) -> int:
     return int(value)
 
 
-def _runs(mask: torch.Tensor) -> list[int]:
-    """Lengths of the runs of True in ``mask``, in order."""
+def _run_spans(mask: torch.Tensor) -> list[tuple[int, int]]:
+    """(start, length) of each run of True in ``mask``, in order."""
     padded = torch.cat([mask.new_zeros(1), mask, mask.new_zeros(1)]).int()
     edges = padded.diff()
     starts, stops = (edges == 1).nonzero().flatten(), (edges == -1).nonzero().flatten()
-    return (stops - starts).tolist()
+    return list(zip(starts.tolist(), (stops - starts).tolist()))
 
 
 def _token_views(origin: torch.Tensor, per_view: int) -> torch.Tensor:

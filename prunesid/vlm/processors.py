@@ -36,8 +36,9 @@ PROCESSOR_FILE = "processor_config.json"
 # Processor classes whose video processor is their image processor applied to every frame
 # (transformers' VideoLlavaVideoProcessor: the same resize, crop, mean and std): without
 # torchvision, clips go through FramewiseVideoProcessor and the processor takes videos as usual
-# (InternVL: every frame resized whole, the image processor with its tiling off).
-FRAMEWISE_VIDEO = ("VideoLlavaProcessor", "InternVLProcessor")
+# (InternVL: every frame resized whole, the image processor with its tiling off). A clip given
+# as a file is decoded and sampled as the model's video processor samples it (by name).
+FRAMEWISE_VIDEO = {"VideoLlavaProcessor": "uniform", "InternVLProcessor": "centred"}
 
 
 def torchvision_available() -> bool:
@@ -135,7 +136,7 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
         **options,
     )
     if processor_class.__name__ in FRAMEWISE_VIDEO:
-        processor.video_processor = FramewiseVideoProcessor(processor.image_processor)
+        processor.video_processor = FramewiseVideoProcessor(processor.image_processor, FRAMEWISE_VIDEO[processor_class.__name__])
     if processor_class.__name__ in QWEN_VIDEO:
         processor.video_processor = QwenVideoProcessor.from_checkpoint(model, processor.image_processor, QWEN_VIDEO[processor_class.__name__])
     if processor_class.__name__ in RESIZED_FRAMES_VIDEO:
@@ -146,24 +147,60 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
 class FramewiseVideoProcessor:
     """Stands in for a video processor that is the image processor applied to every frame:
     ``pixel_values_videos`` ``[clips, frames, 3, H, W]`` from the image processor, whose
-    settings (``size``, ``crop_size``, ...) it shows as its own."""
+    settings (``size``, ``crop_size``, ...) it shows as its own.
 
-    def __init__(self, image_processor):
+    A clip given as a file path (as lmms-eval's InternVL class gives it) is decoded with PyAV
+    and, with ``do_sample_frames``, sampled to ``num_frames`` (or ``fps``) frames by the
+    model's rule, ``sampling``: ``"uniform"`` (frame ``i * total // n``, transformers' default)
+    or ``"centred"`` (InternVL: the same spacing, shifted by half a step). Without sampling a
+    file gives all its frames, at most ``MAX_SAMPLED_FRAMES``."""
+
+    def __init__(self, image_processor, sampling: str = "uniform"):
+        if sampling not in ("uniform", "centred"):
+            raise ValueError(f"sampling must be 'uniform' or 'centred', got {sampling!r}")
         self.image_processor = image_processor
+        self.sampling = sampling
 
-    def __call__(self, videos, **kwargs):
+    def __call__(self, videos, do_sample_frames=None, num_frames=None, fps=None, **kwargs):
         import torch
         from transformers.feature_extraction_utils import BatchFeature
         from transformers.video_utils import make_batched_videos
 
+        if isinstance(videos, (str, Path)) or (isinstance(videos, (list, tuple)) and videos and isinstance(videos[0], (str, Path))):
+            paths = [videos] if isinstance(videos, (str, Path)) else list(videos)
+            videos = [self.decoded(str(path), num_frames, fps) if do_sample_frames else self.decoded(str(path)) for path in paths]
         clips = []
         for clip in make_batched_videos(videos):
             out = self.image_processor(images=list(clip), return_tensors="pt")
             clips.append(out.get("pixel_values", out.get("pixel_values_images")))
         return BatchFeature({"pixel_values_videos": torch.stack(clips)})
 
+    def decoded(self, path: str, num_frames: int | None = None, fps: float | None = None):
+        """The frames of the clip file at ``path`` (``[frames, H, W, 3]`` uint8): all of them,
+        or ``num_frames`` / ``fps`` sampled."""
+        from transformers.video_utils import load_video
+
+        from prunesid.video import MAX_SAMPLED_FRAMES
+
+        def indices(metadata, **_):
+            total = metadata.total_num_frames
+            count = num_frames
+            if count is None and fps is not None:
+                count = max(1, int(total / metadata.fps * fps))
+            if count is None:
+                count = total
+                if total > MAX_SAMPLED_FRAMES:
+                    raise ValueError(f"clip {path} has {total} frames; at most {MAX_SAMPLED_FRAMES} are taken whole: sample it (num_frames=...)")
+            if not 1 <= count <= min(total, MAX_SAMPLED_FRAMES):
+                raise ValueError(f"clip {path}: cannot sample {count} frames from {total} (at most {min(total, MAX_SAMPLED_FRAMES)})")
+            shift = total / count / 2 if self.sampling == "centred" else 0.0
+            return [int(shift + i * total / count) for i in range(count)]
+
+        frames, _ = load_video(path, backend="pyav", sample_indices_fn=indices)
+        return frames
+
     def __getattr__(self, name):
-        if name.startswith("__") or name == "image_processor":  # copying builds one without __init__
+        if name.startswith("__") or name in ("image_processor", "sampling"):  # copying builds one without __init__
             raise AttributeError(name)
         return getattr(self.image_processor, name)
 

@@ -126,3 +126,77 @@ def test_arguments_passed_on_by_lmms_eval_s_qwen3_5_are_accepted():
 
     accepted = _accepted_arguments(Qwen3_5._lmms_eval_class())
     assert {"device_map", "fps", "max_num_frames", "enable_thinking", "max_frames", "total_pixels"} <= accepted
+
+
+# --- InternVL clips: lmms-eval's internvl_hf hands the processor the clip's file ----------------
+
+CLIP_FRAMES = 8  # lmms-eval's num_frames, sampled from the clip's 12
+
+
+@pytest.fixture(scope="module")
+def clip_file(tmp_path_factory):
+    from tests.eval.test_eval_qwen_video import write_clip
+
+    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def internvl_answer(lm, clip: str, with_image: bool):
+    """lmms-eval's answer to one question on a clip (and an image before it), the prefill's ids, the record."""
+    from lmms_eval.api.instance import Instance
+
+    lm.task_dict = {"clips": {"test": [{"video": clip, "image": scene(500, 300, seed=4), "question": QUESTION}]}}
+
+    def doc_to_messages(doc):
+        content = [{"type": "image", "url": doc["image"]}] if with_image else []
+        content += [{"type": "video", "url": doc["video"]}, {"type": "text", "text": doc["question"]}]
+        return [{"role": "user", "content": content}]
+
+    gen = {"max_new_tokens": 5, "temperature": 0, "do_sample": False}
+    request = Instance("generate_until", ("ctx", doc_to_messages, gen, 0, "clips", "test"), idx=0, metadata={"task": "clips", "doc_id": 0, "repeats": 1})
+    seen = []
+
+    def prefill(module, args, kwargs):
+        if kwargs.get("past_key_values") is None or kwargs["past_key_values"].get_seq_length() == 0:
+            seen.append(kwargs.get("input_ids"))
+
+    hook = lm.model.register_forward_pre_hook(prefill, with_kwargs=True)
+    try:
+        (text,) = lm.generate_until([request])
+    finally:
+        hook.remove()
+    return getattr(text, "text", text), seen[0], json.loads(lm.records_path.read_text().splitlines()[-1])
+
+
+@pytest.mark.parametrize("with_image", [False, True], ids=["clip", "image and clip"])
+def test_an_internvl_clip_through_lmms_eval_gets_n_per_frame(tmp_path, clip_file, with_image):
+    import torch
+
+    args = {"num_frames": CLIP_FRAMES}
+    unmodified = lmms_model("internvl", tmp_path, method="none", **args)
+    context = unmodified.model.config.image_token_id
+    expected, ids, record = internvl_answer(unmodified, clip_file, with_image)
+    image_views = unmodified.prunesid_vlm.family.layout.num_views((500, 300)) if with_image else 0  # tiles + thumbnail
+    assert int((ids == context).sum()) == (image_views + CLIP_FRAMES) * 256
+    # images and frames share the model's placeholder; the record counts each modality apart
+    assert record["visual_tokens"] == [image_views * 256] * with_image + [CLIP_FRAMES * 256]
+
+    keep_all = lmms_model("internvl", tmp_path, method="prunesid", budget=100_000, order="spatial", **args)
+    got, ids_all, record = internvl_answer(keep_all, clip_file, with_image)
+    assert got == expected and torch.equal(ids_all, ids)
+    assert [item["modality"] for item in record["images"]] == ["image"] * with_image + ["video"]
+
+    pressed = lmms_model("internvl", tmp_path, method="prunesid", budget=BUDGET, **args)
+    _, ids_pressed, record = internvl_answer(pressed, clip_file, with_image)
+    assert int((ids_pressed == context).sum()) == (image_views + CLIP_FRAMES) * BUDGET
+    assert ids_pressed.shape[1] == ids.shape[1] - (image_views + CLIP_FRAMES) * (256 - BUDGET)
+    video = record["images"][-1]
+    assert video["modality"] == "video" and [view["visual_tokens"] for view in video["views"]] == [BUDGET] * CLIP_FRAMES
+    # the processor's frame labels stay where they were: Frame1: ... Frame8:
+    text = pressed.processor.tokenizer.decode(ids_pressed[0])
+    assert [int(n) for n in __import__("re").findall(r"Frame(\d+): <img>", text)] == list(range(1, CLIP_FRAMES + 1))
+
+
+def test_an_internvl_clip_shorter_than_num_frames_is_refused(tmp_path, clip_file):
+    lm = lmms_model("internvl", tmp_path, method="prunesid", budget=BUDGET, num_frames=13)
+    with pytest.raises(ValueError, match="cannot sample 13 frames from 12"):
+        internvl_answer(lm, clip_file, False)

@@ -196,10 +196,10 @@ def test_press_applied_on_the_processors_output(vlm, wide, clip):
     with press_applied(vlm.model, vlm.processor, KEEP_ALL) as applied:
         logits = _logits(vlm, input_ids=inputs["input_ids"], pixel_values=inputs["pixel_values"])
     torch.testing.assert_close(logits, expected, rtol=0, atol=1e-5)
-    assert applied.visual_tokens == [768, 256, 256, 256]  # a frame run is a one-view input here
+    assert applied.visual_tokens == [768, 3 * 256]  # the runs labelled Frame1..3 are one clip
     with press_applied(vlm.model, vlm.processor, PruneSID(budget=64)) as applied:
         out = vlm.model.generate(**inputs, max_new_tokens=2, do_sample=False)
-    assert applied.visual_tokens == [3 * 64, 64, 64, 64] and out.shape[1] == inputs["input_ids"].shape[1] + 2
+    assert applied.visual_tokens == [3 * 64, 3 * 64] and out.shape[1] == inputs["input_ids"].shape[1] + 2
 
 
 def test_the_hub_layout_directory_loads_and_answers_alike(vlm, wide):
