@@ -61,24 +61,32 @@ def library(internvl_checkpoint):
 
 
 @pytest.fixture(scope="module", params=["prunesid", "visionzip"])
-def served(request, internvl_checkpoint, tmp_path_factory):
-    """One engine per method: the two images in one request, then the clip; each request's
+def served(request, internvl_checkpoint, library, tmp_path_factory):
+    """One engine per method: the two images in one request, the clip, then the library's
+    embeddings of the two images under the same press (the embeddings route); each request's
     prompt, first-token logprobs and the tokens the engine kept (RECORD_ENV)."""
     import numpy as np
     from vllm import LLM, SamplingParams
 
+    from prunesid.vllm.client import compressed_embeddings
+
     method = request.param
     folder = tmp_path_factory.mktemp(method)
-    llm = LLM(model=internvl_checkpoint, hf_overrides=engine_overrides("internvl", method, BUDGET), **INTERNVL_ARGS)
+    sent = compressed_embeddings(library[0], IMAGES, build_press(method, {"budget": BUDGET}))
+    llm = LLM(
+        model=internvl_checkpoint, hf_overrides=engine_overrides("internvl", method, BUDGET), enable_mm_embeds=True, **INTERNVL_ARGS,
+    )
     outputs = {}
     try:
         for name, prompt, data in [
             ("images", PROMPT, {"image": IMAGES}),
             ("clip", CLIP_PROMPT, {"video": np.stack([np.asarray(frame) for frame in CLIP])}),
+            ("sent", PROMPT, {"image": sent}),
         ]:
             os.environ[RECORD_ENV] = str(folder / f"{name}.jsonl")
             [output] = llm.generate({"prompt": prompt, "multi_modal_data": data}, SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP))
-            kept = [json.loads(line)["indices"] for line in (folder / f"{name}.jsonl").read_text().splitlines()]
+            record = folder / f"{name}.jsonl"
+            kept = [json.loads(line)["indices"] for line in record.read_text().splitlines()] if record.exists() else []
             outputs[name] = SimpleNamespace(ids=list(output.prompt_token_ids), logprobs=output.outputs[0].logprobs[0], kept=kept)
         tokenizer = llm.get_tokenizer()
     finally:
@@ -123,6 +131,17 @@ def test_a_clip_feeds_frames_times_n_and_matches_the_library(served, library):
     prepared = vlm.prepare([clip], "Describe it.", press)
     assert prepared.input_ids[0].tolist() == [context if token == video else token for token in ran.ids]
     assert_same_next_token(vlm, prepared, ran.logprobs)
+
+
+def test_sent_embeddings_pass_through_untouched(served):
+    """The library's embeddings of the two images (different lengths) give exactly the prompt
+    and next-token distribution of the engine pressing the images itself."""
+    assert served.sent.kept == []  # nothing pressed in the engine
+    assert served.sent.ids == served.images.ids
+    engine = lambda ran: {token: entry.logprob for token, entry in ran.logprobs.items()}  # noqa: E731
+    assert engine(served.sent).keys() == engine(served.images).keys()
+    for token, logprob in engine(served.images).items():
+        assert abs(engine(served.sent)[token] - logprob) < 1e-5  # measured: at most 5e-7
 
 
 def assert_same_next_token(vlm, prepared, logprobs) -> None:
