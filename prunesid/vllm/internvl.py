@@ -71,7 +71,7 @@ def processor_tiling(processor, mm_kwargs) -> tuple[int, int]:
 
 
 class PressedInternVLInfo(InternS1ProcessingInfo):
-    """The front end: each image's ``<IMG_CONTEXT>`` run is the press's fed count."""
+    """The front end: each image's ``<IMG_CONTEXT>`` run (a clip's ``<video>`` runs) is the press's fed count."""
 
     def get_hf_processor(self, **kwargs):
         from prunesid.vlm.processors import torchvision_available
@@ -80,7 +80,7 @@ class PressedInternVLInfo(InternS1ProcessingInfo):
             return super().get_hf_processor(**kwargs)
         # vLLM's CPU build has no torchvision, which InternVL's video processor needs: the
         # processor as the library builds it then (images alike, clips frame by frame).
-        return _images_only_processor(self.ctx.model_config.model)
+        return _library_processor(self.ctx.model_config.model)
 
     def pressed(self, processor, mm_kwargs) -> EnginePress:
         return engine_press(self.get_hf_config(), processor_tiling(processor, self.ctx.get_merged_mm_kwargs(mm_kwargs)))
@@ -90,7 +90,7 @@ class PressedInternVLInfo(InternS1ProcessingInfo):
 
 
 @lru_cache(maxsize=4)
-def _images_only_processor(model: str):
+def _library_processor(model: str):
     from prunesid.vlm.processors import load_processor
 
     return load_processor(model, "internvl")
