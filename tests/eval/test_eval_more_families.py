@@ -57,14 +57,21 @@ def lmms_model(case: str, tmp_path, **ours):
 
 
 def answer(lm):
-    """lmms-eval's answer (greedy, 5 tokens), the input ids the model's prefill received, the record."""
-    from lmms_eval.api.instance import Instance
+    """lmms-eval's answer (greedy, 5 tokens) on the image, the input ids the model's prefill received, the record."""
 
     def doc_to_messages(doc):
         return [{"role": "user", "content": [{"type": "image", "url": doc["image"]}, {"type": "text", "text": doc["question"]}]}]
 
+    return answer_messages(lm, doc_to_messages, "pictures")
+
+
+def answer_messages(lm, doc_to_messages, task: str):
+    """lmms-eval's answer (greedy, 5 tokens) to doc 0 of ``task`` in ``doc_to_messages``'s
+    words, the input ids the model's prefill received, the record."""
+    from lmms_eval.api.instance import Instance
+
     gen = {"max_new_tokens": 5, "temperature": 0, "do_sample": False}
-    request = Instance("generate_until", ("ctx", doc_to_messages, gen, 0, "pictures", "test"), idx=0, metadata={"task": "pictures", "doc_id": 0, "repeats": 1})
+    request = Instance("generate_until", ("ctx", doc_to_messages, gen, 0, task, "test"), idx=0, metadata={"task": task, "doc_id": 0, "repeats": 1})
     seen = []
 
     def prefill(module, args, kwargs):
@@ -142,8 +149,6 @@ def clip_file(tmp_path_factory):
 
 def internvl_answer(lm, clip: str, with_image: bool):
     """lmms-eval's answer to one question on a clip (and an image before it), the prefill's ids, the record."""
-    from lmms_eval.api.instance import Instance
-
     lm.task_dict = {"clips": {"test": [{"video": clip, "image": scene(500, 300, seed=4), "question": QUESTION}]}}
 
     def doc_to_messages(doc):
@@ -151,20 +156,7 @@ def internvl_answer(lm, clip: str, with_image: bool):
         content += [{"type": "video", "url": doc["video"]}, {"type": "text", "text": doc["question"]}]
         return [{"role": "user", "content": content}]
 
-    gen = {"max_new_tokens": 5, "temperature": 0, "do_sample": False}
-    request = Instance("generate_until", ("ctx", doc_to_messages, gen, 0, "clips", "test"), idx=0, metadata={"task": "clips", "doc_id": 0, "repeats": 1})
-    seen = []
-
-    def prefill(module, args, kwargs):
-        if kwargs.get("past_key_values") is None or kwargs["past_key_values"].get_seq_length() == 0:
-            seen.append(kwargs.get("input_ids"))
-
-    hook = lm.model.register_forward_pre_hook(prefill, with_kwargs=True)
-    try:
-        (text,) = lm.generate_until([request])
-    finally:
-        hook.remove()
-    return getattr(text, "text", text), seen[0], json.loads(lm.records_path.read_text().splitlines()[-1])
+    return answer_messages(lm, doc_to_messages, "clips")
 
 
 @pytest.mark.parametrize("with_image", [False, True], ids=["clip", "image and clip"])
