@@ -263,7 +263,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         with gr.Accordion("Video: PruneSID on every frame of a clip", open=False):
             example = f", or switch to `{clip_model}` with the button below," if clip_model else ""
             video_off = gr.Markdown(VIDEO_OFF.format(example=example), elem_id="video-off", visible=not first.takes_clips)
-            # The picker's switch in one click: it sets the picker, whose change does the rest.
+            # The picker's switch in one click: it sets the picker, then switches as the picker does.
             to_clips = gr.Button(
                 f"Switch to {clip_model or 'a model that takes clips'}", visible=bool(clip_model) and not first.takes_clips,
                 variant="primary", size="md", elem_id="switch-to-clips", scale=0,
@@ -429,19 +429,27 @@ def build(slot: ModelSlot) -> gr.Blocks:
                 [], "",  # the chat about the clip
             )
 
-        switched = picker.change(
-            switch_model, picker,
-            [banner_box, budget, groups, lam, video_off, to_clips, video_on, video_note, frame_budget, video_groups, video_lam,
-             chatbot, reply_info, explanation, explanation_json, clicked,
-             comparison, full_answer, compressed_answer, speedup, methods_sheet, methods_json, methods_table,
-             video_chatbot, video_info],
-            api_name="choose_model", **model,
-        )
-        switched.success(page_view, controls + [clicked], page_outputs, **hidden, **model).then(
-            refresh_method, method_inputs, method_outputs, **hidden, **model,
-        ).then(refresh_video, video_controls, video_outputs, **hidden, **model)
-        # The Video section's switch goes through the picker: the same choice, limits and re-render.
-        to_clips.click(lambda: clip_model, None, picker, queue=False, **hidden)
+        switch_outputs = [
+            banner_box, budget, groups, lam, video_off, to_clips, video_on, video_note, frame_budget, video_groups, video_lam,
+            chatbot, reply_info, explanation, explanation_json, clicked,
+            comparison, full_answer, compressed_answer, speedup, methods_sheet, methods_json, methods_table,
+            video_chatbot, video_info,
+        ]
+
+        def shown_model(request: gr.Request):
+            # A refused switch (the limit, a model that cannot load): the picker shows the model still served.
+            return slot.chosen(request.session_hash, client_of(request))
+
+        def after_switch(switched):
+            switched.success(page_view, controls + [clicked], page_outputs, **hidden, **model).then(
+                refresh_method, method_inputs, method_outputs, **hidden, **model,
+            ).then(refresh_video, video_controls, video_outputs, **hidden, **model)
+            switched.failure(shown_model, None, picker, queue=False, **hidden)
+
+        # `input`, not `change`: the picker set back after a refusal must not switch again.
+        after_switch(picker.input(switch_model, picker, switch_outputs, api_name="choose_model", **model))
+        # The Video section's switch is the picker's: shown in the picker, the same choice, limits and re-render.
+        after_switch(to_clips.click(lambda: clip_model, None, picker, queue=False, **hidden).then(switch_model, picker, switch_outputs, **hidden, **model))
         page.load(open_chat, None, None, queue=False, **hidden)
         page.unload(close_chat)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)

@@ -182,8 +182,14 @@ class ModelSlot:
             self._sessions.move_to_end(key)
             while len(self._sessions) > MAX_REMEMBERED_SESSIONS:
                 self._sessions.popitem(last=False)
-        with self.lease(name) as served:
-            return served
+        try:
+            with self.lease(name) as served:
+                return served
+        except ValueError:  # busy, or the model cannot be loaded: the session stays on what it had
+            with self._cond:
+                if self._sessions.get(key) == name:
+                    self._sessions[key] = previous
+            raise
 
     def forget(self, session, client: str = "") -> None:
         with self._cond:

@@ -171,4 +171,6 @@ def test_no_button_when_the_model_takes_clips_and_the_click_obeys_the_switch_lim
     page.wait_for_function(f"/{MODEL_SWITCHES} model switches a minute/.test(document.body.innerText)", timeout=60_000)
     assert "tiny-random-qwen2-vl" not in page.locator("#banner").inner_text()
     assert page.locator("#video-off").is_visible() and not page.locator("#input-video").is_visible()
+    # The picker shows the model still served, not the refused one.
+    page.wait_for_function("document.querySelector('#model-picker input').value === 'tiny-random'", timeout=30_000)
     page.close()

@@ -134,6 +134,9 @@ def test_a_switch_that_waits_too_long_is_told_busy_and_the_running_request_keeps
             with slot.lease("b"):
                 pass
         assert slot.loaded == "a"
+        with pytest.raises(ValueError, match="busy switching models"):
+            slot.choose("session", "client", "b")
+        assert slot.chosen("session", "client") == "a"  # the refused choice is not kept
     with slot.lease("b") as served:  # once it is done, the switch goes through
         assert served.name == "b"
 
@@ -144,6 +147,7 @@ def test_a_model_that_cannot_be_loaded_says_so_and_the_previous_one_is_served_ag
     with pytest.raises(ValueError, match=r"c could not be loaded \(disk full\); still serving a"):
         slot.choose("session", "client", "c")
     assert slot.loaded == "a"
+    assert slot.chosen("session", "client") == "a"  # its next request is served, not refused again
 
 
 def test_a_client_may_switch_only_so_often():
