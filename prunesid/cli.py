@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 
+from prunesid.builtin_names import BUILTIN_NAMES, DEFAULT_MODEL
 from prunesid.methods import Press, presses
 from prunesid.methods.registry import build_press, default_method, has_groups, options_of
 
@@ -24,6 +25,8 @@ DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL = "tiny-random", "tiny-random-video-lla
 DEFAULT_FRAME_BUDGET = 17  # the paper's Video-LLaVA setting: 17 per frame
 # LLaVA-NeXT's layouts of compressed runs (prunesid.vlm.llava_next.NEWLINES, not imported: --help stays light).
 NEWLINES = ("authors", "rows")
+# The built-ins' names from a list kept without transformers, whose import costs seconds help does not need.
+BUILTIN_LIST = ", ".join(BUILTIN_NAMES)
 NEWLINES_HELP = "LLaVA-NeXT: newline tokens of compressed runs, none (authors, the default) or one per row of the unpadded grid (rows)"
 
 
@@ -37,26 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-# Placeholders of the help text filled only when help is printed: the built-ins' names come
-# from prunesid.vlm, whose import (transformers) costs seconds that parsing does not need.
-BUILTINS_MARK, DEFAULT_MODEL_MARK = "\x00builtins\x00", "\x00default-model\x00"
-
-
-class _HelpFormatter(argparse.HelpFormatter):
-    def _expand_help(self, action):
-        text = super()._expand_help(action)
-        if BUILTINS_MARK in text or DEFAULT_MODEL_MARK in text:
-            from prunesid.vlm import BUILTIN_MODELS, DEFAULT_MODEL
-
-            text = text.replace(BUILTINS_MARK, ", ".join(BUILTIN_MODELS)).replace(DEFAULT_MODEL_MARK, DEFAULT_MODEL)
-        return text
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="prunesid", description="PruneSID vision-token compression for LLaVA and Qwen-VL models.",
         epilog=f"methods (--method): {', '.join(presses())}; their options: prunesid compress --help",
-        formatter_class=_HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -64,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("image", help="path of the image or video file (MP4, WebM, MKV, MOV, AVI, ...)")
         sub.add_argument(
             "--model", default=None,
-            help=f"built-in ({BUILTINS_MARK}), Hugging Face id (e.g. {DEFAULT_MODEL_MARK}) or directory; "
+            help=f"built-in ({BUILTIN_LIST}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory; "
             f"default {DEFAULT_IMAGE_MODEL}, {DEFAULT_VIDEO_MODEL} for a video",
         )
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
@@ -75,21 +62,21 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
-    chat = commands.add_parser("chat", formatter_class=_HelpFormatter, help="answer a question about an image or a video clip")
+    chat = commands.add_parser("chat", help="answer a question about an image or a video clip")
     common(chat)
     chat.add_argument("question")
     chat.add_argument("--max-new-tokens", type=int, default=128)
     chat.add_argument("--no-compress", action="store_true", help="run the unmodified model (all visual tokens)")
     chat.set_defaults(run=_chat)
 
-    compress = commands.add_parser("compress", formatter_class=_HelpFormatter, help="show which tokens a method keeps")
+    compress = commands.add_parser("compress", help="show which tokens a method keeps")
     common(compress)
     compress.add_argument("--out", default=None, help="write the overlays to this PNG (groups, survivors and kept tokens where the method has groups; else kept and merged tokens)")
     compress.set_defaults(run=_compress)
 
-    calibrate = commands.add_parser("calibrate", formatter_class=_HelpFormatter, help="print phi_ref for a dynamic budget (--dynamic): the mean information phi over images")
+    calibrate = commands.add_parser("calibrate", help="print phi_ref for a dynamic budget (--dynamic): the mean information phi over images")
     calibrate.add_argument("images", nargs="+", help="image files, or directories (their image files, not recursive)")
-    calibrate.add_argument("--model", default="tiny-random", help=f"built-in ({BUILTINS_MARK}), Hugging Face id (e.g. {DEFAULT_MODEL_MARK}) or directory")
+    calibrate.add_argument("--model", default="tiny-random", help=f"built-in ({BUILTIN_LIST}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
     calibrate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     calibrate.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
     calibrate.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")

@@ -1,6 +1,7 @@
-"""Parsing is light: ``prunesid --help`` and argument errors answer without importing
-transformers (the built-ins' names, which need it, are filled in only when a command's own
-help is printed), and the help still names every built-in and the default Hub model."""
+"""Parsing is light: ``prunesid --help``, every command's ``--help`` and argument errors answer
+without importing transformers (the built-ins' names come from prunesid.builtin_names, kept
+equal to the registry by test_builtin_names.py), and the help names every built-in and the
+default Hub model."""
 
 from __future__ import annotations
 
@@ -38,6 +39,27 @@ def test_help_and_argument_errors_do_not_import_transformers(args, message):
     output, heavy = _run(*args)
     assert message in output, output[-500:]
     assert not heavy, f"prunesid {' '.join(args)} imported transformers"
+
+
+HELP_PROBE = """
+import sys
+from prunesid.cli import main
+for command in sys.argv[1:]:
+    try:
+        main([command, "--help"])
+    except SystemExit:
+        pass
+sys.stderr.write("\\ntransformers imported: %s\\n" % ("transformers" in sys.modules))
+"""
+
+
+def test_every_commands_help_does_not_import_transformers():
+    commands = ("chat", "compress", "calibrate")  # one process: each help exits, the probe goes on
+    done = subprocess.run([sys.executable, "-c", HELP_PROBE, *commands], capture_output=True, text=True, timeout=300)
+    for command in commands:
+        assert f"usage: prunesid {command} " in done.stdout, done.stdout[-500:] + done.stderr[-500:]
+    assert "".join(done.stdout.split()).count("built-in(tiny-random,tiny-random-next,") == 3  # wrapped lines joined
+    assert "transformers imported: False" in done.stderr, done.stderr[-500:]
 
 
 @pytest.mark.parametrize("command", ["chat", "compress", "calibrate"])
