@@ -4,6 +4,7 @@
     prunesid compress IMAGE --model tiny-random --budget 64 [--json] [--out overlay.png]
     prunesid chat CLIP.mp4 "question" [--model tiny-random-video-llava] [--budget 17]   (a video: N per frame)
     prunesid compress CLIP.mp4 --json    (per frame: the method's numbers, kept tokens; --out draws the frame strips)
+    prunesid chat CLIP.mp4 "question" --model tiny-random-qwen2.5-vl --fps 2   (Qwen-VL: frames at a rate of the clip)
     prunesid calibrate IMAGES_OR_DIRS... --model tiny-random [--json]     (phi_ref for a dynamic budget)
 
 ``--method`` and the method options are derived from the press registry
@@ -28,6 +29,10 @@ NEWLINES = ("authors", "rows")
 # The built-ins' names from a list kept without transformers, whose import costs seconds help does not need.
 BUILTIN_LIST = ", ".join(BUILTIN_NAMES)
 NEWLINES_HELP = "LLaVA-NeXT: newline tokens of compressed runs, none (authors, the default) or one per row of the unpadded grid (rows)"
+FPS_HELP = (
+    "Qwen-VL clips: sample RATE frames a second of the clip (seconds x RATE frames, 4 to 32, an even count, "
+    "at most the clip's own) instead of 16 frames whatever its length"
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
         sub.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
+        sub.add_argument("--fps", type=_frame_rate, default=None, metavar="RATE", help=FPS_HELP)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     chat = commands.add_parser("chat", help="answer a question about an image or a video clip")
@@ -119,6 +125,21 @@ def method_options(sub: argparse.ArgumentParser) -> None:
             group.add_argument(*spec.flags, dest=dest, default=None, metavar=spec.name.upper(), help=text.replace("%", "%%"))
 
 
+def _frame_rate(text: str) -> float:
+    """``--fps``: a number of frames per second the sampling rule accepts (checked by it)."""
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give frames per second of the clip, e.g. 2") from None
+    from prunesid.video import FrameRate  # only when --fps is given: parsing stays light
+
+    try:
+        FrameRate(fps=rate)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("fps ")) from None  # "must be ... in (0, 60], got -1.0"
+    return rate
+
+
 def _about(info) -> str:
     return info.summary + (f" ({info.label}, {info.paper})" if info.paper else "")
 
@@ -144,10 +165,12 @@ def _press(args):
 
 def _load(args):
     from prunesid.images import load_image
-    from prunesid.video import is_video, load_video
+    from prunesid.video import DEFAULT_FRAMES, FrameRate, is_video, load_video
     from prunesid.vlm.loading import load_vlm
 
     video = is_video(args.image)
+    if args.fps is not None and not video:
+        raise ValueError(f"--fps sets how a clip's frames are sampled; {args.image} is an image, not a video")
     defaulted = args.model is None
     if defaulted:
         args.model = DEFAULT_VIDEO_MODEL if video else DEFAULT_IMAGE_MODEL
@@ -157,7 +180,8 @@ def _load(args):
     press = _press(args)  # settings fail before a large model is loaded
     if getattr(args, "question", "x").strip() == "":
         raise ValueError("the question is empty; ask something about the image")
-    image = load_video(args.image) if video else load_image(args.image)  # a bad file fails before loading, too
+    sampling = DEFAULT_FRAMES if args.fps is None else FrameRate(fps=args.fps)
+    image = load_video(args.image, num_frames=sampling) if video else load_image(args.image)  # a bad file fails before loading, too
     if defaulted:  # only once the settings and the file are accepted: an error stays one line
         print(
             f"no --model given: {args.model}, an offline built-in with random weights "
@@ -165,9 +189,9 @@ def _load(args):
         )
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
-        min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines,
+        min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines, fps=args.fps,
     )
-    if video and vlm.family.num_frames not in (None, image.num_frames):
+    if video and vlm.family.num_frames not in (None, image.num_frames, sampling):
         image = load_video(args.image, num_frames=vlm.family.num_frames)  # the model's own frame count
     if frame_budget and vlm.family.preset == "qwen2-vl":  # Qwen-VL: N per 576 merged tokens of each group, as for images
         args.option_budget = None
@@ -304,6 +328,8 @@ def _clip(video) -> dict:
     return {
         "frames": video.num_frames, "indices": list(video.indices), "timestamps": list(video.timestamps),
         "total_frames": video.total_frames, "duration_s": video.duration, "fps": video.fps,
+        # The rate the frames were taken at (Qwen2.5-VL's second_per_grid_ts is 2 / it).
+        "sampled_fps": video.num_frames / video.total_frames * video.fps if video.fps else None,
     }
 
 
