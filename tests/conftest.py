@@ -26,6 +26,29 @@ SLOW_BUILTINS = ("tiny-random-mgm-hd", "tiny-random-llava-onevision", "tiny-rand
 # Qwen3.5 (its name also marks -qwen3.5-moe) and Qwen3-VL-MoE run every Qwen-VL image and clip
 # test: about 35 s per built-in.
 SLOW_BUILTINS += ("tiny-random-qwen3.5", "tiny-random-qwen3-vl-moe")
+# Qwen2.5-VL runs every Qwen-VL image and clip test too (a twelfth of the quick tier): its press path (merged
+# tokens, the qwen2-vl preset) is Qwen2-VL's, so the quick tier keeps Qwen2-VL for images and
+# Qwen3-VL for clips; its tests that name it in the body only (pixel limits, ...) stay quick.
+SLOW_BUILTINS += ("tiny-random-qwen2.5-vl",)
+# The 50 and 100 MP files written for the peak-memory tests: decoding them takes seconds.
+BIG_FILE_FIXTURES = {"big_files"}
+# Single heavy tests whose check the quick tier already makes on a lighter case.
+HEAVY_TESTS = (
+    # runs MGM-HD (a slow built-in) without naming it in its id; the dynamic budget across
+    # views and images stays quick on InternVL's tiles and LLaVA-NeXT's views
+    "vlm/test_mini_gemini.py::test_dynamic_budget_is_shared_across_views_and_images",
+    # the same equivalence at 640 x 480 stays quick (and at 300 x 700 on LLaVA-1.5)
+    "vlm/test_vlm_equivalence.py::test_keeping_every_patch_equals_the_unmodified_model[size1-tiny_next_vlm]",
+    # a fresh interpreter, as the other tests of its file
+    "cli/test_cli_light_parsing.py::test_every_commands_help_does_not_import_transformers",
+)
+# The methods contract runs every press on every built-in. On the built-ins with many views or
+# frames the quick tier keeps PruneSID only: every press's fed count on every built-in stays
+# quick in tests/pipeline/test_press_contract.py, and every press's contract on LLaVA-1.5 (CLS
+# tower) and Qwen2-VL (merged tokens, no CLS).
+MATRIX_FILE = "methods/test_methods_contract.py"
+MATRIX_QUICK_PRESS = "prunesid"
+MATRIX_HEAVY_BUILTINS = ("tiny-random-next", "tiny-random-mgm", "tiny-random-video-llava", "tiny-random-qwen3-vl")
 TESTS = Path(__file__).resolve().parent
 
 
@@ -48,8 +71,18 @@ def pytest_collection_modifyitems(config, items):
         if BROWSER_FIXTURES & set(item.fixturenames):
             item.add_marker("browser")
         on_slow_builtin = any(name in item.nodeid for name in SLOW_BUILTINS)
-        if relative.startswith(APP_FOLDER + "/") or LAUNCHED_APP_FIXTURES & set(item.fixturenames) or on_slow_builtin:
+        heavy = BIG_FILE_FIXTURES & set(item.fixturenames) or f"{relative}::{item.name}" in HEAVY_TESTS
+        heavy = heavy or (relative == MATRIX_FILE and _heavy_matrix_cell(item))
+        if relative.startswith(APP_FOLDER + "/") or LAUNCHED_APP_FIXTURES & set(item.fixturenames) or on_slow_builtin or heavy:
             item.add_marker("slow")
+
+
+def _heavy_matrix_cell(item) -> bool:
+    """A press other than the quick one on a built-in with many views or frames."""
+    params = getattr(item, "callspec", None)
+    if params is None or "model" not in params.params or "name" not in params.params:
+        return False
+    return params.params["model"] in MATRIX_HEAVY_BUILTINS and params.params["name"] != MATRIX_QUICK_PRESS
 
 
 @pytest.fixture(scope="session")
