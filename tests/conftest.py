@@ -26,9 +26,9 @@ SLOW_BUILTINS = ("tiny-random-mgm-hd", "tiny-random-llava-onevision", "tiny-rand
 # Qwen3.5 (its name also marks -qwen3.5-moe) and Qwen3-VL-MoE run every Qwen-VL image and clip
 # test: about 35 s per built-in.
 SLOW_BUILTINS += ("tiny-random-qwen3.5", "tiny-random-qwen3-vl-moe")
-# Qwen2.5-VL runs every Qwen-VL image and clip test too (a twelfth of the quick tier): its press path (merged
-# tokens, the qwen2-vl preset) is Qwen2-VL's, so the quick tier keeps Qwen2-VL for images and
-# Qwen3-VL for clips; its tests that name it in the body only (pixel limits, ...) stay quick.
+# Qwen2.5-VL runs every Qwen-VL image and clip test too (a twelfth of the quick tier): its press
+# path (merged tokens, the qwen2-vl preset) is Qwen2-VL's, so the quick tier keeps Qwen2-VL for
+# images and Qwen3-VL for clips; its tests naming it in the body only (pixel limits, ...) stay.
 SLOW_BUILTINS += ("tiny-random-qwen2.5-vl",)
 # The 50 and 100 MP files written for the peak-memory tests: decoding them takes seconds.
 BIG_FILE_FIXTURES = {"big_files"}
