@@ -114,6 +114,24 @@ def scene(width: int = 640, height: int = 480, seed: int = 0) -> Image.Image:
     return image
 
 
+def scene_clip(path, frames: int, fps: int, size: tuple[int, int]) -> str:
+    """An H.264 clip (PyAV) of ``frames`` scenes (seeds 0, 1, ...) at ``fps``: each frame tells
+    which it is; ``size`` (width, height) even."""
+    import av
+
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
+        stream.options = {"crf": "10", "threads": "1"}
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.asarray(scene(*size, seed=i)), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return str(path)
+
+
 @pytest.fixture
 def picture() -> Image.Image:
     return scene()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from prunesid.cli import main
-from tests.conftest import scene
+from tests.conftest import scene, scene_clip
 
 MODEL = "tiny-random-qwen2-vl"
 FRAMES, FPS, SIZE = 36, 6, (112, 84)  # 6 s
@@ -18,20 +18,7 @@ FRAMES, FPS, SIZE = 36, 6, (112, 84)  # 6 s
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> str:
-    import av
-
-    path = tmp_path_factory.mktemp("fps-cli") / "clip.mp4"
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=FPS)
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
-        stream.options = {"crf": "10", "threads": "1"}
-        for i in range(FRAMES):
-            frame = av.VideoFrame.from_ndarray(np.asarray(scene(*SIZE, seed=i)), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return str(path)
+    return scene_clip(tmp_path_factory.mktemp("fps-cli") / "clip.mp4", FRAMES, FPS, SIZE)
 
 
 @pytest.mark.parametrize("rate, frames, indices", [

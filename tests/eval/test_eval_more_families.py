@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("lmms_eval")
 
 from prunesid.vlm.family import FAMILIES  # noqa: E402
-from tests.conftest import scene  # noqa: E402
+from tests.conftest import scene, scene_clip  # noqa: E402
 from tests.eval import qwen_vl_utils_standin  # noqa: E402
 
 pytestmark = pytest.mark.eval
@@ -142,9 +142,7 @@ CLIP_FRAMES = 8  # lmms-eval's num_frames, sampled from the clip's 12
 
 @pytest.fixture(scope="module")
 def clip_file(tmp_path_factory):
-    from tests.eval.test_eval_qwen_video import write_clip
-
-    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4")
+    return scene_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", 12, 6, (224, 168))
 
 
 def internvl_answer(lm, clip: str, with_image: bool):

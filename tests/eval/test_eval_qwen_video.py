@@ -22,7 +22,7 @@ import torch
 lmms_eval = pytest.importorskip("lmms_eval")
 
 from prunesid import PruneSID  # noqa: E402
-from tests.conftest import scene  # noqa: E402
+from tests.conftest import scene, scene_clip  # noqa: E402
 from tests.eval import qwen_vl_utils_standin  # noqa: E402
 
 pytestmark = pytest.mark.eval
@@ -41,19 +41,7 @@ def n_eff(tokens: int, budget: int) -> int:
 
 
 def write_clip(path, frames: int = FRAMES, fps: int = FPS, size=SIZE):
-    import av
-
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "yuv420p"
-        stream.options = {"crf": "10", "threads": "1"}
-        for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(np.asarray(scene(*size, seed=i)), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return str(path)
+    return scene_clip(path, frames, fps, size)
 
 
 @pytest.fixture(scope="module")

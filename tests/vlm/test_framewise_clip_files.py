@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 
 from prunesid.vlm.processors import FRAMEWISE_VIDEO, FramewiseVideoProcessor
-from tests.eval.test_eval_qwen_video import write_clip
+from tests.conftest import scene_clip
 
 TOTAL = 12
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=TOTAL)
+    return scene_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", TOTAL, 6, (224, 168))
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,14 @@ import torch
 
 from prunesid.vlm.builtins import builtin_directory
 from prunesid.vlm.processors import FramewiseVideoProcessor, load_processor
-from tests.eval.test_eval_qwen_video import write_clip
+from tests.conftest import scene_clip
 
 COUNT = 4  # of the clip's 12 frames: centred 1, 4, 7, 10; from the first 0, 3, 6, 9
 
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
-    return write_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", frames=12)
+    return scene_clip(tmp_path_factory.mktemp("clip") / "clip.mp4", 12, 6, (224, 168))
 
 
 @pytest.mark.parametrize(("builtin", "model_type", "rule"), [("tiny-random-internvl", "internvl", "centred"), ("tiny-random-video-llava", "video_llava", "uniform")])
