@@ -173,6 +173,9 @@ class FramewiseVideoProcessor:
         for clip in make_batched_videos(videos):
             out = self.image_processor(images=list(clip), return_tensors="pt")
             clips.append(out.get("pixel_values", out.get("pixel_values_images")))
+        counts = [clip.shape[0] for clip in clips]
+        if len(set(counts)) > 1:  # one [clips, frames, ...] tensor holds them
+            raise ValueError(f"the clips of one call must have one frame count, got {counts}: sample them to the same num_frames")
         return BatchFeature({"pixel_values_videos": torch.stack(clips)})
 
     def decoded(self, path: str, num_frames: int | None = None, fps: float | None = None):

@@ -60,3 +60,12 @@ def test_a_count_the_clip_cannot_give_is_refused(clip, count):
 def test_an_unknown_rule_is_refused():
     with pytest.raises(ValueError, match="sampling must be 'uniform' or 'centred'"):
         FramewiseVideoProcessor(None, "random")
+
+
+def test_clips_of_different_lengths_in_one_call_are_refused_by_name(clip):
+    from prunesid.vlm.builtins import builtin_directory
+    from prunesid.vlm.processors import load_processor
+
+    processor = load_processor(str(builtin_directory("tiny-random-internvl")), "internvl").video_processor
+    with pytest.raises(ValueError, match=r"the clips of one call must have one frame count, got \[4, 3\]"):
+        processor([processor.decoded(clip, 4), processor.decoded(clip, 3)])
