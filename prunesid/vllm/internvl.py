@@ -42,7 +42,7 @@ from vllm.multimodal.processing import PromptReplacement, PromptUpdateDetails, c
 from prunesid.geometry import PatchGrid
 from prunesid.vlm.family import EncodedMedia
 from prunesid.vlm.internvl import InternVLLayout, internvit_cls_attention
-from prunesid.vllm.llava import EngineFamily, SentEmbeddings, pressed_embeddings, sent_embeddings
+from prunesid.vllm.llava import EngineFamily, SentEmbeddings, TakesSentEmbeddings, pressed_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
 
 
@@ -137,16 +137,12 @@ class _InternVLEngineFamily(EngineFamily):
 
 
 @MULTIMODAL_REGISTRY.register_processor(PressedInternVLProcessor, info=PressedInternVLInfo, dummy_inputs=InternS1DummyInputsBuilder)
-class PruneSIDInternVLForConditionalGeneration(InternS1ForConditionalGeneration):
+class PruneSIDInternVLForConditionalGeneration(TakesSentEmbeddings, InternS1ForConditionalGeneration):
     def __init__(self, *, vllm_config, prefix: str = "") -> None:
         checked = engine_press(vllm_config.model_config.hf_config)  # before any weight is built
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.engine_press = checked
         self.press_family = _InternVLEngineFamily(self, checked.layout)
-
-    def _parse_and_validate_image_input(self, **kwargs):
-        sent = sent_embeddings(kwargs)
-        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
 
     def _process_vision_input(self, image_input):
         if isinstance(image_input, SentEmbeddings):

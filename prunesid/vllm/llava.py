@@ -86,6 +86,15 @@ class PressedLlavaInfo(LlavaProcessingInfo):
         return engine_press(self.get_hf_config()).fed_tokens((image_width, image_height))
 
 
+class TakesSentEmbeddings:
+    """In front of a vLLM model class: ``image_embeds`` a client sent are read as they are, one
+    tensor per image of any length (:func:`sent_embeddings`), before vLLM's own parsing."""
+
+    def _parse_and_validate_image_input(self, **kwargs):
+        sent = sent_embeddings(kwargs)
+        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
+
+
 class EngineFamily(Family):
     """The library's family adapter over vLLM's modules: the projector and the layout."""
 
@@ -114,7 +123,7 @@ def pressed_embeddings(family: Family, encoded: EncodedMedia, press) -> torch.Te
 
 
 @MULTIMODAL_REGISTRY.register_processor(LlavaMultiModalProcessor, info=PressedLlavaInfo, dummy_inputs=LlavaDummyInputsBuilder)
-class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
+class PruneSIDLlavaForConditionalGeneration(TakesSentEmbeddings, LlavaForConditionalGeneration):
     def __init__(self, *, vllm_config, prefix: str = "") -> None:
         checked = engine_press(vllm_config.model_config.hf_config)  # before any weight is built
         super().__init__(vllm_config=vllm_config, prefix=prefix)
@@ -122,10 +131,6 @@ class PruneSIDLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             raise ValueError(f"{CONFIG_KEY}: the vLLM plug-in supports CLIP towers, got {type(self.vision_tower).__name__}")
         self.engine_press = checked
         self.press_family = EngineFamily(self, checked.layout)
-
-    def _parse_and_validate_image_input(self, **kwargs):
-        sent = sent_embeddings(kwargs)
-        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
 
     def _process_image_input(self, image_input):
         if isinstance(image_input, SentEmbeddings):

@@ -21,7 +21,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from prunesid.vlm.family import EncodedMedia
 from prunesid.vlm.llava_next import AnyResLayout
-from prunesid.vllm.llava import EngineFamily, SentEmbeddings, encode_tower, pressed_embeddings, sent_embeddings
+from prunesid.vllm.llava import EngineFamily, SentEmbeddings, TakesSentEmbeddings, encode_tower, pressed_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
 
 
@@ -54,16 +54,12 @@ class _NextEngineFamily(EngineFamily):
 
 
 @MULTIMODAL_REGISTRY.register_processor(LlavaNextMultiModalProcessor, info=PressedLlavaNextInfo, dummy_inputs=LlavaDummyInputsBuilder)
-class PruneSIDLlavaNextForConditionalGeneration(LlavaNextForConditionalGeneration):
+class PruneSIDLlavaNextForConditionalGeneration(TakesSentEmbeddings, LlavaNextForConditionalGeneration):
     def __init__(self, *, vllm_config, prefix: str = "") -> None:
         checked = engine_press(vllm_config.model_config.hf_config)
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self.engine_press = checked
         self.press_family = _NextEngineFamily(self, checked.layout)
-
-    def _parse_and_validate_image_input(self, **kwargs):
-        sent = sent_embeddings(kwargs)
-        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
 
     def _process_image_input(self, image_input):
         if isinstance(image_input, SentEmbeddings):

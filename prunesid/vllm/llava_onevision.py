@@ -29,7 +29,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from prunesid.vlm.family import EncodedMedia
 from prunesid.vlm.llava_onevision import OneVisionLayout, max_tiles
-from prunesid.vllm.llava import EngineFamily, SentEmbeddings, pressed_embeddings, sent_embeddings
+from prunesid.vllm.llava import EngineFamily, SentEmbeddings, TakesSentEmbeddings, pressed_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
 
 NEWLINES = "rows"  # the model's own packing: a press keeping everything feeds vLLM's own count
@@ -83,7 +83,7 @@ class _OnevisionEngineFamily(EngineFamily):
 @MULTIMODAL_REGISTRY.register_processor(
     LlavaOnevisionMultiModalProcessor, info=PressedOnevisionInfo, dummy_inputs=LlavaOnevisionDummyInputsBuilder
 )
-class PruneSIDLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditionalGeneration):
+class PruneSIDLlavaOnevisionForConditionalGeneration(TakesSentEmbeddings, LlavaOnevisionForConditionalGeneration):
     def __init__(self, *, vllm_config, prefix: str = "") -> None:
         checked = engine_press(vllm_config.model_config.hf_config)  # before any weight is built
         super().__init__(vllm_config=vllm_config, prefix=prefix)
@@ -91,10 +91,6 @@ class PruneSIDLlavaOnevisionForConditionalGeneration(LlavaOnevisionForConditiona
             raise ValueError(f"{CONFIG_KEY}: the vLLM plug-in supports SigLIP towers here, got {type(self.vision_tower).__name__}")
         self.engine_press = checked
         self.press_family = _OnevisionEngineFamily(self, checked.layout)
-
-    def _parse_and_validate_image_input(self, **kwargs):
-        sent = sent_embeddings(kwargs)
-        return sent if sent is not None else super()._parse_and_validate_image_input(**kwargs)
 
     def _process_image_input(self, image_input):
         if isinstance(image_input, SentEmbeddings):
