@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from transformers import BatchEncoding
 
 from prunesid.geometry import PatchGrid
 from prunesid.vlm.family import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
@@ -30,42 +31,106 @@ from prunesid.vlm.towers import encode_views
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
-# The conversation template each variant was trained with (MGM's conv_mode): vicuna_v1 for
-# the Vicuna-based models, gemma for MGM-2B, mistral_instruct for Mixtral / Mistral.
+# MGM's conversation templates (mgm/conversation.py), as its cli.py and eval scripts pick them:
+# vicuna_v1 (Vicuna / Llama-2 models), llama_3 (MGM-8B), chatml_direct (MGM-34B, Yi), gemma
+# (MGM-2B), mistral_instruct (Mixtral / Mistral). Images: "<image>\n" each before the text; with
+# two or more in the conversation each is preceded by "Image i:", as cli.py splices them.
+_COUNT_IMAGES = (
+    "{% set ns = namespace(total=0, seen=0) %}{% for message in messages if message['content'] is not string %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}{% set ns.total = ns.total + 1 %}{% endfor %}{% endfor %}"
+)
 _PARTS = (
     "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] if part['type'] == 'image' %}<image>\n{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'image' %}{% set ns.seen = ns.seen + 1 %}"
+    "{% if ns.total >= 2 %}Image {{ ns.seen }}:{% endif %}<image>\n{% endfor %}"
     "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}{% endif %}"
 )
+
+
+def _template(system: str, user: tuple[str, str], assistant: tuple[str, str], generation: str, later_user: str | None = None) -> str:
+    """A chat template: ``system``, then each turn as ``before + content + after``; ``later_user``
+    replaces the user's ``before`` after the first turn (mistral_instruct's ``<s>``)."""
+    first = user[0] if later_user is None else f"{{% if loop.first %}}{user[0]}{{% else %}}{later_user}{{% endif %}}"
+    return (
+        _COUNT_IMAGES + system + "{% for message in messages if message['role'] != 'system' %}"
+        f"{{% if message['role'] == 'user' %}}{first}{_PARTS}{user[1]}{{% else %}}{assistant[0]}{_PARTS}{assistant[1]}{{% endif %}}"
+        f"{{% endfor %}}{{% if add_generation_prompt %}}{generation}{{% endif %}}"
+    )
+
+
+_LLAMA_3_HEADER = "<|start_header_id|>{}<|end_header_id|>\n\n"
 CHAT_TEMPLATES = {
-    "llama": (
-        "A chat between a curious human and an artificial intelligence assistant. The assistant gives helpful, "
-        "detailed, and polite answers to the human's questions. "
-        "{% for message in messages if message['role'] != 'system' %}"
-        "{% if message['role'] == 'user' %}USER: {% else %}ASSISTANT: {% endif %}" + _PARTS +
-        "{% if message['role'] == 'assistant' %}</s>{% else %} {% endif %}{% endfor %}"
-        "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+    "vicuna_v1": _template(
+        "A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, "
+        "detailed, and polite answers to the user's questions. ", ("USER: ", " "), ("ASSISTANT: ", "</s>"), "ASSISTANT:",
     ),
-    "gemma": (
-        "{% for message in messages if message['role'] != 'system' %}"
-        "<start_of_turn>{% if message['role'] == 'user' %}user{% else %}model{% endif %}\n" + _PARTS +
-        "<end_of_turn>\n{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    "llama_3": _template(
+        _LLAMA_3_HEADER.format("system") + "You are a helpful language and vision assistant. You are able to understand the "
+        "visual content that the user provides, and assist the user with a variety of tasks using natural language.<|eot_id|>",
+        # MGM's llama_3 names the assistant's turn "system": what MGM-8B was trained with.
+        (_LLAMA_3_HEADER.format("user"), "<|eot_id|>"), (_LLAMA_3_HEADER.format("system"), "<|eot_id|>"), _LLAMA_3_HEADER.format("system"),
     ),
-    "mistral": (
-        "{% for message in messages if message['role'] != 'system' %}"
-        "{% if message['role'] == 'user' %}[INST] " + _PARTS + " [/INST]{% else %}" + _PARTS + "</s>{% endif %}{% endfor %}"
+    "chatml_direct": _template(
+        "<|im_start|>system\nAnswer the questions.<|im_end|>", ("<|im_start|>user\n", "<|im_end|>"),
+        ("<|im_start|>assistant\n", "<|im_end|>"), "<|im_start|>assistant\n",
     ),
+    "gemma": _template(
+        "", ("<start_of_turn>user\n", "<end_of_turn>\n"), ("<start_of_turn>model\n", "<end_of_turn>\n<eos>"), "<start_of_turn>model\n",
+    ),
+    "mistral_instruct": _template("", ("[INST] ", " [/INST]"), (" ", " </s>"), "", later_user="<s>[INST] "),
 }
-CHAT_TEMPLATES["mixtral"] = CHAT_TEMPLATES["mistral"]
+
+
+def conversation_mode(llm_type: str, vocabulary) -> str:
+    """MGM's conv_mode for a checkpoint: by its LLM, and for Llama-architecture models by the
+    tokenizer (Llama-3's ``<|eot_id|>``, Yi's ChatML ``<|im_start|>``, else Vicuna)."""
+    if llm_type == "gemma":
+        return "gemma"
+    if llm_type in ("mistral", "mixtral"):
+        return "mistral_instruct"
+    if "<|eot_id|>" in vocabulary:
+        return "llama_3"
+    if "<|im_start|>" in vocabulary:
+        return "chatml_direct"
+    return "vicuna_v1"
+
+
+class ChunkwiseTokenizer:
+    """The checkpoint's tokenizer, tokenising a prompt as MGM's ``tokenizer_image_token`` does:
+    each text chunk around ``<image>`` on its own (a SentencePiece tokenizer thus gives each
+    chunk its dummy-prefix "▁": ``<image>`` is followed by "▁", "\\n" as in the original), the
+    beginning-of-sequence token only before the first. Everything else is the tokenizer's own."""
+
+    def __init__(self, tokenizer):
+        self._tokenizer = tokenizer
+
+    def __getattr__(self, name):
+        if name == "_tokenizer":  # not yet set (a copy being built): no recursion
+            raise AttributeError(name)
+        return getattr(self._tokenizer, name)
+
+    def __len__(self) -> int:
+        return len(self._tokenizer)
+
+    def __call__(self, text, *args, **kwargs):
+        if not isinstance(text, str) or "<image>" not in text or args or kwargs.get("return_tensors"):
+            return self._tokenizer(text, *args, **kwargs)
+        image_id = self._tokenizer.convert_tokens_to_ids("<image>")
+        first, *rest = text.split("<image>")
+        ids = list(self._tokenizer(first, **kwargs)["input_ids"])
+        for chunk in rest:
+            ids += [image_id] + list(self._tokenizer(chunk, **{**kwargs, "add_special_tokens": False})["input_ids"])
+        return BatchEncoding({"input_ids": ids, "attention_mask": [1] * len(ids)})
 
 
 class MiniGeminiProcessor:
     """Tokenizer, image processor (normalisation and the aux resize) and chat template."""
 
-    def __init__(self, tokenizer, image_processor, chat_template: str):
-        self.tokenizer = tokenizer
+    def __init__(self, tokenizer, image_processor, chat_template: str, tokenizer_files: dict[str, bytes] | None = None):
+        self.tokenizer = tokenizer if isinstance(tokenizer, ChunkwiseTokenizer) else ChunkwiseTokenizer(tokenizer)
         self.image_processor = image_processor
         self.chat_template = chat_template
+        self.tokenizer_files = tokenizer_files or {}  # the checkpoint's own tokenizer files, as read (save_original writes them back)
 
     def apply_chat_template(self, messages, add_generation_prompt: bool = True, tokenize: bool = False, **kwargs):
         return self.tokenizer.apply_chat_template(
@@ -180,16 +245,16 @@ class MiniGemini(Family):
         return {"image_features": [run.embeds for run in runs]} if runs else {}
 
 
+TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
+
+
 def load_mini_gemini(path: str, dtype: torch.dtype):
     """``(model, processor)`` from a directory (or Hub id) in the original MGM format."""
-    from transformers import AutoTokenizer, CLIPImageProcessorPil
+    from transformers import CLIPImageProcessorPil
 
     directory = Path(path) if Path(path).is_dir() else _download(path)
     config = read_config(directory)  # before the weights: a bad config fails fast
-    tokenizer = _tokenizer(AutoTokenizer, directory)
-    if "<image>" not in tokenizer.get_vocab():
-        # The original splices features at id -200; a placeholder token the embedding never sees does the same.
-        tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tokenizer = load_tokenizer(directory)
     model = load_model(directory, dtype)
     model.config.image_token_id = tokenizer.convert_tokens_to_ids("<image>")
     stored = directory / "preprocessor_config.json"
@@ -199,28 +264,56 @@ def load_mini_gemini(path: str, dtype: torch.dtype):
         size={"shortest_edge": size}, crop_size={"height": size, "width": size},
         image_mean=stats.get("image_mean", OPENAI_CLIP_MEAN), image_std=stats.get("image_std", OPENAI_CLIP_STD),
     )
-    template_file = directory / "chat_template.json"
-    template = json.loads(template_file.read_text())["chat_template"] if template_file.is_file() else CHAT_TEMPLATES[MODEL_TYPES[config.model_type]]
-    return model, MiniGeminiProcessor(tokenizer, image_processor, template)
+    template = _stored_template(directory) or CHAT_TEMPLATES[conversation_mode(MODEL_TYPES[config.model_type], tokenizer.get_vocab())]
+    files = {name: (directory / name).read_bytes() for name in TOKENIZER_FILES if (directory / name).is_file()}
+    return model, MiniGeminiProcessor(tokenizer, image_processor, template, files)
 
 
-def _tokenizer(auto_tokenizer, directory: Path):
-    """The checkpoint's tokenizer; transformers reads config.json on the way and warns that it
-    does not know the model type (true, and harmless here): silenced."""
+def _stored_template(directory: Path) -> str | None:
+    """A chat template the directory ships (the releases ship none; a re-export may)."""
+    if (directory / "chat_template.jinja").is_file():
+        return (directory / "chat_template.jinja").read_text()
+    if (directory / "chat_template.json").is_file():
+        return json.loads((directory / "chat_template.json").read_text())["chat_template"]
+    return None
+
+
+def load_tokenizer(directory: Path):
+    """The checkpoint's tokenizer with an ``<image>`` placeholder (the original splices features
+    at id -200; a placeholder token the embedding never sees does the same). The releases ship
+    SentencePiece's tokenizer.model and no tokenizer.json: transformers converts it, which needs
+    the sentencepiece and protobuf packages; without them, one line saying so."""
+    from transformers import AutoTokenizer
+    from transformers.utils import is_protobuf_available, is_sentencepiece_available
     from transformers.utils import logging as transformers_logging
 
+    directory = Path(directory)
+    if not (directory / "tokenizer.json").is_file() and (directory / "tokenizer.model").is_file():
+        absent = [name for name, present in (("sentencepiece", is_sentencepiece_available()), ("protobuf", is_protobuf_available())) if not present]
+        if absent:
+            raise ValueError(
+                f"{directory}: this checkpoint's tokenizer is SentencePiece's tokenizer.model: install "
+                f"{' and '.join(absent)} (pip install {' '.join(absent)})"
+            )
+    if not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
+        raise ValueError(f"{directory} has no tokenizer files (tokenizer.model or tokenizer.json): an incomplete download?")
+    # transformers reads config.json on the way and warns that it does not know the model type
+    # (true, and harmless here): silenced.
     level = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
-        return auto_tokenizer.from_pretrained(str(directory))
+        tokenizer = AutoTokenizer.from_pretrained(str(directory))
     finally:
         transformers_logging.set_verbosity(level)
+    if "<image>" not in tokenizer.get_vocab():
+        tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return tokenizer
 
 
 def _download(repo: str) -> Path:
     from huggingface_hub import snapshot_download
 
-    return Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors", "tokenizer*"]))
+    return Path(snapshot_download(repo, allow_patterns=["*.json", "*.safetensors", "*.bin", "tokenizer*"]))
 
 
 for _model_type in MODEL_TYPES:

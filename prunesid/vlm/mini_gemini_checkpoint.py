@@ -5,11 +5,15 @@
 ``mm_vision_select_layer``, ``image_size_aux``, ``image_grid``, ``image_global``,
 ``image_aspect_ratio``); ``model_type`` is ``mini_gemini`` / ``mini_gemini_gemma`` (the first
 releases) or ``mgm`` / ``mgm_gemma`` / ``mgm_mistral`` / ``mgm_mixtral``. Weights keep the
-original names (``model.vision_tower.vision_tower.vision_model.*``,
+original names (``model.vision_tower.vision_tower.vision_model.*``: MGM wraps transformers
+4.3x's ``CLIPVisionModel``, whose weights sit under ``vision_model.``; exports of newer code
+write them flat, ``model.vision_tower.vision_tower.embeddings.*``, and both are read;
 ``model.vision_tower_aux.vision_stem.*`` / ``vision_stages.*`` in timm's ConvNeXt names,
 ``model.mm_projector.*``, ``model.vlm_uni_{query,aux,val}_projector.*``, the LLM's
-``model.*`` and ``lm_head.*``), mapped here by name onto :class:`MiniGeminiModel` and loaded
-strictly: a missing, unknown or misshapen weight is a ValueError naming it.
+``model.*`` and ``lm_head.*``) in safetensors or PyTorch ``.bin`` shards, mapped here by
+name onto :class:`MiniGeminiModel` and loaded strictly: a missing, unknown or misshapen
+weight is a ValueError naming it. A tower the shards lack is read from its own repository
+(``prunesid.vlm.mini_gemini_towers``), as MGM's own loader does.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from safetensors.torch import save_file
 from transformers import CONFIG_MAPPING, AutoModelForCausalLM, GenerationConfig
 
 from prunesid.vlm.mini_gemini_model import CLIP_L_336, CONVNEXT_LARGE, MiniGeminiModel
+from prunesid.vlm.mini_gemini_towers import AUX_PREFIX, CLIP_PREFIX, read_tower, tower_directory
 
 # model_type -> the transformers model type of its language model
 MODEL_TYPES = {
@@ -39,7 +44,8 @@ MGM_KEYS = (
 # (original, native) name patterns; the first that matches maps a weight.
 _AUX_BLOCK = {"conv_dw": "dwconv", "norm": "layernorm", "mlp.fc1": "pwconv1", "mlp.fc2": "pwconv2", "gamma": "layer_scale_parameter"}
 NAME_MAP = [
-    (r"model\.vision_tower\.vision_tower\.(.+)", r"vision_tower.\1"),
+    (r"model\.vision_tower\.vision_tower\.vision_model\.(.+)", r"vision_tower.\1"),  # transformers 4.3x (the releases)
+    (r"model\.vision_tower\.vision_tower\.(.+)", r"vision_tower.\1"),  # flat: transformers 5
     (r"model\.vision_tower_aux\.vision_stem\.0\.(weight|bias)", r"aux_tower.embeddings.patch_embeddings.\1"),
     (r"model\.vision_tower_aux\.vision_stem\.1\.(weight|bias)", r"aux_tower.embeddings.layernorm.\1"),
     (r"model\.vision_tower_aux\.vision_stages\.(\d+)\.downsample\.(\d)\.(weight|bias)", r"aux_tower.stages.\1.downsampling_layer.\2.\3"),
@@ -112,7 +118,7 @@ def native_name(original: str) -> str | None:
 def original_name(native: str) -> str:
     """The inverse of :func:`native_name` (what an export writes)."""
     rules = [
-        (r"vision_tower\.(.+)", r"model.vision_tower.vision_tower.\1"),
+        (r"vision_tower\.(.+)", r"model.vision_tower.vision_tower.vision_model.\1"),
         (r"aux_tower\.embeddings\.patch_embeddings\.(.+)", r"model.vision_tower_aux.vision_stem.0.\1"),
         (r"aux_tower\.embeddings\.layernorm\.(.+)", r"model.vision_tower_aux.vision_stem.1.\1"),
         (r"aux_tower\.stages\.(\d+)\.downsampling_layer\.(\d)\.(.+)", r"model.vision_tower_aux.vision_stages.\1.downsample.\2.\3"),
@@ -139,16 +145,56 @@ def read_config(directory: Path) -> MiniGeminiConfig:
     return config
 
 
-def read_weights(directory: Path) -> dict[str, torch.Tensor]:
+WEIGHT_FORMATS = {"safetensors": ("model", ".safetensors"), "bin": ("pytorch_model", ".bin")}
+
+
+def weight_files(directory: Path) -> list[Path]:
+    """The checkpoint's weight files: safetensors (one file or shards) first, else PyTorch ``.bin``
+    (MGM's first releases); ValueError naming what is missing."""
     directory = Path(directory)
-    files = sorted(directory.glob("*.safetensors"))
-    if not files:
-        raise ValueError(f"{directory} has no *.safetensors weights (Mini-Gemini checkpoints are loaded from safetensors)")
+    for stem, suffix in WEIGHT_FORMATS.values():
+        index = directory / f"{stem}{suffix}.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            except (OSError, ValueError, KeyError, AttributeError) as error:
+                raise ValueError(f"{index} is not a valid weight index: {error}") from error
+            missing = [shard for shard in shards if not (directory / shard).is_file()]
+            if missing:
+                raise ValueError(f"{directory} lacks {len(missing)} of its {len(shards)} weight shards ({', '.join(missing)}): an incomplete download?")
+            return [directory / shard for shard in shards]
+        files = sorted(directory.glob(f"{stem}*{suffix}"))
+        if files:
+            return files
+    raise ValueError(f"{directory} has no weights (model*.safetensors or pytorch_model*.bin): an incomplete download?")
+
+
+def read_weights(directory: Path) -> dict[str, torch.Tensor]:
     tensors = {}
-    for path in files:
-        with safe_open(str(path), "pt") as weights:
-            tensors.update({name: weights.get_tensor(name) for name in weights.keys()})
+    for path in weight_files(Path(directory)):
+        if path.suffix == ".safetensors":
+            with safe_open(str(path), "pt") as weights:
+                tensors.update({name: weights.get_tensor(name) for name in weights.keys()})
+        else:
+            try:
+                tensors.update(torch.load(str(path), map_location="cpu", weights_only=True))
+            except Exception as error:  # not a torch file, or pickled objects beyond tensors
+                raise ValueError(f"{path} cannot be read as a PyTorch weight file: {error}") from error
     return tensors
+
+
+def add_missing_towers(tensors: dict[str, torch.Tensor], config: MiniGeminiConfig, directory: Path) -> None:
+    """Where the shards hold none of a tower's weights, read them from the tower's own repository."""
+    for role, prefix, key in (("clip", CLIP_PREFIX, "mm_vision_tower"), ("aux", AUX_PREFIX, "mm_vision_tower_aux")):
+        if not any(name.startswith(prefix) for name in tensors):
+            tensors.update(read_tower(tower_directory(str(config.raw.get(key)), role, Path(directory)), role))
+
+
+def _listed(names, limit: int = 5) -> str:
+    """At most ``limit`` names, then how many more: one readable line however many there are."""
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def load_weights(model: MiniGeminiModel, tensors: dict[str, torch.Tensor], source: str) -> None:
@@ -171,11 +217,11 @@ def load_weights(model: MiniGeminiModel, tensors: dict[str, torch.Tensor], sourc
     ]
     problems = []
     if unknown:
-        problems.append(f"unknown weights (no place in the model): {', '.join(sorted(unknown))}")
+        problems.append(f"{len(unknown)} unknown weights (no place in the model): {_listed(sorted(unknown))}")
     if missing:
-        problems.append(f"missing weights: {', '.join(missing)}")
+        problems.append(f"{len(missing)} missing weights: {_listed(missing)}")
     if shapes:
-        problems.append(f"wrong shapes: {'; '.join(shapes)}")
+        problems.append(f"wrong shapes: {_listed(shapes, 3)}")
     if problems:
         raise ValueError(f"{source} cannot be loaded as a Mini-Gemini checkpoint: " + "; ".join(problems))
     model.load_state_dict(mapped, strict=not tied)
@@ -185,19 +231,57 @@ def load_weights(model: MiniGeminiModel, tensors: dict[str, torch.Tensor], sourc
 
 def load_model(directory: str | Path, dtype: torch.dtype = torch.float32) -> MiniGeminiModel:
     config = read_config(Path(directory))
+    tensors = read_weights(Path(directory))
+    add_missing_towers(tensors, config, Path(directory))  # before building: a missing tower fails fast
     model = build_model(config)
-    load_weights(model, read_weights(Path(directory)), str(directory))
+    load_weights(model, tensors, str(directory))
     if (Path(directory) / "generation_config.json").is_file():
         model.language_model.generation_config = GenerationConfig.from_pretrained(str(directory))
     return model.to(dtype).eval()
 
 
-def save_original(model: MiniGeminiModel, directory: str | Path) -> Path:
-    """Write ``model`` in the original format: config.json, generation_config.json, model.safetensors."""
+def save_original(
+    model: MiniGeminiModel, directory: str | Path, processor=None, *, shards: int = 2, weight_format: str = "safetensors",
+    towers: bool = True,
+) -> Path:
+    """Write ``model`` as the YanweiLi/MGM-* repositories publish it: config.json, the weights in
+    ``shards`` files + index (``weight_format`` safetensors or MGM's first ``bin``), the CLIP
+    tower under ``vision_model.``, and, given the processor, its tokenizer files as loaded
+    (``tokenizer.model``, ``tokenizer_config.json``, ``special_tokens_map.json``). No generation,
+    preprocessor or chat-template file: the releases have none. ``towers=False`` leaves both
+    towers out of the weights (they then come from the towers' own repositories)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "config.json").write_text(json.dumps(model.config.to_dict(), indent=2, sort_keys=True) + "\n")
-    model.language_model.generation_config.save_pretrained(str(directory))
-    tensors = {original_name(name): tensor.contiguous() for name, tensor in model.state_dict().items()}
-    save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
+    tensors = {original_name(name): tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
+    if not towers:
+        tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith((CLIP_PREFIX, AUX_PREFIX))}
+    _write_shards(tensors, directory, shards, weight_format)
+    for name, content in (getattr(processor, "tokenizer_files", None) or {}).items():
+        (directory / name).write_bytes(content)
     return directory
+
+
+def _write_shards(tensors: dict[str, torch.Tensor], directory: Path, shards: int, weight_format: str) -> None:
+    stem, suffix = WEIGHT_FORMATS[weight_format]
+
+    def write(part: dict, path: Path) -> None:
+        if suffix == ".safetensors":
+            save_file(part, str(path), metadata={"format": "pt"})
+        else:
+            torch.save(part, str(path))
+
+    if shards == 1:
+        write(tensors, directory / f"{stem}{suffix}")
+        return
+    names = list(tensors)
+    per_shard = -(-len(names) // shards)
+    weight_map = {}
+    for shard in range(shards):
+        file = f"{stem}-{shard + 1:05d}-of-{shards:05d}{suffix}"
+        part = {name: tensors[name] for name in names[shard * per_shard:(shard + 1) * per_shard]}
+        write(part, directory / file)
+        weight_map.update(dict.fromkeys(part, file))
+    total = sum(tensor.numel() * tensor.element_size() for tensor in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (directory / f"{stem}{suffix}.index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")

@@ -17,6 +17,7 @@ import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from safetensors import safe_open
 from safetensors.torch import save_file
@@ -41,12 +42,17 @@ class HubLayout:
     # Tokenizer files besides tokenizer.json and tokenizer_config.json (LLaMA-based repositories:
     # special_tokens_map.json, added_tokens.json; Qwen-based: vocab.json, merges.txt).
     tokenizer_files: tuple[str, ...] = ("special_tokens_map.json", "added_tokens.json")
+    # A family with a checkpoint format of its own (Mini-Gemini): writer(model, processor,
+    # directory, layout) writes the whole directory instead of the steps below.
+    writer: Callable | None = None
 
 
 def write_checkpoint(model, processor, directory: str | Path, layout: HubLayout) -> Path:
     """Write ``model`` and ``processor`` into ``directory`` (created) in ``layout``."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    if layout.writer is not None:
+        return layout.writer(model, processor, directory, layout)
     with tempfile.TemporaryDirectory() as scratch:
         model.save_pretrained(scratch)  # transformers' own names (the repositories' format)
         _write_config(json.loads((Path(scratch) / "config.json").read_text()), directory, layout)

@@ -71,7 +71,8 @@ def _fingerprint() -> str:
     import transformers
 
     digest = hashlib.sha256(transformers.__version__.encode())
-    for source in sorted(Path(__file__).parent.glob("*.py")):
+    # this package, and the checkpoint formats of families that write their own (Mini-Gemini)
+    for source in sorted(Path(__file__).parent.glob("*.py")) + sorted(Path(__file__).parents[1].glob("mini_gemini*.py")):
         digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
 
