@@ -190,7 +190,7 @@ def add_missing_towers(tensors: dict[str, torch.Tensor], config: MiniGeminiConfi
             tensors.update(read_tower(tower_directory(str(config.raw.get(key)), role, Path(directory)), role))
 
 
-def _listed(names, limit: int = 5) -> str:
+def _listed(names, limit: int = 3) -> str:
     """At most ``limit`` names, then how many more: one readable line however many there are."""
     names = list(names)
     shown = ", ".join(names[:limit])
@@ -221,7 +221,7 @@ def load_weights(model: MiniGeminiModel, tensors: dict[str, torch.Tensor], sourc
     if missing:
         problems.append(f"{len(missing)} missing weights: {_listed(missing)}")
     if shapes:
-        problems.append(f"wrong shapes: {_listed(shapes, 3)}")
+        problems.append(f"wrong shapes: {_listed(shapes)}")
     if problems:
         raise ValueError(f"{source} cannot be loaded as a Mini-Gemini checkpoint: " + "; ".join(problems))
     model.load_state_dict(mapped, strict=not tied)
