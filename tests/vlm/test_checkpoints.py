@@ -243,7 +243,9 @@ def test_a_builtin_is_loaded_from_its_hub_layout_directory(name):
     assert builtin_directory(name) == directory  # written once
     vlm = load_vlm(name, device="cpu")
     assert vlm.name == name and Path(vlm.model.config._name_or_path) == directory
-    assert (directory / "preprocessor_config.json").is_file() and (directory / "config.json").is_file()
+    assert (directory / "config.json").is_file()
+    # Mini-Gemini's releases have no preprocessor config (tests/vlm/test_mini_gemini_release.py)
+    assert (directory / "preprocessor_config.json").is_file() == (BUILTINS[name].layout.writer is None)
 
 
 def test_the_video_llava_processor_takes_clips_without_torchvision(checkpoints):
