@@ -6,7 +6,8 @@ the weight names of its CLIP towers (``vision_tower.vision_model.*``), the keys 
 ``config.json`` (``image_token_index``, Qwen2-VL's flat text configuration with ``rope_scaling``),
 ``preprocessor_config.json`` (the ``image_processor_type`` and ``processor_class`` the
 repository names, Qwen2-VL's top-level ``min_pixels`` / ``max_pixels``),
-``processor_config.json``, ``video_preprocessor_config.json``, ``chat_template.json``,
+``processor_config.json``, ``video_preprocessor_config.json``, ``chat_template.json`` (or
+``.jinja``), the MoE experts' layout, weights the release carries beside the model's,
 ``generation_config.json`` and the tokenizer files. Loading such a directory is what a user
 does with a download, so the built-ins are loaded from one (``prunesid.vlm.builtins``).
 """
@@ -42,6 +43,14 @@ class HubLayout:
     # Tokenizer files besides tokenizer.json and tokenizer_config.json (LLaMA-based repositories:
     # special_tokens_map.json, added_tokens.json; Qwen-based: vocab.json, merges.txt).
     tokenizer_files: tuple[str, ...] = ("special_tokens_map.json", "added_tokens.json")
+    chat_template_file: str = "chat_template.json"  # or "chat_template.jinja" (Qwen3.5: the template's text)
+    # MoE experts as the release stores them (Qwen3-VL-MoE: gate_up_proj [E, hidden, 2I], down_proj
+    # [E, I, hidden]), transformers 5 keeps them transposed ([E, 2I, hidden], [E, hidden, I]) and
+    # transposes on load
+    experts_as_released: bool = False
+    # Weights the release carries beside the model's (Qwen3.5's multi-token-prediction head mtp.*,
+    # which transformers skips on load): extra_weights(config.json as a dict) -> {name: tensor}
+    extra_weights: Callable | None = None
     # A family with a checkpoint format of its own (Mini-Gemini): writer(model, processor,
     # directory, layout) writes the whole directory instead of the steps below.
     writer: Callable | None = None
@@ -57,7 +66,11 @@ def write_checkpoint(model, processor, directory: str | Path, layout: HubLayout)
         model.save_pretrained(scratch)  # transformers' own names (the repositories' format)
         _write_config(json.loads((Path(scratch) / "config.json").read_text()), directory, layout)
         (directory / "generation_config.json").write_text((Path(scratch) / "generation_config.json").read_text())
-        _write_weights(_read_weights(Path(scratch)), directory, layout)
+        config = json.loads((Path(scratch) / "config.json").read_text())
+        tensors = _read_weights(Path(scratch))
+        if layout.extra_weights is not None:
+            tensors.update(layout.extra_weights(config))
+        _write_weights(tensors, directory, layout)
     _write_processor(processor, directory, layout)
     _write_tokenizer(processor.tokenizer, directory, layout)
     return directory
@@ -90,6 +103,8 @@ def _read_weights(scratch: Path) -> dict:
 def _write_weights(tensors: dict, directory: Path, layout: HubLayout) -> None:
     renamed = {}
     for name, tensor in tensors.items():
+        if layout.experts_as_released and name.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
+            tensor = tensor.transpose(1, 2)
         for prefix in layout.clip_towers:
             if name.startswith(prefix):
                 name = prefix + CLIP_PREFIX + name[len(prefix):]
@@ -129,7 +144,10 @@ def _write_processor(processor, directory: Path, layout: HubLayout) -> None:
             if hasattr(processor, key)
         }
         _dump({**options, "processor_class": layout.processor_class}, directory / "processor_config.json")
-    _dump({"chat_template": processor.chat_template}, directory / "chat_template.json")
+    if layout.chat_template_file.endswith(".jinja"):
+        (directory / layout.chat_template_file).write_text(processor.chat_template)
+    else:
+        _dump({"chat_template": processor.chat_template}, directory / layout.chat_template_file)
 
 
 def _write_tokenizer(tokenizer, directory: Path, layout: HubLayout) -> None:

@@ -137,17 +137,43 @@ QWEN3_VL_LAYOUT = HubLayout(
 )
 # Qwen3-VL-MoE and Qwen3.5 (dense and MoE) keep Qwen3-VL's files: nested configs and its
 # processor, image and video processor classes.
+# Qwen3-VL-MoE's release stores each layer's experts fused and transposed against transformers
+# 5's modules (gate_up_proj [E, hidden, 2I], down_proj [E, I, hidden]; transformers transposes
+# them on load).
 QWEN3_VL_MOE_LAYOUT = HubLayout(
     repo="Qwen/Qwen3-VL-30B-A3B-Instruct", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
-    shards=13, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+    shards=13, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES, experts_as_released=True,
 )
+
+
+def mtp_weights(config: dict) -> dict[str, torch.Tensor]:
+    """Qwen3.5's multi-token-prediction head as the releases carry it beside the model
+    (``mtp.fc``, its norms, one decoder layer's norms and attention): transformers 5 skips
+    ``mtp.*`` on load, so a directory with them must load to the same model."""
+    text = config["text_config"]
+    width, heads, kv_heads, head_dim = text["hidden_size"], text["num_attention_heads"], text["num_key_value_heads"], text["head_dim"]
+    shapes = {
+        "mtp.fc.weight": (width, 2 * width), "mtp.pre_fc_norm_embedding.weight": (width,), "mtp.pre_fc_norm_hidden.weight": (width,),
+        "mtp.norm.weight": (width,), "mtp.layers.0.input_layernorm.weight": (width,), "mtp.layers.0.post_attention_layernorm.weight": (width,),
+        "mtp.layers.0.self_attn.q_proj.weight": (2 * heads * head_dim, width),  # query and output gate
+        "mtp.layers.0.self_attn.k_proj.weight": (kv_heads * head_dim, width), "mtp.layers.0.self_attn.v_proj.weight": (kv_heads * head_dim, width),
+        "mtp.layers.0.self_attn.o_proj.weight": (width, heads * head_dim),
+        "mtp.layers.0.self_attn.q_norm.weight": (head_dim,), "mtp.layers.0.self_attn.k_norm.weight": (head_dim,),
+    }
+    generator = torch.Generator().manual_seed(SEED)
+    return {name: torch.randn(shape, generator=generator).to(torch.bfloat16) for name, shape in shapes.items()}
+
+
+# Qwen3.5 (released for transformers 5): the chat template as chat_template.jinja, the MTP head's weights.
 QWEN3_5_LAYOUT = HubLayout(
     repo="Qwen/Qwen3.5-27B", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
     shards=11, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+    chat_template_file="chat_template.jinja", extra_weights=mtp_weights,
 )
 QWEN3_5_MOE_LAYOUT = HubLayout(
     repo="Qwen/Qwen3.5-35B-A3B", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
     shards=14, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+    chat_template_file="chat_template.jinja", extra_weights=mtp_weights,
 )
 
 
@@ -242,11 +268,12 @@ def _qwen3_vision(deepstack: list[int] | None) -> dict:
 @register_builtin("tiny-random-qwen3-vl-moe", QWEN3_VL_MOE_LAYOUT)
 def build_tiny_qwen3_vl_moe():
     """Qwen3-VL-MoE: Qwen3-VL's tower with deepstack (two blocks), every LLM layer a sparse
-    mixture of 4 tiny experts, 2 routed per token."""
+    mixture of 4 tiny experts (48 wide), 2 routed per token."""
     tokenizer = build_qwen_tokenizer()
     text = _text_config(
         tokenizer, [4, 2, 2], head_dim=16, rope={"mrope_interleaved": True},
-        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=32, decoder_sparse_step=1,
+        # 48: the experts' two layouts differ in shape (2I = 96 vs hidden 64), so a transpose missed on load fails
+        num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, decoder_sparse_step=1,
     )
     config = Qwen3VLMoeConfig(vision_config=_qwen3_vision([1, 2]), text_config=text, **_token_ids(tokenizer))
     return _build(
