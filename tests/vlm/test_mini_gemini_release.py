@@ -38,13 +38,13 @@ CONVNEXT_DIR = "openclip-convnext-large-d-320-laion2B-s29B-b131K-ft-soup"
 
 
 @functools.lru_cache(maxsize=None)
-def _builtin():
-    return load_vlm(str(builtin_directory(BUILTIN)), device="cpu")
+def _builtin(name: str = BUILTIN):
+    return load_vlm(str(builtin_directory(name)), device="cpu")
 
 
-def _assert_same_model(directory: Path) -> None:
+def _assert_same_model(directory: Path, name: str = BUILTIN) -> None:
     """Weights, the tokens before the projector and the logits equal the built-in's."""
-    reference, loaded = _builtin(), load_vlm(str(directory), device="cpu")
+    reference, loaded = _builtin(name), load_vlm(str(directory), device="cpu")
     expected_weights = reference.model.state_dict()
     for name, tensor in loaded.model.state_dict().items():
         assert torch.equal(tensor, expected_weights[name]), name
@@ -58,16 +58,16 @@ def _assert_same_model(directory: Path) -> None:
         torch.testing.assert_close(logits, reference.model(input_ids=prepared.input_ids, **pixels).logits, rtol=0, atol=0)
 
 
-def _release(tmp_path: Path, **options) -> Path:
+def _release(tmp_path: Path, name: str = BUILTIN, **options) -> Path:
     """The built-in written again by save_original (``options``: shards, weight_format, towers)."""
-    vlm = _builtin()
+    vlm = _builtin(name)
     return save_original(vlm.model, tmp_path / "MGM-7B", vlm.processor, **options)
 
 
-def _clip_repository(root: Path, weight_file: str = "pytorch_model.bin") -> Path:
+def _clip_repository(root: Path, weight_file: str = "pytorch_model.bin", name: str = BUILTIN) -> Path:
     """openai/clip-vit-large-patch14-336's layout: a whole CLIP checkpoint (vision and text
     towers, projections) in transformers' names, its config and preprocessor config."""
-    model = _builtin().model
+    model = _builtin(name).model
     directory = root / CLIP_DIR
     directory.mkdir(parents=True)
     tensors = {"vision_model." + name: tensor.clone() for name, tensor in model.vision_tower.state_dict().items()}
@@ -85,10 +85,10 @@ def _clip_repository(root: Path, weight_file: str = "pytorch_model.bin") -> Path
     return directory
 
 
-def _convnext_repository(root: Path, weight_file: str = "open_clip_pytorch_model.bin") -> Path:
+def _convnext_repository(root: Path, weight_file: str = "open_clip_pytorch_model.bin", name: str = BUILTIN) -> Path:
     """The open_clip ConvNeXt-L/320 checkpoint's layout: the whole CLIP model in open_clip's
     names (the timm trunk under visual.trunk., its head, the projection head, the text tower)."""
-    model = _builtin().model
+    model = _builtin(name).model
     directory = root / CONVNEXT_DIR
     directory.mkdir(parents=True)
     tensors = {
@@ -164,6 +164,17 @@ def test_towers_missing_from_the_shards_come_from_their_repositories(tmp_path, m
     _convnext_repository(towers, weights[1])
     monkeypatch.setenv(ENV, str(towers))
     _assert_same_model(directory)
+
+
+@pytest.mark.slow  # the HD built-in: a 1536 px aux map, five views
+def test_the_hd_release_without_towers_equals_its_builtin(tmp_path, monkeypatch):
+    """MGM-7B-HD's layout (model_type mgm, 5 views, a 1536 px aux map), towers from their repositories."""
+    name = "tiny-random-mgm-hd"
+    directory = _release(tmp_path, name, towers=False)
+    _clip_repository(tmp_path / "towers", name=name)
+    _convnext_repository(tmp_path / "towers", "open_clip_model.safetensors", name=name)
+    monkeypatch.setenv(ENV, str(tmp_path / "towers"))
+    _assert_same_model(directory, name)
 
 
 def test_towers_at_the_released_model_zoo_paths(tmp_path, monkeypatch):
