@@ -15,6 +15,7 @@ exists in the tower although the model never feeds it). N per view: HD feeds 5 x
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import torch
@@ -298,11 +299,13 @@ def load_tokenizer(directory: Path):
     if not any((directory / name).is_file() for name in ("tokenizer.json", "tokenizer.model")):
         raise ValueError(f"{directory} has no tokenizer files (tokenizer.model or tokenizer.json): an incomplete download?")
     # transformers reads config.json on the way and warns that it does not know the model type
-    # (true, and harmless here): silenced.
+    # and that the releases' rope_scaling key is deprecated (true, and harmless here): silenced.
     level = transformers_logging.get_verbosity()
     transformers_logging.set_verbosity_error()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(directory))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=FutureWarning, message=".*rope_scaling")
+            tokenizer = AutoTokenizer.from_pretrained(str(directory))
     finally:
         transformers_logging.set_verbosity(level)
     if "<image>" not in tokenizer.get_vocab():

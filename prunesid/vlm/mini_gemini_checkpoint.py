@@ -39,6 +39,10 @@ MGM_KEYS = (
     "mm_vision_tower", "mm_vision_tower_aux", "mm_hidden_size", "mm_hidden_size_aux", "mm_projector_type",
     "mm_vision_select_layer", "mm_vision_select_feature", "image_size_aux", "image_grid", "image_global",
     "image_aspect_ratio", "mm_vision_config", "mm_vision_aux_config", "image_token_index",
+    # what MGM's training writes beside them (LLaVA's keys): no bearing on inference
+    "freeze_mm_mlp_adapter", "mm_projector_lr", "mm_use_im_patch_token", "mm_use_im_start_end", "optimize_vision_tower",
+    "optimize_vision_tower_aux", "tokenizer_model_max_length", "tokenizer_padding_side", "tune_mm_mlp_adapter", "use_mm_proj",
+    "mm_patch_merge_type", "unfreeze_mm_vision_tower",
 )
 
 # (original, native) name patterns; the first that matches maps a weight.
@@ -76,6 +80,8 @@ class MiniGeminiConfig:
         self.model_type = model_type
         self._name_or_path = ""  # the directory it was read from (transformers' name for it)
         text = {key: value for key, value in raw.items() if key not in MGM_KEYS and key not in ("model_type", "architectures")}
+        if "rope_scaling" in text and text["rope_scaling"] is None:
+            del text["rope_scaling"]  # the releases' "no scaling" (transformers 5 warns about the key itself)
         self.text_config = CONFIG_MAPPING[MODEL_TYPES[model_type]](**text)
         projector = raw.get("mm_projector_type", "mlp2x_gelu")
         if projector != "mlp2x_gelu":

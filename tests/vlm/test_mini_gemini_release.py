@@ -126,6 +126,8 @@ def test_the_builtin_is_written_as_the_release():
     assert "model.vision_tower_aux.vision_stages.1.blocks.0.mlp.fc1.weight" in names and "lm_head.weight" in names
     config = json.loads((directory / "config.json").read_text())
     assert config["mm_vision_tower"] == "model_zoo/OpenAI/" + CLIP_DIR and config["mm_vision_tower_aux"] == "model_zoo/OpenAI/" + CONVNEXT_DIR
+    # the LLM's keys as transformers 4.36 wrote them (transformers 5 reads them through its legacy path)
+    assert config["rope_theta"] == 10000.0 and config["rope_scaling"] is None and "rope_parameters" not in config
     assert json.loads((directory / "tokenizer_config.json").read_text())["tokenizer_class"] == "LlamaTokenizer"
 
 

@@ -80,6 +80,27 @@ def tokenizer_files() -> dict[str, bytes]:
     }
 
 
+# The LLM's keys as the releases' config.json has them (written by transformers 4.36: rope_theta
+# and rope_scaling, torch_dtype; none of transformers 5's additions), and the training keys
+# MGM's code writes beside its own
+_RELEASE_TEXT_KEYS = (
+    "attention_bias", "attention_dropout", "bos_token_id", "eos_token_id", "hidden_act", "hidden_size", "initializer_range",
+    "intermediate_size", "max_position_embeddings", "num_attention_heads", "num_hidden_layers", "num_key_value_heads",
+    "pad_token_id", "pretraining_tp", "rms_norm_eps", "tie_word_embeddings", "use_cache",
+)
+_TRAINING_KEYS = {
+    "freeze_mm_mlp_adapter": False, "mm_projector_lr": None, "mm_use_im_patch_token": False, "mm_use_im_start_end": False,
+    "optimize_vision_tower": False, "optimize_vision_tower_aux": False, "tokenizer_model_max_length": 4096,
+    "tokenizer_padding_side": "right", "tune_mm_mlp_adapter": False, "use_mm_proj": True,
+}
+
+
+def _release_text_keys(text) -> dict:
+    keys = {key: getattr(text, key) for key in _RELEASE_TEXT_KEYS}
+    keys.update(rope_theta=text.rope_parameters["rope_theta"], rope_scaling=None, torch_dtype="float32", transformers_version="4.36.2")
+    return keys
+
+
 def _build(model_type: str, image_size_aux: int, image_grid: int, image_global: bool):
     from transformers import CLIPImageProcessorPil
 
@@ -92,9 +113,9 @@ def _build(model_type: str, image_size_aux: int, image_grid: int, image_global: 
             (Path(scratch) / name).write_bytes(content)
         tokenizer = load_tokenizer(Path(scratch))
     vision, text = _configs(tokenizer)
-    raw = text.to_dict()
+    raw = {**_release_text_keys(text), **_TRAINING_KEYS}
     raw.update(
-        model_type=model_type, architectures=["MiniGeminiLlamaForCausalLM" if model_type == "mini_gemini" else "MGMLlamaForCausalLM"],
+        _name_or_path=f"work_dirs/MGM/{'MGM-7B' if image_grid == 1 else 'MGM-7B-HD'}", model_type=model_type, architectures=["MiniGeminiLlamaForCausalLM" if model_type == "mini_gemini" else "MGMLlamaForCausalLM"],
         vocab_size=tokenizer.vocab_size,  # the SentencePiece vocabulary; <image> never reaches the embedding
         mm_vision_tower=CLIP_TOWER, mm_vision_tower_aux=CONVNEXT_TOWER,
         mm_vision_config={key: getattr(vision, key) for key in (
@@ -103,7 +124,6 @@ def _build(model_type: str, image_size_aux: int, image_grid: int, image_global: 
         mm_vision_aux_config=AUX_TOWER, mm_hidden_size=vision.hidden_size, mm_hidden_size_aux=sum(AUX_TOWER["hidden_sizes"]),
         mm_projector_type="mlp2x_gelu", mm_vision_select_layer=-2, mm_vision_select_feature="patch",
         image_size_aux=image_size_aux, image_grid=image_grid, image_global=image_global, image_aspect_ratio="pad",
-        mm_use_im_start_end=False, mm_use_im_patch_token=False,
     )
     config = MiniGeminiConfig(raw)
     with torch.random.fork_rng(devices=[]):
