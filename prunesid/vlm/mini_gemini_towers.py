@@ -91,9 +91,11 @@ def read_tower(directory: Path, role: str) -> dict[str, torch.Tensor]:
     return trunk
 
 
+_WEIGHT_NAMES = {"clip": ("model.safetensors", "pytorch_model.bin"), "aux": ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")}
+
+
 def _weights_file(directory: Path, role: str) -> Path | None:
-    names = ("model.safetensors", "pytorch_model.bin") if role == "clip" else ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-    return next((directory / name for name in names if (directory / name).is_file()), None)
+    return next((directory / name for name in _WEIGHT_NAMES[role] if (directory / name).is_file()), None)
 
 
 def _read(path: Path) -> dict[str, torch.Tensor]:
@@ -108,15 +110,18 @@ def _read(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _from_hub(repo: str, role: str) -> Path | None:
-    """The repository from the Hugging Face cache (or the Hub when online); None when unavailable."""
+    """The repository from the Hugging Face cache (or the Hub when online), safetensors first so
+    that only one copy of the weights is fetched; None when unavailable."""
     if repo.count("/") != 1 or Path(repo).exists():
         return None
+    configs = ["config.json", "preprocessor_config.json"] if role == "clip" else ["open_clip_config.json"]
     try:
         from huggingface_hub import snapshot_download
 
-        patterns = ["config.json", "preprocessor_config.json", "model.safetensors", "pytorch_model.bin"] if role == "clip" else [
-            "open_clip_config.json", "open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
-        directory = Path(snapshot_download(repo, allow_patterns=patterns))
+        for weights in _WEIGHT_NAMES[role]:
+            directory = Path(snapshot_download(repo, allow_patterns=[*configs, weights]))
+            if _weights_file(directory, role) is not None:
+                return directory
     except Exception:  # offline, no cache, no access
         return None
-    return directory if _weights_file(directory, role) is not None else None
+    return None

@@ -365,3 +365,32 @@ def test_cli_and_demo_take_a_release_without_towers(tmp_path, monkeypatch, capsy
     text = log_path.read_text()
     assert f"Loading {directory} on cpu" in text and "falling back" not in text
     assert [stats["visual_tokens"]] == expected.visual_tokens
+
+
+def _cached_repository(cache: Path, repo: str) -> Path:
+    """An empty snapshot of ``repo`` in a Hugging Face cache laid out as huggingface_hub keeps it."""
+    snapshot = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    return snapshot
+
+
+def test_towers_from_the_hugging_face_cache(tmp_path, monkeypatch):
+    """The last place looked: the towers' Hub repositories (openai/clip-vit-large-patch14-336,
+    laion/CLIP-convnext_large_d_320...), here from the cache, offline. Catches a loader that maps
+    the released model_zoo paths to no repository, or to the wrong one."""
+    import huggingface_hub.constants
+
+    directory = _release(tmp_path, towers=False)
+    cache = tmp_path / "hub"
+    for repo, write in (("openai/clip-vit-large-patch14-336", _clip_repository), ("laion/CLIP-convnext_large_d_320.laion2B-s29B-b131K-ft-soup", _convnext_repository)):
+        snapshot = _cached_repository(cache, repo)
+        written = write(tmp_path / "scratch" / repo.replace("/", "--"))
+        for path in written.iterdir():
+            shutil.copy(path, snapshot / path.name)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv(ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    _assert_same_model(directory)
