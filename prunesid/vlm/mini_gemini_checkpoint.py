@@ -196,6 +196,54 @@ def add_missing_towers(tensors: dict[str, torch.Tensor], config: MiniGeminiConfi
             tensors.update(read_tower(tower_directory(str(config.raw.get(key)), role, Path(directory)), role))
 
 
+_MIXTRAL_EXPERT = re.compile(r"model\.layers\.(\d+)\.block_sparse_moe\.experts\.(\d+)\.(w1|w2|w3)\.weight")
+
+
+def fuse_mixtral_experts(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """MGM-8x7B's Mixtral as transformers 4.36 saved it (``block_sparse_moe.gate``, one
+    ``experts.{e}.w1/w2/w3`` per expert) in transformers 5's layout (``mlp.gate``, each layer's
+    experts fused: ``gate_up_proj [E, 2I, H]`` = w1 then w3 per expert, ``down_proj [E, H, I]``),
+    as transformers' own Mixtral conversion does on load."""
+    experts: dict[int, dict[str, dict[int, torch.Tensor]]] = {}
+    fused = {}
+    for name, tensor in tensors.items():
+        match = _MIXTRAL_EXPERT.fullmatch(name)
+        if match:
+            layer, expert, part = int(match.group(1)), int(match.group(2)), match.group(3)
+            experts.setdefault(layer, {}).setdefault(part, {})[expert] = tensor
+        else:
+            fused[name.replace(".block_sparse_moe.gate.", ".mlp.gate.")] = tensor
+    for layer, parts in experts.items():
+        count = len(parts.get("w1", {}))
+        if any(sorted(parts.get(part, {})) != list(range(count)) for part in ("w1", "w2", "w3")):
+            raise ValueError(f"layer {layer} of the Mixtral LLM lacks some of its experts' w1 / w2 / w3 weights")
+        gate, up, down = ([parts[part][index] for index in range(count)] for part in ("w1", "w3", "w2"))
+        fused[f"model.layers.{layer}.mlp.experts.gate_up_proj"] = torch.cat([torch.stack(gate), torch.stack(up)], dim=1)
+        fused[f"model.layers.{layer}.mlp.experts.down_proj"] = torch.stack(down)
+    return fused
+
+
+def split_mixtral_experts(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`fuse_mixtral_experts`: what the MGM-8x7B releases hold."""
+    split = {}
+    for name, tensor in tensors.items():
+        match = re.fullmatch(r"model\.layers\.(\d+)\.mlp\.(gate\.weight|experts\.gate_up_proj|experts\.down_proj)", name)
+        if not match:
+            split[name] = tensor
+            continue
+        prefix, part = f"model.layers.{match.group(1)}.block_sparse_moe", match.group(2)
+        if part == "gate.weight":
+            split[f"{prefix}.gate.weight"] = tensor
+        elif part == "experts.down_proj":
+            split.update({f"{prefix}.experts.{e}.w2.weight": tensor[e].contiguous() for e in range(tensor.shape[0])})
+        else:
+            gate, up = tensor.chunk(2, dim=1)
+            for e in range(tensor.shape[0]):
+                split[f"{prefix}.experts.{e}.w1.weight"] = gate[e].contiguous()
+                split[f"{prefix}.experts.{e}.w3.weight"] = up[e].contiguous()
+    return split
+
+
 def _listed(names, limit: int = 3) -> str:
     """At most ``limit`` names, then how many more: one readable line however many there are."""
     names = list(names)
@@ -238,6 +286,8 @@ def load_weights(model: MiniGeminiModel, tensors: dict[str, torch.Tensor], sourc
 def load_model(directory: str | Path, dtype: torch.dtype = torch.float32) -> MiniGeminiModel:
     config = read_config(Path(directory))
     tensors = read_weights(Path(directory))
+    if MODEL_TYPES[config.model_type] == "mixtral":
+        tensors = fuse_mixtral_experts(tensors)
     add_missing_towers(tensors, config, Path(directory))  # before building: a missing tower fails fast
     model = build_model(config)
     load_weights(model, tensors, str(directory))
@@ -262,6 +312,8 @@ def save_original(
     tensors = {original_name(name): tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     if not towers:
         tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith((CLIP_PREFIX, AUX_PREFIX))}
+    if MODEL_TYPES[model.config.model_type] == "mixtral":
+        tensors = split_mixtral_experts(tensors)
     _write_shards(tensors, directory, shards, weight_format)
     for name, content in (getattr(processor, "tokenizer_files", None) or {}).items():
         (directory / name).write_bytes(content)

@@ -394,3 +394,27 @@ def test_towers_from_the_hugging_face_cache(tmp_path, monkeypatch):
     monkeypatch.delenv(ENV, raising=False)
     monkeypatch.chdir(tmp_path)
     _assert_same_model(directory)
+
+
+def test_a_mixtral_release_loads_its_per_expert_weights(tmp_path):
+    """MGM-8x7B's layout: the Mixtral LLM as transformers 4.36 saved it (block_sparse_moe.gate,
+    experts.{e}.w1/w2/w3 one by one), which transformers 5 keeps fused. Catches a loader that
+    maps only transformers 5's names (every expert weight then unknown) or fuses w1 / w3 in the
+    wrong order (the weights then differ); the prompt is MGM's mistral_instruct."""
+    from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model
+
+    reference = _builtin()
+    raw = {**reference.model.config.raw, "model_type": "mgm_mixtral", "architectures": ["MGMMixtralForCausalLM"],
+           "num_local_experts": 3, "num_experts_per_tok": 2, "intermediate_size": 40}
+    torch.manual_seed(7)
+    model = build_model(MiniGeminiConfig(raw)).eval()
+    directory = save_original(model, tmp_path / "MGM-8x7B", reference.processor)
+    names = set(json.loads((directory / "model.safetensors.index.json").read_text())["weight_map"])
+    assert {"model.layers.1.block_sparse_moe.gate.weight", "model.layers.1.block_sparse_moe.experts.2.w3.weight"} <= names
+    assert not any(".mlp.experts." in name for name in names)
+    loaded = load_vlm(str(directory), device="cpu")
+    expected = model.state_dict()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    text = loaded.processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}])
+    assert text == "[INST] <image>\nHi? [/INST]"
