@@ -312,6 +312,8 @@ def save_original(
     tensors = {original_name(name): tensor.detach().contiguous() for name, tensor in model.state_dict().items()}
     if not towers:
         tensors = {name: tensor for name, tensor in tensors.items() if not name.startswith((CLIP_PREFIX, AUX_PREFIX))}
+    if getattr(model.config.text_config, "tie_word_embeddings", False):
+        tensors.pop("lm_head.weight", None)  # the embedding's (Gemma): not stored twice
     if MODEL_TYPES[model.config.model_type] == "mixtral":
         tensors = split_mixtral_experts(tensors)
     _write_shards(tensors, directory, shards, weight_format)

@@ -418,3 +418,25 @@ def test_a_mixtral_release_loads_its_per_expert_weights(tmp_path):
         assert torch.equal(tensor, expected[name]), name
     text = loaded.processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}])
     assert text == "[INST] <image>\nHi? [/INST]"
+
+
+def test_a_gemma_release_loads_with_its_tied_head_and_template(tmp_path):
+    """MGM-2B's layout (``mini_gemini_gemma``): a Gemma LLM whose output head is the embedding
+    (no lm_head.weight in the shards), MGM's gemma template, image rows scaled as trained."""
+    from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model
+
+    reference = _builtin()
+    raw = {key: value for key, value in reference.model.config.raw.items() if key not in ("rope_theta", "rope_scaling")}
+    raw.update(model_type="mini_gemini_gemma", architectures=["MiniGeminiGemmaForCausalLM"], head_dim=16, tie_word_embeddings=True)
+    torch.manual_seed(7)
+    model = build_model(MiniGeminiConfig(raw)).eval()
+    directory = save_original(model, tmp_path / "MGM-2B", reference.processor)
+    names = set(json.loads((directory / "model.safetensors.index.json").read_text())["weight_map"])
+    assert "model.embed_tokens.weight" in names and "lm_head.weight" not in names
+    loaded = load_vlm(str(directory), device="cpu")
+    expected = model.state_dict()
+    for name, tensor in loaded.model.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    assert loaded.model.config.scale_image_features and type(loaded.model.language_model).__name__ == "GemmaForCausalLM"
+    text = loaded.processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Hi?"}]}])
+    assert text == "<start_of_turn>user\n<image>\nHi?<end_of_turn>\n<start_of_turn>model\n"
