@@ -8,7 +8,8 @@ registered classes are also reachable here by their class names (``PruneSID``, .
 import importlib
 import pkgutil
 
-from prunesid.methods.base import Diagnostics, Option, Press, PressInfo, Variant, VisionTokens, option
+from prunesid.methods.base import Diagnostics, Press, PressInfo, Variant, VisionTokens
+from prunesid.options import Option, option
 from prunesid.methods.registry import PRESSES, default_method, method_choices, options_of, presses, register_press
 
 for _module in pkgutil.iter_modules(__path__):

@@ -7,9 +7,9 @@ the VLM adapters build the VisionTokens and lay the result out for the language 
 
 A press also *declares* what the front ends need, so that none of them names a method:
 
-- each field is an option made with :func:`option`: its default, help text and allowed
-  values (``choices``, ``minimum``, ``above``); its type is the field's annotation. The press
-  validates every option against this declaration when it is built.
+- each field is an option made with :func:`prunesid.options.option`: its default, help text
+  and allowed values (``choices``, ``minimum``, ``above``); its type is the field's
+  annotation. The press validates every option against this declaration when it is built.
 - ``info``, a :class:`PressInfo`: the label people know the method by, its paper, the inputs
   it needs (:data:`INPUTS`), the variants menus list (PruneSID-Dyn) and what its
   diagnostics look like (:class:`Diagnostics`).
@@ -21,17 +21,15 @@ all derived from these declarations (``prunesid.methods.registry``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import torch
 
 from prunesid.compression import Compression
+from prunesid.options import OPTION, Option, check_declared, option  # noqa: F401  (re-exported: presses declare with them)
 from prunesid.presets import DEFAULTS
-
-OPTION = "prunesid.option"  # the dataclass field metadata key of an option's declaration
 
 # Inputs a press can ask of the model, and how they are described to a user.
 INPUTS = {
@@ -68,28 +66,6 @@ class VisionTokens:
             "patch_grid": self.grid_shapes is not None,
         }
         return present[needed]
-
-
-@dataclass(frozen=True)
-class Option:
-    """An option's declaration: what a user reads about it and what values it takes."""
-
-    help: str
-    choices: tuple[str, ...] | Callable[[], Iterable[str]] | None = None  # a callable reads a registry when asked
-    minimum: float | None = None  # smallest allowed value
-    above: float | None = None  # values must be strictly greater
-    aliases: tuple[str, ...] = ()  # further command-line spellings (``cls`` -> --cls / --no-cls)
-    tag: str | None = None  # short name in result tables (a bool option: "tag" / "no tag")
-
-    def allowed(self) -> tuple[str, ...] | None:
-        if self.choices is None:
-            return None
-        return tuple(self.choices() if callable(self.choices) else self.choices)
-
-
-def option(default: Any, help: str, **declaration) -> Any:
-    """A press field with its declaration (see :class:`Option` for the keywords)."""
-    return field(default=default, metadata={OPTION: Option(help, **declaration)})
 
 
 @dataclass(frozen=True)
@@ -196,34 +172,4 @@ def check_options(press: Press) -> None:
         raise ValueError(f"budget must be a positive integer (visual tokens per view), got {press.budget!r}")
     if press.keep_cls is True and press.budget == 1:
         raise ValueError("budget must be at least 2 with keep_cls=True (the CLS token takes one slot), got 1")
-    from prunesid.methods.registry import options_of
-
-    for spec in options_of(type(press)):
-        check_value(spec, getattr(press, spec.name))
-
-
-def check_value(spec, value) -> None:
-    """One value of the option ``spec`` (a registry.PressOption)."""
-    name = spec.name
-    if value is None:
-        if spec.optional:
-            return
-        raise TypeError(f"{name} must not be None")
-    nullable = " or None" if spec.optional else ""
-    if spec.kind is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False{nullable}, got {value!r}")
-        return
-    if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{name} must be an integer{nullable}, got {value!r}")
-    if spec.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number{nullable}, got {value!r}")
-    if spec.kind is str and not isinstance(value, str):
-        raise TypeError(f"{name} must be a string{nullable}, got {value!r}")
-    allowed = spec.choices
-    if allowed is not None and value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    if spec.minimum is not None and value < spec.minimum:
-        raise ValueError(f"{name} must be at least {spec.minimum}{nullable}, got {value!r}")
-    if spec.above is not None and value <= spec.above:
-        raise ValueError(f"{name} must be greater than {spec.above}{nullable}, got {value!r}")
+    check_declared(press)
