@@ -26,7 +26,8 @@ from PIL import Image
 from prunesid.compression import Compression
 from prunesid.methods.base import Press, VisionTokens
 from prunesid.video import Video
-from prunesid.vlm.family import Family, EncodedMedia, VisualRun
+from prunesid.vlm.family import FAMILIES, EncodedMedia, Family, VisualRun
+from prunesid.vlm import families  # noqa: F401  (registers every family: press_applied looks a model up in FAMILIES)
 
 
 @dataclass
@@ -262,9 +263,6 @@ def press_applied(model, processor, press: Press) -> Iterator[AppliedPress]:
     exception) the instance is exactly as before. Supported: the families of
     ``prunesid.vlm.FAMILIES``; one conversation per call.
     """
-    import prunesid.vlm  # noqa: F401  (registers the families)
-    from prunesid.vlm.family import FAMILIES
-
     if not isinstance(press, Press):
         raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
     model_type = getattr(getattr(model, "config", None), "model_type", None)

@@ -23,7 +23,7 @@ from typing import Callable, Iterator
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from prunesid import pipeline  # a module reference: prunesid.pipeline imports this package's families
+from prunesid import pipeline  # the press path, below this facade
 from prunesid.compression import Compression
 from prunesid.images import load_image
 from prunesid.methods.base import Press, VisionTokens
