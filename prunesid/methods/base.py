@@ -68,6 +68,12 @@ class VisionTokens:
         return present[needed]
 
 
+def keep_cls_option(default: bool, help: str) -> bool:
+    """The ``keep_cls`` option every press has, with a method's own default and reason
+    (spelled ``--cls`` / ``--no-cls`` too, tagged "CLS" in result tables)."""
+    return option(default, help, aliases=("cls",), tag="CLS")
+
+
 @dataclass(frozen=True)
 class Variant:
     """A named setting of a press that menus list as a method of its own (PruneSID-Dyn)."""
@@ -118,9 +124,9 @@ class Press(ABC):
         DEFAULTS.budget, "N, visual tokens the language model receives per view (per base view and tile on LLaVA-NeXT, per frame "
         "for a video), a passed-through CLS included; preset \"qwen2-vl\": N per 576 merged tokens", minimum=1,
     )
-    keep_cls: bool = option(
+    keep_cls: bool = keep_cls_option(
         True, "pass the tower's CLS token through (it takes one of the budget's slots); ignored where the tower "
-        "or the family has no CLS slot", aliases=("cls",), tag="CLS",
+        "or the family has no CLS slot",
     )
 
     name: ClassVar[str] = "press"
