@@ -78,7 +78,7 @@ class PresetWords:
     effective_budget: str | None = None  # how N becomes the kept count N_eff; None: N itself
 
     def budget_label(self) -> str:
-        """``"N — visual tokens per 576 (the image keeps N_eff = round(T·N/576))"``."""
+        """``"N — visual tokens per 576 (the image keeps N_eff = max(round(T·N/576), 16))"``."""
         kept = f" (the image keeps N_eff = {self.effective_budget})" if self.effective_budget else ""
         return f"N — {self.budget_unit}{kept}"
 
@@ -88,7 +88,7 @@ LLAVA_WORDS = PresetWords(
 )
 QWEN2_VL_WORDS = PresetWords(
     groups="max(N_eff/4, 4)", lam="max(18 N_eff/T, 1)", tau="λ·s̄", tau_basis="s̄, the mean cosine similarity over i ≤ j",
-    budget_unit="visual tokens per 576", effective_budget="round(T·N/576)",
+    budget_unit="visual tokens per 576", effective_budget="max(round(T·N/576), 16)",
 )
 
 

@@ -172,6 +172,16 @@ class Press(ABC):
         return [INPUTS[name] for name in self.info.requires if not tokens.available(name)]
 
 
+def check_press(press, optional: bool = False) -> None:
+    """TypeError unless ``press`` is a press (or None where ``optional``): the one check
+    every entry point that takes a press makes."""
+    if optional and press is None:
+        return
+    if not isinstance(press, Press):
+        nullable = " or None" if optional else ""
+        raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID){nullable}, got {type(press).__name__}")
+
+
 def check_options(press: Press) -> None:
     """Each option's value against its declaration; the error names the option."""
     if isinstance(press.budget, bool) or not isinstance(press.budget, int) or press.budget <= 0:
