@@ -24,6 +24,7 @@ import torch
 from transformers.generation.streamers import BaseStreamer
 
 from prunesid import pipeline  # the press path, below this facade
+from prunesid.pipeline import PressedInputs
 from prunesid.compression import Compression
 from prunesid.images import load_image
 from prunesid.methods.base import Press, VisionTokens, check_press
@@ -240,7 +241,7 @@ class VLM:
 
         return ReplyStream(pieces)
 
-    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> "pipeline.PressedInputs":
+    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> PressedInputs:
         """Everything ``generate`` needs, with the visual tokens already compressed (see
         :func:`prunesid.pipeline.press_inputs`): the input ids (placeholder runs set to each
         input's count), the family's keyword arguments, per-input results, counts and
