@@ -34,7 +34,7 @@ _plugins_loaded = False
 
 def register_press(name: str) -> Callable[[type[Press]], type[Press]]:
     """Make a press available by ``name`` to every front end. The class must declare
-    ``info`` and make each field with :func:`prunesid.methods.base.option`."""
+    ``info`` and make each field with :func:`prunesid.options.option`."""
 
     def register(cls: type[Press]) -> type[Press]:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name == NO_PRESS:
