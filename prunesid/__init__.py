@@ -54,7 +54,6 @@ def __getattr__(name: str):
 
         return getattr(vlm, name)
     if name == "press_applied":
-        from prunesid import vlm  # noqa: F401  (the families first: prunesid.pipeline builds on them)
         from prunesid.pipeline import press_applied
 
         return press_applied

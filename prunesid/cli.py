@@ -18,21 +18,16 @@ import json
 import sys
 
 from prunesid.builtin_names import BUILTIN_NAMES, DEFAULT_MODEL
+from prunesid.family_options import FAMILY_OPTIONS, NEWLINES  # noqa: F401  (NEWLINES: the --newlines choices)
 from prunesid.methods import Press, presses
 from prunesid.methods.registry import build_press, default_method, has_groups, options_of
+from prunesid.presets import get_preset
 
 
 DEFAULT_IMAGE_MODEL, DEFAULT_VIDEO_MODEL = "tiny-random", "tiny-random-video-llava"
 DEFAULT_FRAME_BUDGET = 17  # the paper's Video-LLaVA setting: 17 per frame
-# LLaVA-NeXT's layouts of compressed runs (prunesid.vlm.llava_next.NEWLINES, not imported: --help stays light).
-NEWLINES = ("authors", "rows")
 # The built-ins' names from a list kept without transformers, whose import costs seconds help does not need.
 BUILTIN_LIST = ", ".join(BUILTIN_NAMES)
-NEWLINES_HELP = "LLaVA-NeXT: newline tokens of compressed runs, none (authors, the default) or one per row of the unpadded grid (rows)"
-FPS_HELP = (
-    "Qwen-VL clips: sample RATE frames a second of the clip (seconds x RATE frames, 4 to 32, an even count, "
-    "at most the clip's own) instead of 16 frames whatever its length"
-)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +57,7 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
         sub.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
         method_options(sub)
-        sub.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
-        sub.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
-        sub.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
-        sub.add_argument("--fps", type=_frame_rate, default=None, metavar="RATE", help=FPS_HELP)
+        model_options(sub)
         sub.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     chat = commands.add_parser("chat", help="answer a question about an image or a video clip")
@@ -85,9 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--model", default="tiny-random", help=f"built-in ({BUILTIN_LIST}), Hugging Face id (e.g. {DEFAULT_MODEL}) or directory")
     calibrate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     calibrate.add_argument("--dtype", default="auto", help="auto (float16 on GPU), float32, float16, bfloat16")
-    calibrate.add_argument("--min-pixels", type=int, default=None, help="Qwen-VL: lower bound of the processor's dynamic resize (pixels)")
-    calibrate.add_argument("--max-pixels", type=int, default=None, help="Qwen-VL: upper bound of the processor's dynamic resize (pixels)")
-    calibrate.add_argument("--newlines", choices=NEWLINES, default=None, help=NEWLINES_HELP)
+    model_options(calibrate, media="image")
     calibrate.add_argument("--json", action="store_true", help="print one JSON object (phi_ref, per-image phi) instead of the number")
     calibrate.set_defaults(run=_calibrate)
     return parser
@@ -125,19 +115,31 @@ def method_options(sub: argparse.ArgumentParser) -> None:
             group.add_argument(*spec.flags, dest=dest, default=None, metavar=spec.name.upper(), help=text.replace("%", "%%"))
 
 
-def _frame_rate(text: str) -> float:
-    """``--fps``: a number of frames per second the sampling rule accepts (checked by it)."""
-    try:
-        rate = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; give frames per second of the clip, e.g. 2") from None
-    from prunesid.video import FrameRate  # only when --fps is given: parsing stays light
+def model_options(sub: argparse.ArgumentParser, media: str | None = None) -> None:
+    """One flag per model family option (``prunesid.family_options``), None unless given;
+    ``media="image"``: a command that reads images only leaves out the clips' options."""
+    for spec in FAMILY_OPTIONS.values():
+        if media is not None and media not in spec.declaration.media:
+            continue
+        extra = {"choices": spec.choices} if spec.choices is not None else {"type": _typed(spec)}
+        if spec.declaration.metavar:
+            extra["metavar"] = spec.declaration.metavar
+        sub.add_argument(*spec.flags, dest=spec.name, default=None, help=spec.help, **extra)
 
-    try:
-        FrameRate(fps=rate)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error).removeprefix("fps ")) from None  # "must be ... in (0, 60], got -1.0"
-    return rate
+
+def _typed(spec):
+    """argparse's ``type`` for a declared option: its own parser's reason, without the name
+    argparse already gives (``argument --fps: must be ...``); else the plain type."""
+    if spec.declaration.parser is None:
+        return spec.kind
+
+    def parse(text: str):
+        try:
+            return spec.parse_text(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error).removeprefix(f"{spec.name} ")) from None
+
+    return parse
 
 
 def _about(info) -> str:
@@ -161,6 +163,11 @@ def _press(args):
             flag = "--" + name.replace("_", "-")
             raise ValueError(f"{flag} is an option of {', '.join(owners)}; it does not apply to --method {args.method}")
     return build_press(args.method, given, shown=lambda name: "--" + name.replace("_", "-"))
+
+
+def _family_values(args) -> dict:
+    """The model family options the command offers, by name (None: not given)."""
+    return {name: getattr(args, name) for name in FAMILY_OPTIONS if hasattr(args, name)}
 
 
 def _load(args):
@@ -189,11 +196,11 @@ def _load(args):
         )
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
-        min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines, fps=args.fps,
+        **_family_values(args),
     )
     if video and vlm.family.num_frames not in (None, image.num_frames, sampling):
         image = load_video(args.image, num_frames=vlm.family.num_frames)  # the model's own frame count
-    if frame_budget and vlm.family.preset == "qwen2-vl":  # Qwen-VL: N per 576 merged tokens of each group, as for images
+    if frame_budget and not get_preset(vlm.family.preset).budget_per_view:  # e.g. Qwen-VL: N per 576 merged tokens, as for images
         args.option_budget = None
         press = _press(args)
     return vlm, image, press
@@ -302,7 +309,7 @@ def _calibrate(args) -> int:
             raise ValueError(f"{given}: no such file or directory")
     vlm = load_vlm(
         args.model, device=args.device, dtype=args.dtype, progress=not args.json or sys.stderr.isatty(),
-        min_pixels=args.min_pixels, max_pixels=args.max_pixels, newlines=args.newlines,
+        **_family_values(args),
     )
     per_image = []
     for path in files:

@@ -24,9 +24,10 @@ import torch
 from PIL import Image
 
 from prunesid.compression import Compression
-from prunesid.methods.base import Press, VisionTokens
+from prunesid.methods.base import Press, VisionTokens, check_press
 from prunesid.video import Video
-from prunesid.vlm.family import Family, EncodedMedia, VisualRun
+from prunesid.vlm.family import FAMILIES, EncodedMedia, Family, VisualRun
+from prunesid.vlm import families  # noqa: F401  (registers every family: press_applied looks a model up in FAMILIES)
 
 
 @dataclass
@@ -107,8 +108,7 @@ def vision_tokens(family: Family, media: list[EncodedMedia]) -> VisionTokens:
 def compress(family: Family, media: list[EncodedMedia], press: Press) -> list[Compression]:
     """``press`` on every view of every input in one batch (a dynamic press shares its
     budget across them); one result per input, covering its views."""
-    if not isinstance(press, Press):
-        raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
+    check_press(press)
     if not media:
         return []
     result = press.compress(vision_tokens(family, media))
@@ -162,8 +162,7 @@ def press_inputs(
     modality take that modality's runs in order. ``compressions``: results already computed
     for ``media`` (e.g. cached), else ``press`` runs here; ``press=None`` feeds every token.
     """
-    if press is not None and not isinstance(press, Press):
-        raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID) or None, got {type(press).__name__}")
+    check_press(press, optional=True)
     if prompt_ids.dim() != 2 or prompt_ids.shape[0] != 1:
         raise ValueError(f"a press needs the input ids of one conversation ([1, L]), got shape {list(prompt_ids.shape)}")
     start = time.perf_counter()
@@ -262,11 +261,7 @@ def press_applied(model, processor, press: Press) -> Iterator[AppliedPress]:
     exception) the instance is exactly as before. Supported: the families of
     ``prunesid.vlm.FAMILIES``; one conversation per call.
     """
-    import prunesid.vlm  # noqa: F401  (registers the families)
-    from prunesid.vlm.family import FAMILIES
-
-    if not isinstance(press, Press):
-        raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
+    check_press(press)
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     if model_type not in FAMILIES:
         raise ValueError(f"model type {model_type!r} is not supported by press_applied; supported: {', '.join(FAMILIES)}")

@@ -11,6 +11,9 @@ quantity tau is a multiple of, and the output order. Two are defined (docs/SPEC.
   lambda = max(18 N_eff / T, 1); tau = lambda * (upper-triangle mean of S, diagonal
   included); positions order when more than 150 tokens are kept; nothing pruned for T <= 16.
 
+Each preset also carries its rules in words (:class:`PresetWords`: the K rule, the lambda
+rule, what N counts), so that no front end branches on a preset's name.
+
 Explicit ``groups`` / ``lam`` given to :func:`prunesid.select` override a preset's values.
 :data:`DEFAULTS` holds the settings used when none is given (grouping, solver, preset, ...).
 """
@@ -63,10 +66,41 @@ def group_cap(budget: int) -> int:
 
 
 @dataclass(frozen=True)
+class PresetWords:
+    """How front ends write a preset's rules, so that none branches on a preset's name
+    (N: the budget; N_eff: the budget read through the preset; T: the view's selectable tokens)."""
+
+    groups: str  # K's rule, what K = 0 ("auto") means
+    lam: str  # lambda's rule, what lambda = 0 ("auto") means
+    tau: str  # what tau is
+    tau_basis: str  # what tau multiplies, in words
+    budget_unit: str  # what N counts
+    effective_budget: str | None = None  # how N becomes the kept count N_eff; None: N itself
+
+    def budget_label(self) -> str:
+        """``"N — visual tokens per 576 (the image keeps N_eff = max(round(T·N/576), 16))"``."""
+        kept = f" (the image keeps N_eff = {self.effective_budget})" if self.effective_budget else ""
+        return f"N — {self.budget_unit}{kept}"
+
+
+LLAVA_WORDS = PresetWords(
+    groups="N/4", lam="N/32", tau="λ·ρ", tau_basis="ρ", budget_unit="visual tokens per view",
+)
+QWEN2_VL_WORDS = PresetWords(
+    groups="max(N_eff/4, 4)", lam="max(18 N_eff/T, 1)", tau="λ·s̄", tau_basis="s̄, the mean cosine similarity over i ≤ j",
+    budget_unit="visual tokens per 576", effective_budget="max(round(T·N/576), 16)",
+)
+
+
+@dataclass(frozen=True)
 class Preset:
     """The reference (LLaVA) policy; subclasses change what differs."""
 
     name: str = "llava"
+    words: PresetWords = LLAVA_WORDS  # its rules in words, for every front end
+    # N counts each view's tokens (False: N is read per a reference count of tokens, so a
+    # per-view default such as a video's tokens per frame does not apply).
+    budget_per_view: bool = True
     # What tau is lambda times: "rho" (mean over i < j) or "sim_mean" (i <= j, over T^2).
     threshold_of: str = "rho"
     # Reference order becomes position order when more tokens than this are kept (None: never).
@@ -95,6 +129,8 @@ class Qwen2VLPreset(Preset):
     """SPEC section 9: the authors' Qwen2-VL variant (``budget`` is per 576 merged tokens)."""
 
     name: str = "qwen2-vl"
+    words: PresetWords = QWEN2_VL_WORDS
+    budget_per_view: bool = False
     threshold_of: str = "sim_mean"
     spatial_above: int | None = 150
     reference_tokens: int = 576

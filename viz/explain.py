@@ -9,7 +9,7 @@ decision about that patch, with its row and column on the view's grid.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 from PIL import Image
@@ -75,43 +75,48 @@ def overlay_size(image: Image.Image, grids: list[PatchGrid]) -> tuple[int, int]:
     return width, max(canvas.view.shape[0] for _, canvas in panels) + CAPTION_HEIGHT
 
 
-@dataclass
 class Explanation:
-    """A :class:`prunesid.selection.TokenDecision` placed on its view's patch grid (row,
-    column, the view's name) for the page; indices are patch indices of the view, ranks are
-    1-based."""
+    """A :class:`prunesid.selection.TokenDecision` placed on its view's patch grid for the page:
+    the decision itself (``decision``; its fields read through, its ``token`` as ``patch``),
+    the view's name, and the row and column of the patch and of its suppressor."""
 
-    view: int
-    view_label: str
-    patch: int
-    row: int
-    col: int
-    status: str  # "kept", "suppressed", "quota_full", "zero_importance", "excluded"
-    group: int | None = None
-    num_groups: int | None = None
-    group_size: int | None = None
-    importance: float | None = None
-    importance_rank: int | None = None  # within the group, by importance (ties: lower index first)
-    survivor_rank: int | None = None  # order taken by the NMS within the group, survivors only
-    group_survivors: int | None = None
-    group_quota: int | None = None  # patches the group keeps
-    suppressor: int | None = None
-    suppressor_row: int | None = None
-    suppressor_col: int | None = None
-    similarity: float | None = None
-    tau: float | None = None
-    keep_all: bool = False
+    PLACEMENT = ("view_label", "patch", "row", "col")  # where to_dict puts them: after "view"
+
+    def __init__(
+        self, decision: TokenDecision | None = None, *, view_label: str, row: int, col: int,
+        suppressor_row: int | None = None, suppressor_col: int | None = None, patch: int | None = None, **fields,
+    ):
+        """``decision``, or its fields by name (``patch`` for its ``token``)."""
+        self.decision = decision if decision is not None else TokenDecision(token=patch, **fields)
+        self.view_label, self.row, self.col = view_label, row, col
+        self.suppressor_row, self.suppressor_col = suppressor_row, suppressor_col
 
     @classmethod
     def of(cls, decision: TokenDecision, view_label: str, cols: int) -> Explanation:
-        shared = {field.name: getattr(decision, field.name) for field in fields(decision) if field.name != "token"}
         row, col = divmod(decision.token, cols)
         suppressor_row, suppressor_col = divmod(decision.suppressor, cols) if decision.suppressor is not None else (None, None)
-        return cls(**shared, view_label=view_label, patch=decision.token, row=row, col=col,
-                   suppressor_row=suppressor_row, suppressor_col=suppressor_col)
+        return cls(decision, view_label=view_label, row=row, col=col, suppressor_row=suppressor_row, suppressor_col=suppressor_col)
+
+    @property
+    def patch(self) -> int:
+        return self.decision.token
+
+    def __getattr__(self, name: str):
+        if name == "decision":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.decision, name)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The decision's numbers with the placement, patch indices for token indices."""
+        numbers = {key: value for key, value in self.decision.to_dict().items() if key != "token"}
+        placed = {"view": numbers.pop("view"), **{name: getattr(self, name) for name in self.PLACEMENT}}
+        suppressor = {"suppressor_row": self.suppressor_row, "suppressor_col": self.suppressor_col}
+        ordered = {}
+        for key, value in numbers.items():
+            ordered[key] = value
+            if key == "suppressor":
+                ordered.update(suppressor)
+        return {**placed, **ordered}
 
     def markdown(self) -> str:
         head = f"**Patch {self.patch}** (row {self.row}, column {self.col}, {self.view_label})"

@@ -8,7 +8,9 @@ registered classes are also reachable here by their class names (``PruneSID``, .
 import importlib
 import pkgutil
 
-from prunesid.methods.base import Diagnostics, Option, Press, PressInfo, Variant, VisionTokens, option
+from prunesid.methods.base import Diagnostics, Press, PressInfo, Variant, VisionTokens
+from prunesid.methods.common import PerViewPress, Views
+from prunesid.options import Option, option
 from prunesid.methods.registry import PRESSES, default_method, method_choices, options_of, presses, register_press
 
 for _module in pkgutil.iter_modules(__path__):
@@ -16,7 +18,7 @@ for _module in pkgutil.iter_modules(__path__):
 globals().update({cls.__name__: cls for cls in PRESSES.values()})
 
 __all__ = [
-    "PRESSES", "Diagnostics", "Option", "Press", "PressInfo", "Variant", "VisionTokens", "default_method",
+    "PRESSES", "Diagnostics", "Option", "PerViewPress", "Press", "PressInfo", "Variant", "VisionTokens", "Views", "default_method",
     "method_choices", "option", "options_of", "presses", "register_press",
     *sorted(cls.__name__ for cls in PRESSES.values()),
 ]

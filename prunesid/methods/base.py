@@ -7,9 +7,9 @@ the VLM adapters build the VisionTokens and lay the result out for the language 
 
 A press also *declares* what the front ends need, so that none of them names a method:
 
-- each field is an option made with :func:`option`: its default, help text and allowed
-  values (``choices``, ``minimum``, ``above``); its type is the field's annotation. The press
-  validates every option against this declaration when it is built.
+- each field is an option made with :func:`prunesid.options.option`: its default, help text
+  and allowed values (``choices``, ``minimum``, ``above``); its type is the field's
+  annotation. The press validates every option against this declaration when it is built.
 - ``info``, a :class:`PressInfo`: the label people know the method by, its paper, the inputs
   it needs (:data:`INPUTS`), the variants menus list (PruneSID-Dyn) and what its
   diagnostics look like (:class:`Diagnostics`).
@@ -21,17 +21,15 @@ all derived from these declarations (``prunesid.methods.registry``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterable
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import torch
 
 from prunesid.compression import Compression
+from prunesid.options import OPTION, Option, check_declared, option  # noqa: F401  (re-exported: presses declare with them)
 from prunesid.presets import DEFAULTS
-
-OPTION = "prunesid.option"  # the dataclass field metadata key of an option's declaration
 
 # Inputs a press can ask of the model, and how they are described to a user.
 INPUTS = {
@@ -70,26 +68,10 @@ class VisionTokens:
         return present[needed]
 
 
-@dataclass(frozen=True)
-class Option:
-    """An option's declaration: what a user reads about it and what values it takes."""
-
-    help: str
-    choices: tuple[str, ...] | Callable[[], Iterable[str]] | None = None  # a callable reads a registry when asked
-    minimum: float | None = None  # smallest allowed value
-    above: float | None = None  # values must be strictly greater
-    aliases: tuple[str, ...] = ()  # further command-line spellings (``cls`` -> --cls / --no-cls)
-    tag: str | None = None  # short name in result tables (a bool option: "tag" / "no tag")
-
-    def allowed(self) -> tuple[str, ...] | None:
-        if self.choices is None:
-            return None
-        return tuple(self.choices() if callable(self.choices) else self.choices)
-
-
-def option(default: Any, help: str, **declaration) -> Any:
-    """A press field with its declaration (see :class:`Option` for the keywords)."""
-    return field(default=default, metadata={OPTION: Option(help, **declaration)})
+def keep_cls_option(default: bool, help: str) -> bool:
+    """The ``keep_cls`` option every press has, with a method's own default and reason
+    (spelled ``--cls`` / ``--no-cls`` too, tagged "CLS" in result tables)."""
+    return option(default, help, aliases=("cls",), tag="CLS")
 
 
 @dataclass(frozen=True)
@@ -142,9 +124,9 @@ class Press(ABC):
         DEFAULTS.budget, "N, visual tokens the language model receives per view (per base view and tile on LLaVA-NeXT, per frame "
         "for a video), a passed-through CLS included; preset \"qwen2-vl\": N per 576 merged tokens", minimum=1,
     )
-    keep_cls: bool = option(
+    keep_cls: bool = keep_cls_option(
         True, "pass the tower's CLS token through (it takes one of the budget's slots); ignored where the tower "
-        "or the family has no CLS slot", aliases=("cls",), tag="CLS",
+        "or the family has no CLS slot",
     )
 
     name: ClassVar[str] = "press"
@@ -190,40 +172,20 @@ class Press(ABC):
         return [INPUTS[name] for name in self.info.requires if not tokens.available(name)]
 
 
+def check_press(press, optional: bool = False) -> None:
+    """TypeError unless ``press`` is a press (or None where ``optional``): the one check
+    every entry point that takes a press makes."""
+    if optional and press is None:
+        return
+    if not isinstance(press, Press):
+        nullable = " or None" if optional else ""
+        raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID){nullable}, got {type(press).__name__}")
+
+
 def check_options(press: Press) -> None:
     """Each option's value against its declaration; the error names the option."""
     if isinstance(press.budget, bool) or not isinstance(press.budget, int) or press.budget <= 0:
         raise ValueError(f"budget must be a positive integer (visual tokens per view), got {press.budget!r}")
     if press.keep_cls is True and press.budget == 1:
         raise ValueError("budget must be at least 2 with keep_cls=True (the CLS token takes one slot), got 1")
-    from prunesid.methods.registry import options_of
-
-    for spec in options_of(type(press)):
-        check_value(spec, getattr(press, spec.name))
-
-
-def check_value(spec, value) -> None:
-    """One value of the option ``spec`` (a registry.PressOption)."""
-    name = spec.name
-    if value is None:
-        if spec.optional:
-            return
-        raise TypeError(f"{name} must not be None")
-    nullable = " or None" if spec.optional else ""
-    if spec.kind is bool:
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be True or False{nullable}, got {value!r}")
-        return
-    if spec.kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise TypeError(f"{name} must be an integer{nullable}, got {value!r}")
-    if spec.kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number{nullable}, got {value!r}")
-    if spec.kind is str and not isinstance(value, str):
-        raise TypeError(f"{name} must be a string{nullable}, got {value!r}")
-    allowed = spec.choices
-    if allowed is not None and value not in allowed:
-        raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-    if spec.minimum is not None and value < spec.minimum:
-        raise ValueError(f"{name} must be at least {spec.minimum}{nullable}, got {value!r}")
-    if spec.above is not None and value <= spec.above:
-        raise ValueError(f"{name} must be greater than {spec.above}{nullable}, got {value!r}")
+    check_declared(press)

@@ -1,5 +1,7 @@
-"""What the baseline presses share: the tokens' checks and how many tokens each view keeps
-(their settings are checked against their declarations, ``base.check_options``).
+"""What the baseline presses share: :class:`PerViewPress`, their base, which checks the
+tokens, reads how many tokens each view keeps and gathers the views' decisions into one
+result, so that a baseline holds only what makes it different (their settings are checked
+against their declarations, ``base.check_options``).
 
 Budgets mean the same for every method, so that methods compare at the same budget: N is
 the number of visual tokens the language model receives per view, a passed-through CLS
@@ -10,10 +12,13 @@ order) when it holds no more than that.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from prunesid import presets
-from prunesid.methods.base import VisionTokens
+from prunesid.compression import Compression
+from prunesid.methods.base import Press, VisionTokens
 
 
 def validated(tokens: VisionTokens) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,3 +68,51 @@ def budgets(budget: int, reserved: int, tokens: VisionTokens, valid: torch.Tenso
 def positions(valid_row: torch.Tensor) -> torch.Tensor:
     """Ascending indices of a view's selectable tokens."""
     return valid_row.nonzero().flatten()
+
+
+@dataclass
+class Views:
+    """A batch of views as a per-view press sees it: checked, each view's budget read."""
+
+    tokens: VisionTokens
+    features: torch.Tensor  # [B, T, D]
+    valid: torch.Tensor  # [B, T] bool: tokens that may be kept
+    budget: torch.Tensor  # [B] long: N of each view, read through the family's preset
+    keep: list[int]  # tokens each view keeps: N - reserved, or all it holds
+    reserved: int  # budget slots passed through untouched (the CLS, where kept)
+
+    def candidates(self, view: int) -> torch.Tensor:
+        """Ascending indices of a view's selectable tokens."""
+        return positions(self.valid[view])
+
+
+@dataclass(frozen=True)
+class PerViewPress(Press):
+    """Base of the presses that decide view by view (as kvpress' ``ScorerPress`` is of the
+    presses that score tokens): :meth:`compress` checks the tokens (:meth:`check_tokens` for
+    what a method needs besides), reads each view's budget and hands the :class:`Views` to
+    :meth:`compress_views`. A method gives :meth:`keep_view`, which tokens one view keeps;
+    one that works on the whole batch, or whose result holds more than the kept tokens,
+    gives :meth:`compress_views` instead."""
+
+    def compress(self, tokens: VisionTokens) -> Compression:
+        features, valid = validated(tokens)
+        self.check_tokens(tokens)
+        reserved = self.reserved(tokens)
+        budget, keep = budgets(self.budget, reserved, tokens, valid)
+        return self.compress_views(Views(tokens, features, valid, budget, keep, reserved))
+
+    def check_tokens(self, tokens: VisionTokens) -> None:
+        """Refuse, with a ValueError saying why, tokens that lack what the method needs."""
+
+    def compress_views(self, views: Views) -> Compression:
+        """Every view's kept tokens (:meth:`keep_view`) as a plain :class:`Compression`."""
+        return self.result(views, [self.keep_view(views, view, count) for view, count in enumerate(views.keep)])
+
+    def keep_view(self, views: Views, view: int, count: int) -> torch.Tensor:
+        """Ascending indices of the ``count`` tokens ``view`` keeps."""
+        raise NotImplementedError(f"{type(self).__name__} gives neither keep_view nor compress_views")
+
+    def result(self, views: Views, indices: list[torch.Tensor], kind: type[Compression] = Compression, **fields) -> Compression:
+        """A result of ``kind`` for the kept ``indices`` of every view, with the method's own ``fields``."""
+        return kind(indices=indices, valid=views.valid, budget=views.budget, reserved=views.reserved, method=self.name, **fields)

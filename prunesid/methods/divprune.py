@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from prunesid.compression import Compression
-from prunesid.methods.base import Press, PressInfo, VisionTokens, option
-from prunesid.methods.common import budgets, validated
+from prunesid.methods.base import PressInfo, keep_cls_option
+from prunesid.methods.common import PerViewPress, Views
 from prunesid.methods.registry import register_press
+from prunesid.options import option
 
 SPACES = ("projected", "tower")
 
@@ -29,7 +30,7 @@ class DivPruneResult(Compression):
 
 @register_press("divprune")
 @dataclass(frozen=True)
-class DivPrune(Press):
+class DivPrune(PerViewPress):
     """DivPrune (Alvar et al., "DivPrune: Diversity-based Visual Token Pruning for Large
     Multimodal Models", CVPR 2025): keep the subset of visual tokens whose smallest pairwise
     distance is largest (a max-min diversity problem), solved greedily.
@@ -56,9 +57,9 @@ class DivPrune(Press):
         "the family's projector (the authors' code), or \"tower\", the vision tower's features (tokens without a "
         "projector are measured as given)", choices=SPACES,
     )
-    keep_cls: bool = option(
+    keep_cls: bool = keep_cls_option(
         False, "pass the tower's CLS token through; off as in the authors' code, which selects among the LLaVA "
-        "patch tokens only", aliases=("cls",), tag="CLS",
+        "patch tokens only",
     )
 
     info: ClassVar[PressInfo] = PressInfo(
@@ -69,24 +70,20 @@ class DivPrune(Press):
         order=20,
     )
 
-    def compress(self, tokens: VisionTokens) -> DivPruneResult:
-        x, valid = validated(tokens)
-        reserved = self.reserved(tokens)
-        budget, keep = budgets(self.budget, reserved, tokens, valid)
-        if self.space == "projected" and tokens.project is not None:
+    def compress_views(self, views: Views) -> DivPruneResult:
+        x, valid = views.features, views.valid
+        if self.space == "projected" and views.tokens.project is not None:
             batch, length, width = x.shape
             with torch.no_grad():
-                x = tokens.project(x.reshape(batch * length, width)).reshape(batch, length, -1)
-        picks = max_min_greedy(x, valid, max(keep))
+                x = views.tokens.project(x.reshape(batch * length, width)).reshape(batch, length, -1)
+        picks = max_min_greedy(x, valid, max(views.keep))  # the whole batch at once
         rank = torch.full(valid.shape, -1, dtype=torch.long, device=valid.device)
         indices = []
-        for view, count in enumerate(keep):
+        for view, count in enumerate(views.keep):
             taken = picks[view, :count].to(valid.device)
             rank[view, taken] = torch.arange(count, device=valid.device)
             indices.append(taken.sort().values)
-        return DivPruneResult(
-            indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name, rank=rank, space=self.space
-        )
+        return self.result(views, indices, DivPruneResult, rank=rank, space=self.space)
 
 
 def cosine_distances(x: torch.Tensor) -> torch.Tensor:

@@ -12,15 +12,15 @@ from typing import ClassVar
 
 import torch
 
-from prunesid.compression import Compression
-from prunesid.methods.base import Press, PressInfo, VisionTokens, option
-from prunesid.methods.common import budgets, positions, validated
+from prunesid.methods.base import PressInfo, VisionTokens
+from prunesid.methods.common import PerViewPress, Views, positions
 from prunesid.methods.registry import register_press
+from prunesid.options import option
 
 
 @register_press("random")
 @dataclass(frozen=True)
-class RandomPrune(Press):
+class RandomPrune(PerViewPress):
     """Random pruning: each view keeps ``budget`` tokens drawn uniformly at random, without
     replacement, from its selectable tokens (the floor every pruning paper reports, e.g. the
     random baseline of the PruneSID and DivPrune papers).
@@ -35,22 +35,16 @@ class RandomPrune(Press):
         label="random", paper="", summary="random tokens (floor)", order=90,
     )
 
-    def compress(self, tokens: VisionTokens) -> Compression:
-        x, valid = validated(tokens)
-        reserved = self.reserved(tokens)
-        budget, keep = budgets(self.budget, reserved, tokens, valid)
-        indices = []
-        for view, count in enumerate(keep):
-            candidates = positions(valid[view])
-            generator = torch.Generator().manual_seed(self.seed)
-            draw = torch.randperm(candidates.numel(), generator=generator)[:count].to(candidates.device)
-            indices.append(candidates[draw].sort().values)
-        return Compression(indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name)
+    def keep_view(self, views: Views, view: int, count: int) -> torch.Tensor:
+        candidates = views.candidates(view)
+        generator = torch.Generator().manual_seed(self.seed)
+        draw = torch.randperm(candidates.numel(), generator=generator)[:count].to(candidates.device)
+        return candidates[draw].sort().values
 
 
 @register_press("uniform")
 @dataclass(frozen=True)
-class UniformPrune(Press):
+class UniformPrune(PerViewPress):
     """Uniform pruning: each view keeps ``budget`` tokens on an even spatial lattice over its
     patch grid (``VisionTokens.grid_shapes``), the spatial floor (like the "uniform" /
     pooling baselines of token-reduction papers, without averaging anything).
@@ -69,15 +63,9 @@ class UniformPrune(Press):
         label="uniform", paper="", summary="an even spatial grid (floor)", uses=("patch_grid",), order=91,
     )
 
-    def compress(self, tokens: VisionTokens) -> Compression:
-        x, valid = validated(tokens)
-        reserved = self.reserved(tokens)
-        budget, keep = budgets(self.budget, reserved, tokens, valid)
-        indices = []
-        for view, count in enumerate(keep):
-            rows, cols = _grid_shape(tokens, view)
-            indices.append(lattice(valid[view], rows, cols, count))
-        return Compression(indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name)
+    def keep_view(self, views: Views, view: int, count: int) -> torch.Tensor:
+        rows, cols = _grid_shape(views.tokens, view)
+        return lattice(views.valid[view], rows, cols, count)
 
 
 def _grid_shape(tokens: VisionTokens, view: int) -> tuple[int, int]:

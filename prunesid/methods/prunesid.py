@@ -12,8 +12,9 @@ from typing import ClassVar
 
 from prunesid import presets
 from prunesid.grouping import GROUPINGS
-from prunesid.methods.base import Diagnostics, Press, PressInfo, Variant, VisionTokens, option
+from prunesid.methods.base import Diagnostics, Press, PressInfo, Variant, VisionTokens, keep_cls_option
 from prunesid.methods.registry import register_press
+from prunesid.options import option
 from prunesid.presets import DEFAULTS
 from prunesid.psca import CENTERINGS, SOLVERS
 from prunesid.selection import ORDERS, Selection, select, validate_settings
@@ -49,9 +50,9 @@ class PruneSID(Press):
         DEFAULTS.phi_ref, "phi that maps to exactly budget when dynamic; None = the mean phi of the views in the "
         "call (calibrate it over a set of images: prunesid calibrate, VLM.calibrate)", above=0,
     )
-    keep_cls: bool = option(
+    keep_cls: bool = keep_cls_option(
         True, "pass the tower's CLS token through, as the authors do (it takes one of the budget's slots); ignored "
-        "for towers without one (SigLIP) and families without a slot for it", aliases=("cls",), tag="CLS",
+        "for towers without one (SigLIP) and families without a slot for it",
     )
     order: str = option(
         DEFAULTS.order, "output order: \"reference\" (concept by concept, as the authors' code) or \"spatial\"",

@@ -14,22 +14,19 @@ CLI's ``--method``, the demo's method switch and lmms-eval's ``method=``.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import os
 import re
-import types
-import typing
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, Callable
+from typing import Callable
 
-from prunesid.methods.base import INPUTS, OPTION, Option, Press
+from prunesid.methods.base import INPUTS, Press
+from prunesid.options import DeclaredOption, declared_options, options_table  # noqa: F401  (options_table: docs/methods.md)
 
 ENTRY_POINT_GROUP = "prunesid.presses"
 PLUGINS_ENV = "PRUNESID_PLUGINS"
 NO_PRESS = "none"  # the unmodified model, where a front end offers it
-KINDS = (bool, int, float, str)
 
 PRESSES: dict[str, type[Press]] = {}
 _plugins_loaded = False
@@ -37,7 +34,7 @@ _plugins_loaded = False
 
 def register_press(name: str) -> Callable[[type[Press]], type[Press]]:
     """Make a press available by ``name`` to every front end. The class must declare
-    ``info`` and make each field with :func:`prunesid.methods.base.option`."""
+    ``info`` and make each field with :func:`prunesid.options.option`."""
 
     def register(cls: type[Press]) -> type[Press]:
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name == NO_PRESS:
@@ -105,108 +102,13 @@ def default_method() -> str:
 
 # --- options ---------------------------------------------------------------------------
 
-
-@dataclass(frozen=True)
-class PressOption:
-    """One option of a press, resolved from its field: name, type, default, declaration."""
-
-    name: str
-    kind: type  # bool, int, float or str
-    optional: bool  # None is allowed (usually: "derive it from the budget")
-    default: Any
-    declaration: Option
-
-    @property
-    def help(self) -> str:
-        return self.declaration.help
-
-    @property
-    def choices(self) -> tuple[str, ...] | None:
-        return self.declaration.allowed()
-
-    @property
-    def minimum(self):
-        return self.declaration.minimum
-
-    @property
-    def above(self):
-        return self.declaration.above
-
-    @property
-    def flags(self) -> list[str]:
-        """Command-line spellings: ``--phi-ref``, then the aliases."""
-        return ["--" + spelling.replace("_", "-") for spelling in (self.name, *self.declaration.aliases)]
-
-    def allowed_values(self) -> list[str]:
-        """What the declaration allows beyond the type: ``["one of a, b", ">= 1"]``."""
-        parts = []
-        if self.choices is not None:
-            parts.append("one of " + ", ".join(self.choices))
-        if self.minimum is not None:
-            parts.append(f">= {self.minimum}")
-        if self.above is not None:
-            parts.append(f"> {self.above}")
-        return parts
-
-    def describe_values(self, default: str | None = None) -> str:
-        """``" [one of a, b; or None; default x]"``: what a user may give (``default``:
-        another text for the default, e.g. when methods sharing the option differ)."""
-        parts = self.allowed_values() + (["or None"] if self.optional else [])
-        parts.append(f"default {self.default if default is None else default}")
-        return " [" + "; ".join(parts) + "]"
-
-    def parse(self, value, shown: str | None = None):
-        """``value`` as a user typed it (text, or a number or bool already parsed) in this
-        option's type; ``shown`` is how the error names the option."""
-        shown = shown or self.name
-        nullable = " or None" if self.optional else ""
-        if self.optional and (value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", ""))):
-            return None
-        if isinstance(value, str):
-            value = value.strip()
-        if self.kind is bool:
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false"):
-                return value.lower() == "true"
-            raise ValueError(f"{shown} must be true or false{nullable}, got {value!r}")
-        if self.kind is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-            if isinstance(value, str) and re.fullmatch(r"[+-]?\d+", value):
-                return int(value)
-            raise ValueError(f"{shown} must be an integer{nullable}, got {value!r}")
-        if self.kind is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            try:
-                return float(value)
-            except (TypeError, ValueError):
-                raise ValueError(f"{shown} must be a number{nullable}, got {value!r}") from None
-        return value
+PressOption = DeclaredOption  # one option of a press (prunesid.options)
 
 
-def options_of(cls: type[Press]) -> list[PressOption]:
+def options_of(cls: type[Press]) -> list[DeclaredOption]:
     """The options of a press class, in field order; a field made without
-    :func:`~prunesid.methods.base.option` or of another type is refused."""
-    return list(_options_of(cls))
-
-
-@functools.cache  # read on every press built: the class's annotations are resolved once
-def _options_of(cls: type[Press]) -> tuple[PressOption, ...]:
-    hints = typing.get_type_hints(cls)
-    found = []
-    for f in dataclasses.fields(cls):
-        declaration = f.metadata.get(OPTION)
-        if declaration is None:
-            raise TypeError(f"{cls.__name__}.{f.name} is not declared: make it with option(default, help, ...)")
-        members = list(typing.get_args(hints[f.name])) if typing.get_origin(hints[f.name]) in (typing.Union, types.UnionType) else [hints[f.name]]
-        optional = type(None) in members
-        kinds = [member for member in members if member is not type(None)]
-        if len(kinds) != 1 or kinds[0] not in KINDS:
-            raise TypeError(f"{cls.__name__}.{f.name}: an option is bool, int, float or str (or None), got {hints[f.name]}")
-        found.append(PressOption(name=f.name, kind=kinds[0], optional=optional, default=f.default, declaration=declaration))
-    return tuple(found)
+    :func:`~prunesid.options.option` or of another type is refused."""
+    return declared_options(cls)
 
 
 def build_press(method: str, values: dict, shown: Callable[[str], str] = str) -> Press:
@@ -270,12 +172,3 @@ def has_groups(result) -> bool:
     """Whether ``result`` carries groups, survivors and quotas to draw (``Diagnostics.groups``)."""
     info = info_of(result)
     return info is not None and info.diagnostics.groups
-
-
-def options_table(cls: type[Press]) -> str:
-    """The options of ``cls`` as a markdown table (docs/methods.md holds one per press)."""
-    rows = ["| Option | Type | Default | Values | What it does |", "|---|---|---|---|---|"]
-    for spec in options_of(cls):
-        kind = spec.kind.__name__ + (" or None" if spec.optional else "")
-        rows.append(f"| `{spec.name}` | {kind} | `{spec.default!r}` | {'; '.join(spec.allowed_values())} | {spec.help} |")
-    return "\n".join(rows)

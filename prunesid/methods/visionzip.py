@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from prunesid.compression import Compression
-from prunesid.methods.base import Diagnostics, Press, PressInfo, VisionTokens, option
-from prunesid.methods.common import budgets, positions, validated
+from prunesid.methods.base import Diagnostics, PressInfo, VisionTokens, keep_cls_option
+from prunesid.methods.common import PerViewPress, Views
 from prunesid.methods.registry import register_press
+from prunesid.options import option
 
 # The authors' split: 10 contextual tokens per 64 (54 + 10 at 64, 108 + 20 at 128, 162 + 30 at 192).
 CONTEXTUAL_PER_64 = 10
@@ -33,7 +34,7 @@ class VisionZipResult(Compression):
 
 @register_press("visionzip")
 @dataclass(frozen=True)
-class VisionZip(Press):
+class VisionZip(PerViewPress):
     """VisionZip (Yang et al., "VisionZip: Longer is Better but Not Necessary in Vision
     Language Models", CVPR 2025): keep the *dominant* tokens, those the CLS token attends to
     most, and merge the others into a few *contextual* tokens.
@@ -67,9 +68,9 @@ class VisionZip(Press):
         None, "contextual (merged) tokens per view; None = the authors' ratio, round(budget * 10 / 64) "
         "(10 at 64, 20 at 128, 30 at 192); 0 keeps dominant tokens only", minimum=0,
     )
-    keep_cls: bool = option(
+    keep_cls: bool = keep_cls_option(
         True, "pass the tower's CLS token through, as the authors do (it is their first dominant token); "
-        "ignored where the tower or the family has no CLS slot", aliases=("cls",), tag="CLS",
+        "ignored where the tower or the family has no CLS slot",
     )
 
     info: ClassVar[PressInfo] = PressInfo(
@@ -99,23 +100,23 @@ class VisionZip(Press):
             return self.contextual
         return min((self.budget * CONTEXTUAL_PER_64 + 32) // 64, self.budget - int(self.keep_cls))
 
-    def compress(self, tokens: VisionTokens) -> VisionZipResult:
-        x, valid = validated(tokens)
+    def check_tokens(self, tokens: VisionTokens) -> None:
         if tokens.importance is None:
             raise ValueError(
                 "VisionZip chooses its dominant tokens by the CLS token's attention, and these tokens come "
                 "without it (a vision tower without a CLS token, e.g. SigLIP or Qwen-VL); use another method"
             )
-        reserved = self.reserved(tokens)
-        budget, keep = budgets(self.budget, reserved, tokens, valid)
+
+    def compress_views(self, views: Views) -> VisionZipResult:
+        x, valid, tokens = views.features, views.valid, views.tokens
         importance = tokens.importance.to(x.device).float()
         metric = tokens.keys if tokens.keys is not None else x
         batch, length, width = x.shape
         indices, merged = [], []
         merged_from = torch.full((batch, length), -1, dtype=torch.long, device=x.device)
         targets = torch.zeros(batch, length, dtype=torch.bool, device=x.device)
-        for view, count in enumerate(keep):
-            candidates = positions(valid[view])
+        for view, count in enumerate(views.keep):
+            candidates = views.candidates(view)
             if count >= candidates.numel():  # keeps everything: nothing to merge
                 indices.append(candidates)
                 merged.append(x.new_zeros(0, width))
@@ -133,10 +134,9 @@ class VisionZip(Press):
             merged_from[view, candidates[anchors]] = torch.arange(anchors.numel(), device=x.device)
             merged_from[view, candidates[others]] = joined
             targets[view, candidates[anchors]] = True
-        return VisionZipResult(
-            indices=indices, valid=valid, budget=budget, reserved=reserved, method=self.name, merged=merged,
-            merged_from=merged_from, scores=importance.masked_fill(~valid, 0.0), targets=targets,
-            space="keys" if tokens.keys is not None else "features",
+        return self.result(
+            views, indices, VisionZipResult, merged=merged, merged_from=merged_from,
+            scores=importance.masked_fill(~valid, 0.0), targets=targets, space="keys" if tokens.keys is not None else "features",
         )
 
 

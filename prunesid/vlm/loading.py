@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 import prunesid.vlm.families  # noqa: F401  (registers every family)
+from prunesid.family_options import given_family_options, refuse_foreign
 from prunesid.vlm.builtins import BUILTINS, builtin_directory
 from prunesid.vlm.family import FAMILIES, FamilySpec, supported_families
 from prunesid.vlm.model import VLM
@@ -48,14 +49,18 @@ def load_vlm(
             the processor's resize (default: the processor's own); other families refuse them.
         fps: for Qwen-VL clips, sample frames at this rate (``2.0``: the Qwen processors'
             default; 4 to 32 frames, an even count) instead of 16 frames whatever the length.
-        newlines: for LLaVA-NeXT, the newline tokens of compressed runs: ``"authors"`` (none,
-            the default: what the paper measured) or ``"rows"`` (one per row of the unpadded grid).
+        newlines: for LLaVA-NeXT and LLaVA-OneVision, the newline tokens of compressed runs:
+            ``"authors"`` (none: what the paper measured; LLaVA-NeXT's default) or ``"rows"``
+            (one per row of the unpadded grid; LLaVA-OneVision's default, its own packing).
+
+    The family options (``min_pixels``, ``max_pixels``, ``newlines``, ``fps``) are declared
+    once in :class:`prunesid.family_options.FamilyOptions`, with the CLI's flags.
     """
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a built-in name ({', '.join(BUILTINS)}), a Hugging Face id or a directory, got {model!r}")
     resolved_device = _device(device)
     resolved_dtype = _dtype(dtype, resolved_device)
-    options = _family_options(min_pixels=min_pixels, max_pixels=max_pixels, newlines=newlines, fps=fps)
+    options = given_family_options(min_pixels=min_pixels, max_pixels=max_pixels, newlines=newlines, fps=fps)
     start = time.perf_counter()
     if progress:
         print(f"Loading {model} on {resolved_device} ({str(resolved_dtype).removeprefix('torch.')})...", file=sys.stderr, flush=True)
@@ -70,33 +75,18 @@ def load_vlm(
 
 def wrap(hf_model, processor, name: str, **family_options) -> VLM:
     """A VLM around an already loaded transformers model and its processor (``family_options``:
-    ``min_pixels`` / ``max_pixels`` for Qwen-VL)."""
+    those of :class:`prunesid.family_options.FamilyOptions` its family takes)."""
     model_type = hf_model.config.model_type
     if model_type not in FAMILIES:
         raise ValueError(f"model type {model_type!r} is not supported; supported: {supported_families()}")
-    options = _family_options(**family_options)
+    options = given_family_options(**family_options)
     _check_family_options(model_type, options)
     return VLM(hf_model, processor, FAMILIES[model_type].family(hf_model, processor, **options), name=name)
 
 
-def _family_options(**options) -> dict:
-    """The options given (not None); pixel limits each a positive integer (the family checks the rest)."""
-    given = {name: value for name, value in options.items() if value is not None}
-    for name, value in given.items():
-        if name.endswith("_pixels") and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return given
-
-
 def _check_family_options(model_type: str, options: dict) -> None:
-    accepted = inspect.signature(FAMILIES[model_type].family.__init__).parameters
-    unknown = [name for name in options if name not in accepted]
-    if unknown:
-        verb = "applies" if len(unknown) == 1 else "apply"
-        where = " and ".join(dict.fromkeys(
-            "LLaVA-NeXT models (anyres tiles)" if name == "newlines" else "Qwen-VL clips" if name == "fps" else "models with dynamic resolution (Qwen-VL)" for name in unknown
-        ))
-        raise ValueError(f"{' and '.join(unknown)} {verb} only to {where}, not to {model_type!r} models")
+    """The options a family takes are the parameters of its ``__init__``."""
+    refuse_foreign(options, inspect.signature(FAMILIES[model_type].family.__init__).parameters, model_type)
 
 
 def _load_pretrained(model: str, dtype: torch.dtype, options: dict | None = None):

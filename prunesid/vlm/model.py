@@ -23,10 +23,11 @@ from typing import Callable, Iterator
 import torch
 from transformers.generation.streamers import BaseStreamer
 
-from prunesid import pipeline  # a module reference: prunesid.pipeline imports this package's families
+from prunesid import pipeline  # the press path, below this facade
+from prunesid.pipeline import PressedInputs
 from prunesid.compression import Compression
 from prunesid.images import load_image
-from prunesid.methods.base import Press, VisionTokens
+from prunesid.methods.base import Press, VisionTokens, check_press
 from prunesid.video import Video, is_video, load_video
 from prunesid.vlm.family import EncodedMedia, Family, VisualRun
 
@@ -141,8 +142,7 @@ class VLM:
         batch (so a dynamic press shares its budget across every view of every image).
         Returns one result per image, covering its views (``prunesid.select`` is the
         tensor-level call: one batch in, one result out)."""
-        if not isinstance(press, Press):
-            raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
+        check_press(press)
         images = [encoded] if isinstance(encoded, EncodedMedia) else list(encoded)
         if not images:
             return []
@@ -241,13 +241,12 @@ class VLM:
 
         return ReplyStream(pieces)
 
-    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> "pipeline.PressedInputs":
+    def prepare(self, images, prompt, press: Press | None, max_new_tokens: int = 128) -> PressedInputs:
         """Everything ``generate`` needs, with the visual tokens already compressed (see
         :func:`prunesid.pipeline.press_inputs`): the input ids (placeholder runs set to each
         input's count), the family's keyword arguments, per-input results, counts and
         timings (``vision_ms``, ``select_ms``)."""
-        if press is not None and not isinstance(press, Press):
-            raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID) or None, got {type(press).__name__}")
+        check_press(press, optional=True)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         image_list = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
