@@ -32,7 +32,7 @@ from demo import labels
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES
 from demo.model_choice import choose_model, load_with_fallback
 from demo.playable import playable_copy
-from demo.models import ModelSlot, Served, hub_reachable_at_launch, load_listed, picker_choices, unbound
+from demo.models import ModelSlot, Served, hub_reachable_at_launch, unbound
 from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
@@ -174,8 +174,9 @@ def build(slot: ModelSlot) -> gr.Blocks:
         )
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
+                hosted = "the models this host serves, all kept loaded; " if slot.hosted else ""
                 picker = gr.Dropdown(
-                    slot.choices, value=first.name, label="Model (tiny-random-*: offline, random weights; their selections are real)",
+                    slot.choices, value=first.name, label=f"Model ({hosted}tiny-random-*: offline, random weights; their selections are real)",
                     elem_id="model-picker", filterable=False,
                 )
             with gr.Column(scale=3, min_width=300):
@@ -490,8 +491,7 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_model(args.model)
     vlm, banner = load_with_fallback(choice)
     first = Served.of(vlm, banner, max_new_tokens=args.max_new_tokens)
-    choices = picker_choices(vlm.name, hub_reachable_at_launch(choice))
-    slot = ModelSlot(first, choices, load=lambda name: load_listed(name, args.max_new_tokens))
+    slot = ModelSlot.for_deployment(first, hub_reachable_at_launch(choice), max_new_tokens=args.max_new_tokens)
     page = build(slot)
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
