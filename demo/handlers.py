@@ -27,7 +27,7 @@ from demo.limits import (
 from prunesid import PruneSID
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
-from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches
+from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches, patch_box
 
 GROUPING_CHOICES = ["psca", "kmeans", "random"]
 EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
@@ -228,6 +228,22 @@ class Handlers:
         if not isinstance(index, (list, tuple)) or len(index) != 2:
             raise ValueError(f"the click carried no pixel position, got {index!r}")
         point = (_whole(index[0], "x"), _whole(index[1], "y"))
+        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+
+    def page_pick(self, image, budget, groups, lam, grouping, dynamic, view, row, column):
+        """The keyboard's way to click a patch: view, row and column (numbered from 0, as the
+        explanation names them) -> the page view with that patch explained, and its pixel."""
+        if image is None:
+            raise ValueError("no image: upload one or pick an example, then pick a patch")
+        encoded = self.encode(image)
+        view = _in_range(_whole(view, "view"), "view", (0, encoded.num_views - 1))
+        grid = encoded.grids[view]
+        row = _in_range(_whole(row, "row"), "row", (0, grid.rows - 1))
+        column = _in_range(_whole(column, "column"), "column", (0, grid.cols - 1))
+        box = patch_box(encoded.image, encoded.grids, view, row * grid.cols + column)
+        if box is None:
+            raise ValueError(f"patch (row {row}, column {column}) of view {view} is not drawn on the overlay")
+        point = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
         return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
 
     def refresh(self, image, budget, groups, lam, grouping, dynamic):
