@@ -90,6 +90,10 @@ A11Y_JS = """
       if (item.getAttribute('aria-label') !== label) item.setAttribute('aria-label', label);
       if (img && img.tagName === 'IMG' && !img.getAttribute('alt')) img.setAttribute('alt', name || 'example');
     });
+    // Icons are decoration (their buttons are named): hidden from screen readers.
+    document.querySelectorAll('svg:not([aria-hidden])').forEach(icon => {
+      if (!icon.getAttribute('aria-label') && !icon.querySelector('title')) icon.setAttribute('aria-hidden', 'true');
+    });
     const explain = document.querySelector('#explain');
     if (explain && explain.getAttribute('aria-live') !== 'polite') { explain.setAttribute('aria-live', 'polite'); explain.setAttribute('role', 'status'); }
   };

@@ -564,6 +564,7 @@ def stats_markdown(stats: dict) -> str:
     if views > 1:
         kept += f"; per view {', '.join(map(str, numbers['kept_per_view']))}"
     rows = [
+        ("Model", f"{stats['model']}"),
         ("Tokens T", tokens),
         ("Budget N" + (" / N'" if stats["dynamic"] else ""), numbers["budget_text"]),
         (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words['groups'])}"),
