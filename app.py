@@ -253,7 +253,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
         gr.Markdown(
             "## Chat with the compressed model\n"
             "<small>Questions sent while an answer is being written wait their turn; Stop ends the answer "
-            "being written.</small>"
+            "being written. A `tiny-random-*` model has random weights: its answers are noise by design "
+            "(the selection above is real).</small>"
         )
         chatbot = gr.Chatbot(label="Answer", height=300, elem_id="chatbot")
         with gr.Row():

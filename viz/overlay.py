@@ -21,8 +21,8 @@ from viz.canvas import Canvas, build_canvas
 from viz.palette import selection_palette
 
 GAP = 8
-CAPTION_HEIGHT = 26
-CAPTION_FONT = ImageFont.load_default(size=16)
+CAPTION_HEIGHT = 34
+CAPTION_FONT = ImageFont.load_default(size=22)  # >= 11 px on a sheet shown at half its size
 KEPT_EDGE = np.array([255, 214, 0], dtype=np.float32)
 SURVIVOR_EDGE = np.array([40, 220, 90], dtype=np.float32)
 SUPPRESSED_TINT = np.array([200, 40, 40], dtype=np.float32)
