@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 
+from demo.figures import compression_text
 from demo.files import read_image_bytes
 from prunesid.methods import Press, method_choices
 from prunesid.methods.base import INPUTS
@@ -157,10 +158,10 @@ def compare_methods(vlm, image, question, budget, phi_ref: float | None = None, 
 def stats_markdown(rows: list[dict]) -> str:
     lines = ["| Method | Kept | Merged | Visual tokens to the LLM | Selection |", "|---|---|---|---|---|"]
     for row in rows:
-        cls = " + CLS" if row["reserved"] else ""
+        cls = "" if not row["reserved"] else " + CLS" if row["views"] == 1 else f" + {row['reserved'] * row['views']} CLS"
         lines.append(
             f"| {row['about']} | {row['kept']}{cls} | {row['merged']} | {row['visual_tokens']} of "
-            f"{row['visual_tokens_uncompressed']} ({row['compression']}x) | {row['select_ms']:.1f} ms |"
+            f"{row['visual_tokens_uncompressed']} ({compression_text(row['visual_tokens_uncompressed'], row['visual_tokens'])}) | {row['select_ms']:.1f} ms |"
         )
     return "\n".join(lines)
 
