@@ -99,6 +99,12 @@ A11Y_JS = """
   };
   fix();
   new MutationObserver(fix).observe(document.body, {childList: true, subtree: true});
+  // Esc closes a dropdown but leaves its box focused, so a click would not open it again:
+  // let go of the focus, and the next click opens it.
+  document.addEventListener('keydown', event => {
+    const box = event.key === 'Escape' && event.target.closest && event.target.closest('#model-picker');
+    if (box) setTimeout(() => event.target.blur(), 0);
+  }, true);
 }
 """
 

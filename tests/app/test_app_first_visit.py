@@ -280,3 +280,17 @@ def test_the_accessibility_tree_names_everything_and_a_patch_can_be_explained_by
     page.wait_for_function("/Patch 77 \\(row 3, column 5/.test(document.querySelector('#explain').innerText)", timeout=60_000)
     assert page.locator("#explain").get_attribute("aria-live") == "polite"
     page.close()
+
+
+def test_the_model_picker_opens_again_after_escape(browser, hosted_url):  # noqa: F811
+    """Esc closes the picker; the next click opens it again (it used to need a click
+    elsewhere on the page first)."""
+    page = _open(browser, hosted_url, 1400)
+    box = page.locator("#model-picker input")
+    box.click()
+    page.locator("[data-testid='dropdown-option']").first.wait_for(state="visible", timeout=10_000)
+    page.keyboard.press("Escape")
+    page.wait_for_function("() => !document.querySelector(\"[data-testid='dropdown-option']\")", timeout=10_000)
+    box.click()
+    page.locator("[data-testid='dropdown-option']").first.wait_for(state="visible", timeout=10_000)
+    page.close()
