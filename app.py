@@ -25,14 +25,14 @@ from demo.chat import ChatQueue
 from demo.files import MAX_FILE_BYTES
 from demo.handlers import question as question_text
 from demo.handlers import (
-    EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, snap, stats_markdown, user_errors,
+    EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, refused, snap, stats_markdown, user_errors,
 )
 from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_SIZE
 from demo import labels
-from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES
+from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, offered, unavailable_note
 from demo.model_choice import choose_model, load_with_fallback
 from demo.playable import playable_copy
-from demo.models import ModelSlot, Served, hub_reachable_at_launch, load_listed, picker_choices, unbound
+from demo.models import ModelSlot, Served, hub_reachable_at_launch, unbound
 from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
@@ -60,11 +60,51 @@ CSS = """
 #input-image .image-container {padding-top: 40px; box-sizing: border-box;}
 #input-video .video-container {padding-top: 40px; box-sizing: border-box;}
 #input-video .video-container video {max-height: 160px;}
-/* Wide sheets (panels side by side) keep a readable height on a phone and scroll sideways. */
+/* Wide sheets (panels side by side: Compare, Methods, the frame strips) on a phone: drawn at
+   their own pixel size, so every caption keeps its drawn size (13-16 px), and scrolled
+   sideways from their left edge (a centred overflow could not be scrolled to). */
 @media (max-width: 600px) {
   .tab-container button {padding-left: 6px !important; padding-right: 6px !important;}
-  .wide-sheet .image-frame, .wide-sheet .image-container {overflow-x: auto;}
-  .wide-sheet img {max-width: none !important; height: 200px !important; width: auto !important;}
+  .wide-sheet .image-container, .wide-sheet .image-frame, .wide-sheet button {overflow-x: auto !important; justify-content: flex-start !important;}
+  .wide-sheet .image-frame {display: block !important;}
+  .wide-sheet img {max-width: none !important; max-height: none !important; height: auto !important; width: auto !important; object-fit: none !important;}
+}
+#patch-picker {align-items: end;}
+"""
+
+# The page's accessibility, which Gradio's components do not give by themselves: one radio
+# group per choice (arrow keys move between its options), a name on every example button,
+# and the explanation read out when it changes. Run on load and whenever the page changes.
+A11Y_JS = """
+() => {
+  const fix = () => {
+    document.querySelectorAll('.block[id]').forEach(block => {
+      const radios = block.querySelectorAll('input[type=radio]');
+      radios.forEach(radio => { if (radio.name !== block.id) radio.name = block.id; });
+    });
+    document.querySelectorAll('.gallery-item').forEach((item, index) => {
+      const img = item.querySelector('img, video');
+      const source = img ? (img.getAttribute('src') || '') : '';
+      const name = decodeURIComponent(source.split('/').pop() || '').split('?')[0];
+      const label = 'Example ' + (index + 1) + (name ? ': ' + name : '');
+      if (item.getAttribute('aria-label') !== label) item.setAttribute('aria-label', label);
+      if (img && img.tagName === 'IMG' && !img.getAttribute('alt')) img.setAttribute('alt', name || 'example');
+    });
+    // Icons are decoration (their buttons are named): hidden from screen readers.
+    document.querySelectorAll('svg:not([aria-hidden])').forEach(icon => {
+      if (!icon.getAttribute('aria-label') && !icon.querySelector('title')) icon.setAttribute('aria-hidden', 'true');
+    });
+    const explain = document.querySelector('#explain');
+    if (explain && explain.getAttribute('aria-live') !== 'polite') { explain.setAttribute('aria-live', 'polite'); explain.setAttribute('role', 'status'); }
+  };
+  fix();
+  new MutationObserver(fix).observe(document.body, {childList: true, subtree: true});
+  // Esc closes a dropdown but leaves its box focused, so a click would not open it again:
+  // let go of the focus, and the next click opens it.
+  document.addEventListener('keydown', event => {
+    const box = event.key === 'Escape' && event.target.closest && event.target.closest('#model-picker');
+    if (box) setTimeout(() => event.target.blur(), 0);
+  }, true);
 }
 """
 
@@ -112,24 +152,18 @@ def build(slot: ModelSlot) -> gr.Blocks:
         chats.forget(request.session_hash, client_of(request))
         slot.forget(request.session_hash, client_of(request))
 
-    refusals: dict[str, str] = {}  # session -> why its last question was refused (read once)
-
-    @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
+        # A refused question is a message under the chat, never an error: the question stays
+        # in the box, the conversation stays as it was and usable (no "Error" badge over it).
         try:
             history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
         except (ValueError, TypeError) as error:
-            if len(refusals) > 10_000:  # bounded whatever the traffic
-                refusals.clear()
-            refusals[request.session_hash] = str(error)
-            raise
+            refused(send_message, error)  # one line in the log
+            return gr.skip(), gr.skip(), f"⚠️ Not sent: {error}"
         return "", history, "waiting for the answer..."
 
-    def why_not_sent(request: gr.Request):
-        # The send runs outside the queue, where a refusal reaches the page as a bare "Error":
-        # its reason is written under the chat instead.
-        reason = refusals.pop(request.session_hash, "") if isinstance(request.session_hash, str) else ""
-        return f"⚠️ Not sent: {reason or 'the question was refused; try again'}"
+    def why_not_sent():
+        return "⚠️ Not sent: the question could not be queued; try again"
 
     @on_gpu
     @user_errors
@@ -174,8 +208,9 @@ def build(slot: ModelSlot) -> gr.Blocks:
         )
         with gr.Row():
             with gr.Column(scale=2, min_width=300):
+                hosted = "the models this host serves, all kept loaded; " if slot.hosted else ""
                 picker = gr.Dropdown(
-                    slot.choices, value=first.name, label="Model (tiny-random-*: offline, random weights; their selections are real)",
+                    slot.choices, value=first.name, label=f"Model ({hosted}tiny-random-*: offline, random weights; their selections are real)",
                     elem_id="model-picker", filterable=False,
                 )
             with gr.Column(scale=3, min_width=300):
@@ -195,21 +230,27 @@ def build(slot: ModelSlot) -> gr.Blocks:
                 with gr.Tabs():
                     # No image labels: a label badge would cover a chart's legend or a panel's title;
                     # the tab names the picture.
-                    bare = {"show_label": False, "interactive": False}
+                    bare = {"show_label": False, "interactive": False, "buttons": []}  # no toolbar over the picture
                     with gr.Tab("Kept"):
-                        kept_view = gr.Image(label="Kept patches (others dimmed)", elem_id="kept-view", elem_classes="overlay", **bare)
+                        kept_view = gr.Image(label="Kept patches (others dimmed)", elem_id="kept-view", alt_text="Kept patches: the kept ones at full brightness with a yellow outline, the others dimmed", elem_classes="overlay", **bare)
                     with gr.Tab("Groups"):
-                        groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", elem_classes="overlay", **bare)
+                        groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", alt_text="The group of every patch, one colour per group, its number on it", elem_classes="overlay", **bare)
                     with gr.Tab("Survivors"):
-                        survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", elem_classes="overlay", **bare)
+                        survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", alt_text="NMS survivors outlined in green, suppressed patches dimmed red", elem_classes="overlay", **bare)
                     with gr.Tab("Budget"):
-                        quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", **bare)
+                        quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", alt_text="Bar chart: each group's size, survivors and kept tokens", **bare)
                 gr.Markdown(
                     "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
                     "colour per group (its number on it; grouping as chosen), dark borders between groups. **Survivors**: green outline; suppressed "
-                    "by NMS: dimmed red. Hatched: cut away by the processor's center crop (the model never sees "
-                    "it). Grey: padding around LLaVA-NeXT tiles.</small>"
+                    "by NMS: dimmed red. What this model's processor does to the image (views, tiles, crop, padding) "
+                    "is written above the stats.</small>", elem_id="overlay-key",
                 )
+                with gr.Row(elem_id="patch-picker"):
+                    # The keyboard's (and a screen reader's) way to click a patch.
+                    pick_view = gr.Number(0, precision=0, minimum=0, label="View (0: the first)", elem_id="pick-view", min_width=80)
+                    pick_row = gr.Number(0, precision=0, minimum=0, label="Patch row", elem_id="pick-row", min_width=80)
+                    pick_column = gr.Number(0, precision=0, minimum=0, label="Patch column", elem_id="pick-column", min_width=80)
+                    pick_button = gr.Button("Why was this patch kept or dropped?", elem_id="pick-patch", min_width=160)
                 explanation = gr.Markdown(EXPLAIN_HINT, elem_id="explain")
                 explanation_json = gr.JSON(label="Why (JSON)", visible=False)
                 stats_table = gr.Markdown(elem_id="stats", elem_classes="stats-table")
@@ -218,11 +259,12 @@ def build(slot: ModelSlot) -> gr.Blocks:
         gr.Markdown(
             "## Chat with the compressed model\n"
             "<small>Questions sent while an answer is being written wait their turn; Stop ends the answer "
-            "being written.</small>"
+            "being written. A `tiny-random-*` model has random weights: its answers are noise by design "
+            "(the selection above is real).</small>"
         )
         chatbot = gr.Chatbot(label="Answer", height=300, elem_id="chatbot")
         with gr.Row():
-            message = gr.Textbox(placeholder="Ask about the image...", show_label=False, scale=5, elem_id="message")
+            message = gr.Textbox(placeholder="Ask about the image...", label="Question about the image", show_label=False, scale=5, elem_id="message")
             send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
             stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
         reply_info = gr.Markdown(elem_id="reply-info")
@@ -230,7 +272,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
 
         with gr.Accordion("Compare", open=False):
             compare_button = gr.Button("Compare PSCA / KMeans / random at this budget", elem_id="compare-groupings")
-            comparison = gr.Image(label="Kept patches per grouping", interactive=False, show_label=False, elem_id="comparison", elem_classes="wide-sheet")
+            comparison = gr.Image(label="Kept patches per grouping", interactive=False, show_label=False, elem_id="comparison", alt_text="Kept patches per grouping, side by side: PSCA, KMeans, random", buttons=[], elem_classes="wide-sheet")
             question = gr.Textbox(label="Question for the all-tokens vs compressed comparison", value="Describe the image.")
             answers_button = gr.Button("Answer with all tokens and with the compressed ones", elem_id="compare-answers")
             with gr.Row():
@@ -242,14 +284,15 @@ def build(slot: ModelSlot) -> gr.Blocks:
             gr.Markdown("<small>The same image, model and budget N for every method. VisionZip's merged tokens: "
                         "one colour each over the patches they cover, the anchor outlined.</small>")
             with gr.Row():
-                method = gr.Radio(METHOD_CHOICES, value=METHOD_CHOICES[0], label="Method", elem_id="method")
+                method = gr.Radio(offered(first.vlm), value=METHOD_CHOICES[0], label="Method", elem_id="method")
                 method_button = gr.Button("Show what this method keeps", elem_id="analyze-method")
-            method_view = gr.Image(label="Kept by the method", interactive=False, show_label=False, elem_id="method-view", elem_classes="overlay")
+            method_note = gr.Markdown(unavailable_note(first.vlm), elem_id="method-note")
+            method_view = gr.Image(label="Kept by the method", interactive=False, show_label=False, elem_id="method-view", alt_text="What the chosen method keeps: kept patches bright, merged tokens in one colour each", buttons=[], elem_classes="overlay")
             method_table = gr.Markdown(elem_id="method-stats", elem_classes="stats-table")
             method_json = gr.JSON(visible=False)
             method_question = gr.Textbox(label="Question for every method", value=DEFAULT_QUESTION, elem_id="method-question")
             compare_methods_button = gr.Button("Compare methods: kept patches, answers, selection and prefill times", elem_id="compare-methods")
-            methods_sheet = gr.Image(label="Kept patches per method", interactive=False, show_label=False, elem_id="methods-sheet", elem_classes="wide-sheet")
+            methods_sheet = gr.Image(label="Kept patches per method", interactive=False, show_label=False, elem_id="methods-sheet", alt_text="Kept patches per method, side by side", buttons=[], elem_classes="wide-sheet")
             methods_table = gr.Markdown(elem_id="methods-table", elem_classes="stats-table")
             methods_json = gr.JSON(visible=False)
 
@@ -285,18 +328,18 @@ def build(slot: ModelSlot) -> gr.Blocks:
                     with gr.Column(scale=3, min_width=420):
                         with gr.Tabs():
                             with gr.Tab("Kept"):
-                                frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, show_label=False, elem_id="frames-kept", elem_classes="wide-sheet")
+                                frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, show_label=False, elem_id="frames-kept", alt_text="Kept patches of every frame of the clip", buttons=[], elem_classes="wide-sheet")
                             with gr.Tab("Groups"):
-                                frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, show_label=False, elem_id="frames-groups", elem_classes="wide-sheet")
+                                frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, show_label=False, elem_id="frames-groups", alt_text="PSCA groups of every frame of the clip", buttons=[], elem_classes="wide-sheet")
                             with gr.Tab("Survivors"):
-                                frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, show_label=False, elem_id="frames-survivors", elem_classes="wide-sheet")
+                                frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, show_label=False, elem_id="frames-survivors", alt_text="NMS survivors of every frame of the clip", buttons=[], elem_classes="wide-sheet")
                             with gr.Tab("ρ, φ, N'"):
-                                frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, show_label=False, elem_id="frames-chart")
+                                frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, show_label=False, elem_id="frames-chart", alt_text="Chart per frame: redundancy, information and budget", buttons=[])
                         video_table = gr.Markdown(elem_id="video-stats", elem_classes="stats-table")
                         video_json = gr.JSON(visible=False)
                 video_chatbot = gr.Chatbot(label="Answer about the clip", height=220, elem_id="video-chatbot")
                 with gr.Row():
-                    video_message = gr.Textbox(placeholder="Ask about the clip...", show_label=False, scale=5, elem_id="video-message")
+                    video_message = gr.Textbox(placeholder="Ask about the clip...", label="Question about the clip", show_label=False, scale=5, elem_id="video-message")
                     video_send = gr.Button("Send", scale=1, elem_id="video-send")
                 video_info = gr.Markdown(elem_id="video-reply-info")
 
@@ -335,6 +378,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
             control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
         for view in (kept_view, groups_view, survivors_view):
             view.select(page_click, controls, page_outputs + [clicked], **hidden, **model)
+        page_pick = on_model(lambda m: m.handlers.page_pick, handlers.page_pick)
+        pick_button.click(page_pick, controls + [pick_view, pick_row, pick_column], page_outputs + [clicked], **hidden, **model)
         api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **model)
 
         # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
@@ -346,7 +391,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
             [send.click, message.submit], send_message, [message] + controls, [message, chatbot, chat_status],
             queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
-        sent.failure(why_not_sent, None, chat_status, queue=False, show_progress="hidden", **hidden)
+        sent.failure(why_not_sent, None, chat_status, queue=False, show_progress="hidden", **hidden)  # not a refusal: those return
         sent.success(answer, None, chat_outputs, **answering)
         stop.click(stop_answer, None, None, queue=False, **hidden)
         chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, chat_outputs, **answering)
@@ -440,8 +485,18 @@ def build(slot: ModelSlot) -> gr.Blocks:
             # A refused switch (the limit, a model that cannot load): the picker shows the model still served.
             return slot.chosen(request.session_hash, client_of(request))
 
+        @user_errors
+        def methods_of_model(chosen, request: gr.Request):
+            # The method switch offers what the session's model can run; a method it cannot
+            # run is replaced by the first, and the note says why (never an error over the view).
+            with slot.lease_for(request) as served:
+                choices = offered(served.vlm)
+                return gr.Radio(choices=choices, value=chosen if chosen in choices else choices[0]), unavailable_note(served.vlm)
+
         def after_switch(switched):
-            switched.success(page_view, controls + [clicked], page_outputs, **hidden, **model).then(
+            switched.success(methods_of_model, method, [method, method_note], **hidden, **model).then(
+                page_view, controls + [clicked], page_outputs, **hidden, **model,
+            ).then(
                 refresh_method, method_inputs, method_outputs, **hidden, **model,
             ).then(refresh_video, video_controls, video_outputs, **hidden, **model)
             switched.failure(shown_model, None, picker, queue=False, **hidden)
@@ -451,6 +506,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         # The Video section's switch is the picker's: shown in the picker, the same choice, limits and re-render.
         after_switch(to_clips.click(lambda: clip_model, None, picker, queue=False, **hidden).then(switch_model, picker, switch_outputs, **hidden, **model))
         page.load(open_chat, None, None, queue=False, **hidden)
+        page.load(None, None, None, js=A11Y_JS, queue=False, **hidden)
         page.unload(close_chat)
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
     return page
@@ -490,8 +546,7 @@ def main(argv: list[str] | None = None) -> None:
     choice = choose_model(args.model)
     vlm, banner = load_with_fallback(choice)
     first = Served.of(vlm, banner, max_new_tokens=args.max_new_tokens)
-    choices = picker_choices(vlm.name, hub_reachable_at_launch(choice))
-    slot = ModelSlot(first, choices, load=lambda name: load_listed(name, args.max_new_tokens))
+    slot = ModelSlot.for_deployment(first, hub_reachable_at_launch(choice), max_new_tokens=args.max_new_tokens)
     page = build(slot)
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,

@@ -11,6 +11,13 @@ the server reported must be those the same model computes for that picture here.
 
     python benchmarks/load.py [--clients 20] [--seconds 60] [--analyses 300]
 
+``--switchers K`` measures the model policy instead: one ordinary visitor analyzing on the
+start-up model while K other clients switch between two other built-ins (as often as the
+switch limit allows) and analyze on theirs, under the local policy (one model loaded:
+each switch evicts the ordinary visitor's model) and under the hosted one
+(``PRUNESID_PUBLIC=1``: every listed model resident). The ordinary visitor's latency and
+the server's model loads are compared.
+
 Prints a table and, last, one JSON line.
 """
 
@@ -48,9 +55,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(port: int, log_path: Path) -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME")}
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1")
+def launch(port: int, log_path: Path, **extra_env) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME", "PRUNESID_PUBLIC", "PRUNESID_SERVE", "SYSTEM")}
+    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **extra_env)
     log = open(log_path, "w")
     server = subprocess.Popen(
         [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
@@ -88,8 +95,9 @@ class Client:
     loopback, as from a reverse proxy): the app's per-client queue share would otherwise
     count twenty visitors on this machine as one."""
 
-    def __init__(self, url: str, address: str):
+    def __init__(self, url: str, address: str, session: str | None = None):
         self.url = url
+        self.session = session  # a session of its own: a model choice is a session's
         self.http = httpx.Client(timeout=300, headers={"X-Forwarded-For": address})
 
     def upload(self, data: bytes, name: str) -> str:
@@ -98,7 +106,8 @@ class Client:
         return response.json()[0]
 
     def call(self, endpoint: str, data: list) -> list:
-        response = self.http.post(self.url + f"gradio_api/call/{endpoint}", json={"data": data})
+        body = {"data": data, **({"session_hash": self.session} if self.session else {})}
+        response = self.http.post(self.url + f"gradio_api/call/{endpoint}", json=body)
         response.raise_for_status()
         event_id = response.json()["event_id"]
         event, payload = None, None
@@ -211,6 +220,57 @@ def run(url: str, pid: int, clients: int = 20, seconds: float = 60.0, analyses: 
     }
 
 
+SWITCH_MODELS = ("tiny-random-next", "tiny-random-qwen2-vl")
+
+
+def switching(url: str, switchers: int, seconds: float) -> dict:
+    """One ordinary visitor's analyze latency while ``switchers`` clients alternate between
+    :data:`SWITCH_MODELS`, a switch every 5 s each (the limit: 12 a minute), analyzing on
+    their model in between."""
+    stop_at = time.monotonic() + seconds
+    ordinary: list[float] = []
+    errors: list[str] = []
+    image = picture(7)
+
+    def visitor() -> None:
+        client = Client(url, "198.51.100.1", session="ordinary-visitor")
+        path = client.upload(image, "ordinary.png")
+        while time.monotonic() < stop_at:
+            start = time.perf_counter()
+            try:
+                client.analyze(path)
+                ordinary.append((time.perf_counter() - start) * 1000)
+            except Exception as error:
+                errors.append(f"ordinary: {error}")
+            time.sleep(0.2)
+
+    def switcher(index: int) -> None:
+        client = Client(url, f"198.51.101.{index + 1}", session=f"switcher-{index}")
+        path = client.upload(picture(100 + index), f"switcher-{index}.png")
+        turn = index
+        while time.monotonic() < stop_at:
+            began = time.monotonic()
+            try:
+                client.call("choose_model", [SWITCH_MODELS[turn % 2]])
+                client.analyze(path)
+            except Exception as error:
+                errors.append(f"switcher {index}: {error}")
+            turn += 1
+            time.sleep(max(0.0, 5.0 - (time.monotonic() - began)))
+
+    threads = [threading.Thread(target=visitor)] + [threading.Thread(target=switcher, args=(i,)) for i in range(switchers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {
+        "requests": len(ordinary),
+        "p50_ms": round(statistics.median(ordinary), 1) if ordinary else None,
+        "max_ms": round(max(ordinary), 1) if ordinary else None,
+        "errors": errors,
+    }
+
+
 def check(results: list[dict]) -> list[str]:
     """Each result against its own picture: rho and kept-per-group as computed here."""
     from prunesid import PruneSID, load_vlm
@@ -233,7 +293,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--analyses", type=int, default=300)
+    parser.add_argument("--switchers", type=int, default=0, help="measure the model policy with this many switching clients")
     args = parser.parse_args()
+    if args.switchers:
+        return policy_main(args.switchers, args.seconds)
     log_path = ROOT / "test-artifacts" / "load-server.log"
     log_path.parent.mkdir(exist_ok=True)
     port = free_port()
@@ -259,6 +322,36 @@ def main() -> None:
         print("  ", line)
     print(json.dumps({"benchmark": "load", **{k: v for k, v in outcome.items() if k not in ("errors", "mismatches")},
                       "errors": len(outcome["errors"]), "mismatches": len(outcome["mismatches"])}))
+
+
+def policy_main(switchers: int, seconds: float) -> None:
+    rows = {}
+    for policy, env in (("local", {}), ("hosted", {"PRUNESID_PUBLIC": "1"})):
+        log_path = ROOT / "test-artifacts" / f"load-{policy}-server.log"
+        log_path.parent.mkdir(exist_ok=True)
+        port = free_port()
+        server = launch(port, log_path, **env)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            quiet = switching(url, 0, min(seconds, 10.0))
+            before = log_path.read_text().count("Loading ")  # start-up loads (hosted: every listed model)
+            busy = switching(url, switchers, seconds)
+            loads = log_path.read_text().count("Loading ") - before
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        rows[policy] = {"alone": quiet, "with_switchers": busy, "model_loads_logged": loads}
+    print(f"An ordinary visitor's analyze on tiny-random while {switchers} clients switch between {' and '.join(SWITCH_MODELS)} every 5 s ({seconds:.0f} s)\n")
+    print("| policy | alone p50 ms | with switchers p50 / max ms | requests | model loads during the run | errors |")
+    print("|---|---|---|---|---|---|")
+    for policy, row in rows.items():
+        busy = row["with_switchers"]
+        print(f"| {policy} | {row['alone']['p50_ms']} | {busy['p50_ms']} / {busy['max_ms']} | {busy['requests']} | {row['model_loads_logged']} | {len(busy['errors'])} |")
+        for line in busy["errors"][:3]:
+            print("  ", line)
+    print(json.dumps({"benchmark": "load-policy", "switchers": switchers, "seconds": seconds,
+                      **{policy: {**row, "with_switchers": {**row["with_switchers"], "errors": len(row["with_switchers"]["errors"])},
+                                  "alone": {**row["alone"], "errors": len(row["alone"]["errors"])}} for policy, row in rows.items()}}))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from typing import Iterator
 import gradio as gr
 
 import viz
+from demo.figures import figures, legend
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
 from demo.limits import (
     BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE,
@@ -26,7 +27,7 @@ from demo.limits import (
 from prunesid import PruneSID
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
-from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches
+from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches, patch_box
 
 GROUPING_CHOICES = ["psca", "kmeans", "random"]
 EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
@@ -182,7 +183,7 @@ class Handlers:
         select_ms = (time.perf_counter() - start) * 1000
         layers = viz.render_all(encoded.image, selection, encoded.grids)
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
-        quotas = viz.render_quotas(selection, view=0)
+        quotas = viz.render_quotas(selection, view=stats["scope_view"])
         return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
 
     def page_view(self, image, budget, groups, lam, grouping, dynamic, point=None):
@@ -201,7 +202,7 @@ class Handlers:
         layers = viz.render_all(encoded.image, selection, encoded.grids)
         layers["groups"] = number_groups(layers["groups"], encoded.image, selection, encoded.grids)
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
-        quotas = viz.render_quotas(selection, view=0)
+        quotas = viz.render_quotas(selection, view=stats["scope_view"])
         text, why = EXPLAIN_HINT, None
         if point is not None:
             x, y = (_in_range(_whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
@@ -229,6 +230,22 @@ class Handlers:
         point = (_whole(index[0], "x"), _whole(index[1], "y"))
         return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
 
+    def page_pick(self, image, budget, groups, lam, grouping, dynamic, view, row, column):
+        """The keyboard's way to click a patch: view, row and column (numbered from 0, as the
+        explanation names them) -> the page view with that patch explained, and its pixel."""
+        if image is None:
+            raise ValueError("no image: upload one or pick an example, then pick a patch")
+        encoded = self.encode(image)
+        view = _in_range(_whole(view, "view"), "view", (0, encoded.num_views - 1))
+        grid = encoded.grids[view]
+        row = _in_range(_whole(row, "row"), "row", (0, grid.rows - 1))
+        column = _in_range(_whole(column, "column"), "column", (0, grid.cols - 1))
+        box = patch_box(encoded.image, encoded.grids, view, row * grid.cols + column)
+        if box is None:
+            raise ValueError(f"patch (row {row}, column {column}) of view {view} is not drawn on the overlay")
+        point = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
+        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+
     def refresh(self, image, budget, groups, lam, grouping, dynamic):
         """Like :meth:`analyze`, for events fired by the page itself: a cleared image (or
         none yet) clears the overlays instead of raising an error at the user."""
@@ -250,13 +267,16 @@ class Handlers:
         return count
 
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
+        """The stats dict of one selection: the per-view rows describe the overview view (the
+        whole image; demo/figures.py), every count comes from demo/figures.py."""
         visual_tokens = len(self.vlm.visual_features(encoded, selection))
         uncompressed = self.uncompressed_tokens(encoded)
+        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed)
         per_view = viz.selection_stats(selection, timings)
-        # One definition of compression in the demo (below); not the per-view table's own.
+        # One definition of compression in the demo (demo/figures.py); not the per-view table's own.
         per_view.pop("compression", None)
-        first = selection.to_dict(0)
-        kept = sum(int(index.numel()) for index in selection.indices)
+        scope = numbers["scope_view"]
+        first = selection.to_dict(scope)
         return {
             "model": self.vlm.name,
             "tokens": encoded.num_tokens,
@@ -265,7 +285,8 @@ class Handlers:
             "budget_used": [int(n) for n in selection.budget.tolist()],
             "budget_requested": [int(n) for n in selection.requested_budget.tolist()],
             "preset": selection.preset,
-            "first_view": encoded.grids[0].label if encoded.num_views > 1 else "",
+            "first_view": encoded.grids[scope].label if encoded.num_views > 1 else "",
+            "scope_view": scope,
             "dynamic": press.dynamic,
             "phi_ref": selection.phi_ref,
             "groups": first["num_groups"],
@@ -275,17 +296,19 @@ class Handlers:
             "rho": first["rho"],
             "phi": first["phi"],
             "tau": first["tau"],
-            "kept": kept,
+            "kept": numbers["patches_kept"],
             "kept_per_group": first["quotas"],
             "survivors": first["survivors"],
             "reserved": selection.reserved,
             "visual_tokens": visual_tokens,
             "visual_tokens_uncompressed": uncompressed,
             # What the unmodified model feeds the LLM over what the compressed one feeds.
-            "compression": round(uncompressed / max(visual_tokens, 1), 2),
+            "compression": numbers["compression"],
             "grouping": press.grouping,
             "timings_ms": {name: round(value, 1) for name, value in timings.items()},
             "per_view": per_view,
+            "figures": numbers,
+            "legend": legend(encoded.image_size, encoded.grids),
         }
 
     def compare_groupings(self, image, budget, groups, lam, dynamic):
@@ -510,51 +533,54 @@ def _count(number: int, word: str) -> str:
     return f"{number} {word}" if number == 1 else f"{number} {word}s"
 
 
+def fed_words(numbers: dict) -> str:
+    """``"315 tokens + 5 CLS = 320"``: what the LLM receives, each part named (no CLS where none is fed)."""
+    parts = [f"{numbers['patches_kept']} tokens"]
+    if numbers["cls_fed"]:
+        parts.append("CLS" if numbers["cls_fed"] == 1 else f"{numbers['cls_fed']} CLS (one per {numbers['view_word']})")
+    if numbers["extra_fed"]:
+        parts.append(f"{numbers['extra_fed']} {numbers['extra_name']}")
+    return " + ".join(parts) + (f" = {numbers['fed']}" if len(parts) > 1 else "")
+
+
 def stats_markdown(stats: dict) -> str:
-    """The stats table, in the words of the model's preset; with several views (LLaVA-NeXT)
-    the per-group rows say they are the first view's."""
+    """The stats table, in the words of the model's preset and family, every count from
+    demo/figures.py; with several views the per-group rows name the view they describe."""
+    numbers = stats["figures"]
     preset = stats.get("preset", "llava")
     words = PRESET_WORDS.get(preset, PRESET_WORDS["llava"])
     views = stats["views"]
-    per_view = stats["tokens"] // max(views, 1)
-    requested = stats.get("budget_requested", stats["budget_used"])
-    used = stats["budget_used"]
-    if preset == "qwen2-vl":
-        budget = f"{stats['budget']} per 576 tokens → N_eff = round(T·N/576) = {', '.join(map(str, used))}"
-    else:
-        budget = f"{stats['budget']}" + (" per view" if views > 1 else "")
-    if stats["dynamic"]:
-        budget += f"; dynamic N' = {', '.join(map(str, requested))} (phi_ref {stats['phi_ref']:.3f})"
-        if requested != used:
-            budget += f" → N_eff = {', '.join(map(str, used))}"
-    scope = f" — view 0 ({stats.get('first_view') or 'base'})" if views > 1 else ""
-    auto = lambda flag, formula: f" (auto: {formula})" if flag else ""
+    selectable = numbers["selectable"]
+    scope = f" — {stats.get('first_view') or 'base'} view" if views > 1 else ""
+    auto = lambda flag, formula: f" (auto: {formula})" if flag else ""  # noqa: E731
     tau_name, basis = words["tau"]
-    lam, tau = stats["lam"], stats["tau"]
-    basis_value = tau / lam if lam else 0.0
-    tau_text = f"{lam:.3g} × {basis_value:.4f} = {tau:.4f}"
-    if tau >= 1:
-        tau_text += " (≥ 1: no two patches are that similar, so the NMS suppresses nothing)"
     timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
+    tokens = f"{stats['tokens']}"
+    if views > 1:
+        tokens += f" in {views} views of {numbers['tokens_per_view']}"
+        if len(set(selectable)) > 1 or selectable[0] != numbers["tokens_per_view"]:
+            tokens += f" ({', '.join(map(str, selectable))} of them on the image)"
+    kept = fed_words(numbers)
+    if views > 1:
+        kept += f"; per view {', '.join(map(str, numbers['kept_per_view']))}"
     rows = [
-        ("Patch tokens T", f"{stats['tokens']}" + (f" in {views} views ({per_view} each)" if views > 1 else "")),
-        ("Budget N" + (" / N'" if stats["dynamic"] else ""), budget),
+        ("Model", f"{stats['model']}"),
+        ("Tokens T", tokens),
+        ("Budget N" + (" / N'" if stats["dynamic"] else ""), numbers["budget_text"]),
         (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words['groups'])}"),
-        (f"λ{scope}", f"{stats['lam']:.3g}{auto(stats['lam_auto'], words['lam'])}"),
+        (f"λ{scope}", f"{numbers['tau_text'].split(' × ')[0]}{auto(stats['lam_auto'], words['lam'])}"),
         (f"Redundancy ρ{scope}", f"{stats['rho']:.3f}"),
-        ("Information φ = 1 − ρ", f"{stats['phi']:.3f}"),
-        (f"NMS threshold τ = {tau_name}{scope}", tau_text + (f"; {basis}" if preset != "llava" else "")),
+        (f"Information φ = 1 − ρ{scope}", f"{stats['phi']:.3f}"),
+        (f"NMS threshold τ = {tau_name}{scope}", numbers["tau_text"] + (f"; {basis}" if preset != "llava" else "")),
         (f"NMS survivors{scope}", f"{stats['survivors']}"),
-        ("Kept patches" + (f", all {views} views" if views > 1 else ""), f"{stats['kept']}" + (" + CLS" if stats["reserved"] else "")),
         (f"Kept per group{scope}", ", ".join(map(str, stats["kept_per_group"]))),
-        (
-            "Visual tokens to the LLM",
-            f"{stats['visual_tokens']} of {stats['visual_tokens_uncompressed']} (compression {stats['compression']}x)",
-        ),
+        ("Fed to the LLM" + (f", all {views} views" if views > 1 else ""), kept),
+        ("Compression", f"{numbers['unmodified']} tokens unmodified / {numbers['fed']} = {numbers['compression_text']}"),
         ("Timings", timings),
     ]
     lines = ["| Quantity | Value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
-    return "\n".join(lines)
+    legend_text = stats.get("legend")
+    return ("<small>" + legend_text + "</small>\n\n" if legend_text else "") + "\n".join(lines)
 
 
 def snap(value, name: str, bounds: tuple, step: float = 1):

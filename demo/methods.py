@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import time
 
+from demo.figures import compression_text
 from demo.files import read_image_bytes
 from prunesid.methods import Press, method_choices
+from prunesid.methods.base import INPUTS
 from viz.merged import compare_compressions, render_compression
 
 # The switch's entries, in the order the page lists them (the first is selected at start).
@@ -33,6 +35,34 @@ def method_press(method: str, budget, phi_ref: float | None = None) -> Press:
     except TypeError as error:
         raise ValueError(str(error)) from error
     return press.calibrated(phi_ref) if press.needs_calibration and phi_ref is not None else press
+
+
+def unavailable(vlm) -> dict[str, str]:
+    """The switch's entries this model cannot run, each with why (a press that requires an
+    input the family's tower does not give, e.g. VisionZip's CLS attention on SigLIP or
+    Qwen-VL): the page does not offer them, and says why beside the switch."""
+    layout = vlm.family.layout
+    reasons = {}
+    for label, choice in CHOICES.items():
+        press = choice.press(64)
+        missing = [INPUTS[name] for name in press.info.requires if getattr(layout, name, True) is False]
+        if missing:
+            reasons[label] = f"{press.info.label} needs {' and '.join(missing)}, which {vlm.name} does not give"
+    return reasons
+
+
+def offered(vlm) -> list[str]:
+    """The switch's entries on this model, in the page's order."""
+    missing = unavailable(vlm)
+    return [label for label in METHOD_CHOICES if label not in missing]
+
+
+def unavailable_note(vlm) -> str:
+    """The line beside the switch naming what is not offered and why ("" when all are)."""
+    missing = unavailable(vlm)
+    if not missing:
+        return ""
+    return "<small>Not offered on this model: " + "; ".join(f"**{label}**: {why}" for label, why in missing.items()) + ".</small>"
 
 
 def about(method: str, press: Press, visual_tokens: int) -> str:
@@ -128,10 +158,10 @@ def compare_methods(vlm, image, question, budget, phi_ref: float | None = None, 
 def stats_markdown(rows: list[dict]) -> str:
     lines = ["| Method | Kept | Merged | Visual tokens to the LLM | Selection |", "|---|---|---|---|---|"]
     for row in rows:
-        cls = " + CLS" if row["reserved"] else ""
+        cls = "" if not row["reserved"] else " + CLS" if row["views"] == 1 else f" + {row['reserved'] * row['views']} CLS"
         lines.append(
             f"| {row['about']} | {row['kept']}{cls} | {row['merged']} | {row['visual_tokens']} of "
-            f"{row['visual_tokens_uncompressed']} ({row['compression']}x) | {row['select_ms']:.1f} ms |"
+            f"{row['visual_tokens_uncompressed']} ({compression_text(row['visual_tokens_uncompressed'], row['visual_tokens'])}) | {row['select_ms']:.1f} ms |"
         )
     return "\n".join(lines)
 
@@ -184,9 +214,14 @@ class MethodHandlers:
         return drawn, stats, table
 
     def refresh(self, image, method, budget):
-        """:meth:`analyze` for events the page fires itself: no image clears the view quietly."""
+        """:meth:`analyze` for events the page fires itself: no image clears the view quietly,
+        and a method this model cannot run (the switch left on it by a model switch) clears
+        it and says why, instead of an error over the view."""
         if image is None:
             return None, None, ""
+        why = unavailable(self.vlm).get(method)
+        if why is not None:
+            return None, None, f"{why}: pick another method."
         return self.analyze(image, method, budget)
 
     def compare(self, image, question, budget):

@@ -167,10 +167,12 @@ def banner(vlm: VLM, choice: ModelChoice | None = None, reason: str | None = Non
             cause = f"{choice.why} ({choice.offline}); "
         else:
             cause = ""
+        # What a visitor needs first (the answers are noise, the selection is real), then why.
+        why = f" (Why this model: {cause.removesuffix('; ')}.)" if cause else ""
         return (
-            f"⚠️ {cause}running the offline model `{vlm.name}` with **random weights**: its answers are "
-            f"meaningless, but the token selection below is computed for real. With the Hugging Face Hub "
-            f"reachable the app serves `{CPU_MODEL}` on a CPU and `{GPU_MODEL}` on a GPU."
+            f"⚠️ The offline model `{vlm.name}` has **random weights**: its answers are noise, by design; the token "
+            f"selection below is computed for real. With the Hugging Face Hub reachable the app serves "
+            f"`{CPU_MODEL}` on a CPU and `{GPU_MODEL}` on a GPU.{why}"
         )
     text = f"**Model:** `{vlm.name}` on {where}."
     if vlm.name == CPU_MODEL:

@@ -1,6 +1,17 @@
-"""The model picker: which models a visitor may switch to, and the one model loaded at a time.
+"""The model picker: which models a visitor may switch to, and which models are loaded.
 
-Policy (docs/demo.md, "Switching models"):
+Two policies (docs/demo.md, "Switching models"):
+
+- **Hosted** (a public deployment: ``SYSTEM=spaces``, as Hugging Face Spaces set it, or
+  ``$PRUNESID_SERVE`` / ``PRUNESID_PUBLIC=1``): what is loaded is the host's choice. The
+  host lists the models it serves (``$PRUNESID_SERVE``, comma-separated; by default the
+  start-up model and the offline built-ins, each a few MB); all of them are loaded at start
+  and stay loaded, and the picker offers only them. A visitor's choice selects among
+  resident models: it never loads, unloads or waits for anything, so no visitor's choice
+  can evict the model another visitor is using.
+- **Local** (otherwise), below: one model loaded at a time, switched on demand.
+
+Local policy:
 
 - The picker lists every offline built-in the registry holds at launch
   (``prunesid.vlm.builtins.BUILTINS``), the model the app started with, ``$PRUNESID_VIDEO_MODEL``
@@ -41,6 +52,8 @@ from demo.methods import MethodHandlers
 from demo.model_choice import CPU_MODEL, GPU_MODEL, ModelChoice, banner, gpu_available, load_chosen, offline_reason
 from demo.video import OFFLINE_VIDEO_MODEL, VIDEO_MODEL_ENV, VideoHandlers
 
+SERVE_ENV = "PRUNESID_SERVE"  # the host's served models, comma-separated (implies the hosted policy)
+PUBLIC_ENV = "PRUNESID_PUBLIC"  # 1: the hosted policy, serving the default list
 MAX_REMEMBERED_SESSIONS = 10_000  # sessions whose choice is kept (the least recent is forgotten)
 BUSY = "the server is busy switching models for other visitors: try again in a minute"
 
@@ -113,17 +126,42 @@ def hub_reachable_at_launch(startup: ModelChoice | None = None) -> bool:
     return offline_reason() is None
 
 
+def hosted() -> bool:
+    """Whether this is a public deployment, where the host decides what is loaded."""
+    flag = os.environ.get(PUBLIC_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    return flag or bool(os.environ.get(SERVE_ENV, "").strip()) or os.environ.get("SYSTEM", "").strip().lower() == "spaces"
+
+
+def served_models(startup: str) -> list[str]:
+    """The host's list under the hosted policy: ``$PRUNESID_SERVE`` (the start-up model first
+    if it is not named), else the start-up model and the offline built-ins."""
+    from prunesid.vlm.builtins import BUILTINS
+
+    named = [name.strip() for name in os.environ.get(SERVE_ENV, "").split(",") if name.strip()]
+    names = [startup] + (named or list(BUILTINS))
+    return list(dict.fromkeys(names))
+
+
 class ModelSlot:
-    """The per-session choices and the one loaded model (see the module docstring).
+    """The per-session choices and the loaded models (see the module docstring).
 
     ``load(name) -> Served`` loads a listed model; ``first`` is the model loaded at start-up.
+    ``resident=True`` is the hosted policy: every listed model is loaded now and kept.
     """
 
     def __init__(self, first: Served, choices: list[str], load: Callable[[str], Served],
-                 wait_s: float = SWITCH_WAIT_S, clock: Callable[[], float] = time.monotonic, free: Callable[[], None] | None = None):
+                 wait_s: float = SWITCH_WAIT_S, clock: Callable[[], float] = time.monotonic, free: Callable[[], None] | None = None,
+                 resident: bool = False):
         if first.name not in choices:
             choices = [first.name] + list(choices)
         self.choices = list(choices)
+        self.hosted = resident
+        # The hosted policy: every listed model loaded once, here, and never unloaded.
+        self._resident: dict[str, Served] = {first.name: first}
+        if resident:
+            for name in self.choices:
+                if name not in self._resident:
+                    self._resident[name] = load(name)
         self.default = first.name
         self.clip_model = clip_model(self.choices, first)  # the Video section's one-click switch (None: none listed)
         self._load = load
@@ -144,11 +182,29 @@ class ModelSlot:
         first = Served.of(vlm, banner_text or banner(vlm), max_new_tokens)
         return cls(first, picker_choices(vlm.name, hub_reachable), load=lambda name: load_listed(name, max_new_tokens))
 
+    @classmethod
+    def for_deployment(cls, first: Served, hub_reachable: bool, max_new_tokens: int = 96) -> "ModelSlot":
+        """The app's slot: the hosted policy on a public deployment (:func:`hosted`), else
+        the local one."""
+        load = lambda name: load_listed(name, max_new_tokens)  # noqa: E731
+        if hosted():
+            return cls(first, served_models(first.name), load=load, resident=True)
+        return cls(first, picker_choices(first.name, hub_reachable), load=load)
+
     @property
     def loaded(self) -> str | None:
-        """The name of the model in memory now."""
+        """The name of the model in memory now (local policy; the first model when hosted)."""
+        if self.hosted:
+            return self.default
         current = self._current
         return current.name if current is not None else None
+
+    @property
+    def resident(self) -> list[str]:
+        """The models in memory now."""
+        if self.hosted:
+            return list(self._resident)
+        return [self.loaded] if self.loaded is not None else []
 
     @property
     def first(self) -> Served:
@@ -176,7 +232,7 @@ class ModelSlot:
         key = (session, client)
         with self._cond:
             previous = self._sessions.get(key, self.default)
-            if name != previous:
+            if name != previous and not self.hosted:  # hosted: a choice loads nothing, costs nothing
                 self._count_switch(client)
             self._sessions[key] = name
             self._sessions.move_to_end(key)
@@ -211,6 +267,9 @@ class ModelSlot:
     @contextlib.contextmanager
     def lease(self, name: str):
         """The bundle of model ``name``, loaded if needed, held loaded until the block ends."""
+        if self.hosted:  # every listed model is resident: nothing to load or wait for
+            yield self._resident[self.check(name)]
+            return
         deadline = self._clock() + self._wait_s
         with self._cond:
             while True:

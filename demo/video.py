@@ -25,8 +25,9 @@ from typing import Iterator
 
 import gradio as gr
 
+from demo.figures import figures
 from demo.files import ASSETS, RefusedFile, allowed_path
-from demo.handlers import Handlers, _conversation, chat_history, question
+from demo.handlers import Handlers, _conversation, chat_history, fed_words, question
 from demo.limits import FRAME_BUDGET_RANGE, MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
@@ -164,17 +165,24 @@ class VideoHandlers:
         return count
 
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
+        """The clip's stats: every count from demo/figures.py; each view's time is the time of
+        the frame the strip shows for it (Qwen-VL: the first frame of each pair)."""
         clip = encoded.video
         visual_tokens = len(self.vlm.visual_features(encoded, selection))
         uncompressed = self.uncompressed_tokens(encoded)
+        _, times = frames_per_view(list(clip.frames), list(clip.timestamps), selection.num_views)
+        step = -(-len(clip.frames) // selection.num_views)  # frames per view (frames_per_view's)
+        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed, timestamps=times)
         per_frame = []
         for frame in range(selection.num_views):
             k = int(selection.num_groups[frame])
             per_frame.append({
                 "frame": frame + 1,
-                "clip_frame": int(clip.indices[frame]),
-                "time_s": round(float(clip.timestamps[frame]), 3),
+                "label": encoded.grids[frame].label,
+                "clip_frame": int(clip.indices[frame * step]),
+                "time_s": numbers["times"][frame],
                 "budget": int(selection.budget[frame]),
+                "budget_requested": int(selection.requested_budget[frame]),
                 "budget_clamped": bool(selection.budget_clamped[frame]),
                 "kept": int(selection.indices[frame].numel()),
                 "rho": float(selection.rho[frame]),
@@ -188,6 +196,7 @@ class VideoHandlers:
         return {
             "model": self.vlm.name,
             "frames": selection.num_views,
+            "frames_sampled": len(clip.frames),
             "clip": {
                 "total_frames": clip.total_frames, "duration_s": clip.duration, "fps": clip.fps, "size": list(clip.size),
             },
@@ -196,13 +205,15 @@ class VideoHandlers:
             "budget_total": int(selection.budget.sum()),
             "dynamic": press.dynamic,
             "phi_ref": selection.phi_ref,
+            "preset": selection.preset,
             "reserved": selection.reserved,
             "visual_tokens": visual_tokens,
             "visual_tokens_uncompressed": uncompressed,
-            "compression": round(uncompressed / max(visual_tokens, 1), 2),
+            "compression": numbers["compression"],
             "grouping": press.grouping,
             "timings_ms": {name: round(value, 1) for name, value in timings.items()},
             "per_frame": per_frame,
+            "figures": numbers,
         }
 
     # --- chat about the clip -----------------------------------------------------------------
@@ -240,23 +251,33 @@ def video_conversation(history: list, message: str) -> list[dict]:
 
 
 def video_stats_markdown(stats: dict) -> str:
-    budget = f"N = {stats['budget']} per frame"
-    if stats["dynamic"]:
-        budget += f", dynamic: N' ∝ φ, {stats['budget_total']} in all (φ_ref {stats['phi_ref']:.3f}, the clip's mean)"
+    """The clip's stats in its family's words: frames or temporal groups (Qwen-VL pairs
+    frames), CLS only where it is fed, N_eff where the preset reads N per 576 tokens."""
+    numbers = stats["figures"]
+    word = numbers["view_word"]
+    views = stats["frames"]
+    unit = f"{views} {word}s" + (f" ({stats['frames_sampled']} frames sampled, {stats['frames_sampled'] // views} per group)"
+                                 if stats["frames_sampled"] != views else "")
+    cls = " + CLS each" if numbers["cls_per_view"] else ""
+    budget = numbers["budget_text"].replace(" per view", f" per {word}").replace(" view ", f" {word} ")
+    if stats["preset"] != "qwen2-vl":
+        budget = f"N = {budget}"
     timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
+    budget_column = "N_eff" if stats["preset"] == "qwen2-vl" else "N'"
+
     lines = [
-        f"**{stats['visual_tokens']}** video tokens to the LLM of {stats['visual_tokens_uncompressed']} "
-        f"({stats['frames']} frames x {stats['tokens_per_frame']} patches + CLS; compression {stats['compression']}x). "
-        f"{budget}. {timings}.",
+        f"**{stats['visual_tokens']}** video tokens to the LLM ({fed_words(numbers)}) of {stats['visual_tokens_uncompressed']} "
+        f"unmodified ({unit} × {stats['tokens_per_frame']} tokens{cls}); compression {numbers['compression_text']}. "
+        f"Budget: {budget}. {timings}.",
         "",
-        "| Frame | Time | N' | Kept | ρ | φ | τ | K | Survivors |",
+        f"| {word.capitalize()} | Time | {budget_column} | Kept | ρ | φ | τ | K | Survivors |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for frame in stats["per_frame"]:
         clamp = " (clamped)" if frame["budget_clamped"] else ""
         lines.append(
-            f"| {frame['frame']} | {frame['time_s']:.1f} s | {frame['budget']}{clamp} | {frame['kept']}"
-            f"{' + CLS' if stats['reserved'] else ''} | {frame['rho']:.3f} | {frame['phi']:.3f} | {frame['tau']:.3f} | "
+            f"| {frame['label']} | {frame['time_s']:.1f} s | {frame['budget']}{clamp} | {frame['kept']}"
+            f"{' + CLS' if numbers['cls_per_view'] else ''} | {frame['rho']:.3f} | {frame['phi']:.3f} | {frame['tau']:.3f} | "
             f"{frame['groups']} | {frame['survivors']} |"
         )
     return "\n".join(lines)

@@ -131,13 +131,13 @@ class Explanation:
                 why = "The budget covers every patch of the view, so all are kept."
             elif self.survivor_rank is None:
                 why = (
-                    f"The NMS suppressed it, but its group's quota ({self.group_quota}) is larger than its "
-                    f"{self.group_survivors} survivors, so the group's most important suppressed patches fill the rest."
+                    f"The NMS suppressed it, but its group keeps {_patches(self.group_quota)}, more than its "
+                    f"{_count(self.group_survivors, 'survivor')}, so the group's most important suppressed patches fill the rest."
                 )
             else:
                 why = (
-                    f"Survivor #{self.survivor_rank} of {self.group_survivors} NMS {_survivors(self.group_survivors)} in its group, within the "
-                    f"group's quota ({self.group_quota} of {self.group_survivors} {_survivors(self.group_survivors)} kept)."
+                    f"Survivor #{self.survivor_rank} of the group's {_count(self.group_survivors, 'NMS survivor')}; "
+                    f"the group keeps {_patches(self.group_quota)}: {_quota_words(self.group_quota, self.group_survivors)}."
                 )
             return f"{head}: **kept**.\n\n- {group}\n- {why}"
         if self.status == "suppressed":
@@ -148,14 +148,14 @@ class Explanation:
             )
             if self.group_quota > self.group_survivors:
                 why += (
-                    f" Its group kept {self.group_quota}: its {self.group_survivors} survivors and then the most "
-                    f"important suppressed patches, not this one."
+                    f" Its group keeps {_patches(self.group_quota)}: {_quota_words(self.group_quota, self.group_survivors)}, "
+                    f"not this one."
                 )
             return f"{head}: **dropped by NMS**.\n\n- {group}\n- {why}"
         if self.status == "quota_full":
             why = (
-                f"It survived the NMS (survivor #{self.survivor_rank} of {self.group_survivors}), but its group's quota was "
-                f"full ({self.group_quota} of {self.group_survivors} survivors kept)."
+                f"It survived the NMS (survivor #{self.survivor_rank} of the group's {self.group_survivors}), but the group "
+                f"keeps {_patches(self.group_quota)}: {_quota_words(self.group_quota, self.group_survivors)}."
             )
             return f"{head}: **dropped: quota full**.\n\n- {group}\n- {why}"
         why = "Its importance is 0: the NMS never takes such a patch, and nothing needed to suppress it."
@@ -180,8 +180,24 @@ def explain_patch(selection: Selection, features: torch.Tensor, view: int, patch
     return Explanation.of(decision, _view_label(label, view), cols)
 
 
-def _survivors(count: int) -> str:
-    return "survivor" if count == 1 else "survivors"
+def _count(number: int, word: str) -> str:
+    return f"{number} {word}" if number == 1 else f"{number} {word}s"
+
+
+def _patches(number: int) -> str:
+    return _count(number, "patch").replace("patchs", "patches")
+
+
+def _quota_words(quota: int, survivors: int) -> str:
+    """Which patches a group's quota takes, in NMS order: never "4 of 2 survivors"."""
+    if quota < survivors:
+        first = "the first" if quota == 1 else f"the first {quota}"
+        return f"{first} of its {survivors} survivors in NMS order"
+    if quota == survivors:
+        return "its one survivor" if survivors == 1 else f"all {survivors} of its survivors"
+    extra = quota - survivors
+    suppressed = "the most important suppressed patch" if extra == 1 else f"the {extra} most important suppressed patches"
+    return f"{'its one survivor' if survivors == 1 else f'all {survivors} of its survivors'}, then {suppressed}"
 
 
 def _view_label(label: str, view: int) -> str:

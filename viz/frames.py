@@ -18,8 +18,8 @@ TILE_WIDTH = 320  # each frame's overlay in the strip, scaled to this width
 TILE_MAX_HEIGHT = 480  # ... or to this height where taller (a narrow frame): every strip's size is bounded
 COLUMNS = 4
 GAP = 6
-CAPTION_HEIGHT = 20
-FONT = ImageFont.load_default(size=13)
+CAPTION_HEIGHT = 30  # room for captions that stay >= 11 px when a strip is shown at half its size
+FONT = ImageFont.load_default(size=22)
 CHART_WIDTH, CHART_HEIGHT = 720, 260
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 44, 48, 34, 40
 RHO_COLOUR, PHI_COLOUR = (200, 60, 50), (40, 150, 80)

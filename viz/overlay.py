@@ -21,8 +21,8 @@ from viz.canvas import Canvas, build_canvas
 from viz.palette import selection_palette
 
 GAP = 8
-CAPTION_HEIGHT = 26
-CAPTION_FONT = ImageFont.load_default(size=16)
+CAPTION_HEIGHT = 34
+CAPTION_FONT = ImageFont.load_default(size=22)  # >= 11 px on a sheet shown at half its size
 KEPT_EDGE = np.array([255, 214, 0], dtype=np.float32)
 SURVIVOR_EDGE = np.array([40, 220, 90], dtype=np.float32)
 SUPPRESSED_TINT = np.array([200, 40, 40], dtype=np.float32)
@@ -40,10 +40,23 @@ def _check(selection: Selection, grids: list[PatchGrid]) -> None:
 
 
 def _panels(grids: list[PatchGrid]) -> list[tuple[str, list[int]]]:
-    """Which views share a panel: one panel for a single view, base + tiles otherwise."""
+    """Which views share a panel: one panel for a single view; otherwise the overview (the
+    view that sees the most image per patch: LLaVA-NeXT's base view, InternVL's thumbnail,
+    Mini-Gemini's global view) on its own and the tiles together, so that no tile's panel
+    hatches what the other tiles cover."""
     if len(grids) == 1:
         return [("", [0])]
-    return [(grids[0].label, [0]), ("tiles", list(range(1, len(grids))))]
+    overview = overview_view(grids)
+    return [(grids[overview].label, [overview]), ("tiles", [view for view in range(len(grids)) if view != overview])]
+
+
+def overview_view(grids: list[PatchGrid]) -> int:
+    """The view covering the most image area per patch (the first of equals)."""
+    def area_per_patch(grid: PatchGrid) -> float:
+        x0, y0, x1, y1 = grid.box
+        return (x1 - x0) * (y1 - y0) / grid.num_patches
+
+    return max(range(len(grids)), key=lambda view: (area_per_patch(grids[view]), -view))
 
 
 def _mark_margin(canvas: Canvas, pixels: np.ndarray) -> None:

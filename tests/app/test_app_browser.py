@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from prunesid import PruneSID
 from tests.conftest import launched_app, scene
+from viz.explain import _quota_words
 from viz.overlay import canvases
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,7 +72,7 @@ def browser():
 
 def _kept_count(page) -> int:
     text = page.locator("#stats").inner_text()
-    match = re.search(r"Kept patches\s+(\d+)", text)
+    match = re.search(r"Fed to the LLM\s+(\d+) tokens", text)
     assert match, text
     return int(match.group(1))
 
@@ -87,16 +88,16 @@ def test_upload_analyze_slide_and_ask(browser, app_url, tmp_path):
     assert "random weights" in page.locator("#banner").inner_text()
 
     page.locator("#input-image input[type=file]").set_input_files(str(picture))
-    page.wait_for_function("document.querySelector('#stats') && /Kept patches/.test(document.querySelector('#stats').innerText)", timeout=60_000)
+    page.wait_for_function("document.querySelector('#stats') && /Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
     assert page.locator("#kept-view img").count() == 1
     assert _kept_count(page) == 63
 
     page.locator("#budget input[type=range]").fill("128")
     page.wait_for_function(
-        "/Kept patches\\s+127/.test(document.querySelector('#stats').innerText)", timeout=60_000
+        "/Fed to the LLM\\s+127 tokens/.test(document.querySelector('#stats').innerText)", timeout=60_000
     )
     assert _kept_count(page) == 127
-    assert "Visual tokens to the LLM" in page.locator("#stats").inner_text()
+    assert "127 tokens + CLS = 128" in page.locator("#stats").inner_text()
 
     page.locator("#message textarea").fill("What is in the picture?")
     page.locator("#send").click()
@@ -131,7 +132,7 @@ def _open_with_picture(browser, url, picture):
     page.goto(url)
     page.wait_for_selector("#banner", timeout=60_000)
     page.locator("#input-image input[type=file]").set_input_files(str(picture))
-    page.wait_for_function("document.querySelector('#stats') && /Kept patches/.test(document.querySelector('#stats').innerText)", timeout=60_000)
+    page.wait_for_function("document.querySelector('#stats') && /Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
     return page
 
 
@@ -277,8 +278,8 @@ def test_clicking_a_dropped_patch_explains_it_with_the_selections_numbers(browse
     _click_overlay(page, "#survivors-view", *_pixel_of(encoded, 0, patch))
     text = _explanation(page, patch)
     quota, count = int(selection.quotas[0, group]), int((survivors & (groups == group)).sum())
-    assert "quota full" in text and f"({quota} of {count} survivors kept)" in text, text
-    assert f"survivor #{int(ranks[patch]) + 1} of {count}" in text, text
+    assert "quota full" in text and _quota_words(quota, count) in text, text
+    assert f"survivor #{int(ranks[patch]) + 1} of the group's {count}" in text, text
 
     # And a kept one.
     patch = int(selection.indices[0][0])

@@ -40,7 +40,7 @@ def _open(browser, url, width):  # noqa: F811
 
 def _pick_example(page, index: int) -> None:
     page.locator("#input-image").locator("xpath=ancestor::div[contains(@class,'column')][1]").locator(".gallery-item").nth(index).click()
-    page.wait_for_function("/Kept patches/.test(document.querySelector('#stats').innerText)", timeout=60_000)
+    page.wait_for_function("/Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
 
 
 def _stats(page) -> str:

@@ -76,7 +76,7 @@ def test_switching_the_method_changes_the_kept_view_in_the_browser(browser, app_
     page.goto(app_url)
     page.wait_for_selector("#banner", timeout=60_000)
     page.locator("#input-image input[type=file]").set_input_files(str(picture))
-    page.wait_for_function("document.querySelector('#stats') && /Kept patches/.test(document.querySelector('#stats').innerText)", timeout=60_000)
+    page.wait_for_function("document.querySelector('#stats') && /Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
     page.get_by_text("Methods: PruneSID next to VisionZip", exact=False).click()
     page.locator("#analyze-method").click()
     page.wait_for_function("/PruneSID/.test(document.querySelector('#method-stats').innerText)", timeout=60_000)

@@ -17,7 +17,7 @@ from prunesid import PruneSID
 from tests.conftest import scene
 from tests.demo.test_demo_handlers import uploaded
 from viz.explain import explain_patch, locate, overlay_size
-from viz.overlay import canvases
+from viz.overlay import CAPTION_HEIGHT, canvases
 
 
 def _encoded(vlm, seed=12):
@@ -118,7 +118,7 @@ def test_a_pixel_of_the_overlay_maps_back_to_its_patch(request, model):
 
 def _centre_on_sheet(panels, view, patch):
     left = 0
-    top = 0 if len(panels) == 1 and not panels[0][0] else 26
+    top = 0 if len(panels) == 1 and not panels[0][0] else CAPTION_HEIGHT
     for _, canvas in panels:
         ys, xs = np.nonzero((canvas.view == view) & (canvas.patch == patch))
         if len(xs):

@@ -129,7 +129,7 @@ def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch,
         app.build(ModelSlot.starting_with(tiny_vlm, "banner"))
     finally:
         sys.modules.pop("app", None)
-    images = ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "page_click", "page_view"]
+    images = ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "page_click", "page_pick", "page_view"]
     methods = ["analyze", "compare", "refresh"]  # MethodHandlers' analyze / compare / refresh
     clips = ["analyze_video", "chat_video", "refresh_video"]
     assert sorted(decorated) == sorted(images + methods + clips + ["switch_model"]), decorated
@@ -154,7 +154,7 @@ def test_compression_is_against_what_the_unmodified_model_feeds(request, picture
     assert stats["visual_tokens_uncompressed"] == uncompressed
     assert stats["compression"] == round(uncompressed / stats["visual_tokens"], 2)
     assert "compression" not in stats["per_view"]  # one definition only
-    assert f"{stats['visual_tokens']} of {uncompressed} (compression {stats['compression']}x)" in table
+    assert f"Compression | {uncompressed} tokens unmodified / {stats['visual_tokens']} = " in table
     if model == "tiny-random-next":  # the unmodified NeXT run carries its newline tokens
         assert uncompressed != encoded.num_tokens
 

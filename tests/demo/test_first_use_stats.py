@@ -49,7 +49,13 @@ def test_qwen_stats_show_n_eff_and_tau_over_the_similarity_mean(qwen_vlm, pictur
     assert selection.preset == "qwen2-vl" and stats["preset"] == "qwen2-vl"
     n_eff = int(selection.budget[0])
     assert n_eff == max(round(encoded.num_tokens * 64 / 576), 16)
-    assert _row(table, "Budget N") == f"64 per 576 tokens → N_eff = round(T·N/576) = {n_eff}"
+    tokens = encoded.num_tokens
+    assert _row(table, "Budget N") == f"64 per 576 tokens → N_eff = max(round(T·N/576), 16) = max(round({tokens}·64/576), 16) = {n_eff}"
+    # At N = 8 the floor decides, and the row says so (round(T·8/576) is below 16).
+    *_, small, small_table, _, _ = handlers.page_view(picture, 8, 0, 0, "psca", False)
+    assert round(tokens * 8 / 576) < 16 and small["budget_used"] == [16] and small["figures"]["fed"] == 16
+    assert _row(small_table, "Budget N").endswith(f"= max(round({tokens}·8/576), 16) = 16 (the floor of 16 applies)")
+    assert "CLS" not in small_table  # Qwen-VL's tower has none
     assert "max(N_eff/4, 4)" in _row(table, "Groups K") and "max(18·N_eff/T, 1)" in _row(table, "λ")
     lam, basis, tau = (float(x) for x in re.match(r"([\d.]+) × ([\d.]+) = ([\d.]+)", _row(table, "NMS threshold τ = λ·s̄")).groups())
     assert tau == pytest.approx(float(selection.tau[0]), abs=1e-4)
@@ -62,9 +68,10 @@ def test_next_stats_say_which_rows_are_the_first_views(tiny_next_vlm, picture):
     handlers = Handlers(tiny_next_vlm)
     *_, stats, table, _, _ = handlers.page_view(picture, 32, 0, 0, "psca", False)
     assert stats["views"] > 1
-    assert _row(table, "Kept patches, all") == str(stats["kept"])
-    assert _row(table, "Groups K — view 0 (base)").startswith(str(stats["groups"]))
-    assert _row(table, "Kept per group — view 0 (base)") == ", ".join(map(str, stats["kept_per_group"]))
+    per_view = [int(index.numel()) for index in tiny_next_vlm.compress(handlers.encode(picture), handlers.press(32, 0, 0, "psca", False))[0].indices]
+    assert _row(table, "Fed to the LLM, all") == f"{stats['kept']} tokens; per view {', '.join(map(str, per_view))}"
+    assert _row(table, "Groups K — base view").startswith(str(stats["groups"]))
+    assert _row(table, "Kept per group — base view") == ", ".join(map(str, stats["kept_per_group"]))
     assert sum(stats["kept_per_group"]) < stats["kept"]
     lam, rho, tau = (float(x) for x in re.match(r"([\d.]+) × ([\d.]+) = ([\d.]+)", _row(table, "NMS threshold τ = λ·ρ")).groups())
     assert rho == pytest.approx(stats["rho"], abs=1e-4) and tau == pytest.approx(stats["tau"], abs=1e-4)
@@ -127,7 +134,9 @@ def test_plurals_and_tau_above_one_are_worded(tiny_vlm, picture):
     handlers = Handlers(tiny_vlm)
     *_, stats, table, _, _ = handlers.page_view(picture, 64, 0, 0, "psca", False)
     assert stats["tau"] >= 1 and "NMS suppresses nothing" in _row(table, "NMS threshold")
-    stats["tau"] = 0.5
+    from demo.figures import tau_text
+
+    stats["figures"]["tau_text"] = tau_text("llava", 2.0, 0.5)
     assert "suppresses nothing" not in stats_markdown(stats)
 
 

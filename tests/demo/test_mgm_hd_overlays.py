@@ -25,7 +25,7 @@ def test_the_overlays_show_the_global_view_and_every_crop(mgm_hd):
     image = example_images()[-1]
     groups, survivors, kept, quotas, stats, table = mgm_hd.analyze(image, 64, 0, 0, "psca", False)
     assert stats["views"] == 5 and stats["first_view"] == "global"
-    assert "in 5 views" in table and "view 0 (global)" in table
+    assert "in 5 views" in table and "— global view" in table and "315 tokens + 5 CLS (one per view) = 320" in table
     encoded = mgm_hd.encode(image)
     assert [grid.label for grid in encoded.grids] == ["global", "crop 0,0", "crop 0,1", "crop 1,0", "crop 1,1"]
     panels = canvases(encoded.image, encoded.grids)

@@ -165,3 +165,62 @@ def test_a_client_may_switch_only_so_often():
 def test_a_deployments_clip_model_is_listed(monkeypatch):
     monkeypatch.setenv("PRUNESID_VIDEO_MODEL", "LanguageBind/Video-LLaVA-7B-hf")
     assert picker_choices("tiny-random", hub_reachable=False)[-1] == "LanguageBind/Video-LLaVA-7B-hf"
+
+
+# --- the hosted policy (a public deployment) ----------------------------------------------------
+
+
+def test_two_visitors_on_different_models_alternate_and_neither_evicts_the_others_model():
+    """Hosted: Alice on "a" and Bob on "b" alternate requests (in threads, side by side); every
+    request runs on its own visitor's model, nothing is loaded after start and nothing is
+    unloaded. Catches a hosted slot that still switches (one model loaded at a time): the
+    first request of Bob's would unload Alice's model and load his."""
+    freed = []
+    loader = Loader()
+    loader.slot = SimpleNamespace(loaded=None)
+    slot = ModelSlot(SimpleNamespace(name="a"), ["a", "b", "c"], load=loader, free=lambda: freed.append(1), resident=True)
+    assert loader.loads == ["b", "c"] and slot.resident == ["a", "b", "c"]  # all loaded at start
+    slot.choose("alice", "198.51.100.7", "a")
+    slot.choose("bob", "198.51.100.8", "b")
+    seen, inside = [], threading.Barrier(2, timeout=5)
+
+    def visitor(session, client):
+        for _ in range(20):
+            request = SimpleNamespace(session_hash=session, client=SimpleNamespace(host=client), headers={})
+            with slot.lease_for(request) as served:
+                inside.wait()  # both visitors hold their models at the same moment
+                seen.append((session, served.name, tuple(slot.resident)))
+
+    threads = [threading.Thread(target=visitor, args=args) for args in (("alice", "198.51.100.7"), ("bob", "198.51.100.8"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not inside.broken and len(seen) == 40
+    assert {(session, name) for session, name, _ in seen} == {("alice", "a"), ("bob", "b")}
+    assert all(resident == ("a", "b", "c") for *_, resident in seen)
+    assert loader.loads == ["b", "c"] and freed == [] and slot.loads == 0  # no load, no unload after start
+
+
+def test_hosted_choices_are_the_hosts_and_cost_no_switch(monkeypatch):
+    """Hosted: the picker offers only the host's list; choosing is never rate-limited (it
+    loads nothing), and a model outside the list is refused by name. Catches a hosted slot
+    that lists the Hub models or counts switches."""
+    slot = ModelSlot(SimpleNamespace(name="a"), ["a", "b"], load=lambda name: SimpleNamespace(name=name), resident=True)
+    for turn in range(3 * MODEL_SWITCHES):
+        assert slot.choose("session", "client", "ab"[turn % 2]).name == "ab"[turn % 2]
+    with pytest.raises(ValueError, match=r"model must be one of the listed models \(a, b\)"):
+        slot.choose("session", "client", CPU_MODEL)
+
+
+def test_the_hosted_policy_is_on_for_spaces_or_a_host_setting(monkeypatch):
+    for name in ("SYSTEM", "PRUNESID_SERVE", "PRUNESID_PUBLIC"):
+        monkeypatch.delenv(name, raising=False)
+    assert not models.hosted()
+    monkeypatch.setenv("SYSTEM", "spaces")
+    assert models.hosted()
+    assert models.served_models("tiny-random") == ["tiny-random"] + [name for name in BUILTINS if name != "tiny-random"]
+    monkeypatch.delenv("SYSTEM")
+    monkeypatch.setenv("PRUNESID_SERVE", f"{GPU_MODEL}, tiny-random ,")
+    assert models.hosted() and models.served_models(GPU_MODEL) == [GPU_MODEL, "tiny-random"]
+    assert models.served_models("tiny-random-next") == ["tiny-random-next", GPU_MODEL, "tiny-random"]

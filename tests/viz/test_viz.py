@@ -11,6 +11,7 @@ import viz
 from prunesid import select
 from prunesid.geometry import PatchGrid, center_crop_grid
 from viz.canvas import PADDING_GREY, build_canvas, drawing_scale
+from viz.overlay import CAPTION_HEIGHT
 
 # A 640 x 480 photo as LLaVA-1.5 sees it: shortest edge to 336 (448 x 336), center crop 336.
 CROP_GRID = center_crop_grid(image_size=(640, 480), resized=(448, 336), crop=(336, 336), patch=14)
@@ -97,7 +98,7 @@ def test_next_tiles_are_drawn_beside_the_base_view():
     ]
     drawn = viz.render_kept(_photo(), views, grids)
     # base panel (640 wide) + gap + tile mosaic (640 wide, padded to 640 high) + a caption band.
-    assert drawn.size == (640 + 8 + 640, 640 + 26)
+    assert drawn.size == (640 + 8 + 640, 640 + CAPTION_HEIGHT)
     # The tiles' letterbox padding (80 px above the image) is canvas, drawn grey, not image.
     canvas = build_canvas(_photo(), grids, [1, 2, 3, 4])
     assert canvas.pixels.shape[:2] == (640, 640)

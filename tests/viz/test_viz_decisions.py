@@ -95,5 +95,18 @@ def test_one_survivor_is_worded_in_the_singular():
     one = Explanation(view=0, view_label="the image", patch=3, row=0, col=3, status="kept", group=0, num_groups=1,
                       group_size=1, importance=0.5, importance_rank=1, survivor_rank=1, group_survivors=1, group_quota=1)
     text = one.markdown()
-    assert "(1 patch)" in text and "of 1 NMS survivor in its group" in text and "(1 of 1 survivor kept)" in text
+    assert "(1 patch)" in text and "of the group's 1 NMS survivor;" in text and "the group keeps 1 patch: its one survivor" in text
     assert "survivors" not in text
+
+
+def test_quota_words_never_count_more_kept_than_survivors():
+    """The explanation's quota sentence: "4 of 2 survivors kept" (the quota read as a count of
+    survivors) and "its 1 survivors" were shown before; each case now names what the quota takes."""
+    from viz.explain import _quota_words
+
+    assert _quota_words(1, 3) == "the first of its 3 survivors in NMS order"
+    assert _quota_words(2, 3) == "the first 2 of its 3 survivors in NMS order"
+    assert _quota_words(3, 3) == "all 3 of its survivors"
+    assert _quota_words(1, 1) == "its one survivor"
+    assert _quota_words(4, 2) == "all 2 of its survivors, then the 2 most important suppressed patches"
+    assert _quota_words(2, 1) == "its one survivor, then the most important suppressed patch"

@@ -1,0 +1,147 @@
+"""Every figure the page shows about one selection, computed once, in the family's words.
+
+The stats tables of images and clips, and the processor's legend under the overlays, are
+written from :func:`figures` alone: kept tokens per view, CLS tokens, the family's extra
+tokens (newlines), tokens fed to the LLM, the budget read through the preset (N_eff and its
+floor), K, lambda, tau, the compression ratio and each view's time in a clip. All of them
+come from the library's :class:`~prunesid.Selection`, the tokens the model actually feeds
+(``VLM.visual_features``) and the family's layout (``extra_tokens``, ``unmodified_tokens``),
+so that no two places on the page can count differently.
+"""
+
+from __future__ import annotations
+
+from viz.overlay import overview_view
+
+QWEN_FLOOR = 16  # SPEC section 9: N_eff = max(round(T N / 576), 16)
+
+
+def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int, timestamps: list[float] | None = None) -> dict:
+    """The numbers of one image's (or clip's) selection; see the module docstring."""
+    views = selection.num_views
+    grids = encoded.grids
+    modality = getattr(encoded, "modality", "image")
+    layout = vlm.family.layout
+    kept = [int(index.numel()) for index in selection.indices]
+    cls_per_view = int(selection.reserved)
+    extra = visual_tokens - sum(kept) - cls_per_view * views  # tokens fed besides the views' own
+    selectable = [int(n) for n in layout.selectable_tokens(encoded.image_size, modality)]
+    scope = overview_view(grids) if views > 1 and modality == "image" else 0
+    preset = selection.preset
+    requested = [int(n) for n in selection.requested_budget.tolist()]
+    used = [int(n) for n in selection.budget.tolist()]
+    return {
+        "views": views,
+        "view_labels": [grid.label for grid in grids],
+        "view_word": view_word(modality, grids),
+        "scope_view": scope,  # the view the per-view rows (K, lambda, tau, survivors, quotas) describe
+        "tokens_per_view": int(selection.tokens_per_view),
+        "selectable": selectable,
+        "kept_per_view": kept,  # tokens the selection kept in each view (CLS not included)
+        "patches_kept": sum(kept),
+        "cls_per_view": cls_per_view,
+        "cls_fed": cls_per_view * views,
+        "extra_fed": extra,
+        "extra_name": "newline tokens" if extra else "",
+        "fed": visual_tokens,
+        "unmodified": unmodified,
+        "compression": round(unmodified / max(visual_tokens, 1), 2),
+        "compression_text": compression_text(unmodified, visual_tokens),
+        "budget_text": budget_text(preset, press, requested, used, kept, selectable, cls_per_view, selection),
+        "lam_exact": float(selection.lam[scope]),
+        "tau_text": tau_text(preset, float(selection.lam[scope]), float(selection.tau[scope])),
+        "times": [round(float(t), 3) for t in timestamps] if timestamps is not None else None,
+    }
+
+
+def view_word(modality: str, grids) -> str:
+    """What one view is called: "frame", "temporal group" (Qwen-VL pairs frames), "view"."""
+    if modality == "video":
+        return "temporal group" if grids and grids[0].label.startswith("frames ") else "frame"
+    return "view"
+
+
+def compression_text(unmodified: int, fed: int) -> str:
+    """``"2880 / 320 = 9x"``; never "1.0x" for a run that feeds more than the unmodified one."""
+    ratio = unmodified / max(fed, 1)
+    shown = f"{ratio:.2f}".rstrip("0").rstrip(".")
+    if fed > unmodified:
+        return f"{shown}x: {fed - unmodified} more than the unmodified model feeds"
+    if fed == unmodified:
+        return "1x: as many as the unmodified model feeds (no compression)"
+    if shown == "1":
+        shown = f"{ratio:.3f}"
+    return f"{shown}x"
+
+
+def budget_text(preset: str, press, requested: list[int], used: list[int], kept: list[int], selectable: list[int], cls: int, selection) -> str:
+    """The budget row: N, N' when dynamic, N_eff with its rule and floor, and what CLS takes."""
+    budget = press.budget
+    uniform = lambda values: str(values[0]) if len(set(values)) == 1 else ", ".join(map(str, values))  # noqa: E731
+    parts = []
+    if preset == "qwen2-vl":
+        tokens = selection.tokens_per_view
+        basis = uniform(requested)
+        raw = [round(tokens * n / 576) for n in requested]
+        floor = any(r < QWEN_FLOOR <= tokens for r in raw)
+        parts.append(
+            f"{budget} per 576 tokens" + (f"; dynamic N' = {basis}" if press.dynamic else "")
+            + (f" → N_eff = max(round(T·N/576), {QWEN_FLOOR}) = max(round({tokens}·{basis}/576), {QWEN_FLOOR}) = {uniform(used)}"
+               if len(set(requested)) == 1 else f" → N_eff = max(round(T·N'/576), {QWEN_FLOOR}) = {uniform(used)} (T = {tokens})")
+            + (f" (the floor of {QWEN_FLOOR} applies)" if floor else "")
+            + (f"; T ≤ {QWEN_FLOOR}: nothing is pruned" if tokens <= QWEN_FLOOR else "")
+        )
+    else:
+        parts.append(f"{budget}" + (" per view" if len(used) > 1 else ""))
+        if press.dynamic:
+            total = f", {sum(used)} in all" if len(used) > 1 else ""
+            parts.append(f"dynamic N' = {uniform(requested)} (N' ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
+    clamped = [bool(flag) for flag in selection.budget_clamped.tolist()]
+    if any(clamped):
+        parts.append("N' clamped to [N/2, 2N] and to what the view holds")
+    if cls:
+        word = "token" if set(kept) == {1} else "tokens"
+        parts.append(f"N counts the CLS token: each view feeds {uniform(kept)} {word} + CLS")
+    short = [s for n, k, s in zip(used, kept, selectable) if n - cls > k]
+    if short:
+        parts.append(f"a view holds only {uniform(short)} tokens to keep")
+    return "; ".join(parts)
+
+
+def tau_text(preset: str, lam: float, tau: float) -> str:
+    """``"λ × ρ = 18.03125 × 0.7971 = 14.3922"``, lambda written exactly (no "18 × ... ")."""
+    basis = tau / lam if lam else 0.0
+    text = f"{_exact(lam)} × {basis:.4f} = {tau:.4f}"
+    if tau >= 1:
+        text += " (≥ 1: no two tokens are that similar, so the NMS suppresses nothing)"
+    return text
+
+
+def _exact(value: float) -> str:
+    """A float as short as it can be written without losing digits that matter (18.03125, 2, 0.25)."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def legend(image_size: tuple[int, int], grids) -> str:
+    """What the overlays show of this family's processor, from the views' geometry: the
+    overview and the tiles, a center crop (hatched), padding (grey). Nothing that is not there."""
+    width, height = image_size
+    lines = []
+    if len(grids) > 1:
+        overview = overview_view(grids)
+        others = len(grids) - 1
+        lines.append(
+            f"Left: the {grids[overview].label} view (the whole image at low resolution); right: the other "
+            f"{others} views ({', '.join(grid.label for index, grid in enumerate(grids) if index != overview)}), each "
+            "compressed on its own."
+        )
+    boxes = [grid.box for grid in grids]
+    covered = (min(b[0] for b in boxes) <= 0.5 and min(b[1] for b in boxes) <= 0.5
+               and max(b[2] for b in boxes) >= width - 0.5 and max(b[3] for b in boxes) >= height - 0.5)
+    if not covered:
+        lines.append("Hatched: the part of the image the processor crops away (the model never sees it).")
+    if any(b[0] < -0.5 or b[1] < -0.5 or b[2] > width + 0.5 or b[3] > height + 0.5 for b in boxes):
+        lines.append("Grey: padding the processor adds around the image (it takes no part in the selection).")
+    return " ".join(lines)
+
