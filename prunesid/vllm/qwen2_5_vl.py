@@ -25,4 +25,10 @@ class PressedQwen2_5_VLInfo(LibraryProcessorInfo, Qwen2_5_VLProcessingInfo):
 
 @MULTIMODAL_REGISTRY.register_processor(PressedQwen2_5_VLProcessor, info=PressedQwen2_5_VLInfo, dummy_inputs=Qwen2_5_VLDummyInputsBuilder)
 class PruneSIDQwen2_5_VLForConditionalGeneration(PressedQwen, Qwen2_5_VLForConditionalGeneration):
-    scaled_time = True
+    # What vLLM inspects and caches by this file's hash (prunesid.vllm.qwen_vl.PressedQwen):
+    supports_multimodal_pruning = True
+    # Pixels are normalised by the processor, as in the library: vLLM's default moves that into
+    # the model and asks the processor not to, which the library's torchvision-free video
+    # processor (vLLM's CPU build) does not follow.
+    supports_mm_device_do_normalize = False
+    scaled_time = True  # a clip's time axis: tokens_per_second x second_per_grid_ts

@@ -149,7 +149,10 @@ class PressedQwen:
     """In front of a vLLM Qwen-VL model class: the press in ``embed_multimodal`` and the
     placement of the kept tokens in ``recompute_mrope_positions``."""
 
-    supports_multimodal_pruning = True
+    # The class attributes vLLM inspects (supports_multimodal_pruning, and
+    # supports_mm_device_do_normalize = False: the processor normalises pixels, as in the
+    # library) are set on each registered class in its own module: vLLM caches what it
+    # inspects by the hash of that module's file alone.
     prunesid_positions = True  # prunesid.vllm.cpu_runner: the CPU runner switches the path on for this class
     # Does the time axis scale by tokens_per_second x second_per_grid_ts (Qwen2.5-VL)?
     scaled_time = False
