@@ -1,8 +1,9 @@
-"""Qwen2.5-VL in the engine (one engine, PruneSID N = 32, on the tiny built-in), a batch of two
+"""Qwen2-VL and Qwen2.5-VL in the engine (one engine each, PruneSID N = 32, on the tiny
+built-ins), a batch of two
 requests of different sizes (two images; an image and a 4-frame clip): each prompt vLLM runs is
 the library's (text + N_eff per image, per temporal group of a clip), the engine keeps the
 library's tokens, the M-RoPE positions vLLM feeds are the library's (``get_rope_index`` on the
-unpruned ids, sliced at the tokens fed; a clip's time axis spaced by its frame rate) and so
+unpruned ids, sliced at the tokens fed; Qwen2.5-VL spaces a clip's groups by its frame rate) and so
 are the first token's log-probabilities; started without the pruning switch the engine stops,
 naming ``--video-pruning-rate``."""
 
@@ -52,11 +53,21 @@ def _keep_positions(module, args) -> None:
     FED.append(args[0].clone())  # Qwen2DecoderLayer(positions, hidden_states, residual)
 
 
-@pytest.fixture(scope="module")
-def qwen_checkpoint() -> str:
+# (plug-in family, built-in): one engine each.
+FAMILIES = [("qwen2_vl", "tiny-random-qwen2-vl"), ("qwen2_5_vl", "tiny-random-qwen2.5-vl")]
+
+
+@pytest.fixture(scope="module", params=FAMILIES, ids=[family for family, _ in FAMILIES])
+def family(request) -> tuple[str, str]:
     from prunesid.vllm.checkpoint import engine_checkpoint
 
-    return str(engine_checkpoint("tiny-random-qwen2.5-vl"))
+    name, builtin = request.param
+    return name, str(engine_checkpoint(builtin))
+
+
+@pytest.fixture(scope="module")
+def qwen_checkpoint(family) -> str:
+    return family[1]
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +95,7 @@ def chat_prompt(vlm, modalities: list[str]) -> str:
 
 
 @pytest.fixture(scope="module")
-def engine(qwen_checkpoint, library, tmp_path_factory):
+def engine(family, qwen_checkpoint, library, tmp_path_factory):
     """One engine run of both requests in one batch: the outputs, the positions its language
     model was fed per call, and what the press kept (recorded by the engine)."""
     from vllm import LLM, SamplingParams
@@ -96,7 +107,7 @@ def engine(qwen_checkpoint, library, tmp_path_factory):
         {"prompt": chat_prompt(vlm, ["image", "video"]), "multi_modal_data": {"image": CLIP_IMAGE, "video": clip}},
     ]
     args = {**ENGINE_ARGS, "limit_mm_per_prompt": {"image": 2, "video": 1}}
-    llm = LLM(model=qwen_checkpoint, hf_overrides=engine_overrides("qwen2_5_vl", "prunesid", BUDGET), **SWITCH, **args)
+    llm = LLM(model=qwen_checkpoint, hf_overrides=engine_overrides(family[0], "prunesid", BUDGET), **SWITCH, **args)
     FED.clear()
     record = tmp_path_factory.mktemp("qwen") / "kept.jsonl"
     try:
@@ -169,11 +180,14 @@ def test_the_first_token_log_probs_are_the_library_s(library, engine):
         ({"video_pruning_rate": 0.5, "enable_prefix_caching": True}, "--no-enable-prefix-caching"),
     ],
 )
-def test_without_the_switch_the_engine_stops_at_start_named(qwen_checkpoint, switch, named):
+def test_without_the_switch_the_engine_stops_at_start_named(switch, named):
     from vllm import LLM
 
+    from prunesid.vllm.checkpoint import engine_checkpoint
+
+    checkpoint = str(engine_checkpoint("tiny-random-qwen2.5-vl"))
     with pytest.raises(Exception) as raised:
-        LLM(model=qwen_checkpoint, hf_overrides=engine_overrides("qwen2_5_vl", "prunesid", BUDGET), **switch, **ENGINE_ARGS)
+        LLM(model=checkpoint, hf_overrides=engine_overrides("qwen2_5_vl", "prunesid", BUDGET), **switch, **ENGINE_ARGS)
     chain, error = [], raised.value
     while error is not None:
         chain.append(str(error))

@@ -184,9 +184,10 @@ class PressedQwen:
     def embed_multimodal(self, **kwargs):
         inputs = self._parse_and_validate_multimodal_inputs(**kwargs)
         embeddings = []
-        for modality, item in inputs.items():
+        for key, item in inputs.items():
             if item is None:
                 continue
+            modality = "video" if key.startswith("video") else "image"  # Qwen2-VL names them "images" / "videos"
             if item["type"].endswith("embeds"):
                 raise ValueError(f"{CONFIG_KEY}: the Qwen-VL classes take no sent {modality} embeddings")
             embeddings += self._pressed_inputs(item, modality)

@@ -21,6 +21,7 @@ ARCHITECTURES = {
     "llava_next": "PruneSIDLlavaNextForConditionalGeneration",
     "internvl": "PruneSIDInternVLForConditionalGeneration",
     "llava_onevision": "PruneSIDLlavaOnevisionForConditionalGeneration",
+    "qwen2_vl": "PruneSIDQwen2VLForConditionalGeneration",
     "qwen2_5_vl": "PruneSIDQwen2_5_VLForConditionalGeneration",
 }
 DOCS = "docs/vllm.md"
