@@ -15,6 +15,7 @@ from prunesid.vllm.qwen_positions import (
     place,
     position_channels,
     provisional_positions,
+    runs_of,
     split_channels,
 )
 
@@ -52,7 +53,7 @@ def run_in_chunks(ids, channels, media, chunk: int):
             first, last = max(begin - start, 0), min(end - start, item.shape[0])
             if first < last:
                 pieces.append(split_channels(torch.cat([torch.zeros(last - first, 4), item[first:last]], dim=1))[1:])
-        positions, delta = place(ids.tolist(), pieces, positions, begin, media)
+        positions, delta = place(ids.tolist(), runs_of(pieces), positions, begin, media)
     return positions, delta
 
 
@@ -81,9 +82,9 @@ def test_the_positions_of_the_pruned_sequence_are_not_the_library_s(library):
 
 def test_the_channels_are_exact_in_bfloat16():
     relative = torch.tensor([[0, 0, 0], [255, 256, 257], [65535, 1000, 4097]])
-    embeds, back, extent, first = split_channels(
+    embeds, back, extent, index = split_channels(
         torch.cat([torch.ones(3, 2, dtype=torch.bfloat16), position_channels(relative, 70, torch.bfloat16)], dim=1)
     )
-    assert torch.equal(back, relative) and extent == 70 and first == 0 and embeds.shape == (3, 2)
+    assert torch.equal(back, relative) and extent == 70 and index.tolist() == [0, 1, 2] and embeds.shape == (3, 2)
     with pytest.raises(ValueError, match="M-RoPE positions must lie in"):
         position_channels(torch.tensor([[65536, 0, 0]]), 1, torch.float32)

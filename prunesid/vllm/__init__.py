@@ -18,9 +18,9 @@ This module and :mod:`~prunesid.vllm.settings`, :mod:`~prunesid.vllm.heads` and
 
 from __future__ import annotations
 
-from prunesid.vllm.settings import ARCHITECTURES, CONFIG_KEY, engine_overrides
+from prunesid.vllm.settings import ARCHITECTURES, CONFIG_KEY, engine_arguments, engine_overrides
 
-__all__ = ["ARCHITECTURES", "CONFIG_KEY", "engine_overrides", "register"]
+__all__ = ["ARCHITECTURES", "CONFIG_KEY", "engine_arguments", "engine_overrides", "register"]
 
 
 def register() -> None:

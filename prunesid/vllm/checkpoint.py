@@ -28,6 +28,22 @@ def _widen_mrope(config: dict, factor: int) -> None:
                 rope["mrope_section"] = [section * factor for section in rope["mrope_section"]]
 
 
+def _widen_head_norms(directory: Path, head: int, factor: int) -> None:
+    """Per-head query / key norms (Qwen3) of ``head`` weights are tiled to the wider heads, in
+    the checkpoint both backends load (the model read this way is another tiny random model,
+    the same one for both)."""
+    from safetensors.torch import load_file, save_file
+
+    if factor == 1:
+        return
+    for shard in directory.glob("*.safetensors"):
+        tensors = load_file(shard)
+        names = [name for name, value in tensors.items() if name.endswith(("self_attn.q_norm.weight", "self_attn.k_norm.weight")) and value.shape == (head,)]
+        if names:
+            tensors.update({name: tensors[name].repeat(factor) for name in names})
+            save_file(tensors, shard, metadata={"format": "pt"})
+
+
 def engine_checkpoint(builtin: str = "tiny-random") -> Path:
     """A directory holding the built-in ``builtin`` with heads vLLM's CPU kernels take."""
     from prunesid.vlm.builtins import builtin_directory
@@ -46,6 +62,7 @@ def engine_checkpoint(builtin: str = "tiny-random") -> Path:
     old_head = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
     text.update(ENGINE_HEADS)
     _widen_mrope(config, ENGINE_HEADS["head_dim"] // old_head)
+    _widen_head_norms(scratch, old_head, ENGINE_HEADS["head_dim"] // old_head)
     (scratch / "config.json").write_text(json.dumps(config, indent=2))
     try:
         scratch.rename(target)  # atomic: a directory that exists is complete

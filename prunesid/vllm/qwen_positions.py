@@ -38,9 +38,10 @@ def grid_positions(groups: int, rows: int, cols: int, interval: float = 1.0) -> 
 
 def kept_channels(origin: torch.Tensor, grid: tuple[int, int, int], interval: float, dtype: torch.dtype, device=None) -> torch.Tensor:
     """The channels of one input's fed tokens from their ``origin`` in its unpruned run
-    (``grid``: groups, rows, cols of merged tokens): a new token (origin -1, a merged one)
-    sits at the input's last position, as in the transformers path; the text after the input
-    continues ``max(rows, cols)`` on, as transformers' ``get_rope_index`` does."""
+    (``grid``: groups, rows, cols of merged tokens), the input one placeholder run: a new
+    token (origin -1, a merged one) sits at the input's last position, as in the transformers
+    path; the text after the input continues ``max(rows, cols)`` on, as transformers'
+    ``get_rope_index`` does."""
     groups, rows, cols = grid
     everything = grid_positions(groups, rows, cols, interval)
     origin = origin.cpu().long()
@@ -48,12 +49,30 @@ def kept_channels(origin: torch.Tensor, grid: tuple[int, int, int], interval: fl
     return position_channels(relative, max(rows, cols), dtype, device)
 
 
-def position_channels(relative: torch.Tensor, extent: int, dtype: torch.dtype, device=None) -> torch.Tensor:
+def group_channels(origin: torch.Tensor, grid: tuple[int, int, int], dtype: torch.dtype, device=None) -> torch.Tensor:
+    """As :func:`kept_channels` for a clip fed as one placeholder run per temporal group
+    (Qwen3-VL: each group after its timestamp): every group placed as an image of its own
+    (t = 0), the index counted within the group's run, a new token at its group's last position."""
+    from prunesid.vlm.qwen_vl import _token_views
+
+    groups, rows, cols = grid
+    per_group = rows * cols
+    origin = origin.cpu().long()
+    group = _token_views(origin, per_group)
+    within = torch.where(origin >= 0, origin - group * per_group, per_group - 1)
+    relative = torch.stack([torch.zeros_like(within), within // cols, within % cols], dim=1)
+    starts = torch.searchsorted(group, torch.arange(groups))  # fed in group order
+    index = torch.arange(origin.numel()) - starts[group]
+    return position_channels(relative, max(rows, cols), dtype, device, index)
+
+
+def position_channels(relative: torch.Tensor, extent: int, dtype: torch.dtype, device=None, index: torch.Tensor | None = None) -> torch.Tensor:
     """``[n, CHANNELS]`` for ``n`` tokens of one input: their ``relative [n, 3]`` positions,
-    the input's ``extent`` and each token's index in the run."""
+    the input's ``extent`` and each token's ``index`` in its placeholder run (default: one run)."""
     count = relative.shape[0]
+    index = torch.arange(count) if index is None else index.long()
     values = torch.cat(
-        [relative.long(), torch.full((count, 1), int(extent)), torch.arange(count)[:, None]], dim=1,
+        [relative.long(), torch.full((count, 1), int(extent)), index[:, None]], dim=1,
     )
     if int(values.min()) < 0 or int(values.max()) > LARGEST:
         raise ValueError(f"M-RoPE positions must lie in [0, {LARGEST}] within one input, got {int(values.min())}..{int(values.max())}")
@@ -61,14 +80,13 @@ def position_channels(relative: torch.Tensor, extent: int, dtype: torch.dtype, d
     return split.to(device=device, dtype=dtype)
 
 
-def split_channels(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, int]:
+def split_channels(embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, torch.Tensor]:
     """One input's embeddings with channels (or a slice of them) -> (the embeddings, the
-    tokens' relative positions ``[n, 3]``, the input's extent, the first token's index in its run)."""
+    tokens' relative positions ``[n, 3]``, the input's extent, each token's index in its run)."""
     values = embeds[:, -CHANNELS:].float().round().long().reshape(-1, len(FIELDS), 2)
     values = values[..., 0] * RADIX + values[..., 1]
     extent = int(values[0, 3]) if values.shape[0] else 0
-    first = int(values[0, 4]) if values.shape[0] else 0
-    return embeds[:, :-CHANNELS], values[:, :3], extent, first
+    return embeds[:, :-CHANNELS], values[:, :3], extent, values[:, 4]
 
 
 def provisional_positions(input_ids, media_ids: tuple[int, ...]) -> tuple[torch.Tensor, int]:
@@ -81,13 +99,24 @@ def provisional_positions(input_ids, media_ids: tuple[int, ...]) -> tuple[torch.
     return positions, int(positions.max()) + 1 - ids.numel() if ids.numel() else 0
 
 
+def runs_of(inputs: list[tuple[torch.Tensor, int, torch.Tensor]]) -> list[tuple[torch.Tensor, int, int]]:
+    """Each input's tokens cut where their index starts again (a clip fed as one run per
+    temporal group): (relative, extent, first index) per piece of one placeholder run."""
+    pieces = []
+    for relative, extent, index in inputs:
+        starts = [0] + [i for i in range(1, index.numel()) if int(index[i]) == 0]
+        for begin, end in zip(starts, starts[1:] + [index.numel()]):
+            pieces.append((relative[begin:end], extent, int(index[begin])))
+    return pieces
+
+
 def place(
     input_ids, inputs: list[tuple[torch.Tensor, int, int]], positions: torch.Tensor, num_computed_tokens: int,
     media_ids: tuple[int, ...],
 ) -> tuple[torch.Tensor, int]:
     """The prompt's positions ``[3, N]`` with ``inputs`` (each ``(relative [n, 3], extent,
-    first index)`` of one input's tokens in this prefill chunk, in prompt order) placed, and
-    the rope delta (the next position less ``N``).
+    first index)`` of the tokens of one placeholder run in this prefill chunk, in prompt
+    order: :func:`runs_of`) placed, and the rope delta (the next position less ``N``).
 
     Invariant (kept by :func:`provisional_positions` and by every call): a visual token not
     yet placed holds one less than the position the text after the token before it gets.

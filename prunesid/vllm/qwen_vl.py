@@ -28,9 +28,9 @@ import torch
 from PIL import Image
 
 from prunesid.vlm.family import EncodedMedia
-from prunesid.vlm.qwen_vl import QWEN_FRAMES, TIMESTAMPED_GROUPS, QwenLayout
+from prunesid.vlm.qwen_vl import QWEN_FRAMES, TIMESTAMPED_GROUPS, QwenLayout, _cut
 from prunesid.vllm.llava import EngineFamily, pressed_run
-from prunesid.vllm.qwen_positions import kept_channels, place, provisional_positions, split_channels
+from prunesid.vllm.qwen_positions import group_channels, kept_channels, place, provisional_positions, runs_of, split_channels
 from prunesid.vllm.settings import CONFIG_KEY, DOCS, EnginePress
 
 UNBOUNDED = 1 << 40  # pixel limit of the engine's layout: the processor has already resized
@@ -174,7 +174,7 @@ class PressedQwen:
     def recompute_mrope_positions(self, input_ids, multimodal_embeddings, mrope_positions, num_computed_tokens):
         parts = [split_channels(embeds) for embeds in multimodal_embeddings]
         positions, delta = place(
-            input_ids, [(relative, extent, first) for _, relative, extent, first in parts], mrope_positions,
+            input_ids, runs_of([(relative, extent, index) for _, relative, extent, index in parts]), mrope_positions,
             num_computed_tokens, self.media_ids,
         )
         return [embeds for embeds, *_ in parts], positions, delta
@@ -223,8 +223,11 @@ class PressedQwen:
             importance=None, grids=grids, valid=None, pixel_inputs={}, vision_ms=0.0, modality=modality,
         )
         run = pressed_run(self.press_family, encoded, self.engine_press.press)
-        embeds = self._with_deepstack(run.embeds, deepstack, run.origin)
-        return torch.cat([embeds, kept_channels(run.origin, (groups, rows, cols), interval, embeds.dtype, embeds.device)], dim=1)
-
-    def _with_deepstack(self, embeds: torch.Tensor, deepstack, origin: torch.Tensor) -> torch.Tensor:
-        return embeds
+        embeds = run.embeds
+        if deepstack is not None:  # Qwen3-VL: every deepstack level's rows cut with the same tokens
+            embeds = torch.cat([embeds, _cut(deepstack, run.origin)], dim=1)
+        if modality == "video" and layout.whole_clip:  # one placeholder run per temporal group
+            channels = group_channels(run.origin, (groups, rows, cols), embeds.dtype, embeds.device)
+        else:
+            channels = kept_channels(run.origin, (groups, rows, cols), interval, embeds.dtype, embeds.device)
+        return torch.cat([embeds, channels], dim=1)
