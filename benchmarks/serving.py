@@ -67,6 +67,19 @@ FAMILIES = {
 }
 
 
+def library_processor_if_needed(family: str) -> None:
+    """vLLM's own Qwen2.5-VL class (the unmodified engine) builds transformers' processor,
+    whose video processor needs torchvision; where it is missing, that processor is built the
+    library's way (the same image processing; the plug-in's classes do this themselves)."""
+    if family != "qwen2_5_vl" or importlib.util.find_spec("torchvision") is not None:
+        return
+    import transformers
+
+    from prunesid.vlm.processors import load_processor
+
+    transformers.Qwen2_5_VLProcessor.from_pretrained = classmethod(lambda cls, path, *args, **kwargs: load_processor(str(path), family))
+
+
 def requests(template: str = FAMILIES["llava"][1]):
     from conftest import pattern
 
@@ -114,6 +127,7 @@ def main() -> None:
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     standin_if_needed()
+    library_processor_if_needed(args.family)
     from prunesid.vllm import engine_overrides
     from prunesid.vllm.checkpoint import engine_checkpoint
 

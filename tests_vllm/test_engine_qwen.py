@@ -203,3 +203,12 @@ def test_without_the_switch_the_engine_stops_at_start_named(switch, named):
         chain.append(str(error))
         error = error.__cause__ or error.__context__
     assert any(named in message for message in chain), chain
+
+
+def test_engine_arguments_name_the_qwen_switch():
+    """What LLM(...) and `vllm serve` need besides hf_overrides, per family."""
+    assert engine_arguments("qwen2_5_vl") == {"video_pruning_rate": 0.5, "enable_prefix_caching": False}
+    assert engine_arguments("qwen3_vl") == engine_arguments("qwen2_vl") == engine_arguments("qwen2_5_vl")
+    assert engine_arguments("llava") == {}
+    with pytest.raises(ValueError, match="family must be one of"):
+        engine_arguments("qwen9")
