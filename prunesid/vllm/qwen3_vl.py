@@ -23,6 +23,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from prunesid.vlm.family import fed_per_view
 from prunesid.vllm.qwen_vl import LibraryProcessorInfo, PressedQwen, PressedQwenProcessor, engine_press, fed_count, grid_of
+from prunesid.vllm.settings import CONFIG_KEY
 
 
 def group_counts(pressed, grid: tuple[int, int, int]) -> list[int]:
@@ -45,7 +46,7 @@ class PressedQwen3VLProcessor(PressedQwenProcessor, Qwen3VLMultiModalProcessor):
         def run(item_idx: int, modality: str, token: int):
             item = out_mm_kwargs[modality][item_idx]
             if f"{modality}_embeds" in item:
-                raise ValueError(f"the Qwen-VL classes compress inside the engine and take no sent {modality} embeddings")
+                raise ValueError(f"{CONFIG_KEY}: the Qwen-VL classes compress inside the engine and take no sent {modality} embeddings")
             grid = grid_of(item[f"{modality}_grid_thw"].data, merge)
             if modality == "image":
                 return [token] * fed_count(pressed, grid, modality)

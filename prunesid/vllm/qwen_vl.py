@@ -88,6 +88,7 @@ def fed_count(pressed: EnginePress, grid: tuple[int, int, int], modality: str) -
 
 
 def engine_layout_like(layout: QwenLayout, frames: int) -> QwenLayout:
+    """``layout`` for a clip of ``frames`` frames (its group count; vLLM takes clips of any length)."""
     return QwenLayout(
         layout.token_pixels, layout.min_pixels, layout.max_pixels, layout.video_pixels, layout.whole_clip,
         layout.temporal_patch_size, frames,
@@ -97,7 +98,7 @@ def engine_layout_like(layout: QwenLayout, frames: int) -> QwenLayout:
 class LibraryProcessorInfo:
     """In front of vLLM's Qwen-VL processing info: without torchvision (vLLM's CPU build), the
     Hugging Face processor as the library builds it (images through transformers' PIL image
-    processor; no video processor)."""
+    processor, clips through :class:`prunesid.vlm.processors.QwenVideoProcessor`)."""
 
     def get_hf_processor(self, **kwargs):
         from prunesid.vlm.processors import torchvision_available
