@@ -35,7 +35,12 @@ ENGINE_ARGS = dict(dtype="float32", max_model_len=2048, enforce_eager=True, max_
 
 SERVE_BUDGET = 32
 SERVE_START_TIMEOUT = 600  # seconds: two vLLM processes import on a shared 2-core machine
-_server: dict = {}
+# The servers the tests start, by fixture name: (built-in, plug-in family, extra arguments).
+SERVERS = {
+    "server": ("tiny-random", "llava", ["--enable-mm-embeds"]),
+    "qwen_server": ("tiny-random-qwen2.5-vl", "qwen2_5_vl", ["--video-pruning-rate", "0.5", "--no-enable-prefix-caching"]),
+}
+_servers: dict = {}
 
 
 @pytest.fixture(scope="session")
@@ -46,62 +51,83 @@ def checkpoint() -> str:
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Start `vllm serve` as soon as a collected test needs it: it boots (mostly imports,
+    """Start each `vllm serve` as soon as a collected test needs it: it boots (mostly imports,
     one core) while the in-process engine tests run."""
-    if any("server" in getattr(item, "fixturenames", ()) for item in items):
-        _start_server()
+    for name in SERVERS:
+        if any(name in getattr(item, "fixturenames", ()) for item in items):
+            _start_server(name)
 
 
-def _start_server() -> None:
+def _start_server(name: str) -> None:
     from prunesid.vllm import engine_overrides
     from prunesid.vllm.checkpoint import engine_checkpoint
 
+    builtin, family, extra = SERVERS[name]
+    checkpoint = engine_checkpoint(builtin)
+    template = checkpoint / "chat_template.json"
+    if family.startswith("qwen") and template.is_file():
+        # The API server reads the chat template from transformers' processor, which it cannot
+        # build without torchvision here (Qwen-VL); the checkpoint's template, given by hand.
+        written = Path(tempfile.mkdtemp(prefix="prunesid-vllm-template-")) / "chat_template.jinja"
+        written.write_text(json.loads(template.read_text())["chat_template"])
+        extra = [*extra, "--chat-template", str(written)]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = Path(tempfile.mkdtemp(prefix="prunesid-vllm-serve-")) / "serve.log"
     command = [
-        str(Path(sys.executable).parent / "vllm"), "serve", str(engine_checkpoint("tiny-random")),
+        str(Path(sys.executable).parent / "vllm"), "serve", str(checkpoint),
         "--host", "127.0.0.1", "--port", str(port),
-        "--hf-overrides", json.dumps(engine_overrides("llava", "prunesid", SERVE_BUDGET)), "--enable-mm-embeds",
+        "--hf-overrides", json.dumps(engine_overrides(family, "prunesid", SERVE_BUDGET)), *extra,
         "--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--max-num-seqs", "4", "--served-model-name", "tiny",
     ]
     with open(log, "w") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env={**os.environ, "VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
-    _server.update(process=process, log=log, base=f"http://127.0.0.1:{port}", started=time.monotonic())
+    _servers[name] = dict(process=process, log=log, base=f"http://127.0.0.1:{port}", started=time.monotonic())
 
 
-def server_log() -> str:
-    return _server["log"].read_text()[-6000:] if _server else ""
+def server_log(name: str = "server") -> str:
+    return _servers[name]["log"].read_text()[-6000:] if name in _servers else ""
 
 
-@pytest.fixture(scope="session")
-def server():
-    """The base URL of `vllm serve` with the plug-in (PruneSID, N = SERVE_BUDGET) and
-    --enable-mm-embeds, on 127.0.0.1."""
-    if not _server:
-        _start_server()
-    process, base = _server["process"], _server["base"]
+def _serving(name: str):
+    if name not in _servers:
+        _start_server(name)
+    process, base = _servers[name]["process"], _servers[name]["base"]
     try:
         while True:
             if process.poll() is not None:
-                pytest.fail(f"vllm serve exited with {process.returncode}:\n{server_log()}")
+                pytest.fail(f"vllm serve exited with {process.returncode}:\n{server_log(name)}")
             try:
                 with urllib.request.urlopen(f"{base}/health", timeout=5) as response:
                     if response.status == 200:
                         break
             except OSError:
                 pass
-            if time.monotonic() - _server["started"] > SERVE_START_TIMEOUT:
-                pytest.fail(f"vllm serve did not answer within {SERVE_START_TIMEOUT} s:\n{server_log()}")
+            if time.monotonic() - _servers[name]["started"] > SERVE_START_TIMEOUT:
+                pytest.fail(f"vllm serve did not answer within {SERVE_START_TIMEOUT} s:\n{server_log(name)}")
             time.sleep(2)
         yield base
     finally:
-        _stop_server()
+        _stop_server(name)
 
 
-def _stop_server() -> None:
-    process = _server.get("process")
+@pytest.fixture(scope="session")
+def server():
+    """The base URL of `vllm serve` with the plug-in (PruneSID, N = SERVE_BUDGET) and
+    --enable-mm-embeds, on 127.0.0.1."""
+    yield from _serving("server")
+
+
+@pytest.fixture(scope="session")
+def qwen_server():
+    """The base URL of `vllm serve` of the tiny Qwen2.5-VL with the plug-in (PruneSID, N =
+    SERVE_BUDGET), its pruning switch and no prefix cache, on 127.0.0.1."""
+    yield from _serving("qwen_server")
+
+
+def _stop_server(name: str) -> None:
+    process = _servers.get(name, {}).get("process")
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -113,7 +139,8 @@ def _stop_server() -> None:
 
 
 def pytest_sessionfinish(session, exitstatus):
-    _stop_server()  # also when the tests that needed it were deselected or never ran
+    for name in list(_servers):
+        _stop_server(name)  # also when the tests that needed it were deselected or never ran
 
 
 def pattern(size: tuple[int, int], seed: int) -> Image.Image:

@@ -16,13 +16,13 @@ from conftest import SERVE_BUDGET as BUDGET
 from conftest import pattern, server_log
 
 
-def post(url: str, body: dict) -> dict:
+def post(url: str, body: dict, server: str = "server") -> dict:
     request = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=300) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as error:
-        raise AssertionError(f"{url} answered {error.code}: {error.read().decode()[:2000]}\n{server_log()}") from None
+        raise AssertionError(f"{url} answered {error.code}: {error.read().decode()[:2000]}\n{server_log(server)}") from None
 
 
 def text_tokens(checkpoint: str, question: str, images: int) -> int:

@@ -18,9 +18,9 @@ This module and :mod:`~prunesid.vllm.settings`, :mod:`~prunesid.vllm.heads` and
 
 from __future__ import annotations
 
-from prunesid.vllm.settings import ARCHITECTURES, CONFIG_KEY, engine_overrides
+from prunesid.vllm.settings import ARCHITECTURES, CONFIG_KEY, engine_arguments, engine_overrides
 
-__all__ = ["ARCHITECTURES", "CONFIG_KEY", "engine_overrides", "register"]
+__all__ = ["ARCHITECTURES", "CONFIG_KEY", "engine_arguments", "engine_overrides", "register"]
 
 
 def register() -> None:
@@ -30,6 +30,9 @@ def register() -> None:
     registers names (the classes are imported when a run asks for one)."""
     from vllm import ModelRegistry
 
+    from prunesid.vllm.cpu_runner import install
+
+    install()  # the CPU runner's missing switch for the M-RoPE classes (imports nothing now)
     for family, architecture in ARCHITECTURES.items():
         if architecture not in ModelRegistry.get_supported_archs():
             ModelRegistry.register_model(architecture, f"prunesid.vllm.{family}:{architecture}")

