@@ -20,14 +20,17 @@ import gradio as gr
 
 from starlette.middleware import Middleware
 
-from demo.admission import QueueShare, client_of
-from demo.chat import ChatQueue
+from demo.admission import Admission, client_of
+from demo.chat import ChatQueue, RefusalNotes
 from demo.files import MAX_FILE_BYTES
 from demo.handlers import question as question_text
 from demo.handlers import (
     EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, snap, stats_markdown, user_errors,
 )
-from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_SIZE
+from demo.limits import (
+    BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_HARD_SIZE, STATE_SESSIONS,
+    UPLOAD_KEEP_S,
+)
 from demo import labels
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES
 from demo.model_choice import choose_model, load_with_fallback
@@ -112,23 +115,21 @@ def build(slot: ModelSlot) -> gr.Blocks:
         chats.forget(request.session_hash, client_of(request))
         slot.forget(request.session_hash, client_of(request))
 
-    refusals: dict[str, str] = {}  # session -> why its last question was refused (read once)
+    refusals = RefusalNotes()  # (session, address) -> why its last question was refused (read once)
 
     @user_errors
     def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
         try:
             history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
         except (ValueError, TypeError) as error:
-            if len(refusals) > 10_000:  # bounded whatever the traffic
-                refusals.clear()
-            refusals[request.session_hash] = str(error)
+            refusals.write(request.session_hash, client_of(request), str(error))
             raise
         return "", history, "waiting for the answer..."
 
     def why_not_sent(request: gr.Request):
         # The send runs outside the queue, where a refusal reaches the page as a bare "Error":
         # its reason is written under the chat instead.
-        reason = refusals.pop(request.session_hash, "") if isinstance(request.session_hash, str) else ""
+        reason = refusals.read(request.session_hash, client_of(request))
         return f"⚠️ Not sent: {reason or 'the question was refused; try again'}"
 
     @on_gpu
@@ -452,7 +453,10 @@ def build(slot: ModelSlot) -> gr.Blocks:
         after_switch(to_clips.click(lambda: clip_model, None, picker, queue=False, **hidden).then(switch_model, picker, switch_outputs, **hidden, **model))
         page.load(open_chat, None, None, queue=False, **hidden)
         page.unload(close_chat)
-    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    # api_open=False: the model events run only through the queue (demo/admission.py admits
+    # every door); its own bound is the policy's hard one, so Gradio never refuses first.
+    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_HARD_SIZE, api_open=False)
+    page.delete_cache = (300, UPLOAD_KEEP_S)  # uploads and outputs: deleted once this old
     return page
 
 
@@ -467,10 +471,13 @@ def snapper(name: str, bounds: tuple, step: float):
 
     @user_errors
     def snapped(value):
-        number = snap(value, name, (-SNAP_REACH, SNAP_REACH), step)  # a finite number, or ValueError
-        if number != value and abs(float(value)) > SNAP_REACH:
-            raise ValueError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g}, got {value!r}")
-        fixed = snap(value, name, bounds, step)
+        out_of_range = ValueError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g}, got {value!r}")
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(float(value)) > SNAP_REACH:
+                raise out_of_range
+            fixed = snap(value, name, bounds, step)  # a finite number, or ValueError
+        except OverflowError:  # 10**400, or a step division that overflows
+            raise out_of_range from None
         return gr.skip() if fixed == value else fixed
 
     return snapped
@@ -495,9 +502,9 @@ def main(argv: list[str] | None = None) -> None:
     page = build(slot)
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
-        max_file_size=MAX_FILE_BYTES,
-        # Each client's share of the queue is checked before Gradio queues the request.
-        app_kwargs={"middleware": [Middleware(QueueShare, blocks=page)]},
+        max_file_size=MAX_FILE_BYTES, state_session_capacity=2 * STATE_SESSIONS,
+        # Every route goes through one admission policy (demo/admission.py) before Gradio sees it.
+        app_kwargs={"middleware": [Middleware(Admission, blocks=page)]},
     )
 
 
