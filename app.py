@@ -34,7 +34,7 @@ from demo.limits import (
 from demo import labels
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES
 from demo.model_choice import choose_model, load_with_fallback
-from demo.playable import playable_copy
+from demo.playable import served_copy
 from demo.models import ModelSlot, Served, hub_reachable_at_launch, load_listed, picker_choices, unbound
 from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
 
@@ -80,9 +80,10 @@ VIDEO_OFF = (
 
 @user_errors
 def make_playable(video):
-    """The uploaded clip, as a copy the browser plays when it cannot play the upload."""
-    copy = playable_copy(allowed_clip(video))
-    return copy if copy is not None else gr.skip()
+    """The uploaded clip, as a copy the browser plays when it cannot play the upload. A
+    generator, so that the copy is deleted once Gradio has taken it into its cache."""
+    with served_copy(allowed_clip(video)) as copy:
+        yield copy if copy is not None else gr.skip()
 
 
 def build(slot: ModelSlot) -> gr.Blocks:
