@@ -21,6 +21,7 @@ import gradio as gr
 from starlette.middleware import Middleware
 
 from demo.admission import Admission, client_of
+from demo import errors
 from demo.chat import ChatQueue, RefusalNotes
 from demo.files import MAX_FILE_BYTES
 from demo.handlers import question as question_text
@@ -501,6 +502,7 @@ def main(argv: list[str] | None = None) -> None:
     choices = picker_choices(vlm.name, hub_reachable_at_launch(choice))
     slot = ModelSlot(first, choices, load=lambda name: load_listed(name, args.max_new_tokens))
     page = build(slot)
+    errors.install()  # Gradio's own refusals name no server path and no Python type
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
         max_file_size=MAX_FILE_BYTES, state_session_capacity=2 * STATE_SESSIONS,

@@ -51,6 +51,7 @@ log = logging.getLogger("prunesid.demo")
 # What a door lets in. QUEUE and DIRECT start the app's work and are admitted by the policy.
 QUEUE, DIRECT, UPLOAD, READ, CONTROL = "queue", "direct", "upload", "read", "control"
 MULTIPART_SLACK = 64 * 1024  # a multipart body's boundaries and headers around the file
+SWEEP_EVERY = 64  # session claims between two sweeps of Gradio's state for sessions nobody owns
 
 
 @dataclass(frozen=True)
@@ -295,6 +296,7 @@ class Admission:
         self.body_bytes, self.upload_bytes = body_bytes, upload_bytes
         self.uploads = uploads or UploadBudget()
         self.sessions = sessions or SessionOwners()
+        self.claims = 0
         self.joining: Counter = Counter()  # queue joins being handled, per client
         self.direct: Counter = Counter()  # events outside the queue waiting or running, per client
         self._direct_slots: asyncio.Semaphore | None = None
@@ -393,11 +395,27 @@ class Admission:
             log.warning("refused a request from %s naming another address's session", client or "?")
             raise Refused(403, "this session belongs to another connection: reload the page")
         holder = getattr(self.blocks, "state_holder", None)
-        for old in dropped:
-            if holder is not None:
-                with holder.lock:
-                    holder.session_data.pop(old, None)
-                    holder.time_last_used.pop(old, None)
+        if holder is None:
+            return
+        with holder.lock:
+            for old in dropped:
+                holder.session_data.pop(old, None)
+                holder.time_last_used.pop(old, None)
+        self.claims += 1
+        if self.claims % SWEEP_EVERY == 0:
+            self.sweep_states()
+
+    def sweep_states(self) -> None:
+        """Drop Gradio's state of sessions nobody owns any more (a queued event of a dropped
+        session makes its state again when it runs), except those of events still in the queue."""
+        holder = getattr(self.blocks, "state_holder", None)
+        if holder is None:
+            return
+        in_use = {getattr(event, "session_hash", None) for event in queued_events(self.queue)}
+        with holder.lock:
+            for session in [key for key in holder.session_data if key not in self.sessions.owner and key not in in_use]:
+                holder.session_data.pop(session, None)
+                holder.time_last_used.pop(session, None)
 
     # --- uploads ---------------------------------------------------------------------------
 

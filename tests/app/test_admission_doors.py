@@ -226,3 +226,23 @@ def test_the_middleware_refuses_another_addresss_session():
 
 def test_the_limits_module_lists_the_admission_limits():
     assert admission.UploadBudget().per_client >= admission.MAX_UPLOAD_BYTES
+
+
+def test_state_of_sessions_nobody_owns_is_swept():
+    """Catches a dropped session's state made again by its queued event and kept for good."""
+    import threading
+
+    class Holder:
+        lock = threading.Lock()
+
+        def __init__(self):
+            self.session_data = {f"orphan{n}": object() for n in range(100)}
+            self.time_last_used = {}
+
+    blocks = _Blocks()
+    blocks.state_holder = Holder()
+    middleware = Admission(_Inner(), blocks)
+    for n in range(admission.SWEEP_EVERY):
+        body = json.dumps({"session_hash": f"s{n}", "data": []}).encode()
+        assert _run(middleware, "POST", "/gradio_api/run/predict", body)[0] == 200
+    assert not [key for key in blocks.state_holder.session_data if key.startswith("orphan")]
