@@ -51,6 +51,7 @@ log = logging.getLogger("prunesid.demo")
 # What a door lets in. QUEUE and DIRECT start the app's work and are admitted by the policy.
 QUEUE, DIRECT, UPLOAD, READ, CONTROL = "queue", "direct", "upload", "read", "control"
 MULTIPART_SLACK = 64 * 1024  # a multipart body's boundaries and headers around the file
+SESSION_TAKEN = "this session belongs to another connection: reload the page"
 SWEEP_EVERY = 64  # session claims between two sweeps of Gradio's state for sessions nobody owns
 
 
@@ -393,7 +394,7 @@ class Admission:
         allowed, dropped = self.sessions.claim(session, client)
         if not allowed:
             log.warning("refused a request from %s naming another address's session", client or "?")
-            raise Refused(403, "this session belongs to another connection: reload the page")
+            raise Refused(403, SESSION_TAKEN)
         holder = getattr(self.blocks, "state_holder", None)
         if holder is None:
             return
