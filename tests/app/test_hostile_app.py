@@ -593,3 +593,24 @@ def test_the_page_only_re_encode_is_bounded_and_leaves_no_file(server, tmp_path)
     numbers["playable"] = {"peak_growth_mb": round(after["VmHWM"] - before["VmHWM"], 1)}
     assert after["VmHWM"] - before["VmHWM"] < 200, numbers["playable"]
     assert not folder.exists() or not [entry for entry in folder.iterdir() if entry.suffix == ".webm"]
+
+
+def test_uploads_from_one_address_are_bounded_and_others_still_upload(server, tmp_path):
+    """Catches one address filling the disk: ten 60 MB uploads in 3.9 s once left 600 MB."""
+    from demo.limits import UPLOAD_BYTES_PER_CLIENT
+
+    big = tmp_path / "big.png"
+    with big.open("wb") as handle:  # sparse: costs no disk here
+        handle.truncate(60 * 2**20)
+    statuses = []
+    for _ in range(UPLOAD_BYTES_PER_CLIENT // (60 * 2**20) + 1):
+        with big.open("rb") as handle:
+            response = httpx.post(server.url + "gradio_api/upload", files={"files": ("big.png", handle, "image/png")},
+                                  headers={"X-Forwarded-For": "203.0.113.90"}, timeout=120)
+        statuses.append(response.status_code)
+    numbers["uploads"] = {"statuses": statuses}
+    assert statuses[:-1] == [200] * (len(statuses) - 1) and statuses[-1] == 429, statuses
+    assert "the most one visitor may" in response.json()["error"]
+    small = tmp_path / "small.png"
+    scene(64, 48).save(small)
+    assert server.upload(small, client="198.51.100.11")  # another address is not held up
