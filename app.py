@@ -6,7 +6,8 @@ The page reads top to bottom: banner, image and controls, the overlays and stats
 patch: why was it kept or dropped?), the chat, then the comparisons. The work itself lives
 in demo/: handlers.py (events), chat.py (the chat's queue), files.py (which files may be
 read), model_choice.py (which model, and why), limits.py (what one visitor may cost) and
-admission.py (each client's share of the queue). docs/security.md explains the limits.
+admission.py (one policy in front of every route: shares, fair queue, body caps).
+docs/security.md explains the limits.
 """
 
 from __future__ import annotations
