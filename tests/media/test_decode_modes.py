@@ -26,7 +26,6 @@ from tests import hostile_media as corpus
 ROOT = Path(__file__).resolve().parents[2]
 SIDE = 6000  # 36 MP: each mode's pixels are 36-144 MB, its full-size RGB copy 144 MB
 MARGIN_MB = 40  # the decoder's row buffers, the compressed file, allocator slack
-pytestmark = pytest.mark.slow  # a fresh interpreter per mode
 
 # mode -> how its file is written
 MODES = {
@@ -70,6 +69,7 @@ def _load_in_fresh_process(path: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a fresh interpreter per mode
 @pytest.mark.parametrize("mode", list(MODES))
 def test_each_modes_decode_holds_what_its_header_says(files, mode):
     """Catches a mode converted at full size (P, 1, I;16 through float64, RGBA premultiplied
