@@ -6,7 +6,8 @@ The page reads top to bottom: banner, image and controls, the overlays and stats
 patch: why was it kept or dropped?), the chat, then the comparisons. The work itself lives
 in demo/: handlers.py (events), chat.py (the chat's queue), files.py (which files may be
 read), model_choice.py (which model, and why), limits.py (what one visitor may cost) and
-admission.py (each client's share of the queue). docs/security.md explains the limits.
+admission.py (one policy in front of every route: shares, fair queue, body caps).
+docs/security.md explains the limits.
 """
 
 from __future__ import annotations
@@ -20,18 +21,22 @@ import gradio as gr
 
 from starlette.middleware import Middleware
 
-from demo.admission import QueueShare, client_of
+from demo.admission import Admission, client_of
+from demo import errors
 from demo.chat import ChatQueue
 from demo.files import MAX_FILE_BYTES
 from demo.handlers import question as question_text
 from demo.handlers import (
     EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, refused, snap, stats_markdown, user_errors,
 )
-from demo.limits import BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_SIZE
+from demo.limits import (
+    BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_HARD_SIZE, STATE_SESSIONS,
+    UPLOAD_KEEP_S,
+)
 from demo import labels
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, offered, unavailable_note
 from demo.model_choice import choose_model, load_with_fallback
-from demo.playable import playable_copy
+from demo.playable import served_copy
 from demo.models import ModelSlot, Served, hub_reachable_at_launch, unbound
 from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
 
@@ -117,9 +122,10 @@ VIDEO_OFF = (
 
 @user_errors
 def make_playable(video):
-    """The uploaded clip, as a copy the browser plays when it cannot play the upload."""
-    copy = playable_copy(allowed_clip(video))
-    return copy if copy is not None else gr.skip()
+    """The uploaded clip, as a copy the browser plays when it cannot play the upload. A
+    generator, so that the copy is deleted once Gradio has taken it into its cache."""
+    with served_copy(allowed_clip(video)) as copy:
+        yield copy if copy is not None else gr.skip()
 
 
 def build(slot: ModelSlot) -> gr.Blocks:
@@ -508,7 +514,10 @@ def build(slot: ModelSlot) -> gr.Blocks:
         page.load(open_chat, None, None, queue=False, **hidden)
         page.load(None, None, None, js=A11Y_JS, queue=False, **hidden)
         page.unload(close_chat)
-    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_SIZE)
+    # api_open=False: the model events run only through the queue (demo/admission.py admits
+    # every door); its own bound is the policy's hard one, so Gradio never refuses first.
+    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_HARD_SIZE, api_open=False)
+    page.delete_cache = (300, UPLOAD_KEEP_S)  # uploads and outputs: deleted once this old
     return page
 
 
@@ -523,10 +532,13 @@ def snapper(name: str, bounds: tuple, step: float):
 
     @user_errors
     def snapped(value):
-        number = snap(value, name, (-SNAP_REACH, SNAP_REACH), step)  # a finite number, or ValueError
-        if number != value and abs(float(value)) > SNAP_REACH:
-            raise ValueError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g}, got {value!r}")
-        fixed = snap(value, name, bounds, step)
+        out_of_range = ValueError(f"{name} must be between {bounds[0]:g} and {bounds[1]:g}, got {value!r}")
+        try:
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(float(value)) > SNAP_REACH:
+                raise out_of_range
+            fixed = snap(value, name, bounds, step)  # a finite number, or ValueError
+        except OverflowError:  # 10**400, or a step division that overflows
+            raise out_of_range from None
         return gr.skip() if fixed == value else fixed
 
     return snapped
@@ -548,11 +560,12 @@ def main(argv: list[str] | None = None) -> None:
     first = Served.of(vlm, banner, max_new_tokens=args.max_new_tokens)
     slot = ModelSlot.for_deployment(first, hub_reachable_at_launch(choice), max_new_tokens=args.max_new_tokens)
     page = build(slot)
+    errors.install()  # Gradio's own refusals name no server path and no Python type
     page.launch(
         server_name=args.host, server_port=args.port, theme=gr.themes.Soft(), css=CSS, show_error=True,
-        max_file_size=MAX_FILE_BYTES,
-        # Each client's share of the queue is checked before Gradio queues the request.
-        app_kwargs={"middleware": [Middleware(QueueShare, blocks=page)]},
+        max_file_size=MAX_FILE_BYTES, state_session_capacity=2 * STATE_SESSIONS,
+        # Every route goes through one admission policy (demo/admission.py) before Gradio sees it.
+        app_kwargs={"middleware": [Middleware(Admission, blocks=page)]},
     )
 
 

@@ -18,6 +18,14 @@ each switch evicts the ordinary visitor's model) and under the hosted one
 (``PRUNESID_PUBLIC=1``: every listed model resident). The ordinary visitor's latency and
 the server's model loads are compared.
 
+With ``--attacks`` it measures instead what hostile clients cost an ordinary visitor (one
+analysis every 2 s from its own address, timed throughout): for each attack in
+:data:`ATTACKS` the visitor's median and maximum latency and refusals, and the app's peak
+memory growth. ``--root DIR`` launches the app.py of another checkout (an older commit,
+for "before" numbers); the attacks speak plain HTTP and work on either.
+
+    python benchmarks/load.py --attacks [--root /tmp/before] [--attack-seconds 20]
+
 Prints a table and, last, one JSON line.
 """
 
@@ -55,12 +63,12 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def launch(port: int, log_path: Path, **extra_env) -> subprocess.Popen:
+def launch(port: int, log_path: Path, root: Path = ROOT, **extra_env) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("PRUNESID_MODEL", "GRADIO_SERVER_NAME", "PRUNESID_PUBLIC", "PRUNESID_SERVE", "SYSTEM")}
-    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", **extra_env)
+    env.update(GRADIO_ANALYTICS_ENABLED="False", HF_HUB_OFFLINE="1", PYTHONPATH=str(root), **extra_env)
     log = open(log_path, "w")
     server = subprocess.Popen(
-        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "app.py", "--model", "tiny-random", "--port", str(port)], cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT
     )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 180
@@ -288,15 +296,201 @@ def check(results: list[dict]) -> list[str]:
     return mismatches
 
 
+# --- attacks: what hostile clients cost an ordinary visitor -----------------------------------
+
+
+def peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM")
+
+
+def post(url: str, path: str, body, address: str, timeout: float = 300) -> httpx.Response:
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return httpx.post(url + path, content=content, headers={"X-Forwarded-For": address, "Content-Type": "application/json"}, timeout=timeout)
+
+
+def queued(url: str, path: str, body: dict, address: str) -> int:
+    """Join the queue through ``path`` and wait for the result; the HTTP status of the join
+    (200 and a failed result count as 200: the request was admitted)."""
+    joined = post(url, path, body, address)
+    if joined.status_code != 200:
+        return joined.status_code
+    if path.endswith("queue/join"):
+        stream_url = url + f"gradio_api/queue/data?session_hash={body['session_hash']}"
+        done = lambda line: '"process_completed"' in line
+    else:
+        stream_url = url + path + "/" + joined.json()["event_id"]
+        done = lambda line: line.startswith("event:") and line[6:].strip() in ("complete", "error")
+    with httpx.stream("GET", stream_url, headers={"X-Forwarded-For": address}, timeout=300) as stream:
+        for line in stream.iter_lines():
+            if done(line):
+                break
+    return 200
+
+
+class Visitor:
+    """An ordinary visitor: one analysis every 2 s through the page's door, timed."""
+
+    def __init__(self, url: str, fn_index: int, path: str, address: str = "198.51.100.200"):
+        self.url, self.fn_index, self.path, self.address = url, fn_index, path, address
+        self.seconds: list[float] = []
+        self.refused = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            body = {"data": [{"path": self.path, "meta": META}] + CONTROLS, "fn_index": self.fn_index,
+                    "session_hash": f"visitor{random.getrandbits(48):x}", "event_data": None}
+            start = time.perf_counter()
+            try:
+                status = queued(self.url, "gradio_api/queue/join", body, self.address)
+            except httpx.HTTPError:
+                status = 0
+            if status == 200:
+                self.seconds.append(time.perf_counter() - start)
+            else:
+                self.refused += 1
+            self.stop.wait(2.0)
+
+    def summary(self) -> dict:
+        times = sorted(self.seconds)
+        return {"served": len(times), "refused": self.refused, "median_s": round(statistics.median(times), 2) if times else None,
+                "max_s": round(times[-1], 2) if times else None}
+
+
+def flood(seconds: float, threads: int, action) -> dict:
+    """``threads`` threads calling ``action(thread index)`` (an HTTP status) for ``seconds``."""
+    stop_at = time.monotonic() + seconds
+    statuses: list[int] = []
+
+    def loop(index: int):
+        while time.monotonic() < stop_at:
+            try:
+                status = action(index)
+            except httpx.HTTPError:
+                status = 0
+            statuses.append(status)
+            if status not in (200,):
+                time.sleep(0.5)
+
+    workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=seconds + 300)
+    counts: dict[str, int] = {}
+    for status in statuses:
+        counts[str(status)] = counts.get(str(status), 0) + 1
+    return counts
+
+
+def palette_png(side: int) -> bytes:
+    """A palette PNG of side x side, a few KB: rows streamed through zlib."""
+    import struct
+    import zlib
+
+    line = b"\x00" + bytes(side)
+    compressor = zlib.compressobj(9)
+    data = b"".join(compressor.compress(line) for _ in range(side)) + compressor.flush()
+    chunk = lambda kind, payload: struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 3, 0, 0, 0))
+            + chunk(b"PLTE", bytes(range(256)) * 3) + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
+ATTACKS = (
+    "none (baseline)", "/call/v2 flood, one address, 30 at once", "/run flood, one address, 30 at once",
+    "12 addresses at their full share (6 each)", "64 MP palette PNGs, one address, 6 at once",
+    "made-up session ids, one address, 8 at once", "64 MB JSON bodies, 3 at once",
+)
+
+
+def attacks(url: str, pid: int, seconds: float, names=ATTACKS) -> dict:
+    config = httpx.get(url + "config", timeout=30).json()
+    analyze = next(dep["id"] for dep in config["dependencies"] if dep["api_name"] == "analyze")
+    components = {c["id"]: c for c in config["components"]}
+    snap = next(dep["id"] for dep in config["dependencies"] if not dep["queue"] and len(dep["inputs"]) == 1
+                and components[dep["inputs"][0]]["type"] == "slider")
+    visitor_client = Client(url, "198.51.100.200")
+    visitor_picture = visitor_client.upload(picture(1), "visitor.png")
+    stranger = Client(url, "203.0.113.66")
+    stranger_picture = stranger.upload(picture(2), "stranger.png")
+    page_body = lambda: {"data": [{"path": stranger_picture, "meta": META}] + CONTROLS, "fn_index": analyze,
+                         "session_hash": f"s{random.getrandbits(48):x}", "event_data": None}
+    big_palette = stranger.upload(palette_png(8000), "palette.png")
+
+    scenarios = {
+        "none (baseline)": (1, lambda i: (time.sleep(1), 200)[1]),
+        "/call/v2 flood, one address, 30 at once": (30, lambda i: queued(url, "gradio_api/call/v2/analyze", {
+            "image": {"path": stranger_picture, "meta": META}, "budget": 64, "groups": 0, "lam": 0, "grouping": "psca", "dynamic": False},
+            "203.0.113.66")),
+        "/run flood, one address, 30 at once": (30, lambda i: post(url, "gradio_api/run/analyze", {
+            "data": [{"path": stranger_picture, "meta": META}] + CONTROLS}, "203.0.113.67").status_code),
+        "12 addresses at their full share (6 each)": (72, lambda i: queued(url, "gradio_api/queue/join", page_body(), f"203.0.113.{100 + i // 6}")),
+        "64 MP palette PNGs, one address, 6 at once": (6, lambda i: queued(url, "gradio_api/queue/join", {
+            **page_body(), "data": [{"path": big_palette, "meta": META}] + CONTROLS}, "203.0.113.66")),
+        "made-up session ids, one address, 8 at once": (8, lambda i: post(url, "gradio_api/run/predict", {
+            "data": [64], "fn_index": snap, "session_hash": f"m{random.getrandbits(64):x}"}, "203.0.113.68").status_code),
+        "64 MB JSON bodies, 3 at once": (3, lambda i: post(url, "gradio_api/queue/join", b'{"data": ["' + b"x" * (64 << 20) + b'"]}',
+                                                           "203.0.113.69").status_code),
+    }
+    assert set(scenarios) == set(ATTACKS)
+    report = {}
+    for name in names:
+        threads, action = scenarios[name]
+        time.sleep(2)
+        rss_before, hwm_before = resident_mb(pid), peak_mb(pid)
+        visitor = Visitor(url, analyze, visitor_picture)
+        visitor.thread.start()
+        statuses = flood(seconds, threads, action)
+        visitor.stop.set()
+        visitor.thread.join(timeout=300)
+        report[name] = {"visitor": visitor.summary(), "attack_statuses": statuses,
+                        "peak_growth_mb": round(peak_mb(pid) - hwm_before, 1), "rss_growth_mb": round(resident_mb(pid) - rss_before, 1)}
+        print(f"  {name}: {report[name]}", flush=True)
+    return report
+
+
+def main_attacks(args) -> None:
+    root = Path(args.root).resolve()
+    log_path = ROOT / "test-artifacts" / "load-attacks-server.log"
+    log_path.parent.mkdir(exist_ok=True)
+    report = {}
+    for name in ATTACKS:  # a fresh app for each: its peak memory is that attack's
+        port = free_port()
+        server = launch(port, log_path, root)
+        try:
+            report.update(attacks(f"http://127.0.0.1:{port}/", server.pid, args.attack_seconds, [name]))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"\nAttacks on app.py of {root} (tiny-random), {args.attack_seconds:.0f} s each; an ordinary visitor analyses an image every 2 s\n")
+    print("| attack | visitor served | refused | median s | max s | app peak growth MB | attack's statuses |")
+    print("|---|---|---|---|---|---|---|")
+    for name, row in report.items():
+        v = row["visitor"]
+        print(f"| {name} | {v['served']} | {v['refused']} | {v['median_s']} | {v['max_s']} | {row['peak_growth_mb']:.0f} | "
+              f"{', '.join(f'{k}: {n}' for k, n in sorted(row['attack_statuses'].items()))} |")
+    print(json.dumps({"benchmark": "load-attacks", "root": str(root), "seconds": args.attack_seconds, "attacks": report}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--analyses", type=int, default=300)
     parser.add_argument("--switchers", type=int, default=0, help="measure the model policy with this many switching clients")
+    parser.add_argument("--attacks", action="store_true", help="measure what hostile clients cost an ordinary visitor")
+    parser.add_argument("--attack-seconds", type=float, default=20.0)
+    parser.add_argument("--root", default=str(ROOT), help="the checkout whose app.py is launched (default: this one)")
     args = parser.parse_args()
     if args.switchers:
         return policy_main(args.switchers, args.seconds)
+    if args.attacks:
+        main_attacks(args)
+        return
     log_path = ROOT / "test-artifacts" / "load-server.log"
     log_path.parent.mkdir(exist_ok=True)
     port = free_port()

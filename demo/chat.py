@@ -33,7 +33,8 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 
 from demo.limits import (
-    MAX_PENDING, MAX_SESSIONS, MAX_TURNS, QUESTION_WINDOW_S, QUESTIONS_PER_WINDOW, SESSION_IDLE_S, SESSIONS_PER_CLIENT,
+    MAX_PENDING, MAX_SESSIONS, MAX_TURNS, QUESTION_WINDOW_S, QUESTIONS_PER_WINDOW, SESSION_IDLE_S,
+    SESSIONS_PER_CLIENT,
 )
 
 NO_SESSION = "this chat session is not open (the page was closed, or the server restarted): reload the page"
@@ -94,10 +95,10 @@ class ChatQueue:
                 if len(own) >= SESSIONS_PER_CLIENT:  # the client's own least recent session makes room
                     closed.append(self._sessions.pop(own[0]))
                 elif len(self._sessions) >= MAX_SESSIONS:
-                    idle = next((key for key, other in self._sessions.items() if self._idle(other, now)), None)
-                    if idle is None:
+                    room = self._room_for(client, len(own), now)
+                    if room is None:
                         raise ValueError(FULL)
-                    closed.append(self._sessions.pop(idle))
+                    closed.append(self._sessions.pop(room))
                 conversation = self._sessions[session] = Conversation(client=client)
             conversation.seen = now
             self._sessions.move_to_end(session)
@@ -140,6 +141,20 @@ class ChatQueue:
         conversation = self.conversation(session, client)
         with conversation.lock:
             return self._working(conversation)
+
+    def _room_for(self, client: str, own: int, now: float) -> str | None:
+        """The session to close for a newcomer when all are open (under ``self._lock``): an idle
+        one, else the least recent of the address holding most, if it holds more than the
+        newcomer's address. So addresses filling the table share it; an ordinary visitor is
+        never told "full" unless there are as many addresses as places."""
+        idle = next((key for key, other in self._sessions.items() if self._idle(other, now)), None)
+        if idle is not None:
+            return idle
+        held: dict[str, list[str]] = {}
+        for key, other in self._sessions.items():  # least recent first
+            held.setdefault(other.client, []).append(key)
+        heaviest = max(held, key=lambda c: len(held[c]))
+        return held[heaviest][0] if len(held[heaviest]) > own + 1 else None
 
     def _idle(self, conversation: Conversation, now: float) -> bool:
         return now - conversation.seen > SESSION_IDLE_S and not conversation.pending and not self._working(conversation)

@@ -12,12 +12,32 @@ from prunesid import limits as media
 # --- the model queue (app.py, demo/admission.py) -------------------------------------------
 CONCURRENCY_LIMIT = 2  # model calls at once, app-wide: every event that runs the model shares it
 CONCURRENCY_ID = "model"  # Gradio's concurrency group of all those events
-QUEUE_SIZE = 64  # requests waiting app-wide; beyond that Gradio answers "queue is full"
+QUEUE_SIZE = 64  # requests waiting or running app-wide before a client is held to its fair part
+QUEUE_HARD_SIZE = 192  # requests waiting or running app-wide, whoever sends them: the queue's own bound
 CLIENT_SHARE = 6  # requests one client (address) may have waiting or running at once
+DIRECT_LIMIT = 4  # page-only events outside the queue (send, snap, undo...) running at once, app-wide
 BUSY_MESSAGE = (
     "busy: you already have {count} requests waiting or running (at most {share} at once); "
     "try again when one is done"
 )
+CROWDED_MESSAGE = (
+    "busy: the demo is serving many visitors and you already have {count} requests waiting or "
+    "running (your part of the queue now: {share}); try again when one is done"
+)
+FULL_MESSAGE = "the demo is serving too many visitors right now: try again in a minute"
+
+# --- request bodies and uploads (demo/admission.py) ------------------------------------------
+BODY_BYTES = 2 * 1024 * 1024  # any request but an upload (the API chat's history is <= 100 000 characters)
+UPLOADS_AT_ONCE = 2  # uploads one client may have in progress
+UPLOAD_BYTES_PER_CLIENT = 256 * 1024 * 1024  # bytes one client may upload ...
+UPLOAD_WINDOW_S = 600.0  # ... in this many seconds
+UPLOAD_BYTES_APP = 2 * 1024 * 1024 * 1024  # bytes all clients together may upload in that window
+UPLOAD_KEEP_S = 1800  # uploads and outputs older than this are deleted (checked every 5 minutes)
+CLIENT_RECORDS = 4096  # addresses whose upload history is remembered; the oldest is forgotten first
+
+# --- Gradio's session state (demo/admission.py) -----------------------------------------------
+STATE_SESSIONS_PER_CLIENT = 16  # browser sessions one address may hold state for; its oldest goes first
+STATE_SESSIONS = 1024  # all addresses; past it the address holding most loses its oldest
 
 # --- the model picker (demo/models.py) -------------------------------------------------------
 MODEL_SWITCHES = 12  # model switches one client (address) may make ...
@@ -25,7 +45,7 @@ MODEL_SWITCH_WINDOW_S = 60.0  # ... in this many seconds: a load is the dearest 
 SWITCH_WAIT_S = 120.0  # a request waits at most this long for a switch (or the requests it waits for)
 
 # --- uploads (demo/files.py, demo/video.py) ------------------------------------------------
-MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # per file; a 200 MP phone JPEG is 30-60 MB
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024  # per file; a 200 MP phone JPEG is 30-60 MB (more limits under "request bodies")
 
 # --- the controls: the sliders' ranges, checked on every request ---------------------------
 BUDGET_RANGE = (8, 576)  # N, tokens per image (per view on LLaVA-NeXT)
@@ -35,7 +55,7 @@ LAM_RANGE = (0.0, 18.0)  # lambda, 0 = auto
 PIXEL_RANGE = (0, 65_535)  # a clicked position on an overlay
 
 # --- the chat (demo/chat.py, demo/handlers.py) ---------------------------------------------
-MAX_SESSIONS = 256  # open chat sessions; only sessions idle for SESSION_IDLE_S make room for new ones
+MAX_SESSIONS = 256  # open chat sessions; when full, an idle one or the oldest of the address holding most makes room
 SESSIONS_PER_CLIENT = 8  # open chat sessions per client address
 SESSION_IDLE_S = 1800.0  # a session without a question for this long may be closed
 MAX_PENDING = 8  # questions waiting at once in one session

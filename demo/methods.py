@@ -28,7 +28,7 @@ PER_ROW = 3  # panels per row of the comparison sheet
 def method_press(method: str, budget, phi_ref: float | None = None) -> Press:
     """The switch's value and the budget slider -> a press (the method's defaults otherwise);
     a press that needs calibration gets the app's ``phi_ref`` when there is one."""
-    if method not in CHOICES:
+    if not isinstance(method, str) or method not in CHOICES:  # a list or dict would be unhashable
         raise ValueError(f"method must be one of {METHOD_CHOICES}, got {method!r}")
     try:
         press = CHOICES[method].press(_whole(budget, "budget"))

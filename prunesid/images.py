@@ -24,11 +24,14 @@ from PIL import Image, UnidentifiedImageError
 
 # The limits live in prunesid/limits.py. Full-size decodes bigger than LARGE_DECODE_BYTES
 # run one at a time, so that several huge uploads at once cannot each hold their pixels.
-from prunesid.limits import DECODED_PIXELS, LARGE_DECODE_BYTES, MAX_ASPECT, MIN_SIDE
+from prunesid.limits import DECODE_BYTES, DECODED_PIXELS, LARGE_DECODE_BYTES, MAX_ASPECT, MIN_SIDE
 
 _LARGE_DECODE = threading.Lock()
-_REDUCIBLE = {"L", "LA", "La", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
-_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "RGB": 3, "YCbCr": 3}
+# Modes Image.reduce takes without a full-size copy (it converts LA and RGBA to premultiplied
+# alpha at full size first: those go band by band, composited over white, then reduced).
+_REDUCIBLE = {"L", "La", "RGB", "RGBa", "RGBX", "CMYK", "YCbCr", "I", "F"}
+BAND_PIXELS = 1 << 20  # pixels converted at once when an image is converted band by band
+BAND_BYTES_PER_PIXEL = 24  # a band's copies while converted: its crop, float64 values, 8-bit grey, RGB
 # EXIF orientation -> the transpose that shows the picture upright.
 _ORIENTATION = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
@@ -69,6 +72,8 @@ def load_image(image, name: str = "image") -> Image.Image:
     _check_size(opened, name)
     try:
         return _decoded(opened)
+    except _TooCostly as error:
+        raise ValueError(f"{name} {error}") from None
     except (OSError, ValueError, SyntaxError) as error:  # truncated or corrupt pixel data
         raise ValueError(f"{name} could not be decoded ({error}); is the file complete?") from error
     except MemoryError as error:
@@ -83,34 +88,98 @@ def reduction_factor(width: int, height: int, limit: int = DECODED_PIXELS) -> in
     return factor
 
 
+def decode_bytes(opened: Image.Image) -> int:
+    """What decoding ``opened`` holds at its peak, from its header: its pixels at the size the
+    decoder writes them (JPEG: the draft size) in the mode's own storage (Pillow keeps 1, L, P
+    at 1 byte a pixel, I;16 at 2, every other mode at 4), plus, for a progressive JPEG, the
+    DCT coefficients of the whole image (2 bytes a sample) that libjpeg keeps whatever the
+    scale, plus the RGB result (4 bytes a pixel, reduced). Conversions run band by band
+    (``BAND_PIXELS`` at a time), so they add no full-size copy."""
+    width, height = opened.size
+    factor = reduction_factor(width, height)
+    total = width * height * _bytes_per_pixel(opened.mode) + math.ceil(width / factor) * math.ceil(height / factor) * 4
+    total += BAND_PIXELS * BAND_BYTES_PER_PIXEL
+    if opened.format == "JPEG" and (opened.info.get("progressive") or opened.info.get("progression")):
+        full_width, full_height = getattr(opened, "_full_size", opened.size)
+        total += full_width * full_height * 2 * _samples_per_pixel(opened)
+    return total
+
+
+def _bytes_per_pixel(mode: str) -> int:
+    if mode in ("1", "L", "P"):
+        return 1
+    if mode.startswith("I;16"):
+        return 2
+    return 4
+
+
+def _samples_per_pixel(opened: Image.Image) -> float:
+    """Samples a JPEG stores per pixel (3 for 4:4:4 colour, 1.5 for 4:2:0, 1 for grey)."""
+    layers = getattr(opened, "layer", None) or [("", 1, 1, 0)] * len(opened.getbands())
+    h_max = max(layer[1] for layer in layers) or 1
+    v_max = max(layer[2] for layer in layers) or 1
+    return sum(layer[1] * layer[2] for layer in layers) / (h_max * v_max)
+
+
 def _decoded(opened: Image.Image) -> Image.Image:
     """Pixels of a lazily opened (or in-memory) image: reduced if large, upright, RGB."""
     orientation = _orientation(opened)
     factor = reduction_factor(*opened.size)
     if factor > 1 and opened.format == "JPEG" and getattr(opened, "decoderconfig", None) == ():
         # Decode at 1/2, 1/4 or 1/8 scale: never at full size in memory.
+        full_size = opened.size
         opened.draft(None, (math.ceil(opened.width / factor), math.ceil(opened.height / factor)))
+        opened._full_size = full_size
         factor = reduction_factor(*opened.size)
-    full_bytes = opened.width * opened.height * _BYTES_PER_PIXEL.get(opened.mode, 4)
-    if full_bytes > LARGE_DECODE_BYTES and not _is_loaded(opened):
-        with _LARGE_DECODE:
+    if not _is_loaded(opened):
+        cost = decode_bytes(opened)
+        if cost > DECODE_BYTES:
+            raise _TooCostly(opened, cost)
+        if cost > LARGE_DECODE_BYTES:
+            with _LARGE_DECODE:
+                opened.load()
+                image = _reduced_rgb(opened, factor)
+        else:
             opened.load()
-            image = _reduced(opened, factor)
+            image = _reduced_rgb(opened, factor)
     else:
-        opened.load()
-        image = _reduced(opened, factor)
-    image = _to_rgb(image)
+        image = _reduced_rgb(opened, factor)
     if orientation in _ORIENTATION:
         image = image.transpose(_ORIENTATION[orientation])
     return image
 
 
-def _reduced(image: Image.Image, factor: int) -> Image.Image:
-    if factor <= 1:
+class _TooCostly(ValueError):
+    def __init__(self, opened: Image.Image, cost: int):
+        width, height = getattr(opened, "_full_size", opened.size)
+        kind = "progressive JPEG" if opened.format == "JPEG" else f"{opened.format or 'image'} in mode {opened.mode}"
+        super().__init__(
+            f"is {width} x {height} ({kind}): decoding it would take {cost / 2**20:.0f} MB, more than the "
+            f"{DECODE_BYTES / 2**20:.0f} MB one image may; please downscale it"
+            + (" or save it as a baseline JPEG" if opened.format == "JPEG" else "")
+        )
+
+
+def _reduced_rgb(image: Image.Image, factor: int) -> Image.Image:
+    """RGB, reduced by ``factor``, never converted at full size: modes Image.reduce takes are
+    reduced first (the reduced copy is small), the others (P, 1, I;16...) are converted band
+    by band of rows, each band reduced before the next is converted."""
+    if factor > 1 and image.mode in _REDUCIBLE:
+        image = image.reduce(factor)
+        factor = 1
+    if image.mode == "RGB" and factor == 1:
+        image.load()
         return image
-    if image.mode not in _REDUCIBLE:
-        image = _to_rgb(image)
-    return image.reduce(factor)
+    if image.width * image.height <= BAND_PIXELS:
+        converted = _to_rgb(image)
+        return converted.reduce(factor) if factor > 1 else converted
+    rows = max(factor, BAND_PIXELS // image.width // factor * factor)  # whole boxes of the reduce per band
+    out = Image.new("RGB", (math.ceil(image.width / factor), math.ceil(image.height / factor)))
+    extrema = image.getextrema() if image.mode in ("I", "F") else None
+    for top in range(0, image.height, rows):
+        band = _to_rgb(image.crop((0, top, image.width, min(top + rows, image.height))), extrema)
+        out.paste(band.reduce(factor) if factor > 1 else band, (0, top // factor))
+    return out
 
 
 def _is_loaded(image: Image.Image) -> bool:
@@ -178,19 +247,26 @@ def _check_size(image: Image.Image, name: str) -> None:
         raise ValueError(f"{name} is {width} x {height}; aspect ratios beyond {MAX_ASPECT:.0f}:1 are not accepted")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
+def _to_rgb(image: Image.Image, extrema: tuple | None = None) -> Image.Image:
+    """RGB of a (small, or one band of a large) image; ``extrema`` the whole image's range
+    for modes I and F, which are stretched onto 8 bits."""
     mode = image.mode
     if mode == "RGB":
         image.load()
         return image
-    if mode in ("I;16", "I;16B", "I;16L"):  # full 16-bit range onto 8 bits
-        values = np.asarray(image, dtype=np.float64) / 257.0
-        return Image.fromarray(values.round().astype(np.uint8), mode="L").convert("RGB")
+    if mode.startswith("I;16"):  # full 16-bit range onto 8 bits (in place: one float copy)
+        values = np.asarray(image, dtype=np.float64)
+        values /= 257.0
+        return Image.fromarray(np.rint(values, out=values).astype(np.uint8), mode="L").convert("RGB")
     if mode in ("I", "F"):  # no fixed range: stretch what is there
         values = np.asarray(image, dtype=np.float64)
-        low, high = float(values.min()), float(values.max())
-        scaled = np.zeros_like(values) if high == low else (values - low) / (high - low) * 255.0
-        return Image.fromarray(scaled.round().astype(np.uint8), mode="L").convert("RGB")
+        low, high = (float(extrema[0]), float(extrema[1])) if extrema else (float(values.min()), float(values.max()))
+        if high == low:
+            values[...] = 0.0
+        else:
+            values -= low
+            values *= 255.0 / (high - low)
+        return Image.fromarray(np.rint(values, out=values).astype(np.uint8), mode="L").convert("RGB")
     if mode == "P" or mode == "PA":
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "La", "RGBa"):

@@ -10,7 +10,10 @@ from __future__ import annotations
 MIN_SIDE = 16  # pixels, for images and video frames alike
 MAX_ASPECT = 20.0  # the processors resize the short side to 336: a 1:50 strip would explode
 DECODED_PIXELS = 16_000_000  # larger images are decoded at a reduced size, at most this
-LARGE_DECODE_BYTES = 64 * 1024 * 1024  # full-size decodes above this run one at a time
+LARGE_DECODE_BYTES = 64 * 1024 * 1024  # decodes holding more than this run one at a time
+# What one image's decode may hold (its pixels in the mode's storage, a progressive JPEG's
+# coefficients): 4-byte modes (RGB, RGBA, CMYK, I, F) at the pixel limit take 716 MB.
+DECODE_BYTES = 768 * 1024 * 1024
 
 # --- videos (prunesid/video.py) ----------------------------------------------------------
 MAX_VIDEO_FILE_BYTES = 256 * 1024 * 1024

@@ -101,13 +101,13 @@ def png(path: Path, width: int, height: int) -> Path:
     return path
 
 
-def jpeg_claiming(path: Path, width: int, height: int) -> Path:
-    """A small JPEG whose frame header (SOF0) is rewritten to claim ``width`` x ``height``:
-    the pixel data that follows is far too short for it."""
+def jpeg_claiming(path: Path, width: int, height: int, progressive: bool = False) -> Path:
+    """A small JPEG whose frame header (SOF0, or SOF2 when ``progressive``, 4:4:4) is rewritten
+    to claim ``width`` x ``height``: the pixel data that follows is far too short for it."""
     buffer = io.BytesIO()
-    Image.new("RGB", (64, 64), (200, 90, 40)).save(buffer, "JPEG")
+    Image.new("RGB", (64, 64), (200, 90, 40)).save(buffer, "JPEG", progressive=progressive, subsampling=0 if progressive else -1)
     data = bytearray(buffer.getvalue())
-    sof = data.index(b"\xff\xc0")
+    sof = data.index(b"\xff\xc2" if progressive else b"\xff\xc0")
     struct.pack_into(">HH", data, sof + 5, height, width)
     path.write_bytes(bytes(data))
     return path
@@ -121,4 +121,55 @@ def png_claiming(path: Path, width: int, height: int) -> Path:
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    return path
+
+
+# PNG colour types and bit depths of each mode written by png_of_mode.
+_PNG_MODES = {"1": (0, 1, 1), "L": (0, 8, 1), "I;16": (0, 16, 2), "P": (3, 8, 1), "RGB": (2, 8, 3), "RGBA": (6, 8, 4)}
+
+
+def png_of_mode(path: Path, mode: str, width: int, height: int) -> Path:
+    """A PNG of ``mode`` (1, L, I;16, P, RGB, RGBA) at any size, a few KB on disk: the rows
+    (a stripe pattern) are streamed through zlib, never held at full size."""
+    colour, depth, samples = _PNG_MODES[mode]
+    row_bytes = (width * depth * samples + 7) // 8
+    row = bytearray(row_bytes)
+    for x in range(0, row_bytes, 64):
+        row[x] = 0xA5
+    compressor = zlib.compressobj(9)
+    data = [compressor.compress(b"\x00" + bytes(row)) for _ in range(1)]
+    line = b"\x00" + bytes(row)
+    block = line * max(1, (1 << 20) // len(line))
+    rows_per_block = len(block) // len(line)
+    left = height - 1
+    while left > 0:
+        take = min(left, rows_per_block)
+        data.append(compressor.compress(block[: take * len(line)]))
+        left -= take
+    data.append(compressor.flush())
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    chunks = [chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, colour, 0, 0, 0))]
+    if mode == "P":
+        chunks.append(chunk(b"PLTE", bytes(range(256)) * 3))
+    chunks.append(chunk(b"IDAT", b"".join(data)))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunks) + chunk(b"IEND", b""))
+    return path
+
+
+def tiff_of_mode(path: Path, mode: str, width: int, height: int) -> Path:
+    """A deflate-compressed TIFF of mode I (32-bit integers) or F (32-bit floats)."""
+    values = np.zeros((height, width), dtype=np.int32 if mode == "I" else np.float32)
+    values[::97] = 1000
+    Image.fromarray(values, mode=mode).save(path, compression="tiff_adobe_deflate")
+    return path
+
+
+def jpeg_of_mode(path: Path, mode: str, width: int, height: int, progressive: bool = False) -> Path:
+    """A JPEG (L, RGB or CMYK; ``progressive`` or baseline) of a gradient."""
+    gradient = Image.linear_gradient("L").resize((width, height), Image.NEAREST)
+    image = gradient if mode == "L" else Image.merge("RGB", (gradient, gradient, gradient)).convert(mode)
+    image.save(path, "JPEG", quality=70, progressive=progressive, subsampling=0 if progressive else -1)
     return path

@@ -19,13 +19,14 @@ from pathlib import Path
 import httpx
 import pytest
 
+from demo.errors import MALFORMED
 from demo.files import MAX_FILE_BYTES, REFUSED
 from demo.video import VIDEO_REFUSED
 from tests.conftest import scene
 
 GRADIO_REFUSAL = "not uploaded by a user"  # Gradio's own check of FileData payloads (with meta)
 GRADIO_NEEDS_META = "'meta' field must be explicitly provided"  # Gradio's check of video payloads
-REFUSALS = (REFUSED, VIDEO_REFUSED, GRADIO_REFUSAL, GRADIO_NEEDS_META, "valid dictionary")
+REFUSALS = (REFUSED, VIDEO_REFUSED, GRADIO_REFUSAL, GRADIO_NEEDS_META, "valid dictionary", MALFORMED)
 META = {"_type": "gradio.FileData"}
 
 
