@@ -67,7 +67,7 @@ test-vllm: setup-vllm
 MUTANTS     ?=
 MUTATION_CHILDREN ?= 2
 mutation: setup
-	HF_HUB_OFFLINE=1 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
 	$(BIN)/mutmut results
 
 demo: setup
