@@ -5,6 +5,7 @@ in prunesid/selection/dynamic.py (docs/testing.md); each test was run with them 
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from prunesid import select
@@ -47,3 +48,20 @@ def test_a_view_without_information_stays_at_its_floor_when_the_others_are_cappe
     assert float(selection.phi[0]) == 0.0
     assert selection.budget.tolist() == [8, 16, 16]
     assert selection.budget_clamped.dtype == torch.bool and selection.budget_clamped.tolist() == [True, True, True]
+
+
+def test_the_cap_counts_the_reserved_cls_on_top_of_the_views_tokens():
+    """16 patches and the CLS: a noisy view's cap is 17 (N = 16: [8, 32] clamped to 16 + 1).
+    Catches the cap as ``selectable - reserved`` (15)."""
+    x = _views(["same", "noise", "noise"])
+    selection = select(x, 16, reserved=1, dynamic=True)
+    assert selection.budget.tolist() == [8, 17, 17]
+    assert [index.numel() for index in selection.indices] == [7, 16, 16]
+
+
+def test_views_whose_tokens_are_all_alike_refuse_a_batch_mean_reference():
+    """Every view's phi exactly 0: no reference to share by. Catches ``reference < 0`` (a
+    0 / 0 budget) and the message that says why."""
+    x = _views(["same", "same"])
+    with pytest.raises(ValueError, match=r"phi_ref must be positive; the batch mean phi is 0 \(tokens are all alike\)"):
+        select(x, 8, dynamic=True)

@@ -123,6 +123,8 @@ def test_the_shares_are_of_n_eff_in_merged_tokens(spec, budget):
     assert selection.budget.tolist() == wanted
     assert [index.numel() for index in selection.indices] == wanted  # kept, not only reported
     assert selection.requested_budget.tolist() == wanted
+    # The batch reference is the mean phi weighted by N_eff (the views' sizes differ here).
+    assert selection.phi_ref == pytest.approx(sum(b * p for b, p in zip(bases, phis)) / sum(bases), rel=1e-5)
     everything_kept = all(w == c for w, c in zip(wanted, counts))
     if not everything_kept:  # the flat view gets less than the noisy ones, never more
         flat = [w / b for (c, kind), w, b in zip(spec, wanted, bases) if kind == "flat" and c > 16]
