@@ -145,9 +145,9 @@ def test_a_calibrated_phi_ref_sets_each_views_share_on_its_own(budget):
     assert selection.phi_ref == 0.8
 
 
-def test_the_example_of_the_report_keeps_budgets_that_follow_phi():
-    """The case that showed the bug: at N = 288 two 99-token views, one flat and one noisy,
-    were both kept 25 tokens; N_eff is 50, so they get 25 and 75."""
+def test_two_99_token_views_at_n_288_get_25_and_75():
+    """At N = 288 two 99-token views, one flat and one noisy, were
+    both kept 25 tokens with the bug; N_eff is 50, so they get 25 and 75."""
     selection, _, _ = run([(99, "flat"), (99, "noise")], 288)
     assert selection.budget.tolist() == [25, 75]
 
