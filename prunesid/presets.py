@@ -11,6 +11,10 @@ quantity tau is a multiple of, and the output order. Two are defined (docs/SPEC.
   lambda = max(18 N_eff / T, 1); tau = lambda * (upper-triangle mean of S, diagonal
   included); positions order when more than 150 tokens are kept; nothing pruned for T <= 16.
 
+A dynamic budget (PruneSID-Dyn) works in the preset's own units: it shares the N_eff of
+the views (tokens kept), so a "qwen2-vl" view's N'_eff lies within [N_eff / 2, 2 N_eff] and
+its T tokens, and a view the preset leaves whole stays whole.
+
 Each preset also carries its rules in words (:class:`PresetWords`: the K rule, the lambda
 rule, what N counts), so that no front end branches on a preset's name.
 
@@ -45,7 +49,8 @@ class Defaults:
 DEFAULTS = Defaults()
 
 # PruneSID-Dyn: an image's budget N' = round(N * phi / phi_ref) is clamped to
-# [DYNAMIC_MIN_FRACTION * N, DYNAMIC_MAX_FRACTION * N] (and to what the image can hold).
+# [DYNAMIC_MIN_FRACTION * N, DYNAMIC_MAX_FRACTION * N] (and to what the image can hold),
+# N being the tokens the preset keeps without it (N_eff for "qwen2-vl").
 DYNAMIC_MIN_FRACTION = 0.5
 DYNAMIC_MAX_FRACTION = 2.0
 
@@ -110,6 +115,11 @@ class Preset:
         """Tokens the LLM receives for an image of ``num_tokens`` selectable tokens."""
         return budget
 
+    def prunes(self, num_tokens: int) -> bool:
+        """Whether a view of ``num_tokens`` selectable tokens is pruned at all (a dynamic
+        budget leaves the others whole)."""
+        return True
+
     def num_groups(self, budget: int, num_tokens: int) -> int:
         return default_groups(budget)
 
@@ -140,6 +150,9 @@ class Qwen2VLPreset(Preset):
         if num_tokens <= self.min_budget:
             return num_tokens  # too few tokens to prune
         return max(round(num_tokens * budget / self.reference_tokens), self.min_budget)
+
+    def prunes(self, num_tokens: int) -> bool:
+        return num_tokens > self.min_budget
 
     def num_groups(self, budget: int, num_tokens: int) -> int:
         return max(budget // 4, 4)

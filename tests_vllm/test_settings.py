@@ -55,3 +55,30 @@ def test_the_largest_budget_is_every_patch_and_the_cls():
 
 def test_settings_read_back_as_json_text():
     assert press_from_settings('{"method": "uniform", "budget": 9}').budget == 9
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: engine_overrides("llava", "prunesid", 64, colour=1), "prunesid.colour is not an option of method 'prunesid'"),
+        (lambda: engine_overrides("llava", "nope", 64), "prunesid.method must be one of"),
+        (lambda: engine_overrides("llava", "prunesid", "many"), "prunesid.budget must be an integer"),
+        (lambda: engine_overrides("qwen", "prunesid", 64), "family must be one of"),
+    ],
+)
+def test_overrides_check_what_they_write(call, message):
+    """Bug caught: ``engine_overrides()`` writing its settings unchecked (the error would come
+    only when the engine starts, after minutes of loading)."""
+    with pytest.raises(ValueError, match=message.replace(".", r"\.")):
+        call()
+
+
+def test_the_cls_is_reserved_only_for_a_press_that_keeps_it():
+    """Bug caught: the CLS counted as reserved whatever ``keep_cls`` says (budget 577 accepted
+    on CLIP-336 with keep_cls=False, where a view has only its 576 patches to give)."""
+    settings = {"method": "prunesid", "budget": 577, "keep_cls": False}
+    with pytest.raises(ValueError, match=r"prunesid\.budget 577 exceeds the 576 tokens a view of this model has \(576 patches\)"):
+        EnginePress.checked(settings, CLIP, (336, 336))
+    kept = EnginePress.checked({**settings, "budget": 576}, CLIP, (336, 336))
+    assert kept.fed_tokens((336, 336)) == 576
+    assert EnginePress.checked({"method": "prunesid", "budget": 577}, CLIP, (336, 336)).fed_tokens((336, 336)) == 577

@@ -10,9 +10,14 @@ import torch
 from prunesid import presets
 
 
-def dynamic_budgets(budgets, phi, phi_ref, reserved, selectable):
+def dynamic_budgets(budgets, phi, phi_ref, reserved, selectable, whole=None):
     """N'_b = N_b * phi_b / phi_ref, clamped to [N_b / 2, 2 N_b] and to the view's
     selectable tokens, rounded by largest remainder.
+
+    ``budgets`` are in tokens kept (the preset's N_eff, reserved included), the unit of
+    ``selectable``: a budget per 576 tokens clamped to a view's token count would put
+    every view at the same bound. ``whole`` (bool per view, optional) marks views the
+    preset does not prune: they keep N_b = their tokens.
 
     With ``phi_ref`` None (the budget-weighted batch mean) the batch total is exactly
     sum(N_b): where the clamp takes tokens from some views or gives them to others, the
@@ -30,6 +35,9 @@ def dynamic_budgets(budgets, phi, phi_ref, reserved, selectable):
     low = torch.ceil(weights * presets.DYNAMIC_MIN_FRACTION).clamp(min=reserved + 1)
     high = torch.minimum(torch.floor(weights * presets.DYNAMIC_MAX_FRACTION), (selectable + reserved).double())
     high = torch.maximum(high, low)
+    if whole is not None:
+        low = torch.where(whole, weights, low)
+        high = torch.where(whole, weights, high)
     if phi_ref is None:
         shares, clamped = _shares_with_total(raw, low, high, float(weights.sum()))
         return _largest_remainder(shares).long(), clamped, reference

@@ -29,7 +29,7 @@ class Selection(Compression):
     phi: torch.Tensor  # [B] float32: 1 - rho (information)
     lam: torch.Tensor  # [B] float32: lambda used
     tau: torch.Tensor  # [B] float32: NMS threshold, lambda * rho (preset "qwen2-vl": lambda * sim_mean)
-    requested_budget: torch.Tensor  # [B] long: N, or N' when dynamic, before the preset's N_eff
+    requested_budget: torch.Tensor  # [B] long: N before the preset's N_eff; when dynamic N', already in tokens kept
     budget_clamped: torch.Tensor  # [B] bool: the dynamic budget hit its clamp
     grouping: str
     centering: str

@@ -68,10 +68,12 @@ def select(
         centering: PSCA centring, ``"token"`` (the authors' code, the reference) or
             ``"feature"`` (the formula of the paper's text).
         dynamic: PruneSID-Dyn: view b gets ``N'_b = N_b * phi_b / phi_ref`` tokens, clamped to
-            [N_b/2, 2 N_b] and to what the view holds. With ``phi_ref=None`` the batch total
-            stays exactly sum(N_b) (e.g. frames x N for a video): what the clamp takes or
-            gives is shared by the other views in proportion to phi. K and lambda default
-            per view from N'_b.
+            [N_b/2, 2 N_b] and to what the view holds, N_b in tokens kept (the preset's
+            N_eff: for ``"qwen2-vl"`` the shares are of N_eff, not of N per 576 tokens).
+            With ``phi_ref=None`` the batch total stays exactly sum(N_b) (e.g. frames x N
+            for a video, groups x N_eff on Qwen-VL): what the clamp takes or gives is
+            shared by the other views in proportion to phi. K and lambda default per view
+            from N'_b.
         phi_ref: reference information score for ``dynamic``; ``None`` = the batch mean
             (weighted by the budgets when they differ).
         seed: seed of the random / kmeans groupings and of the randomized PSCA solver.
@@ -82,8 +84,9 @@ def select(
     x, scores_given, valid = validated_inputs(tokens, importance, valid)
     batch, num_tokens, _ = x.shape
     budgets = validated_budgets(budget, batch)
+    requested = budgets.tolist()
     validate_settings(
-        budget=budgets.tolist(), reserved=reserved, groups=groups, lam=lam, grouping=grouping, centering=centering,
+        budget=requested, reserved=reserved, groups=groups, lam=lam, grouping=grouping, centering=centering,
         dynamic=dynamic, phi_ref=phi_ref, seed=seed, order=order, solver=solver, preset=preset,
     )
     settings = dict(
@@ -95,8 +98,13 @@ def select(
     selectable = valid.sum(1)
     counts = selectable.tolist()
     if dynamic:
+        # Shared in the preset's own unit, tokens kept (N_eff), never in N per 576 tokens:
+        # the result is each view's kept count, read through no preset again.
+        policy = settings["policy"]
+        effective = torch.tensor([policy.effective_budget(int(n), count) for n, count in zip(requested, counts)])
+        whole = torch.tensor([not policy.prunes(count) for count in counts])
         phi = 1.0 - masked_mean_pairwise_similarity(F.normalize(x, dim=-1) * valid[..., None], selectable)
-        budgets, clamped, phi_ref_used = dynamic_budgets(budgets, phi.cpu(), phi_ref, reserved, torch.tensor(counts))
+        budgets, clamped, phi_ref_used = dynamic_budgets(effective, phi.cpu(), phi_ref, reserved, torch.tensor(counts), whole)
     else:
         clamped = torch.zeros(batch, dtype=torch.bool)
         phi_ref_used = None
@@ -129,7 +137,8 @@ def _select_views(x, scores_given, requested, clamped, phi_ref_used, *, reserved
     rho = mean_pairwise_similarity(xn)
     phi = 1.0 - rho
 
-    effective = [policy.effective_budget(int(n), num_tokens) for n in requested.tolist()]
+    # A dynamic budget is already in tokens kept (select() applied the preset before sharing).
+    effective = requested.tolist() if dynamic else [policy.effective_budget(int(n), num_tokens) for n in requested.tolist()]
     budgets = torch.tensor(effective, dtype=torch.long, device=device)
     group_counts = [min(groups if groups is not None else policy.num_groups(n, num_tokens), num_tokens) for n in effective]
     num_groups = torch.tensor(group_counts, dtype=torch.long, device=device)

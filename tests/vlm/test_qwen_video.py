@@ -209,11 +209,12 @@ def test_the_dynamic_budget_shares_groups_x_n_between_groups_by_their_informatio
     selection = reply.selections[0]
     counts = [int(k.numel()) for k in selection.indices]
     assert counts[0] < counts[1]  # the flat group holds less information
-    # N' per group (N x phi / mean phi, within [N/2, 2N]) sums to groups x N; each group
-    # then keeps N'_eff of its merged tokens by the qwen2-vl preset.
+    # N'_eff per group (N_eff x phi / mean phi, within [N_eff/2, 2 N_eff], in merged
+    # tokens) sums to groups x N_eff, and each group keeps exactly its share.
     shares = [selection.to_dict(g)["budget_requested"] for g in range(groups)]
-    assert sum(shares) == groups * 64 and shares[0] < 64 < shares[1]
-    assert counts == [n_eff(per_group, share) for share in shares]
+    base = n_eff(per_group, 64)
+    assert sum(shares) == groups * base and shares[0] < base < shares[1]
+    assert counts == shares
     assert reply.visual_tokens == [sum(counts)]
     positions, _, _ = expected_positions(qwen, reference, reply.selections[0].indices)
     assert torch.equal(calls[0]["position_ids"][1:, 0], positions)

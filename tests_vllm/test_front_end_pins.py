@@ -1,0 +1,91 @@
+"""Where the plug-in reads an image's size and a request's tiling (no engine here): LLaVA-NeXT's
+views in (height, width) order as vLLM gives ``image_sizes``, InternVL's ``crop_to_patches``.
+
+Each test names the one-line bug it was written against; each was run with that bug in
+place and failed.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+from PIL import Image
+
+from test_front_end_counts import BUDGET, _config, _info
+
+
+@pytest.fixture(scope="module")
+def next_checkpoint() -> str:
+    from prunesid.vllm.checkpoint import engine_checkpoint
+
+    return str(engine_checkpoint("tiny-random-next"))
+
+
+@pytest.fixture(scope="module")
+def internvl_checkpoint() -> str:
+    from prunesid.vllm.checkpoint import engine_checkpoint
+
+    return str(engine_checkpoint("tiny-random-internvl"))
+
+
+@pytest.mark.parametrize("size", [(300, 500), (500, 300), (700, 300)])
+def test_next_presses_among_the_patches_of_the_image_as_vllm_sizes_it(next_checkpoint, monkeypatch, size):
+    """Bug caught: ``_pressed_image`` reading vLLM's ``image_sizes`` (height, width) as
+    (width, height): the view count is the same either way (the pinpoints are symmetric), but
+    the unpadded patches and the tiles' boxes of a tall image are those of a wide one."""
+    import prunesid.vllm.llava_next as plugin
+
+    engine = plugin.engine_press(_config(next_checkpoint))
+    layout = engine.layout
+    width, height = size
+    views = len(layout.selectable_tokens(size))
+    tokens = layout.side * layout.side
+    seen = {}
+
+    def tower(_, pixels):
+        count = pixels.shape[0]
+        generator = torch.Generator().manual_seed(0)
+        return torch.randn(count, tokens, 8, generator=generator), torch.randn(count, 8), torch.rand(count, tokens), torch.randn(count, tokens, 4)
+
+    monkeypatch.setattr(plugin, "encode_tower", tower)
+    monkeypatch.setattr(plugin, "pressed_embeddings", lambda family, encoded, press: seen.setdefault("encoded", encoded))
+    stub = SimpleNamespace(engine_press=engine, vision_tower=None, press_family=None)
+    pixels = torch.zeros(views + 2, 3, 4, 4)  # vLLM pads the views of a batch to the most any image has
+    plugin.PruneSIDLlavaNextForConditionalGeneration._pressed_image(stub, pixels, (height, width))
+    encoded = seen["encoded"]
+    assert encoded.image.size == size and encoded.num_views == views
+    assert torch.equal(encoded.valid, layout.valid_patches(size))
+    assert [grid.box for grid in encoded.grids] == [grid.box for grid in layout.grids(size)]
+    if width != height:
+        assert not torch.equal(layout.valid_patches(size), layout.valid_patches((height, width)))
+
+
+def test_internvl_without_crop_to_patches_is_one_view(internvl_checkpoint):
+    """Bug caught: ``processor_tiling`` ignoring a request's ``crop_to_patches=False`` (the
+    image still sized as 4 x 3 tiles + thumbnail while the processor cuts one view)."""
+    from prunesid.vllm.internvl import PressedInternVLInfo, _library_processor, processor_tiling
+
+    processor = _library_processor(internvl_checkpoint)
+    assert processor_tiling(processor, {"crop_to_patches": False}) == (1, 1)
+    assert processor_tiling(processor, {"crop_to_patches": True}) == (1, 12)
+    context = SimpleNamespace(get_merged_mm_kwargs=lambda kwargs: dict(kwargs))
+    info = _info(PressedInternVLInfo, _config(internvl_checkpoint), ctx=context)
+    assert info.get_num_image_tokens(image_width=640, image_height=480, processor=processor, mm_kwargs={"crop_to_patches": False}) == BUDGET
+    unmodified = processor(images=[Image.new("RGB", (640, 480))], text="<image>", crop_to_patches=False, return_tensors="pt")
+    assert unmodified["pixel_values"].shape[0] == 1  # what the processor cuts: one view
+
+
+def test_next_front_end_counts_read_width_then_height(next_checkpoint):
+    """Bug caught: ``get_num_image_tokens`` passing (height, width) to the layout. With the
+    checkpoint's symmetric pinpoints a swap gives the same count, so here the pinpoints are
+    one wide option and one square: a 700 x 300 image is base + 1 x 2 tiles, 300 x 700 is
+    base + 2 x 2."""
+    from prunesid.vllm.llava_next import PressedLlavaNextInfo
+
+    side = _config(next_checkpoint).vision_config.image_size
+    config = _config(next_checkpoint, image_grid_pinpoints=[[side, 2 * side], [2 * side, 2 * side]])
+    info = _info(PressedLlavaNextInfo, config)
+    assert info.get_num_image_tokens(image_width=700, image_height=300) == 3 * BUDGET
+    assert info.get_num_image_tokens(image_width=300, image_height=700) == 5 * BUDGET
