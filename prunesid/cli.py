@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from prunesid.builtin_names import BUILTIN_NAMES, DEFAULT_MODEL
@@ -241,6 +242,7 @@ def _chat(args) -> int:
 
 def _compress(args) -> int:
     if args.out:
+        args.out = os.path.expanduser(args.out)  # "~/x.png" as a shell would have it
         _check_writable(args.out)  # before the model is loaded
     vlm, image, press = _load(args)
     encoded = vlm.encode(image)

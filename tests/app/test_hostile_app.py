@@ -41,13 +41,17 @@ from demo.limits import CLIENT_SHARE, CONCURRENCY_ID, CONCURRENCY_LIMIT, MAX_PEN
 from tests import hostile_media as corpus
 from tests.conftest import launched_app, scene
 from tests.media.test_images_large import write_png
+from viz import frames
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACT = ROOT / "test-artifacts" / "hostile-app.json"
 META = {"_type": "gradio.FileData"}
 VISITOR, STRANGER = "198.51.100.7", "203.0.113.66"
 PEAK_GROWTH_MB = 1024  # docs/security.md: the app's peak resident memory grows by less than this
-STRIP_BOUND = (4 * 320 + 3 * 6, 2 * (480 + 20) + 6)  # viz/frames.py: 4 columns, 2 rows of 8 frames
+STRIP_BOUND = (  # viz/frames.py: 4 columns, 2 rows of 8 frames, each at most TILE_WIDTH x TILE_MAX_HEIGHT + caption
+    frames.COLUMNS * frames.TILE_WIDTH + (frames.COLUMNS - 1) * frames.GAP,
+    2 * (frames.TILE_MAX_HEIGHT + frames.CAPTION_HEIGHT) + frames.GAP,
+)
 CANVAS_BOUND = 1536  # viz/canvas.py MAX_CANVAS_SIDE
 numbers: dict = {}
 

@@ -17,13 +17,9 @@ def _n_eff(tokens: int, budget: int) -> int:
     return tokens if tokens <= 16 else max(round(tokens * budget / 576), 16)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="prunesid/cli.py checks the folder of --out with expanduser() but writes to the path as typed: "
-    "'~/overlay.png' fails with 'No such file or directory' (fix: expand args.out before the check)",
-)
 def test_out_expands_the_home_folder(monkeypatch, tmp_path, capsys):
-    """Bug caught: ``--out ~/overlay.png`` not expanded (refused, or written nowhere)."""
+    """Bug caught: ``--out ~/overlay.png`` not expanded (checked expanded, then written to the
+    path as typed: "No such file or directory")."""
     monkeypatch.setenv("HOME", str(tmp_path))
     assert main(["compress", "assets/street.png", "--model", "tiny-random", "--budget", "32", "--out", "~/overlay.png"]) == 0
     assert (tmp_path / "overlay.png").stat().st_size > 0
