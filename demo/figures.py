@@ -81,16 +81,17 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
     parts = []
     if preset == "qwen2-vl":
         tokens = selection.tokens_per_view
-        basis = uniform(requested)
-        raw = [round(tokens * n / 576) for n in requested]
-        floor = any(r < QWEN_FLOOR <= tokens for r in raw)
+        # Without dynamic each view keeps its N_eff (shown as kept); with it, N_eff is the share basis.
+        n_eff = uniform(used) if not press.dynamic else tokens if tokens <= QWEN_FLOOR else max(round(tokens * budget / 576), QWEN_FLOOR)
+        floor = QWEN_FLOOR < tokens and round(tokens * budget / 576) < QWEN_FLOOR
         parts.append(
-            f"{budget} per 576 tokens" + (f"; dynamic N' = {basis}" if press.dynamic else "")
-            + (f" → N_eff = max(round(T·N/576), {QWEN_FLOOR}) = max(round({tokens}·{basis}/576), {QWEN_FLOOR}) = {uniform(used)}"
-               if len(set(requested)) == 1 else f" → N_eff = max(round(T·N'/576), {QWEN_FLOOR}) = {uniform(used)} (T = {tokens})")
+            f"{budget} per 576 tokens → N_eff = max(round(T·N/576), {QWEN_FLOOR}) = max(round({tokens}·{budget}/576), {QWEN_FLOOR}) = {n_eff}"
             + (f" (the floor of {QWEN_FLOOR} applies)" if floor else "")
             + (f"; T ≤ {QWEN_FLOOR}: nothing is pruned" if tokens <= QWEN_FLOOR else "")
         )
+        if press.dynamic:  # the views share their N_eff by φ (prunesid/selection/dynamic.py): N'_eff, in tokens kept
+            total = f", {sum(used)} in all" if len(used) > 1 else ""
+            parts.append(f"dynamic N'_eff = {uniform(used)} (N'_eff ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
     else:
         parts.append(f"{budget}" + (" per view" if len(used) > 1 else ""))
         if press.dynamic:
@@ -98,7 +99,8 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
             parts.append(f"dynamic N' = {uniform(requested)} (N' ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
     clamped = [bool(flag) for flag in selection.budget_clamped.tolist()]
     if any(clamped):
-        parts.append("N' clamped to [N/2, 2N] and to what the view holds")
+        unit = "N_eff" if preset == "qwen2-vl" else "N"
+        parts.append(f"N' clamped to [{unit}/2, 2 {unit}] and to what the view holds")
     if cls:
         word = "token" if set(kept) == {1} else "tokens"
         parts.append(f"N counts the CLS token: each view feeds {uniform(kept)} {word} + CLS")

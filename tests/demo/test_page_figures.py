@@ -42,3 +42,27 @@ def test_compression_and_tau_are_written_as_they_are():
     assert compression_text(576, 576) == "1x: as many as the unmodified model feeds (no compression)"
     assert compression_text(577, 576) == "1.002x" and compression_text(2880, 320) == "9x"
     assert tau_text("llava", 18.03125, 18.03125 * 0.2259).startswith("18.03125 × 0.2259 = ")
+
+
+@pytest.mark.parametrize("budget", [8, 64, 288])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_the_qwen_budget_row_states_n_eff_its_floor_and_the_dynamic_shares(budget, dynamic):
+    """Catches N_eff written from the dynamic shares ("round(T·N/576) = 8, 24"), a floor of 16
+    left unsaid (round(T·8/576) is below it) and dynamic shares that are not the kept counts."""
+    vlm = load_vlm("tiny-random-qwen2-vl")
+    handlers = Handlers(vlm)
+    image = example_images()[0]
+    *_, stats, _table = handlers.analyze(image, budget, 0, 0, "psca", dynamic)
+    text = stats["figures"]["budget_text"]
+    kept = stats["figures"]["kept_per_view"]
+    tokens = int(stats["figures"]["tokens_per_view"])
+    raw = round(tokens * budget / 576)
+    n_eff = max(raw, 16)
+    assert f"max(round({tokens}·{budget}/576), 16) = " in text
+    assert ("the floor of 16 applies" in text) == (raw < 16)
+    if dynamic:
+        assert f"= {n_eff}" in text.split(";")[0]
+        shares = ", ".join(map(str, kept)) if len(set(kept)) > 1 else str(kept[0])
+        assert f"dynamic N'_eff = {shares} " in text
+    else:
+        assert f"= {kept[0]}" in text.split(";")[0] and kept[0] == n_eff
