@@ -8,7 +8,8 @@ from ``vlm_uni_query_projector``, keys / values from ``vlm_uni_aux_projector`` /
 (``image_grid`` 2, ``image_global``): views [global, crop00, crop01, crop10, crop11]; the
 crops mine the matching quarter of the aux map, the global view the whole map resized by 1/2.
 
-The checkpoint format is the original one (``prunesid.vlm.mini_gemini_checkpoint``).
+The model knows nothing of a file format: ``prunesid.vlm.mini_gemini_checkpoint`` builds it
+from the released checkpoints and writes it back (``save_original``).
 """
 
 from __future__ import annotations
@@ -162,9 +163,3 @@ class MiniGeminiModel(nn.Module):
     def generate(self, input_ids, attention_mask=None, pixel_values=None, pixel_values_aux=None, image_features=None, **kwargs):
         embeds = self.embed(input_ids, self._features(pixel_values, pixel_values_aux, image_features))
         return self.language_model.generate(input_ids=input_ids, inputs_embeds=embeds, attention_mask=attention_mask, **kwargs)
-
-    def save_pretrained(self, directory) -> None:
-        """Write the model in the original MGM format (``prunesid.vlm.mini_gemini_checkpoint``)."""
-        from prunesid.vlm.mini_gemini_checkpoint import save_original
-
-        save_original(self, directory)

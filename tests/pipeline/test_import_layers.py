@@ -6,6 +6,7 @@ prunesid.vlm.model import VLM`` at its top): ``import prunesid.pipeline`` then f
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -27,3 +28,14 @@ def test_each_layer_imports_first(first):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_mini_gemini_model_imports_nothing_of_its_checkpoint_format():
+    """The checkpoint module builds and writes the model, so the model module must not import it
+    back, not even inside a function. Catches the circle ``mini_gemini_checkpoint <->
+    mini_gemini_model`` returning, e.g. a ``MiniGeminiModel.save_pretrained`` that imports
+    ``save_original`` when called."""
+    tree = ast.parse((ROOT / "prunesid" / "vlm" / "mini_gemini_model.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "prunesid.vlm.mini_gemini_checkpoint" not in imported, sorted(filter(None, imported))

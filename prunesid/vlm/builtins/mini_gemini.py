@@ -29,6 +29,7 @@ import torch
 from prunesid.vlm.builtins.hub import HubLayout
 from prunesid.vlm.builtins.llava import SEED, _configs
 from prunesid.vlm.builtins.registry import register_builtin
+from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model, save_original
 
 AUX_TOWER = {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}
 # mm_vision_tower / mm_vision_tower_aux as the released config.json files write them
@@ -37,8 +38,6 @@ CONVNEXT_TOWER = "model_zoo/OpenAI/openclip-convnext-large-d-320-laion2B-s29B-b1
 
 
 def _write_release(model, processor, directory, layout):
-    from prunesid.vlm.mini_gemini_checkpoint import save_original
-
     return save_original(model, directory, processor, shards=layout.shards)
 
 
@@ -105,7 +104,6 @@ def _build(model_type: str, image_size_aux: int, image_grid: int, image_global: 
     from transformers import CLIPImageProcessorPil
 
     from prunesid.vlm.mini_gemini import CHAT_TEMPLATES, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, MiniGeminiProcessor, load_tokenizer
-    from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model
 
     files = tokenizer_files()
     with tempfile.TemporaryDirectory() as scratch:  # the tokenizer exactly as loading the release reads it
