@@ -253,9 +253,9 @@ def build(slot: ModelSlot) -> gr.Blocks:
                 )
                 with gr.Row(elem_id="patch-picker"):
                     # The keyboard's (and a screen reader's) way to click a patch.
-                    pick_view = gr.Number(0, precision=0, minimum=0, label="View (0: the first)", elem_id="pick-view", min_width=80)
-                    pick_row = gr.Number(0, precision=0, minimum=0, label="Patch row", elem_id="pick-row", min_width=80)
-                    pick_column = gr.Number(0, precision=0, minimum=0, label="Patch column", elem_id="pick-column", min_width=80)
+                    pick_view = gr.Number(0, precision=0, minimum=0, label="View", info="0: the first", elem_id="pick-view", min_width=80)
+                    pick_row = gr.Number(0, precision=0, minimum=0, label="Row", elem_id="pick-row", min_width=80)
+                    pick_column = gr.Number(0, precision=0, minimum=0, label="Column", elem_id="pick-column", min_width=80)
                     pick_button = gr.Button("Why was this patch kept or dropped?", elem_id="pick-patch", min_width=160)
                 explanation = gr.Markdown(EXPLAIN_HINT, elem_id="explain")
                 explanation_json = gr.JSON(label="Why (JSON)", visible=False)

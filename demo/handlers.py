@@ -235,6 +235,7 @@ class Handlers:
         explanation names them) -> the page view with that patch explained, and its pixel."""
         if image is None:
             raise ValueError("no image: upload one or pick an example, then pick a patch")
+        self.press(budget, groups, lam, grouping, dynamic)  # the controls are refused by name first, as on every event
         encoded = self.encode(image)
         view = _in_range(_whole(view, "view"), "view", (0, encoded.num_views - 1))
         grid = encoded.grids[view]
@@ -426,7 +427,7 @@ def _shown(value) -> str:
 def _in_range(number, name: str, bounds: tuple, note: str = ""):
     low, high = bounds
     if not low <= number <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}{f' ({note})' if note else ''}, got {number!r}")
+        raise ValueError(f"{name} must be between {low:g} and {high:g}{f' ({note})' if note else ''}, got {_shown(number)}")
     return number
 
 

@@ -25,11 +25,17 @@ DEFAULT_QUESTION = "Describe the image."
 PER_ROW = 3  # panels per row of the comparison sheet
 
 
+def checked_method(method) -> str:
+    """The switch's value, refused by name unless it is one of the choices."""
+    if not isinstance(method, str) or method not in CHOICES:  # a list or dict would be unhashable
+        raise ValueError(f"method must be one of {METHOD_CHOICES}, got {method!r}")
+    return method
+
+
 def method_press(method: str, budget, phi_ref: float | None = None) -> Press:
     """The switch's value and the budget slider -> a press (the method's defaults otherwise);
     a press that needs calibration gets the app's ``phi_ref`` when there is one."""
-    if not isinstance(method, str) or method not in CHOICES:  # a list or dict would be unhashable
-        raise ValueError(f"method must be one of {METHOD_CHOICES}, got {method!r}")
+    checked_method(method)
     try:
         press = CHOICES[method].press(_whole(budget, "budget"))
     except TypeError as error:
@@ -219,6 +225,7 @@ class MethodHandlers:
         it and says why, instead of an error over the view."""
         if image is None:
             return None, None, ""
+        checked_method(method)
         why = unavailable(self.vlm).get(method)
         if why is not None:
             return None, None, f"{why}: pick another method."

@@ -103,8 +103,15 @@ def _call(app_url: str, dependency: dict, kinds: list[tuple], image) -> dict:
 
 
 def _error_text(result: dict) -> str:
+    """The refusal's text: the error, or for the chat's send (which answers a refused question
+    with a line under the chat instead of an error) that line."""
     output = result.get("output") or {}
-    return str(output.get("error", "")) if isinstance(output, dict) else ""
+    if not isinstance(output, dict):
+        return ""
+    if result.get("success") and isinstance(output.get("data"), list) and output["data"]:
+        line = output["data"][-1]
+        return line if isinstance(line, str) and line.startswith("⚠️ Not sent") else ""
+    return str(output.get("error", ""))
 
 
 def _mentions_a_file(output) -> bool:
@@ -154,8 +161,8 @@ def test_every_file_event_refuses_server_paths(app_url, file_events, outside):
         for name, image in payloads.items():
             result = _call(app_url, dependency, kinds, image)
             label = f"{dependency.get('api_name')} with {name}"
-            assert result.get("success") is False, f"{label}: served {str(result)[:300]}"
             error = _error_text(result)
+            assert result.get("success") is False or error, f"{label}: served {str(result)[:300]}"
             assert any(refusal in error for refusal in REFUSALS), f"{label}: {error!r}"
             assert not _mentions_a_file(result.get("output")), f"{label}: {str(result)[:300]}"
 
