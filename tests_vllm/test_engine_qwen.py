@@ -1,6 +1,6 @@
 """Qwen2-VL, Qwen2.5-VL and Qwen3-VL in the engine (one engine each, PruneSID N = 32, on the
 tiny built-ins), a batch of two requests of different sizes (two images; an image and a
-4-frame clip, Qwen3-VL the image alone): each prompt vLLM runs is
+4-frame clip): each prompt vLLM runs is
 the library's (text + N_eff per image, per temporal group of a clip), the engine keeps the
 library's tokens, the M-RoPE positions vLLM feeds are the library's (``get_rope_index`` on the
 unpruned ids, sliced at the tokens fed; Qwen2.5-VL spaces a clip's groups by its frame rate) and so
@@ -53,10 +53,8 @@ def _keep_positions(module, args) -> None:
     FED.append(args[0].clone())  # Qwen2DecoderLayer(positions, hidden_states, residual)
 
 
-# (plug-in family, built-in, clips served): one engine each. Qwen3-VL's clips do not reach
-# the engine here: vLLM hands its processor a clip as [[frames]], which the library's
-# torchvision-free video processor (what vLLM's CPU build runs) does not read (docs/vllm.md).
-FAMILIES = [("qwen2_vl", "tiny-random-qwen2-vl", True), ("qwen2_5_vl", "tiny-random-qwen2.5-vl", True), ("qwen3_vl", "tiny-random-qwen3-vl", False)]
+# (plug-in family, built-in, clips served): one engine each.
+FAMILIES = [("qwen2_vl", "tiny-random-qwen2-vl", True), ("qwen2_5_vl", "tiny-random-qwen2.5-vl", True), ("qwen3_vl", "tiny-random-qwen3-vl", True)]
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[family for family, *_ in FAMILIES])
