@@ -10,12 +10,17 @@ loader expects (the built-ins are written in the llava-hf layout).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import tempfile
 from pathlib import Path
 
 ENGINE_HEADS = {"num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
+# Text-config keys vLLM reads that transformers' config classes drop from the built-ins, with
+# the value the released checkpoints write (Qwen3-VL-MoE's config.json has norm_topk_prob:
+# true; transformers' Qwen3-VL-MoE router renormalises the top-k weights unconditionally).
+RELEASE_TEXT_KEYS = {"qwen3_vl_moe_text": {"norm_topk_prob": True}}
 
 
 def _widen_mrope(config: dict, factor: int) -> None:
@@ -49,7 +54,9 @@ def engine_checkpoint(builtin: str = "tiny-random") -> Path:
     from prunesid.vlm.builtins import builtin_directory
 
     source = builtin_directory(builtin)
-    target = Path(tempfile.gettempdir()) / "prunesid-vllm" / source.name
+    # Keyed by this file too: a change of the rewrite writes a new copy.
+    version = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8]
+    target = Path(tempfile.gettempdir()) / "prunesid-vllm" / f"{source.name}-{version}"
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +68,8 @@ def engine_checkpoint(builtin: str = "tiny-random") -> Path:
         raise ValueError(f"built-in {builtin!r}: a language model of width {text['hidden_size']} cannot be read as {ENGINE_HEADS}")
     old_head = text.get("head_dim") or text["hidden_size"] // text["num_attention_heads"]
     text.update(ENGINE_HEADS)
+    for key, value in RELEASE_TEXT_KEYS.get(text.get("model_type"), {}).items():
+        text.setdefault(key, value)
     _widen_mrope(config, ENGINE_HEADS["head_dim"] // old_head)
     _widen_head_norms(scratch, old_head, ENGINE_HEADS["head_dim"] // old_head)
     (scratch / "config.json").write_text(json.dumps(config, indent=2))
