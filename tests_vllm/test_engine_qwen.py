@@ -46,33 +46,37 @@ def watch_positions(model) -> None:
     """Run in the engine's worker, which is this process (conftest), so the hook appends to this
     module's FED. On the first decoder layer: vLLM's compiled-model wrapper calls the decoder's
     forward directly, past any hook on the decoder itself."""
-    model.language_model.model.layers[0].register_forward_pre_hook(_keep_positions)
+    model.language_model.model.layers[0].register_forward_pre_hook(_keep_positions, with_kwargs=True)
 
 
-def _keep_positions(module, args) -> None:
-    FED.append(args[0].clone())  # Qwen2DecoderLayer(positions, hidden_states, residual)
+def _keep_positions(module, args, kwargs) -> None:
+    # The one integer tensor a decoder layer takes: Qwen2/3 layers take (positions,
+    # hidden_states, residual), Qwen3.5's (hidden_states, residual, positions).
+    FED.append(next(value for value in [*args, *kwargs.values()] if isinstance(value, torch.Tensor) and not value.is_floating_point()).clone())
 
 
-# (plug-in family, built-in, clips served): one engine each.
+# (plug-in family, built-in, dtype of both paths): one engine each. vLLM's CPU kernel of
+# Qwen3.5's Gated DeltaNet layers takes bfloat16 only (gdn_attention.py: "CPU GDN attention
+# requires BF16"), so Qwen3.5 runs in bfloat16 on both sides.
 FAMILIES = [
-    ("qwen2_vl", "tiny-random-qwen2-vl", True),
-    ("qwen2_5_vl", "tiny-random-qwen2.5-vl", True),
-    ("qwen3_vl", "tiny-random-qwen3-vl", True),
-    ("qwen3_vl_moe", "tiny-random-qwen3-vl-moe", True),
+    ("qwen2_vl", "tiny-random-qwen2-vl", "float32"),
+    ("qwen2_5_vl", "tiny-random-qwen2.5-vl", "float32"),
+    ("qwen3_vl", "tiny-random-qwen3-vl", "float32"),
+    ("qwen3_vl_moe", "tiny-random-qwen3-vl-moe", "float32"),
 ]
 
 
 @pytest.fixture(scope="module", params=FAMILIES, ids=[family for family, *_ in FAMILIES])
-def family(request) -> tuple[str, str, bool]:
+def family(request) -> tuple[str, str, str]:
     from prunesid.vllm.checkpoint import engine_checkpoint
 
-    name, builtin, clips = request.param
-    return name, str(engine_checkpoint(builtin)), clips
+    name, builtin, dtype = request.param
+    return name, str(engine_checkpoint(builtin)), dtype
 
 
-def request_media(clips: bool) -> list[list]:
-    """Per request of the batch, its media: two images; an image and a clip (or the image alone)."""
-    return [IMAGES, [CLIP_IMAGE, Video.from_frames(FRAMES, fps=FPS)] if clips else [CLIP_IMAGE]]
+def request_media() -> list[list]:
+    """Per request of the batch, its media: two images; an image and a clip."""
+    return [IMAGES, [CLIP_IMAGE, Video.from_frames(FRAMES, fps=FPS)]]
 
 
 @pytest.fixture(scope="module")
@@ -86,10 +90,10 @@ def library(family, qwen_checkpoint):
     first token's log-probabilities)."""
     from prunesid import load_vlm
 
-    vlm = load_vlm(qwen_checkpoint, dtype="float32")
+    vlm = load_vlm(qwen_checkpoint, dtype=family[2])
     press = build_press("prunesid", {"budget": BUDGET})
     requests = []
-    for media in request_media(family[2]):
+    for media in request_media():
         prepared = vlm.prepare(media, QUESTION, press)
         with torch.inference_mode():
             logits = vlm.model(
@@ -115,9 +119,9 @@ def engine(family, qwen_checkpoint, library, tmp_path_factory):
     second = {"prompt": chat_prompt(vlm, ["image", "video"]), "multi_modal_data": {"image": CLIP_IMAGE, "video": clip}}
     requests = [
         {"prompt": chat_prompt(vlm, ["image", "image"]), "multi_modal_data": {"image": IMAGES}},
-        second if family[2] else {"prompt": chat_prompt(vlm, ["image"]), "multi_modal_data": {"image": CLIP_IMAGE}},
+        second,
     ]
-    args = {**ENGINE_ARGS, "limit_mm_per_prompt": {"image": 2, "video": 1}}
+    args = {**ENGINE_ARGS, "limit_mm_per_prompt": {"image": 2, "video": 1}, "dtype": family[2]}
     llm = LLM(model=qwen_checkpoint, hf_overrides=engine_overrides(family[0], "prunesid", BUDGET), **SWITCH, **args)
     FED.clear()
     record = tmp_path_factory.mktemp("qwen") / "kept.jsonl"
@@ -138,12 +142,11 @@ def test_the_prompts_are_text_plus_the_library_s_fed_counts(family, library, eng
     vlm, press, requests = library
     outputs, _, kept = engine
     counts = [[vlm.fed_tokens(image.size, press) for image in IMAGES], [vlm.fed_tokens(CLIP_IMAGE.size, press)]]
-    if family[2]:
-        per_group = vlm.encode(Video.from_frames(FRAMES, fps=FPS)).features.shape[1]  # merged tokens of one group
-        group_count = min(per_group, max(round(per_group * BUDGET / 576), 16))  # SPEC section 9, written out
-        counts[1].append(2 * group_count)  # 4 frames: 2 groups
-        video_token = vlm.model.config.video_token_id
-        assert sum(token == video_token for token in outputs[1].prompt_token_ids) == 2 * group_count
+    per_group = vlm.encode(Video.from_frames(FRAMES, fps=FPS)).features.shape[1]  # merged tokens of one group
+    group_count = min(per_group, max(round(per_group * BUDGET / 576), 16))  # SPEC section 9, written out
+    counts[1].append(2 * group_count)  # 4 frames: 2 groups
+    video_token = vlm.model.config.video_token_id
+    assert sum(token == video_token for token in outputs[1].prompt_token_ids) == 2 * group_count
     for output, (prepared, _), fed in zip(outputs, requests, counts):
         assert prepared.visual_tokens == fed
         assert output.prompt_token_ids == prepared.input_ids[0].tolist()
