@@ -5,7 +5,10 @@ has 4 query heads of 16 (2 key/value heads). The copy written here reads the sam
 as 2 query heads of 32 sharing 1 key/value head (the projections keep their shapes), so
 vLLM and the library's transformers path load one identical checkpoint from the same
 directory (M-RoPE sections widened alike, :func:`_widen_mrope`). The CLIP weights keep the Hub's ``vision_tower.vision_model.`` names vLLM's
-loader expects (the built-ins are written in the llava-hf layout).
+loader expects (the built-ins are written in the llava-hf layout). Qwen3.5's linear-attention
+heads are read as heads vLLM's CPU Gated DeltaNet takes (:func:`_widen_linear_attention`), and
+text-config keys vLLM reads but transformers' config classes drop are written back with the
+released checkpoints' values (``RELEASE_TEXT_KEYS``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ def _widen_linear_attention(text: dict, directory: Path) -> None:
     projections (and their conv channels) tiled to GDN_HEAD, the per-value-head gates cut to
     the first head and the output norm tiled -- another tiny random model, the one both
     backends load."""
+    import torch
     from safetensors.torch import load_file, save_file
 
     head = text.get("linear_key_head_dim")
@@ -71,9 +75,8 @@ def _widen_linear_attention(text: dict, directory: Path) -> None:
 
     def widened(mixed):  # [q; k; v] rows or channels: q and k tiled
         query, key, value = mixed.split([key_width, key_width, value_width])
-        return torch.cat([query.repeat(tile, *[1] * (mixed.dim() - 1)), key.repeat(tile, *[1] * (mixed.dim() - 1)), value])
-
-    import torch
+        rest = [1] * (mixed.dim() - 1)
+        return torch.cat([query.repeat(tile, *rest), key.repeat(tile, *rest), value])
 
     for shard in directory.glob("*.safetensors"):
         tensors = load_file(shard)

@@ -1,5 +1,6 @@
-"""Qwen3.5 in vLLM with a press: vLLM's ``Qwen3_5ForConditionalGeneration`` (Qwen3-VL's tower without deepstack over a hybrid language model (Gated DeltaNet and full-attention layers)) with the plug-in's Qwen3-VL
-front end, press and positions (:mod:`prunesid.vllm.qwen3_vl`)."""
+"""Qwen3.5 in vLLM with a press: vLLM's ``Qwen3_5ForConditionalGeneration`` (Qwen3-VL's tower
+without deepstack over a hybrid language model of Gated DeltaNet and full-attention layers)
+with the plug-in's Qwen3-VL front end, press and positions (:mod:`prunesid.vllm.qwen3_vl`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
-"""Qwen3.5-MoE in vLLM with a press: vLLM's ``Qwen3_5MoeForConditionalGeneration`` (Qwen3.5 with mixture-of-experts layers) with the plug-in's Qwen3-VL
-front end, press and positions (:mod:`prunesid.vllm.qwen3_vl`)."""
+"""Qwen3.5-MoE in vLLM with a press: vLLM's ``Qwen3_5MoeForConditionalGeneration`` (Qwen3.5
+with mixture-of-experts layers) with the plug-in's Qwen3-VL front end, press and positions
+(:mod:`prunesid.vllm.qwen3_vl`)."""
 
 from __future__ import annotations
 
