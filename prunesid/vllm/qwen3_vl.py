@@ -33,6 +33,14 @@ def group_counts(pressed, grid: tuple[int, int, int]) -> list[int]:
     return fed_per_view(pressed.press, [rows * cols] * groups, layout.cls_slot, layout.preset, layout.cls_attention)
 
 
+def deepstack_tower(model, pixels: torch.Tensor, thw: list[int]):
+    """The merged tokens ``[n, H]`` and the deepstack levels ``[n, levels x H]`` (None
+    without): vLLM's Qwen3-VL towers return them side by side."""
+    output = model.visual(pixels, grid_thw=torch.tensor([thw]))
+    width = model.visual_dim
+    return output[:, :width], (output[:, width:] if output.shape[1] > width else None)
+
+
 class PressedQwen3VLProcessor(PressedQwenProcessor, Qwen3VLMultiModalProcessor):
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
         from vllm.multimodal.processing import PromptReplacement
@@ -76,9 +84,4 @@ class PruneSIDQwen3VLForConditionalGeneration(PressedQwen, Qwen3VLForConditional
     supported_video_pruning_methods = ("evs", "vidcom2")  # the switch's methods; the press replaces them
     supports_mm_device_do_normalize = False  # the processor normalises pixels, as in the library
 
-    def _tower(self, pixels: torch.Tensor, thw: list[int]):
-        """The merged tokens ``[n, H]`` and the deepstack levels ``[n, levels x H]`` (None
-        without): vLLM's tower returns them side by side."""
-        output = self.visual(pixels, grid_thw=torch.tensor([thw]))
-        width = self.visual_dim
-        return output[:, :width], (output[:, width:] if output.shape[1] > width else None)
+    _tower = deepstack_tower

@@ -24,6 +24,9 @@ ARCHITECTURES = {
     "qwen2_vl": "PruneSIDQwen2VLForConditionalGeneration",
     "qwen2_5_vl": "PruneSIDQwen2_5_VLForConditionalGeneration",
     "qwen3_vl": "PruneSIDQwen3VLForConditionalGeneration",
+    "qwen3_vl_moe": "PruneSIDQwen3VLMoeForConditionalGeneration",
+    "qwen3_5": "PruneSIDQwen3_5ForConditionalGeneration",
+    "qwen3_5_moe": "PruneSIDQwen3_5MoeForConditionalGeneration",
 }
 DOCS = "docs/vllm.md"
 # Engine arguments a family's classes need besides hf_overrides (the Qwen-VL classes: vLLM's

@@ -228,6 +228,8 @@ class ResizedFramesVideoProcessor:
         self.size = {"height": int(size["height"]), "width": int(size["width"])}
         self.image_mean = settings.get("image_mean", image_processor.image_mean)
         self.image_std = settings.get("image_std", image_processor.image_std)
+        self.do_rescale = bool(settings.get("do_rescale", True))
+        self.do_normalize = bool(settings.get("do_normalize", True))
         self.num_frames = settings.get("num_frames")
 
     @classmethod
@@ -321,6 +323,8 @@ class QwenVideoProcessor:
         self.temporal_patch_size = int(settings.get("temporal_patch_size", image_processor.temporal_patch_size))
         self.image_mean = settings.get("image_mean", image_processor.image_mean)
         self.image_std = settings.get("image_std", image_processor.image_std)
+        self.do_rescale = bool(settings.get("do_rescale", True))
+        self.do_normalize = bool(settings.get("do_normalize", True))
         size = dict(settings.get("size") or {})
         for key, legacy in (("shortest_edge", "min_pixels"), ("longest_edge", "max_pixels")):
             size.setdefault(key, settings.get(legacy) or (image_processor.size or {}).get(key))
@@ -348,10 +352,14 @@ class QwenVideoProcessor:
 
         return smart_resize(height, width, factor=factor, min_pixels=low, max_pixels=high)
 
-    def clip(self, frames, do_resize: bool = True) -> tuple["torch.Tensor", list[int]]:
+    def clip(self, frames, do_resize: bool = True, do_rescale: bool | None = None, do_normalize: bool | None = None) -> tuple["torch.Tensor", list[int]]:
         """One clip's patches ``[t h w, C tp p p]`` and its grid ``[t, h, w]`` (in patches);
         ``do_resize=False`` takes frames already at a multiple of one merged token (as
-        qwen-vl-utils resizes them for Qwen3-VL, whose callers then turn the resize off)."""
+        qwen-vl-utils resizes them for Qwen3-VL, whose callers then turn the resize off);
+        ``do_rescale`` / ``do_normalize`` (None: the checkpoint's setting) as transformers'
+        video processors take them (a caller that normalises on its device turns them off)."""
+        do_rescale = self.do_rescale if do_rescale is None else do_rescale
+        do_normalize = self.do_normalize if do_normalize is None else do_normalize
         import numpy as np
         import torch
         from transformers.image_processing_backends import PilBackend
@@ -374,8 +382,10 @@ class QwenVideoProcessor:
                 # PIL resizes 8-bit pixels: float frames (qwen-vl-utils' resized clips, 0..255)
                 # already at the size are kept as they are, others are rounded first.
                 array = PilBackend.resize(processor, _as_uint8(array), size=SizeDict(height=resized_h, width=resized_w), resample=processor.resample)
-            array = processor.rescale(array.astype(np.float32), processor.rescale_factor)
-            out.append(processor.normalize(array, self.image_mean, self.image_std))
+            array = array.astype(np.float32)
+            if do_rescale:
+                array = processor.rescale(array, processor.rescale_factor)
+            out.append(processor.normalize(array, self.image_mean, self.image_std) if do_normalize else array)
         tp, p, m = self.temporal_patch_size, self.patch_size, self.merge_size
         out += [out[-1]] * (-len(out) % tp)  # an odd count: the last frame again, as transformers pads
         video = np.stack(out).astype(np.float32)  # [F, C, H, W]
@@ -392,10 +402,13 @@ class QwenVideoProcessor:
         from transformers.video_utils import VideoMetadata
 
         clips = _video_clips(videos)
-        patches, grids = zip(*(self.clip(clip, do_resize=kwargs.get("do_resize", True) is not False) for clip in clips))
+        options = {key: kwargs.get(key) for key in ("do_rescale", "do_normalize")}
+        patches, grids = zip(*(self.clip(clip, do_resize=kwargs.get("do_resize", True) is not False, **options) for clip in clips))
         data = {"pixel_values_videos": torch.cat(patches), "video_grid_thw": torch.tensor(grids)}
         if return_metadata:
-            given = list(video_metadata) if video_metadata is not None else [None] * len(clips)
+            given = _flat_metadata(video_metadata) if video_metadata is not None else [None] * len(clips)
+            if len(given) != len(clips):
+                raise ValueError(f"video_metadata: {len(given)} entries for {len(clips)} clips")
             data["video_metadata"] = [
                 _as_metadata(meta) if meta is not None else VideoMetadata(total_num_frames=len(clip), frames_indices=list(range(len(clip))))
                 for meta, clip in zip(given, clips)
@@ -414,9 +427,17 @@ def _as_metadata(meta):
     return meta if isinstance(meta, VideoMetadata) else VideoMetadata(**dict(meta))
 
 
+def _flat_metadata(metadata) -> list:
+    """Per clip, its metadata, from a list of them or batches of lists (as the clips)."""
+    if not isinstance(metadata, (list, tuple)):
+        return [metadata]
+    return [meta for item in metadata for meta in _flat_metadata(item)]
+
+
 def _video_clips(videos) -> list[list]:
     """Clips as lists of frames: one clip (frames, a [T, H, W, 3] array or a [T, C, H, W]
-    tensor) or a list of them."""
+    tensor), a list of clips, or batches of such lists (vLLM hands Qwen3-VL's processor one
+    clip as ``[[array]]``, as transformers' ``make_batched_videos`` reads it)."""
     import numpy as np
 
     def is_frame(item) -> bool:
@@ -427,9 +448,20 @@ def _video_clips(videos) -> list[list]:
     if hasattr(videos, "ndim") and videos.ndim == 4:
         return [list(videos)]
     videos = list(videos)
-    if videos and is_frame(videos[0]):
+    if not videos:
+        return [np.zeros(0)]
+    if is_frame(videos[0]):
         return [videos]
-    return [list(clip) if not (hasattr(clip, "ndim") and clip.ndim == 4) else list(clip) for clip in videos] if videos else [np.zeros(0)]
+    clips = []
+    for item in videos:
+        if hasattr(item, "ndim"):
+            if item.ndim != 4:
+                raise ValueError(f"a clip is frames or one [T, H, W, 3] / [T, C, H, W] array, got an array of {item.ndim} dimensions")
+            clips.append(list(item))
+        else:
+            item = list(item)
+            clips.extend(_video_clips(item) if item and not is_frame(item[0]) else [item])
+    return clips
 
 
 def _as_uint8(array):
