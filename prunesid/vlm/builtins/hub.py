@@ -38,7 +38,9 @@ class HubLayout:
     token_index_keys: bool = False  # config.json says image_token_index (video_token_index)
     flat_text_config: bool = False  # config.json holds the LLM's keys at top level (Qwen2-VL)
     pixel_limits_top_level: bool = False  # preprocessor_config.json: min_pixels / max_pixels
-    processor_config: bool = False  # processor_config.json with the processor's options
+    # processor_config.json with the processor's options: True for the default option names, or
+    # the names the repository's file holds (InternVL3-hf: image_seq_length only)
+    processor_config: bool | tuple[str, ...] = False
     video_processor_type: str | None = None  # video_preprocessor_config.json (Qwen3-VL)
     # Where the video processor's settings live: transformers 5's root video_preprocessor_config.json
     # (Qwen3-VL), or, as the llava-hf OneVision repositories publish them, the older image-processor
@@ -140,7 +142,8 @@ def _write_processor(processor, directory: Path, layout: HubLayout) -> None:
     if layout.video_processor_type:
         _write_video_processor(image, directory, layout)
     if layout.processor_config:
-        options = {key: getattr(processor, key) for key in DEFAULT_PROCESSOR_OPTIONS if hasattr(processor, key)}
+        names = layout.processor_config if isinstance(layout.processor_config, tuple) else DEFAULT_PROCESSOR_OPTIONS
+        options = {key: getattr(processor, key) for key in names if hasattr(processor, key)}
         _dump({**options, "processor_class": layout.processor_class}, directory / "processor_config.json")
     if layout.chat_template_file.endswith(".jinja"):
         (directory / layout.chat_template_file).write_text(processor.chat_template)
