@@ -6,8 +6,8 @@ the weight names of its CLIP towers (``vision_tower.vision_model.*``), the keys 
 ``config.json`` (``image_token_index``, Qwen2-VL's flat text configuration with ``rope_scaling``),
 ``preprocessor_config.json`` (the ``image_processor_type`` and ``processor_class`` the
 repository names, Qwen2-VL's top-level ``min_pixels`` / ``max_pixels``),
-``processor_config.json``, ``video_preprocessor_config.json``, ``chat_template.json`` (or
-``.jinja``), the MoE experts' layout, weights the release carries beside the model's,
+``processor_config.json``, ``video_preprocessor_config.json`` (or OneVision's
+``video_processor/preprocessor_config.json``), ``chat_template.json`` (or ``.jinja``), the MoE experts' layout, weights the release carries beside the model's,
 ``generation_config.json`` and the tokenizer files. Loading such a directory is what a user
 does with a download, so the built-ins are loaded from one (``prunesid.vlm.builtins``).
 """
