@@ -33,6 +33,12 @@ RELEASE_FILES = {
         "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json", "chat_template.json",
         "video_processor/preprocessor_config.json", *QWEN_TOKENIZER,
     },
+    # Qwen/Qwen3-VL-2B-Instruct (the listing seen of the Qwen3-VL-8B-Instruct generation): the
+    # tokenizer as vocab.json, merges.txt, tokenizer.json and tokenizer_config.json only
+    "tiny-random-qwen3-vl": {
+        "config.json", "generation_config.json", "preprocessor_config.json", "video_preprocessor_config.json", "chat_template.json",
+        "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+    },
     # OpenGVLab/InternVL3-{1,2,8,14}B-hf after their "Update processor" revision: processor_config.json
     # ({"image_seq_length": 256, "processor_class": "InternVLProcessor"}), chat_template.jinja
     "tiny-random-internvl": {
