@@ -122,6 +122,27 @@ def _json(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+# Where a checkpoint keeps its video processor's settings, first found wins: transformers 5's
+# nested entry in processor_config.json, the root video_preprocessor_config.json, or the
+# sub-folder the llava-hf OneVision repositories publish (an image-processor style file).
+LEGACY_VIDEO_PROCESSOR_FILE = "video_processor/preprocessor_config.json"
+
+
+def video_settings(model: str) -> dict:
+    """The video processor's settings a checkpoint directory holds ({} where it has none, so
+    the image processor's stand in, as transformers falls back to preprocessor_config.json)."""
+    directory = Path(model)
+    if not directory.is_dir():
+        return {}
+    nested = _json(directory / PROCESSOR_FILE).get("video_processor")
+    if isinstance(nested, dict):
+        return nested
+    for name in ("video_preprocessor_config.json", LEGACY_VIDEO_PROCESSOR_FILE):
+        if (directory / name).is_file():
+            return _json(directory / name)
+    return {}
+
+
 def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **image_options) -> ProcessorMixin:
     """``processor_class`` built from the checkpoint's files without its video processor."""
     from transformers import AutoImageProcessor, AutoTokenizer
@@ -234,7 +255,7 @@ class ResizedFramesVideoProcessor:
 
     @classmethod
     def from_checkpoint(cls, model: str, image_processor) -> "ResizedFramesVideoProcessor":
-        return cls(image_processor, _json(Path(model) / VIDEO_PROCESSOR_FILE) if Path(model).is_dir() else {})
+        return cls(image_processor, video_settings(model))
 
     def __call__(self, videos, **kwargs):
         import numpy as np

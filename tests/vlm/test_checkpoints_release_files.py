@@ -2,20 +2,51 @@
 from what transformers 5's save_pretrained writes: Qwen3-VL-MoE's experts in the release's
 layout (``gate_up_proj [E, hidden, 2I]``, ``down_proj [E, I, hidden]``, transposed against
 transformers' modules), Qwen3.5's ``chat_template.jinja`` and its multi-token-prediction
-weights ``mtp.*``. Loading each directory gives the model it was written from, weight for
-weight, so the built-ins walk the code a real download walks (transformers' transpose on load,
-its skipping of ``mtp.*``, the template read from the .jinja file)."""
+weights ``mtp.*``, LLaVA-OneVision's video processor settings in ``video_processor/``,
+InternVL3-hf's ``processor_config.json`` and ``chat_template.jinja``. Loading each directory
+gives the model it was written from, weight for weight, so the built-ins walk the code a real
+download walks (transformers' transpose on load, its skipping of ``mtp.*``, the template read
+from the .jinja file, the video settings read from the sub-folder)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 from safetensors import safe_open
 
-from prunesid import load_vlm
+from prunesid import PruneSID, load_vlm
+from prunesid.cli import main
 from prunesid.vlm.builtins import BUILTINS, builtin_directory
+from tests.conftest import scene
+
+QUESTION = "What is in the picture?"
+QWEN_TOKENIZER = {"tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json"}
+# Each repository's files besides its weights (and README.md, .gitattributes, pictures, onnx/), as its
+# Hub listing shows them on main.
+RELEASE_FILES = {
+    # llava-hf/llava-onevision-qwen2-0.5b-ov-hf (and -7b-ov-hf, -72b-ov-hf): the video processor's
+    # settings in video_processor/preprocessor_config.json, no root video_preprocessor_config.json
+    "tiny-random-llava-onevision": {
+        "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json", "chat_template.json",
+        "video_processor/preprocessor_config.json", *QWEN_TOKENIZER,
+    },
+    # Qwen/Qwen3-VL-2B-Instruct (the listing seen of the Qwen3-VL-8B-Instruct generation): the
+    # tokenizer as vocab.json, merges.txt, tokenizer.json and tokenizer_config.json only
+    "tiny-random-qwen3-vl": {
+        "config.json", "generation_config.json", "preprocessor_config.json", "video_preprocessor_config.json", "chat_template.json",
+        "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt",
+    },
+    # OpenGVLab/InternVL3-{1,2,8,14}B-hf after their "Update processor" revision: processor_config.json
+    # ({"image_seq_length": 256, "processor_class": "InternVLProcessor"}), chat_template.jinja
+    "tiny-random-internvl": {
+        "config.json", "generation_config.json", "preprocessor_config.json", "processor_config.json", "chat_template.jinja",
+        "video_preprocessor_config.json", *QWEN_TOKENIZER,
+    },
+}
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
 def _stored_shapes(directory, suffix: str) -> dict[str, list[int]]:
@@ -59,3 +90,60 @@ def test_qwen3_5_ships_its_template_as_jinja_and_its_mtp_weights(name):
     vlm = load_vlm(str(directory), device="cpu")
     assert vlm.processor.chat_template == (directory / "chat_template.jinja").read_text()
     _assert_loads_to_the_built_model(name)
+
+
+def _non_weight_files(directory) -> set[str]:
+    files = {path.relative_to(directory).as_posix() for path in directory.rglob("*") if path.is_file()}
+    return {name for name in files if not (name in WEIGHT_FILES or (name.startswith("model-") and name.endswith(".safetensors")))}
+
+
+def _cli_compress(picture, model: str, capsys) -> dict:
+    assert main(["compress", str(picture), "--model", model, "--budget", "32", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    return {"tokens": report["tokens"], "visual_tokens": report["visual_tokens"], "kept": [view["kept"] for view in report["views"]]}
+
+
+@pytest.mark.parametrize("name", sorted(RELEASE_FILES))
+def test_a_directory_with_the_release_files_loads_as_the_built_in(name, tmp_path, capsys):
+    """Catches a built-in whose files differ from its repository's (a root
+    video_preprocessor_config.json where OneVision publishes video_processor/, InternVL3-hf's
+    processor_config.json or .jinja template missing) and a loader that needs the project's own
+    layout: a copy of the directory under the repository's name loads through load_vlm and the
+    CLI with the built-in's weights, fed counts and kept tokens."""
+    directory = builtin_directory(name)
+    assert _non_weight_files(directory) == RELEASE_FILES[name]
+    release = tmp_path / BUILTINS[name].layout.repo.split("/")[-1]
+    shutil.copytree(directory, release)
+    _assert_loads_to_the_built_model(name)
+    loaded, builtin = load_vlm(str(release), device="cpu"), load_vlm(name, device="cpu")
+    picture = tmp_path / "scene.png"
+    scene(500, 400, seed=11).save(picture)
+    press = PruneSID(budget=32)
+    ours, theirs = (vlm.chat(scene(500, 400, seed=11), QUESTION, press=press, max_new_tokens=3) for vlm in (loaded, builtin))
+    assert ours.visual_tokens == theirs.visual_tokens and sum(ours.visual_tokens) > 0 and ours.text == theirs.text
+    from_release, from_builtin = _cli_compress(picture, str(release), capsys), _cli_compress(picture, name, capsys)
+    assert from_release == from_builtin and from_release["visual_tokens"] == sum(ours.visual_tokens)
+
+
+def test_internvl_processor_config_is_the_releases():
+    """Catches processor_config.json written with other keys than InternVL3-hf's."""
+    directory = builtin_directory("tiny-random-internvl")
+    assert json.loads((directory / "processor_config.json").read_text()) == {"image_seq_length": 256, "processor_class": "InternVLProcessor"}
+    assert load_vlm(str(directory), device="cpu").processor.chat_template == (directory / "chat_template.jinja").read_text()
+
+
+def test_onevision_video_settings_are_read_from_the_releases_sub_folder(tmp_path):
+    """Catches a loader that reads only a root video_preprocessor_config.json: the release keeps
+    the video settings in video_processor/preprocessor_config.json (image_processor_type
+    LlavaOnevisionVideoProcessor); changed there, the clips' frame size and mean follow."""
+    directory = builtin_directory("tiny-random-llava-onevision")
+    video = json.loads((directory / "video_processor" / "preprocessor_config.json").read_text())
+    assert video["image_processor_type"] == "LlavaOnevisionVideoProcessor" and video["size"] == {"height": 384, "width": 384}
+    assert not (directory / "video_preprocessor_config.json").exists()
+    assert load_vlm(str(directory), device="cpu").processor.video_processor.size == video["size"]
+    release = tmp_path / "llava-onevision-qwen2-0.5b-ov-hf"
+    shutil.copytree(directory, release)
+    video.update(size={"height": 196, "width": 196}, image_mean=[0.25, 0.25, 0.25])
+    (release / "video_processor" / "preprocessor_config.json").write_text(json.dumps(video))
+    processor = load_vlm(str(release), device="cpu").processor.video_processor
+    assert processor.size == {"height": 196, "width": 196} and processor.image_mean == [0.25, 0.25, 0.25]

@@ -205,8 +205,8 @@ def test_press_applied_on_the_processors_output(vlm, wide, clip):
 def test_the_hub_layout_directory_loads_and_answers_alike(vlm, wide):
     directory = builtin_directory("tiny-random-internvl")
     files = {path.name for path in directory.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "video_preprocessor_config.json", "chat_template.json",
-            "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"} <= files
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json",
+            "chat_template.jinja", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"} <= files
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == "internvl" and config["text_config"]["model_type"] == "qwen2"
     preprocessor = json.loads((directory / "preprocessor_config.json").read_text())

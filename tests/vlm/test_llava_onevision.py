@@ -266,8 +266,8 @@ def test_frames_without_torchvision_are_the_image_processors_base_view(vlm, shor
 
 def test_the_hub_layout_directory_loads_with_load_vlm(vlm, tmp_path):
     source = builtin_directory(NAME)
-    files = {path.name for path in source.iterdir()}
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "video_preprocessor_config.json", "processor_config.json",
+    files = {path.relative_to(source).as_posix() for path in source.rglob("*") if path.is_file()}
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "video_processor/preprocessor_config.json", "processor_config.json",
             "chat_template.json", "tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt"} <= files
     config = json.loads((source / "config.json").read_text())
     assert config["model_type"] == "llava_onevision" and config["vision_feature_select_strategy"] == "full"

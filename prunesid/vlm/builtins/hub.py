@@ -6,8 +6,8 @@ the weight names of its CLIP towers (``vision_tower.vision_model.*``), the keys 
 ``config.json`` (``image_token_index``, Qwen2-VL's flat text configuration with ``rope_scaling``),
 ``preprocessor_config.json`` (the ``image_processor_type`` and ``processor_class`` the
 repository names, Qwen2-VL's top-level ``min_pixels`` / ``max_pixels``),
-``processor_config.json``, ``video_preprocessor_config.json``, ``chat_template.json`` (or
-``.jinja``), the MoE experts' layout, weights the release carries beside the model's,
+``processor_config.json``, ``video_preprocessor_config.json`` (or OneVision's
+``video_processor/preprocessor_config.json``), ``chat_template.json`` (or ``.jinja``), the MoE experts' layout, weights the release carries beside the model's,
 ``generation_config.json`` and the tokenizer files. Loading such a directory is what a user
 does with a download, so the built-ins are loaded from one (``prunesid.vlm.builtins``).
 """
@@ -38,8 +38,14 @@ class HubLayout:
     token_index_keys: bool = False  # config.json says image_token_index (video_token_index)
     flat_text_config: bool = False  # config.json holds the LLM's keys at top level (Qwen2-VL)
     pixel_limits_top_level: bool = False  # preprocessor_config.json: min_pixels / max_pixels
-    processor_config: bool = False  # processor_config.json with the processor's options
+    # processor_config.json with the processor's options: True for the default option names, or
+    # the names the repository's file holds (InternVL3-hf: image_seq_length only)
+    processor_config: bool | tuple[str, ...] = False
     video_processor_type: str | None = None  # video_preprocessor_config.json (Qwen3-VL)
+    # Where the video processor's settings live: transformers 5's root video_preprocessor_config.json
+    # (Qwen3-VL), or, as the llava-hf OneVision repositories publish them, the older image-processor
+    # style file video_processor/preprocessor_config.json (image_processor_type names the class).
+    video_processor_file: str = "video_preprocessor_config.json"
     # Tokenizer files besides tokenizer.json and tokenizer_config.json (LLaMA-based repositories:
     # special_tokens_map.json, added_tokens.json; Qwen-based: vocab.json, merges.txt).
     tokenizer_files: tuple[str, ...] = ("special_tokens_map.json", "added_tokens.json")
@@ -134,20 +140,33 @@ def _write_processor(processor, directory: Path, layout: HubLayout) -> None:
     image.update(image_processor_type=layout.image_processor_type, processor_class=layout.processor_class)
     _dump(image, directory / "preprocessor_config.json")
     if layout.video_processor_type:
-        video = {key: image[key] for key in ("size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std") if key in image}
-        video.update(processor_class=layout.processor_class, video_processor_type=layout.video_processor_type)
-        _dump(video, directory / "video_preprocessor_config.json")
+        _write_video_processor(image, directory, layout)
     if layout.processor_config:
-        options = {
-            key: getattr(processor, key)
-            for key in ("num_additional_image_tokens", "patch_size", "vision_feature_select_strategy", "num_image_tokens", "vision_aspect_ratio")
-            if hasattr(processor, key)
-        }
+        names = layout.processor_config if isinstance(layout.processor_config, tuple) else DEFAULT_PROCESSOR_OPTIONS
+        options = {key: getattr(processor, key) for key in names if hasattr(processor, key)}
         _dump({**options, "processor_class": layout.processor_class}, directory / "processor_config.json")
     if layout.chat_template_file.endswith(".jinja"):
         (directory / layout.chat_template_file).write_text(processor.chat_template)
     else:
         _dump({"chat_template": processor.chat_template}, directory / layout.chat_template_file)
+
+
+DEFAULT_PROCESSOR_OPTIONS = ("num_additional_image_tokens", "patch_size", "vision_feature_select_strategy", "num_image_tokens", "vision_aspect_ratio")
+# The keys of llava-hf OneVision's video_processor/preprocessor_config.json, an image processor's
+# file format naming the video processor class.
+LEGACY_VIDEO_KEYS = ("do_convert_rgb", "do_normalize", "do_pad", "do_rescale", "do_resize", "image_mean", "image_std", "resample", "rescale_factor", "size")
+
+
+def _write_video_processor(image: dict, directory: Path, layout: HubLayout) -> None:
+    path = directory / layout.video_processor_file
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if layout.video_processor_file == "video_preprocessor_config.json":
+        video = {key: image[key] for key in ("size", "patch_size", "temporal_patch_size", "merge_size", "image_mean", "image_std") if key in image}
+        video.update(processor_class=layout.processor_class, video_processor_type=layout.video_processor_type)
+    else:
+        video = {key: image[key] for key in LEGACY_VIDEO_KEYS if key in image}
+        video.update(processor_class=layout.processor_class, image_processor_type=layout.video_processor_type)
+    _dump(video, path)
 
 
 def _write_tokenizer(tokenizer, directory: Path, layout: HubLayout) -> None:

@@ -52,9 +52,12 @@ CHAT_TEMPLATE = (
 )
 
 # What OpenGVLab/InternVL3-1B-hf holds: one model.safetensors, nested configs, the fast
-# GotOcr2 image processor's name, a video preprocessor config, Qwen2 tokenizer files.
+# GotOcr2 image processor's name, a video preprocessor config, Qwen2 tokenizer files; since the
+# InternVL3-hf repositories' "Update processor" revision, processor_config.json with
+# image_seq_length only and the template as chat_template.jinja.
 INTERNVL3_LAYOUT = HubLayout(
     repo="OpenGVLab/InternVL3-1B-hf", image_processor_type="GotOcr2ImageProcessorFast", processor_class="InternVLProcessor",
+    processor_config=("image_seq_length",), chat_template_file="chat_template.jinja",
     video_processor_type="InternVLVideoProcessor", tokenizer_files=("vocab.json", "merges.txt", "added_tokens.json", "special_tokens_map.json"),
 )
 

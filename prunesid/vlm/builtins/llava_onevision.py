@@ -43,14 +43,16 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# What llava-hf/llava-onevision-qwen2-0.5b-ov-hf holds: one model.safetensors, nested
-# configs with image_token_index / video_token_index, preprocessor, video preprocessor and
-# processor configs (num_image_tokens, vision_feature_select_strategy, vision_aspect_ratio),
-# the SigLIP weights under vision_tower.vision_model,
-# the Qwen tokenizer files.
+# What llava-hf/llava-onevision-qwen2-0.5b-ov-hf (and -7b-ov-hf) holds: one model.safetensors,
+# nested configs with image_token_index / video_token_index, preprocessor and processor configs
+# (num_image_tokens, vision_feature_select_strategy, vision_aspect_ratio), the video processor's
+# settings in a video_processor/ sub-folder (preprocessor_config.json naming
+# LlavaOnevisionVideoProcessor; no root video_preprocessor_config.json), the SigLIP weights under
+# vision_tower.vision_model, the Qwen tokenizer files.
 ONEVISION_LAYOUT = HubLayout(
     repo="llava-hf/llava-onevision-qwen2-0.5b-ov-hf", image_processor_type="LlavaOnevisionImageProcessor",
-    processor_class="LlavaOnevisionProcessor", clip_towers=("vision_tower.",), processor_config=True, video_processor_type="LlavaOnevisionVideoProcessor",
+    processor_class="LlavaOnevisionProcessor", clip_towers=("vision_tower.",), processor_config=True,
+    video_processor_type="LlavaOnevisionVideoProcessor", video_processor_file="video_processor/preprocessor_config.json",
     tokenizer_files=("vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json"),
 )
 
