@@ -45,8 +45,8 @@ def method_press(method: str, budget, phi_ref: float | None = None) -> Press:
 
 def unavailable(vlm) -> dict[str, str]:
     """The switch's entries this model cannot run, each with why (a press that requires an
-    input the family's tower does not give, e.g. VisionZip's CLS attention on SigLIP or
-    Qwen-VL): the page does not offer them, and says why beside the switch."""
+    input the family's tower does not give, e.g. CLS attention from a tower without a CLS
+    token): the page does not offer them, and says why beside the switch."""
     layout = vlm.family.layout
     reasons = {}
     for label, choice in CHOICES.items():

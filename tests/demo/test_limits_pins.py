@@ -8,15 +8,16 @@ place and failed.
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections import deque
 from types import SimpleNamespace
 
+from collections import Counter
+
 import pytest
 
 import demo.chat as chat_module
-from demo.admission import QueueShare
+from demo.admission import AdmissionPolicy
 from demo.chat import FULL, NO_SESSION, ChatQueue
 from demo.limits import CLIENT_SHARE, MODEL_SWITCHES, QUESTION_WINDOW_S, QUESTIONS_PER_WINDOW, SESSION_IDLE_S
 from demo.models import ModelSlot
@@ -40,46 +41,13 @@ class Clock:
 # --- the model queue's share per client (demo/admission.py) -------------------------------
 
 
-def _blocks_holding(events_per_client: dict[str, int]):
-    """A Gradio app stand-in whose queue holds that many events per client, half waiting and
-    half running."""
-    events = [
-        SimpleNamespace(request=SimpleNamespace(client=SimpleNamespace(host=client)))
-        for client, count in events_per_client.items() for _ in range(count)
-    ]
-    waiting, running = events[: len(events) // 2], events[len(events) // 2:]
-    queue = SimpleNamespace(
-        event_queue_per_concurrency_id={"model": SimpleNamespace(queue=waiting)}, active_jobs=[running, None],
-    )
-    return SimpleNamespace(_queue=queue)
-
-
-async def _app(scope, receive, send):
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-
-
-def _join(share: QueueShare, client: str) -> int:
-    """The HTTP status a POST to /queue/join from ``client`` gets (200: passed to the app)."""
-    sent = []
-
-    async def send(message):
-        sent.append(message)
-
-    async def receive():
-        return {"type": "http.request", "body": b""}
-
-    scope = {"type": "http", "method": "POST", "path": "/gradio_api/queue/join", "client": (client, 5000)}
-    asyncio.run(share(scope, receive, send))
-    return sent[0]["status"]
-
-
 def test_a_client_gets_exactly_its_share_of_the_queue_and_not_one_more():
-    """Bug caught: ``count > self.share`` (a client getting its share + 1)."""
-    at_share = QueueShare(_app, _blocks_holding({CLIENT: CLIENT_SHARE, "192.0.2.9": 40}), share=CLIENT_SHARE)
-    assert _join(at_share, CLIENT) == 429
-    below = QueueShare(_app, _blocks_holding({CLIENT: CLIENT_SHARE - 1, "192.0.2.9": 40}), share=CLIENT_SHARE)
-    assert _join(below, CLIENT) == 200
-    assert _join(at_share, "192.0.2.10") == 200  # nobody else is refused on its account
+    """Bug caught: ``mine > self.share`` (a client getting its share + 1)."""
+    policy = AdmissionPolicy()
+    others = {"192.0.2.9": CLIENT_SHARE - 1}
+    assert policy.refusal(CLIENT, Counter({CLIENT: CLIENT_SHARE, **others})) is not None
+    assert policy.refusal(CLIENT, Counter({CLIENT: CLIENT_SHARE - 1, **others})) is None
+    assert policy.refusal("192.0.2.10", Counter({CLIENT: CLIENT_SHARE, **others})) is None  # nobody else is refused on its account
 
 
 # --- the chat (demo/chat.py) -------------------------------------------------------------
