@@ -36,7 +36,7 @@ from prunesid.vlm import VLM
 
 class Pace(LogitsProcessor):
     def __call__(self, input_ids, scores):
-        time.sleep(0.03)
+        time.sleep(0.06)  # 200 tokens: 12 s of streaming, room for a loaded machine to send the second question
         return scores
 
 
