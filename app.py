@@ -114,6 +114,12 @@ A11Y_JS = """
 """
 
 
+OVERLAYS_HINT = (
+    "**Pick an example or upload an image**: the overlays below then show which patches PruneSID keeps "
+    "(Kept), its groups (Groups), the NMS survivors (Survivors) and each group's budget (Budget), "
+    "with the numbers under them."
+)
+
 VIDEO_OFF = (
     "The chosen model takes images only. Pick a model that takes clips above{example} "
     "to see PruneSID on every frame of a clip."
@@ -249,6 +255,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
                 dynamic = gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic")
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=3, min_width=420):
+                # Until an image is chosen the overlays are empty: say what will appear there.
+                overlays_hint = gr.Markdown(OVERLAYS_HINT, elem_id="overlays-hint")
                 with gr.Tabs():
                     # No image labels: a label badge would cover a chart's legend or a panel's title;
                     # the tab names the picture.
@@ -389,6 +397,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
+        image.change(lambda picture: gr.Markdown(visible=picture is None), image, overlays_hint, queue=False, **hidden, **raw)
         image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
         # Live re-render while a control moves: one event for all of them, so only the latest
         # values run when busy and an older answer never lands after a newer one.
