@@ -65,6 +65,9 @@ CSS = """
 #input-image .image-container {padding-top: 40px; box-sizing: border-box;}
 #input-video .video-container {padding-top: 40px; box-sizing: border-box;}
 #input-video .video-container video {max-height: 160px;}
+/* The Clip box is 240 px high, its label band included: the empty upload area is held to what
+   is left, so the Upload / Camera buttons under it are drawn whole (they were cut in half). */
+#input-video .video-container > .upload-container {height: 160px !important; min-height: 0 !important;}
 /* Wide sheets (panels side by side: Compare, Methods, the frame strips) on a phone: drawn at
    their own pixel size, so every caption keeps its drawn size (13-16 px), and scrolled
    sideways from their left edge (a centred overflow could not be scrolled to). */
