@@ -218,6 +218,7 @@ def test_a_refused_question_leaves_the_conversation_usable(browser, hosted_url):
     assert page.evaluate(NO_ERROR) and page.input_value("#message textarea") == "What is this?"
     _pick_example(page, 1)
     page.wait_for_function("/Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
+    assert not page.locator("#overlays-hint").is_visible()  # the overlays now show the image
     page.fill("#message textarea", "   ")
     page.click("#send")
     page.wait_for_function("/Not sent: the message is empty/.test(document.querySelector('#reply-info').innerText)", timeout=30_000)
@@ -313,11 +314,17 @@ def test_stop_is_off_when_idle_and_the_clip_chat_has_stop_retry_undo(browser, ho
     while an answer streams, and is off again once it is done; the clip chat has Retry (the
     answer is written again) and Undo (the question back in the box, the turn gone).
     Catches a Stop that looks active on an idle page, and a clip chat without Stop / Retry /
-    Undo (its answers used to be stateless, with nothing to retry or undo)."""
+    Undo (its answers used to be stateless, with nothing to retry or undo). Also: before any
+    image the overlays' place says what will appear there, and the empty Clip box draws its
+    Upload / Camera buttons whole (they were cut in half by the box's bottom edge)."""
     page = _open(browser, hosted_url, 1400)
     assert page.locator("#stop").is_disabled()
+    assert page.locator("#overlays-hint").is_visible() and "Pick an example" in page.locator("#overlays-hint").inner_text()
     _switch(page, "tiny-random-video-llava", follow="#video-stats")
     page.get_by_text("Video: PruneSID on every frame").click()
+    page.locator("#input-video .source-selection button").first.wait_for(timeout=10_000)
+    cut = page.evaluate("() => { const box = document.querySelector('#input-video').getBoundingClientRect(); return [...document.querySelectorAll('#input-video .source-selection button')].map(b => b.getBoundingClientRect().bottom - box.bottom); }")
+    assert cut and max(cut) <= 0, cut  # every source button ends inside the box
     page.locator("#input-video").locator("xpath=ancestor::div[contains(@class,'column')][1]").locator(".gallery-item").first.click()
     page.wait_for_function("/video tokens to the LLM/.test(document.querySelector('#video-stats').innerText)", timeout=120_000)
     assert page.locator("#video-stop").is_disabled() and page.locator("#stop").is_disabled()
