@@ -38,7 +38,7 @@ from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, offered, unavailable_
 from demo.model_choice import choose_model, load_with_fallback
 from demo.playable import served_copy
 from demo.models import ModelSlot, Served, hub_reachable_at_launch, unbound
-from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, example_videos
+from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, check_clip_question, example_videos, video_stats_markdown
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
     import spaces
@@ -65,6 +65,9 @@ CSS = """
 #input-image .image-container {padding-top: 40px; box-sizing: border-box;}
 #input-video .video-container {padding-top: 40px; box-sizing: border-box;}
 #input-video .video-container video {max-height: 160px;}
+/* The Clip box is 240 px high, its label band included: the empty upload area is held to what
+   is left, so the Upload / Camera buttons under it are drawn whole (they were cut in half). */
+#input-video .video-container > .upload-container {height: 160px !important; min-height: 0 !important;}
 /* Wide sheets (panels side by side: Compare, Methods, the frame strips) on a phone: drawn at
    their own pixel size, so every caption keeps its drawn size (13-16 px), and scrolled
    sideways from their left edge (a centred overflow could not be scrolled to). */
@@ -114,6 +117,12 @@ A11Y_JS = """
 """
 
 
+OVERLAYS_HINT = (
+    "**Pick an example or upload an image**: the overlays below then show which patches PruneSID keeps "
+    "(Kept), its groups (Groups), the NMS survivors (Survivors) and each group's budget (Budget), "
+    "with the numbers under them."
+)
+
 VIDEO_OFF = (
     "The chosen model takes images only. Pick a model that takes clips above{example} "
     "to see PruneSID on every frame of a clip."
@@ -153,57 +162,73 @@ def build(slot: ModelSlot) -> gr.Blocks:
     @user_errors
     def open_chat(request: gr.Request):
         chats.open(request.session_hash, client_of(request))
+        video_chats.open(request.session_hash, client_of(request))
 
     def close_chat(request: gr.Request):
         chats.forget(request.session_hash, client_of(request))
+        video_chats.forget(request.session_hash, client_of(request))
         slot.forget(request.session_hash, client_of(request))
 
-    def send_message(message, image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        # A refused question is a message under the chat, never an error: the question stays
-        # in the box, the conversation stays as it was and usable (no "Error" badge over it).
-        try:
-            history = chats.send(request.session_hash, message, image, (budget, groups, lam, grouping, dynamic), client_of(request))
-        except (ValueError, TypeError) as error:
-            refused(send_message, error)  # one line in the log
-            return gr.skip(), gr.skip(), f"⚠️ Not sent: {error}"
-        return "", history, "waiting for the answer..."
+    def sender(queue: ChatQueue):
+        def send_message(message, media, budget, groups, lam, grouping, dynamic, request: gr.Request):
+            # A refused question is a message under the chat, never an error: the question stays
+            # in the box, the conversation stays as it was and usable (no "Error" badge over it).
+            try:
+                history = queue.send(request.session_hash, message, media, (budget, groups, lam, grouping, dynamic), client_of(request))
+            except (ValueError, TypeError) as error:
+                refused(send_message, error)  # one line in the log
+                return gr.skip(), gr.skip(), f"⚠️ Not sent: {error}"
+            return "", history, "waiting for the answer..."
+
+        return send_message
 
     def why_not_sent():
         return "⚠️ Not sent: the question could not be queued; try again"
 
-    @on_gpu
-    @user_errors
-    def answer(request: gr.Request):
-        answered = False
-        with slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
-            answers = list_answers(served, request)
-            for history, info, stats in answers:
-                answered = True
-                if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
-                    yield history, "generating..." if info is None else info, gr.skip(), gr.skip()
-                else:
-                    yield history, info, stats, stats_markdown(stats)
-        if not answered:  # another worker of this session is answering: it takes the question
-            yield gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    def chat_events(queue: ChatQueue, stream_of):
+        """The page's events of one chat queue (the image's, the clip's): answer, stop, retry,
+        undo and a new conversation, on the session's model (``stream_of(served)``). The answer
+        also says whether Stop can be pressed: only while an answer is being written."""
 
-    def list_answers(served: Served, request: gr.Request):
-        return chats.answer(request.session_hash, client_of(request), answer_stream=served.handlers.queued_answer)
+        @on_gpu
+        @user_errors
+        def answer(request: gr.Request):
+            answered = False
+            with slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
+                for history, info, stats in queue.answer(request.session_hash, client_of(request), answer_stream=stream_of(served)):
+                    answered = True
+                    if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
+                        yield history, "generating..." if info is None else info, gr.skip(), gr.skip(), gr.Button(interactive=info is None)
+                    else:
+                        yield history, info, stats, stats_markdown_of(stats), gr.Button(interactive=False)
+            if answered:
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Button(interactive=False)
+            else:  # another worker of this session is answering: it takes the question
+                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
-    @user_errors
-    def stop_answer(request: gr.Request):
-        chats.stop(request.session_hash, client_of(request))
+        @user_errors
+        def stop_answer(request: gr.Request):
+            queue.stop(request.session_hash, client_of(request))
 
-    @user_errors
-    def retry(image, budget, groups, lam, grouping, dynamic, request: gr.Request):
-        return chats.retry(request.session_hash, image, (budget, groups, lam, grouping, dynamic), client_of(request))
+        @user_errors
+        def retry(media, budget, groups, lam, grouping, dynamic, request: gr.Request):
+            return queue.retry(request.session_hash, media, (budget, groups, lam, grouping, dynamic), client_of(request))
 
-    @user_errors
-    def undo(request: gr.Request):
-        return chats.undo(request.session_hash, client_of(request))
+        @user_errors
+        def undo(request: gr.Request):
+            return queue.undo(request.session_hash, client_of(request))
 
-    @user_errors
-    def new_chat(request: gr.Request):
-        return chats.reset(request.session_hash, client_of(request)), ""
+        @user_errors
+        def new_chat(request: gr.Request):
+            return queue.reset(request.session_hash, client_of(request)), "", gr.Button(interactive=False)
+
+        stats_markdown_of = stats_markdown if queue is chats else video_stats_markdown
+        return answer, stop_answer, retry, undo, new_chat
+
+    answer, stop_answer, retry, undo, new_chat = chat_events(chats, lambda served: served.handlers.queued_answer)
+    clip_checks = Handlers(first.vlm, phi_ref=None, max_new_tokens=handlers.max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
+    video_chats = ChatQueue(None, validate=check_clip_question(clip_checks), check_message=question_text)
+    video_answer, video_stop_answer, video_retry, video_undo, video_new_chat = chat_events(video_chats, lambda served: served.clips().queued_answer)
 
     with gr.Blocks(title="PruneSID: what the compressor keeps") as page:
         gr.Markdown(
@@ -233,6 +258,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
                 dynamic = gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic")
                 analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
             with gr.Column(scale=3, min_width=420):
+                # Until an image is chosen the overlays are empty: say what will appear there.
+                overlays_hint = gr.Markdown(OVERLAYS_HINT, elem_id="overlays-hint")
                 with gr.Tabs():
                     # No image labels: a label badge would cover a chart's legend or a panel's title;
                     # the tab names the picture.
@@ -272,7 +299,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         with gr.Row():
             message = gr.Textbox(placeholder="Ask about the image...", label="Question about the image", show_label=False, scale=5, elem_id="message")
             send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop")
+            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", interactive=False)  # on only while an answer is written
         reply_info = gr.Markdown(elem_id="reply-info")
         chat_status = reply_info
 
@@ -346,7 +373,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
                 video_chatbot = gr.Chatbot(label="Answer about the clip", height=220, elem_id="video-chatbot")
                 with gr.Row():
                     video_message = gr.Textbox(placeholder="Ask about the clip...", label="Question about the clip", show_label=False, scale=5, elem_id="video-message")
-                    video_send = gr.Button("Send", scale=1, elem_id="video-send")
+                    video_send = gr.Button("Send", variant="primary", scale=1, elem_id="video-send")
+                    video_stop = gr.Button("Stop", variant="stop", scale=1, elem_id="video-stop", interactive=False)
                 video_info = gr.Markdown(elem_id="video-reply-info")
 
         # Endpoints for API clients only (gradio_client): a stateless chat and the patch explanation.
@@ -372,6 +400,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
+        image.change(lambda picture: gr.Markdown(visible=picture is None), image, overlays_hint, queue=False, **hidden, **raw)
         image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
         # Live re-render while a control moves: one event for all of them, so only the latest
         # values run when busy and an older answer never lands after a newer one.
@@ -390,20 +419,21 @@ def build(slot: ModelSlot) -> gr.Blocks:
 
         # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
         chat_outputs = [chatbot, chat_status, stats_json, stats_table]
+        page_chat_outputs = chat_outputs + [stop]
         answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden, **MODEL_WORK}
         # Queued (its own concurrency: never behind model work), because only a queued event's
         # gr.Error reaches the page with its message; outside the queue it is a bare "Error".
         sent = gr.on(
-            [send.click, message.submit], send_message, [message] + controls, [message, chatbot, chat_status],
+            [send.click, message.submit], sender(chats), [message] + controls, [message, chatbot, chat_status],
             queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
         sent.failure(why_not_sent, None, chat_status, queue=False, show_progress="hidden", **hidden)  # not a refusal: those return
-        sent.success(answer, None, chat_outputs, **answering)
+        sent.success(answer, None, page_chat_outputs, **answering)
         stop.click(stop_answer, None, None, queue=False, **hidden)
-        chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, chat_outputs, **answering)
+        chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, page_chat_outputs, **answering)
         chatbot.undo(undo, None, [chatbot, message], queue=False, **hidden)
-        chatbot.clear(new_chat, None, [chatbot, reply_info], queue=False, **hidden)
-        image.change(new_chat, None, [chatbot, reply_info], queue=False, **hidden)  # a new image starts a new chat
+        chatbot.clear(new_chat, None, [chatbot, reply_info, stop], queue=False, **hidden)
+        image.change(new_chat, None, [chatbot, reply_info, stop], queue=False, **hidden)  # a new image starts a new chat
         api_chat.click(chat, [message, chatbot] + controls, chat_outputs, api_name="chat", **model)
 
         compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **model)
@@ -436,26 +466,25 @@ def build(slot: ModelSlot) -> gr.Blocks:
         )
         for control, name, bounds, step in ((frame_budget, "budget", FRAME_BUDGET_RANGE, 1), (video_groups, "groups", GROUPS_RANGE, 1), (video_lam, "lam", LAM_RANGE, 0.25)):
             control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
-        video.change(lambda: ([], ""), None, [video_chatbot, video_info], queue=False, **hidden)
         # A clip whose codec browsers do not play (MPEG-4 Part 2, MJPEG...) is swapped for a
         # VP8 copy of the same frames, within bounds (demo/playable.py); the analysis follows.
         video.upload(make_playable, video, video, show_progress="hidden", **hidden, **model)
         video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
         api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
 
-        def chat_video_page(message, history, video, budget, groups, lam, grouping, dynamic, request: gr.Request):
-            # Also hand back the question answered, so the box is cleared only if it still
-            # holds that question: a follow-up typed meanwhile is never wiped. A send while
-            # an answer streams is ignored by the event (trigger "once"), so it stays in the box.
-            for outputs in chat_video(message, history, video, budget, groups, lam, grouping, dynamic, request):
-                yield (*outputs, message)
-
-        answered = gr.State("")
+        # The page's clip chat: the image chat's queue and events (demo/chat.py), on the clip.
+        video_page_outputs = [video_chatbot, video_info, video_json, video_table, video_stop]
         video_sent = gr.on(
-            [video_send.click, video_message.submit], chat_video_page, [video_message, video_chatbot] + video_controls,
-            video_outputs_chat + [answered], **hidden, **model,
+            [video_send.click, video_message.submit], sender(video_chats), [video_message] + video_controls,
+            [video_message, video_chatbot, video_info], queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
-        video_sent.then(lambda sent, current: "" if current == sent else gr.skip(), [answered, video_message], video_message, queue=False, **hidden)
+        video_sent.failure(why_not_sent, None, video_info, queue=False, show_progress="hidden", **hidden)
+        video_sent.success(video_answer, None, video_page_outputs, **answering)
+        video_stop.click(video_stop_answer, None, None, queue=False, **hidden)
+        video_chatbot.retry(video_retry, video_controls, video_chatbot, queue=False, **hidden, **raw).success(video_answer, None, video_page_outputs, **answering)
+        video_chatbot.undo(video_undo, None, [video_chatbot, video_message], queue=False, **hidden)
+        video_chatbot.clear(video_new_chat, None, [video_chatbot, video_info, video_stop], queue=False, **hidden)
+        video.change(video_new_chat, None, [video_chatbot, video_info, video_stop], queue=False, **hidden)  # a new clip starts a new chat
 
         # The model picker: the session's own model (demo/models.py). Every panel follows it:
         # labels, banner, clip section; the chat, the clicked patch and the comparisons of the
@@ -466,6 +495,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
             served = slot.choose(request.session_hash, client_of(request), model)
             with contextlib.suppress(ValueError):  # an API client has no page chat
                 chats.reset(request.session_hash, client_of(request))
+                video_chats.reset(request.session_hash, client_of(request))
             vlm = served.vlm
             return (
                 served.banner,

@@ -27,7 +27,7 @@ import gradio as gr
 
 from demo.figures import figures
 from demo.files import ASSETS, RefusedFile, allowed_path
-from demo.handlers import Handlers, _conversation, chat_history, fed_words, question
+from demo.handlers import Handlers, _conversation, _stopping_criteria, chat_history, fed_words, question
 from demo.limits import FRAME_BUDGET_RANGE, MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
@@ -237,12 +237,46 @@ class VideoHandlers:
         history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
         timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
         stats = self.stats(encoded, reply.selections[0], press, timings)
-        info = (
+        info = self.reply_info(reply, stats)
+        yield history, info, stats, video_stats_markdown(stats)
+
+    def queued_answer(self, history: list, message: str, video, controls: tuple, stop: threading.Event):
+        """One queued question of the page's clip chat (demo/chat.py, the image chat's queue):
+        yields ``(answer so far, None)``, then ``(answer, (info, stats))``; ``stop``, when set,
+        ends the answer early (what is generated so far is kept)."""
+        press = self.press(*controls)
+        encoded = self.encode(video)
+        stream = self.vlm.stream(
+            encoded.video, video_conversation(history, message), press=press, max_new_tokens=self.max_new_tokens,
+            stopping_criteria=_stopping_criteria(stop),
+        )
+        answer = ""
+        for piece in stream:
+            answer += piece
+            yield answer, None
+        reply = stream.reply
+        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
+        stats = self.stats(encoded, reply.selections[0], press, timings)
+        yield reply.text or ("" if stop.is_set() else "(empty answer)"), (self.reply_info(reply, stats), stats)
+
+    @staticmethod
+    def reply_info(reply, stats: dict) -> str:
+        return (
             f"{reply.visual_tokens[0]} video tokens ({stats['frames']} frames) of {stats['visual_tokens_uncompressed']} · "
             f"prefill {reply.timings['prefill_ms']:.0f} ms · decode {reply.timings['decode_ms']:.0f} ms "
             f"({int(reply.timings['new_tokens'])} tokens)"
         )
-        yield history, info, stats, video_stats_markdown(stats)
+
+
+def check_clip_question(checks: Handlers):
+    """The clip chat's checks when a question is sent (the clip file, N per frame and the
+    other controls), with ``checks`` holding N to the per-frame range: model-independent."""
+
+    def check(video, controls: tuple) -> None:
+        checks.press(*controls)
+        allowed_clip(video)
+
+    return check
 
 
 def video_conversation(history: list, message: str) -> list[dict]:
@@ -284,6 +318,6 @@ def video_stats_markdown(stats: dict) -> str:
 
 
 __all__ = [
-    "DEFAULT_FRAME_BUDGET", "VideoHandlers", "allowed_clip", "choose_video_model", "example_videos", "read_video_bytes",
+    "DEFAULT_FRAME_BUDGET", "VideoHandlers", "allowed_clip", "check_clip_question", "choose_video_model", "example_videos", "read_video_bytes",
     "video_conversation", "video_stats_markdown",
 ]

@@ -58,13 +58,16 @@ def outline_patches(overlay: Image.Image, image: Image.Image, grids: list[PatchG
     return marked
 
 
-def number_groups(overlay: Image.Image, image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> Image.Image:
-    """A copy of the groups overlay with each group's number written on one of its patches
-    (the member nearest the group's centre) in every view."""
-    marked = overlay.copy()
-    draw = ImageDraw.Draw(marked)
+def group_labels(image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> list[tuple[str, tuple[float, float], ImageFont.ImageFont, tuple]]:
+    """Where each group's number goes: ``(text, centre, font, box)``, one per group and view
+    whose number fits. A number sits on the group's member nearest its centre; if its box
+    would overlap one already placed, on the next nearest member, then at a smaller size; a
+    number that fits nowhere (or would run off its panel) is left out, so no two numbers ever overlap (a tall thin image
+    has small patches, and neighbouring groups' centres close together)."""
     groups = selection.groups.cpu().numpy()
     placed = placed_canvases(image, grids)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    labels, taken = [], []
     for view, grid in enumerate(grids):
         rows, cols = np.divmod(np.arange(grid.num_patches), grid.cols)
         for group in range(int(selection.num_groups[view])):
@@ -72,10 +75,47 @@ def number_groups(overlay: Image.Image, image: Image.Image, selection: Selection
             if members.size == 0:
                 continue
             centre_r, centre_c = rows[members].mean(), cols[members].mean()
-            nearest = members[np.argmin((rows[members] - centre_r) ** 2 + (cols[members] - centre_c) ** 2)]
-            box = patch_box(image, grids, view, int(nearest), placed)
+            nearest_first = members[np.argsort((rows[members] - centre_r) ** 2 + (cols[members] - centre_c) ** 2, kind="stable")]
+            label = _free_spot(str(group), nearest_first[:PLACES_TRIED], image, grids, view, placed, measure, taken)
+            if label is not None:
+                labels.append(label)
+                taken.append(label[3])
+    return labels
+
+
+PLACES_TRIED = 12  # members of a group tried for its number, nearest the centre first
+NUMBER_FONTS = (NUMBER_FONT, ImageFont.load_default(size=10))  # the usual size, then a smaller one
+NUMBER_STROKE = 2
+
+
+def _free_spot(text, members, image, grids, view, placed, measure, taken):
+    for font in NUMBER_FONTS:
+        for member in members:
+            box = patch_box(image, grids, view, int(member), placed)
             if box is None:
                 continue
-            x, y = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-            draw.text((x, y), str(group), fill=(255, 255, 255), font=NUMBER_FONT, anchor="mm", stroke_width=2, stroke_fill=(0, 0, 0))
+            centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+            bounds = measure.textbbox(centre, text, font=font, anchor="mm", stroke_width=NUMBER_STROKE)
+            panel = next(((left, top, left + c.view.shape[1], top + c.view.shape[0]) for left, top, c in placed if _inside(box, left, top, c)), None)
+            on_panel = panel is not None and panel[0] <= bounds[0] and panel[1] <= bounds[1] and bounds[2] <= panel[2] and bounds[3] <= panel[3]
+            if on_panel and not any(_overlap(bounds, other) for other in taken):
+                return text, centre, font, bounds
+    return None
+
+
+def _inside(box, left, top, canvas) -> bool:
+    return left <= box[0] and top <= box[1] and box[2] < left + canvas.view.shape[1] and box[3] < top + canvas.view.shape[0]
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def number_groups(overlay: Image.Image, image: Image.Image, selection: Selection, grids: list[PatchGrid]) -> Image.Image:
+    """A copy of the groups overlay with each group's number written on it in every view
+    (placed by :func:`group_labels`: never two numbers over each other)."""
+    marked = overlay.copy()
+    draw = ImageDraw.Draw(marked)
+    for text, centre, font, _ in group_labels(image, selection, grids):
+        draw.text(centre, text, fill=(255, 255, 255), font=font, anchor="mm", stroke_width=NUMBER_STROKE, stroke_fill=(0, 0, 0))
     return marked

@@ -218,6 +218,7 @@ def test_a_refused_question_leaves_the_conversation_usable(browser, hosted_url):
     assert page.evaluate(NO_ERROR) and page.input_value("#message textarea") == "What is this?"
     _pick_example(page, 1)
     page.wait_for_function("/Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
+    assert not page.locator("#overlays-hint").is_visible()  # the overlays now show the image
     page.fill("#message textarea", "   ")
     page.click("#send")
     page.wait_for_function("/Not sent: the message is empty/.test(document.querySelector('#reply-info').innerText)", timeout=30_000)
@@ -293,4 +294,58 @@ def test_the_model_picker_opens_again_after_escape(browser, hosted_url):  # noqa
     page.wait_for_function("() => !document.querySelector(\"[data-testid='dropdown-option']\")", timeout=10_000)
     box.click()
     page.locator("[data-testid='dropdown-option']").first.wait_for(state="visible", timeout=10_000)
+    page.close()
+
+
+# Records, from now on, whether the chat's Stop was ever pressable and whether its answers were ever all gone.
+WATCH_CHAT = """([chat, stop]) => {
+  window.watched = {stopOn: false, emptied: false};
+  const look = () => {
+    const button = document.querySelector(stop);
+    if (button && !button.disabled) window.watched.stopOn = true;
+    if (document.querySelectorAll(chat + ' [data-testid=bot]').length === 0) window.watched.emptied = true;
+  };
+  new MutationObserver(look).observe(document.body, {childList: true, subtree: true, attributes: true, characterData: true});
+}"""
+
+
+def test_stop_is_off_when_idle_and_the_clip_chat_has_stop_retry_undo(browser, hosted_url):  # noqa: F811
+    """Stop (image and clip chat) cannot be pressed while nothing is being written, can be
+    while an answer streams, and is off again once it is done; the clip chat has Retry (the
+    answer is written again) and Undo (the question back in the box, the turn gone).
+    Catches a Stop that looks active on an idle page, and a clip chat without Stop / Retry /
+    Undo (its answers used to be stateless, with nothing to retry or undo). Also: before any
+    image the overlays' place says what will appear there, and the empty Clip box draws its
+    Upload / Camera buttons whole (they were cut in half by the box's bottom edge)."""
+    page = _open(browser, hosted_url, 1400)
+    assert page.locator("#stop").is_disabled()
+    assert page.locator("#overlays-hint").is_visible() and "Pick an example" in page.locator("#overlays-hint").inner_text()
+    _switch(page, "tiny-random-video-llava", follow="#video-stats")
+    page.get_by_text("Video: PruneSID on every frame").click()
+    page.locator("#input-video .source-selection button").first.wait_for(timeout=10_000)
+    cut = page.evaluate("() => { const box = document.querySelector('#input-video').getBoundingClientRect(); return [...document.querySelectorAll('#input-video .source-selection button')].map(b => b.getBoundingClientRect().bottom - box.bottom); }")
+    assert cut and max(cut) <= 0, cut  # every source button ends inside the box
+    page.locator("#input-video").locator("xpath=ancestor::div[contains(@class,'column')][1]").locator(".gallery-item").first.click()
+    page.wait_for_function("/video tokens to the LLM/.test(document.querySelector('#video-stats').innerText)", timeout=120_000)
+    assert page.locator("#video-stop").is_disabled() and page.locator("#stop").is_disabled()
+    answered = "() => document.querySelectorAll('#video-chatbot [data-testid=bot]').length === 1 && /video tokens \\(/.test(document.querySelector('#video-reply-info').innerText)"
+    page.evaluate(WATCH_CHAT, ["#video-chatbot", "#video-stop"])
+    page.fill("#video-message textarea", "What moves?")
+    page.click("#video-send")
+    page.wait_for_function(answered, timeout=60_000)
+    page.wait_for_function("() => document.querySelector('#video-stop').disabled", timeout=10_000)
+    assert page.evaluate("window.watched.stopOn"), "Stop was never pressable while the answer was written"
+    assert page.input_value("#video-message textarea") == ""
+    # Retry: the answer goes and is written again, the question stays.
+    page.evaluate(WATCH_CHAT, ["#video-chatbot", "#video-stop"])
+    page.locator("#video-chatbot button[aria-label='Retry']").click()
+    page.wait_for_function("() => window.watched.emptied", timeout=30_000)
+    page.wait_for_function(answered, timeout=60_000)
+    assert page.locator("#video-chatbot [data-testid=user]").count() == 1
+    page.wait_for_function("() => document.querySelector('#video-stop').disabled", timeout=10_000)
+    # Undo: the turn is gone and its question is back in the box.
+    page.locator("#video-chatbot button[aria-label='Undo']").click()
+    page.wait_for_function("() => document.querySelector('#video-message textarea').value === 'What moves?'", timeout=30_000)
+    assert page.locator("#video-chatbot [data-testid=user]").count() == 0
+    assert page.evaluate(NO_ERROR)
     page.close()

@@ -65,7 +65,7 @@ def test_every_queued_event_that_runs_the_model_shares_one_concurrency_group(tin
     queued = {fn.api_name: fn for fn in page.fns.values() if fn.queue}
     shared = {name for name, fn in queued.items() if fn.concurrency_id == CONCURRENCY_ID}
     assert set(queued) - shared == {"close_chat"}  # the page's unload: no model work
-    assert {"analyze", "refresh", "answer", "answer_1", "refresh_video", "chat_video_page", "compare_methods"} <= shared
+    assert {"analyze", "refresh", "answer", "answer_1", "answer_2", "answer_3", "refresh_video", "chat_video", "compare_methods"} <= shared
     assert {queued[name].concurrency_limit for name in shared} == {CONCURRENCY_LIMIT}
 
 

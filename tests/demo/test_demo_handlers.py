@@ -131,7 +131,7 @@ def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch,
         sys.modules.pop("app", None)
     images = ["analyze", "answer", "chat", "compare_answers", "compare_groupings", "explain", "page_click", "page_pick", "page_view"]
     methods = ["analyze", "compare", "refresh"]  # MethodHandlers' analyze / compare / refresh
-    clips = ["analyze_video", "chat_video", "refresh_video"]
+    clips = ["analyze_video", "chat_video", "refresh_video", "answer"]  # answer: the page's clip chat, on its queue
     assert sorted(decorated) == sorted(images + methods + clips + ["switch_model"]), decorated
 
 
