@@ -24,7 +24,7 @@ from starlette.middleware import Middleware
 from demo.admission import Admission, client_of
 from demo import errors
 from demo.chat import ChatQueue
-from demo.files import MAX_FILE_BYTES
+from demo.files import MAX_FILE_BYTES, allowed_path, requested_path
 from demo.handlers import question as question_text
 from demo.handlers import (
     EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, refused, snap, stats_markdown, user_errors,
@@ -137,6 +137,15 @@ def make_playable(video):
         yield copy if copy is not None else gr.skip()
 
 
+@user_errors
+def overlays_hint_for(picture):
+    """The line above the overlays shows until an image is chosen. Like every event that
+    takes a file, a path this app did not hand out is refused, though this one reads nothing."""
+    if picture is not None:
+        allowed_path(requested_path(picture))
+    return gr.Markdown(visible=picture is None)
+
+
 def build(slot: ModelSlot) -> gr.Blocks:
     """The page, its events on the model each session chose (demo/models.py)."""
     first = slot.first
@@ -193,16 +202,19 @@ def build(slot: ModelSlot) -> gr.Blocks:
         @on_gpu
         @user_errors
         def answer(request: gr.Request):
-            answered = False
+            # Each update is sent one step late, so that the last one (the event's result, the
+            # finished conversation) also turns Stop off.
+            last = None
             with slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
                 for history, info, stats in queue.answer(request.session_hash, client_of(request), answer_stream=stream_of(served)):
-                    answered = True
+                    if last is not None:
+                        yield last
                     if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
-                        yield history, "generating..." if info is None else info, gr.skip(), gr.skip(), gr.Button(interactive=info is None)
+                        last = (history, "generating..." if info is None else info, gr.skip(), gr.skip(), gr.Button(interactive=info is None))
                     else:
-                        yield history, info, stats, stats_markdown_of(stats), gr.Button(interactive=False)
-            if answered:
-                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Button(interactive=False)
+                        last = (history, info, stats, stats_markdown_of(stats), gr.Button(interactive=False))
+            if last is not None:
+                yield (*last[:-1], gr.Button(interactive=False))
             else:  # another worker of this session is answering: it takes the question
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
@@ -400,7 +412,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
-        image.change(lambda picture: gr.Markdown(visible=picture is None), image, overlays_hint, queue=False, **hidden, **raw)
+        image.change(overlays_hint_for, image, overlays_hint, queue=False, **hidden, **raw)
         image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
         # Live re-render while a control moves: one event for all of them, so only the latest
         # values run when busy and an older answer never lands after a newer one.
