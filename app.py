@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import logging
 import os
 
@@ -24,7 +25,7 @@ from starlette.middleware import Middleware
 from demo.admission import Admission, client_of
 from demo import errors
 from demo.chat import ChatQueue
-from demo.files import MAX_FILE_BYTES, allowed_path, requested_path
+from demo.files import MAX_FILE_BYTES
 from demo.handlers import question as question_text
 from demo.handlers import (
     EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, refused, snap, stats_markdown, user_errors,
@@ -117,11 +118,10 @@ A11Y_JS = """
 """
 
 
-OVERLAYS_HINT = (
-    "**Pick an example or upload an image**: the overlays below then show which patches PruneSID keeps "
-    "(Kept), its groups (Groups), the NMS survivors (Survivors) and each group's budget (Budget), "
-    "with the numbers under them."
-)
+# The line above the overlays: what they will show, then (an image chosen) how to ask about a
+# patch. Both one short line, so the overlays do not move when it changes.
+OVERLAYS_HINT = "**Pick an example or upload an image**: the overlays below then show what PruneSID keeps and why."
+CLICK_HINT = "**Click a patch** on an overlay (or use the patch picker) to see why it was kept or dropped."
 
 VIDEO_OFF = (
     "The chosen model takes images only. Pick a model that takes clips above{example} "
@@ -135,15 +135,6 @@ def make_playable(video):
     generator, so that the copy is deleted once Gradio has taken it into its cache."""
     with served_copy(allowed_clip(video)) as copy:
         yield copy if copy is not None else gr.skip()
-
-
-@user_errors
-def overlays_hint_for(picture):
-    """The line above the overlays shows until an image is chosen. Like every event that
-    takes a file, a path this app did not hand out is refused, though this one reads nothing."""
-    if picture is not None:
-        allowed_path(requested_path(picture))
-    return gr.Markdown(visible=picture is None)
 
 
 def build(slot: ModelSlot) -> gr.Blocks:
@@ -412,7 +403,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
         page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
-        image.change(overlays_hint_for, image, overlays_hint, queue=False, **hidden, **raw)
+        # In the browser alone (no request): the line changes as the image does.
+        image.change(None, image, overlays_hint, js=f"(picture) => picture ? {json.dumps(CLICK_HINT)} : {json.dumps(OVERLAYS_HINT)}", **hidden)
         image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
         # Live re-render while a control moves: one event for all of them, so only the latest
         # values run when busy and an older answer never lands after a newer one.

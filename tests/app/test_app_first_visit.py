@@ -218,7 +218,7 @@ def test_a_refused_question_leaves_the_conversation_usable(browser, hosted_url):
     assert page.evaluate(NO_ERROR) and page.input_value("#message textarea") == "What is this?"
     _pick_example(page, 1)
     page.wait_for_function("/Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
-    assert not page.locator("#overlays-hint").is_visible()  # the overlays now show the image
+    page.wait_for_function("/Click a patch/.test(document.querySelector('#overlays-hint').innerText)", timeout=10_000)  # the overlays now show the image
     page.fill("#message textarea", "   ")
     page.click("#send")
     page.wait_for_function("/Not sent: the message is empty/.test(document.querySelector('#reply-info').innerText)", timeout=30_000)
