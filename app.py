@@ -193,18 +193,15 @@ def build(slot: ModelSlot) -> gr.Blocks:
         @on_gpu
         @user_errors
         def answer(request: gr.Request):
-            # Each update is sent one step late, so that the last one (the event's result, the
-            # finished conversation) also turns Stop off.
             last = None
             with slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
                 for history, info, stats in queue.answer(request.session_hash, client_of(request), answer_stream=stream_of(served)):
-                    if last is not None:
-                        yield last
                     if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
                         last = (history, "generating..." if info is None else info, gr.skip(), gr.skip(), gr.Button(interactive=info is None))
                     else:
                         last = (history, info, stats, stats_markdown_of(stats), gr.Button(interactive=False))
-            if last is not None:
+                    yield last
+            if last is not None:  # the event's result: the finished conversation again, with Stop off
                 yield (*last[:-1], gr.Button(interactive=False))
             else:  # another worker of this session is answering: it takes the question
                 yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
