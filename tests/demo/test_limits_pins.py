@@ -21,21 +21,9 @@ from demo.admission import AdmissionPolicy
 from demo.chat import FULL, NO_SESSION, ChatQueue
 from demo.limits import CLIENT_SHARE, MODEL_SWITCHES, QUESTION_WINDOW_S, QUESTIONS_PER_WINDOW, SESSION_IDLE_S
 from demo.models import ModelSlot
+from tests.demo.test_hostile_chat import CONTROLS, Clock, answers
 
-CONTROLS = (64, 0, 0, "psca", False)
 CLIENT = "198.51.100.1"
-
-
-def answers(history, message, image, controls, stop):
-    yield f"answer to {message}", ("info", {})
-
-
-class Clock:
-    def __init__(self):
-        self.now = 1000.0
-
-    def __call__(self):
-        return self.now
 
 
 # --- the model queue's share per client (demo/admission.py) -------------------------------
