@@ -185,7 +185,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
     def why_not_sent():
         return "⚠️ Not sent: the question could not be queued; try again"
 
-    def chat_events(queue: ChatQueue, stream_of):
+    def chat_events(queue: ChatQueue, stream_of, stats_markdown_of):
         """The page's events of one chat queue (the image's, the clip's): answer, stop, retry,
         undo and a new conversation, on the session's model (``stream_of(served)``). The answer
         also says whether Stop can be pressed: only while an answer is being written."""
@@ -222,13 +222,12 @@ def build(slot: ModelSlot) -> gr.Blocks:
         def new_chat(request: gr.Request):
             return queue.reset(request.session_hash, client_of(request)), "", gr.Button(interactive=False)
 
-        stats_markdown_of = stats_markdown if queue is chats else video_stats_markdown
         return answer, stop_answer, retry, undo, new_chat
 
-    answer, stop_answer, retry, undo, new_chat = chat_events(chats, lambda served: served.handlers.queued_answer)
+    answer, stop_answer, retry, undo, new_chat = chat_events(chats, lambda served: served.handlers.queued_answer, stats_markdown)
     clip_checks = Handlers(first.vlm, phi_ref=None, max_new_tokens=handlers.max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
     video_chats = ChatQueue(None, validate=check_clip_question(clip_checks), check_message=question_text)
-    video_answer, video_stop_answer, video_retry, video_undo, video_new_chat = chat_events(video_chats, lambda served: served.clips().queued_answer)
+    video_answer, video_stop_answer, video_retry, video_undo, video_new_chat = chat_events(video_chats, lambda served: served.clips().queued_answer, video_stats_markdown)
 
     with gr.Blocks(title="PruneSID: what the compressor keeps") as page:
         gr.Markdown(

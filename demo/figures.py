@@ -32,7 +32,6 @@ def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int,
     used = [int(n) for n in selection.budget.tolist()]
     return {
         "views": views,
-        "view_labels": [grid.label for grid in grids],
         "view_word": view_word(modality, grids),
         "scope_view": scope,  # the view the per-view rows (K, lambda, tau, survivors, quotas) describe
         "tokens_per_view": int(selection.tokens_per_view),
@@ -113,13 +112,13 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
 def tau_text(preset: str, lam: float, tau: float) -> str:
     """``"λ × ρ = 18.03125 × 0.7971 = 14.3922"``, lambda written exactly (no "18 × ... ")."""
     basis = tau / lam if lam else 0.0
-    text = f"{_exact(lam)} × {basis:.4f} = {tau:.4f}"
+    text = f"{exact(lam)} × {basis:.4f} = {tau:.4f}"
     if tau >= 1:
         text += " (≥ 1: no two tokens are that similar, so the NMS suppresses nothing)"
     return text
 
 
-def _exact(value: float) -> str:
+def exact(value: float) -> str:
     """A float as short as it can be written without losing digits that matter (18.03125, 2, 0.25)."""
     text = f"{value:.6f}".rstrip("0").rstrip(".")
     return text or "0"

@@ -19,7 +19,7 @@ from typing import Iterator
 import gradio as gr
 
 import viz
-from demo.figures import figures, legend
+from demo.figures import exact, figures, legend
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
 from demo.limits import (
     BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE,
@@ -569,7 +569,7 @@ def stats_markdown(stats: dict) -> str:
         ("Tokens T", tokens),
         ("Budget N" + (" / N'" if stats["dynamic"] else ""), numbers["budget_text"]),
         (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words['groups'])}"),
-        (f"λ{scope}", f"{numbers['tau_text'].split(' × ')[0]}{auto(stats['lam_auto'], words['lam'])}"),
+        (f"λ{scope}", f"{exact(numbers['lam_exact'])}{auto(stats['lam_auto'], words['lam'])}"),
         (f"Redundancy ρ{scope}", f"{stats['rho']:.3f}"),
         (f"Information φ = 1 − ρ{scope}", f"{stats['phi']:.3f}"),
         (f"NMS threshold τ = {tau_name}{scope}", numbers["tau_text"] + (f"; {basis}" if preset != "llava" else "")),

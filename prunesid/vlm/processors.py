@@ -137,7 +137,7 @@ def video_settings(model: str) -> dict:
     nested = _json(directory / PROCESSOR_FILE).get("video_processor")
     if isinstance(nested, dict):
         return nested
-    for name in ("video_preprocessor_config.json", LEGACY_VIDEO_PROCESSOR_FILE):
+    for name in (VIDEO_PROCESSOR_FILE, LEGACY_VIDEO_PROCESSOR_FILE):
         if (directory / name).is_file():
             return _json(directory / name)
     return {}
