@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prunesid import PruneSID  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.pipeline import PressedInputs  # noqa: E402
-from prunesid.vlm.builtins.llava import CHAT_TEMPLATE, build_tokenizer  # noqa: E402
+from prunesid.families.llava.builtins import CHAT_TEMPLATE, build_tokenizer  # noqa: E402
 
 BUDGETS = (192, 128, 64)
 PROMPT = "What is in the image?"  # byte-level tokenizer: 1 token per character, ~45 text tokens in all

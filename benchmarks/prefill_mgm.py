@@ -34,9 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.prefill import measure_rows, picture, print_rows  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
-from prunesid.vlm.builtins.llava import build_tokenizer  # noqa: E402
-from prunesid.vlm.mini_gemini import CHAT_TEMPLATES, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, MiniGeminiProcessor  # noqa: E402
-from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model  # noqa: E402
+from prunesid.families.llava.builtins import build_tokenizer  # noqa: E402
+from prunesid.families.mini_gemini.adapter import CHAT_TEMPLATES, OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, MiniGeminiProcessor  # noqa: E402
+from prunesid.families.mini_gemini.checkpoint import MiniGeminiConfig, build_model  # noqa: E402
 
 
 def build(layers: int, hd: bool) -> VLM:

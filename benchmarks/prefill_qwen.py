@@ -43,8 +43,8 @@ from benchmarks.prefill import compressor_ms, prefill_ms  # noqa: E402  (the sam
 from prunesid import PruneSID  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.pipeline import PressedInputs  # noqa: E402
-from prunesid.vlm.builtins.qwen_vl import build_qwen_tokenizer, qwen_chat_template  # noqa: E402
-from prunesid.vlm.processors import without_video_processor  # noqa: E402
+from prunesid.families.qwen_vl.builtins import build_qwen_tokenizer, qwen_chat_template  # noqa: E402
+from prunesid.families.processors import without_video_processor  # noqa: E402
 
 BUDGETS = (192, 128, 64)
 PROMPT = "What is in the image?"

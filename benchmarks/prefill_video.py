@@ -44,9 +44,9 @@ from benchmarks.prefill import prefill_ms  # noqa: E402  (the same timing as the
 from prunesid import PruneSID  # noqa: E402
 from prunesid.video import load_video  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
-from prunesid.vlm.builtins.llava import build_tokenizer  # noqa: E402
-from prunesid.vlm.builtins.video_llava import CHAT_TEMPLATE  # noqa: E402
-from prunesid.vlm.processors import without_video_processor  # noqa: E402
+from prunesid.families.llava.builtins import build_tokenizer  # noqa: E402
+from prunesid.families.video_llava.builtins import CHAT_TEMPLATE  # noqa: E402
+from prunesid.families.processors import without_video_processor  # noqa: E402
 
 FRAMES, PER_FRAME_BUDGETS = 8, (64, 34, 17)
 PROMPT = "What happens in the video?"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from prunesid.options import declared_options, option
 
-# The layouts of compressed anyres runs (prunesid.vlm.llava_next.NEWLINES; LLaVA-OneVision lists them too).
+# The layouts of compressed anyres runs (prunesid.families.llava_next.adapter.NEWLINES; LLaVA-OneVision lists them too).
 NEWLINES = ("authors", "rows")
 
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import ENGINE_ARGS, pattern
 from prunesid.methods.registry import build_press, presses
 from prunesid.vllm import engine_overrides
-from prunesid.vllm.llava import RECORD_ENV
+from prunesid.families.llava.vllm_model import RECORD_ENV
 
 BUDGET = 24
 FIXED = [name for name, cls in presses().items() if cls().budget_is_fixed]

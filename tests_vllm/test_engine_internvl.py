@@ -15,7 +15,7 @@ import torch
 from conftest import ENGINE_ARGS, pattern
 from prunesid.methods.registry import build_press
 from prunesid.vllm import engine_overrides
-from prunesid.vllm.llava import RECORD_ENV
+from prunesid.families.llava.vllm_model import RECORD_ENV
 
 BUDGET = 16
 TOKENS_PER_VIEW = (448 // 14 // 2) ** 2  # 32 x 32 patches of a 448 px tile, 2 x 2 pixel shuffle
@@ -176,14 +176,14 @@ def _config(internvl_checkpoint, settings, **changes):
     ],
 )
 def test_bad_settings_stop_the_start_named(internvl_checkpoint, settings, changes, message):
-    from prunesid.vllm.internvl import engine_press
+    from prunesid.families.internvl.vllm_model import engine_press
 
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
         engine_press(_config(internvl_checkpoint, settings, **changes))
 
 
 def test_the_front_end_reads_the_tiling_the_processor_cuts_with(internvl_checkpoint, library):
-    from prunesid.vllm.internvl import engine_press, processor_tiling
+    from prunesid.families.internvl.vllm_model import engine_press, processor_tiling
 
     vlm, _ = library
     tiling = processor_tiling(vlm.processor, {})

@@ -12,7 +12,7 @@ import pytest
 from conftest import ENGINE_ARGS, pattern
 from prunesid.methods.registry import build_press
 from prunesid.vllm import engine_overrides
-from prunesid.vllm.llava import RECORD_ENV
+from prunesid.families.llava.vllm_model import RECORD_ENV
 
 BUDGET = 16
 IMAGES = [pattern((640, 480), 1), pattern((300, 500), 2)]

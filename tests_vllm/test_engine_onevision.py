@@ -19,7 +19,7 @@ from conftest import ENGINE_ARGS, pattern
 from prunesid.methods.registry import build_press
 from prunesid.video import Video
 from prunesid.vllm import engine_overrides
-from prunesid.vllm.llava import RECORD_ENV
+from prunesid.families.llava.vllm_model import RECORD_ENV
 
 IMAGES = [pattern((640, 480), 1), pattern((300, 500), 2)]
 FRAMES = [np.asarray(pattern((320, 240), seed)) for seed in range(4)]
@@ -43,7 +43,7 @@ def processor_without_torchvision():
     processor without it (the same image processing, PIL backend; clips resized frame by frame)."""
     import transformers
 
-    from prunesid.vlm.processors import load_processor, torchvision_available
+    from prunesid.families.processors import load_processor, torchvision_available
 
     if torchvision_available():
         yield
@@ -156,7 +156,7 @@ def test_a_press_keeping_every_token_feeds_what_vllm_feeds_unmodified(onevision_
     from transformers.models.llava_onevision.modeling_llava_onevision import get_anyres_image_grid_shape
     from vllm.model_executor.models.llava_onevision import LlavaOnevisionProcessingInfo
 
-    from prunesid.vllm.llava_onevision import engine_press
+    from prunesid.families.llava_onevision.vllm_model import engine_press
 
     config = _config(onevision_checkpoint, {"method": "uniform", "budget": SIDE * SIDE})
     width, height = size
@@ -178,14 +178,14 @@ def test_a_press_keeping_every_token_feeds_what_vllm_feeds_unmodified(onevision_
     ],
 )
 def test_bad_settings_stop_the_engine_at_start_named(onevision_checkpoint, settings, message):
-    from prunesid.vllm.llava_onevision import engine_press
+    from prunesid.families.llava_onevision.vllm_model import engine_press
 
     with pytest.raises(ValueError, match=re.escape(message)):
         engine_press(_config(onevision_checkpoint, settings))
 
 
 def test_the_largest_budget_is_a_whole_view(onevision_checkpoint):
-    from prunesid.vllm.llava_onevision import engine_press
+    from prunesid.families.llava_onevision.vllm_model import engine_press
 
     engine = engine_press(_config(onevision_checkpoint, {"method": "random", "budget": 729}))
     assert engine.fed_tokens((384, 384)) == 729 + 729 + 27  # base view, one whole tile, 27 newlines

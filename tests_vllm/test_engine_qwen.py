@@ -21,7 +21,7 @@ from conftest import ENGINE_ARGS, pattern
 from prunesid.methods.registry import build_press
 from prunesid.video import Video
 from prunesid.vllm import ARCHITECTURES, engine_arguments, engine_overrides
-from prunesid.vllm.llava import RECORD_ENV
+from prunesid.families.llava.vllm_model import RECORD_ENV
 
 BUDGET = 32  # N_eff = max(round(T x 32 / 576), 16): 22 and 16 merged tokens for the two images
 QUESTION = "What differs between them?"

@@ -20,7 +20,7 @@ from conftest import ENGINE_ARGS, pattern
 from prunesid.methods.registry import build_press, presses
 from prunesid.video import Video
 from prunesid.vllm import engine_arguments, engine_overrides
-from prunesid.vllm.llava import RECORD_ENV
+from prunesid.families.llava.vllm_model import RECORD_ENV
 
 BUDGET = 32
 FAMILY, BUILTIN = "qwen2_5_vl", "tiny-random-qwen2.5-vl"

@@ -51,7 +51,7 @@ def internvl_checkpoint() -> str:
 
 
 def test_onevision_image_counts_read_width_then_height(onevision_checkpoint):
-    from prunesid.vllm.llava_onevision import PressedOnevisionInfo
+    from prunesid.families.llava_onevision.vllm_model import PressedOnevisionInfo
 
     info = _info(PressedOnevisionInfo, _config(onevision_checkpoint))
     # 300 x 500 (tall): base view + 1 x 2 tiles, 46 fed rows; 500 x 300 (wide): 2 x 1 tiles, 27 rows.
@@ -62,7 +62,7 @@ def test_onevision_image_counts_read_width_then_height(onevision_checkpoint):
 @pytest.mark.parametrize(("budget", "frames", "expected"), [(BUDGET, 4, 4 * BUDGET + 1), (BUDGET, 9, 9 * BUDGET + 1), (500, 3, 3 * 196 + 1)])
 def test_onevision_clip_counts_are_n_per_frame_plus_one(onevision_checkpoint, budget, frames, expected):
     """Each frame pooled to 14 x 14 = 196 tokens, N of them fed (all when N exceeds it), then the clip's newline."""
-    from prunesid.vllm.llava_onevision import PressedOnevisionInfo
+    from prunesid.families.llava_onevision.vllm_model import PressedOnevisionInfo
 
     info = _info(PressedOnevisionInfo, _config(onevision_checkpoint, {"method": "prunesid", "budget": budget}))
     assert info.get_num_video_tokens(image_width=320, image_height=240, num_frames=frames) == expected
@@ -78,7 +78,7 @@ def test_onevision_clip_counts_are_n_per_frame_plus_one(onevision_checkpoint, bu
     ],
 )
 def test_onevision_model_settings_the_layout_cannot_serve_are_refused(onevision_checkpoint, changes, message):
-    from prunesid.vllm.llava_onevision import engine_press
+    from prunesid.families.llava_onevision.vllm_model import engine_press
 
     with pytest.raises(ValueError, match=re.escape(message)):
         engine_press(_config(onevision_checkpoint, **changes))
@@ -88,7 +88,7 @@ def test_onevision_model_settings_the_layout_cannot_serve_are_refused(onevision_
 
 
 def test_internvl_image_counts_follow_the_request_s_tiling(internvl_checkpoint):
-    from prunesid.vllm.internvl import PressedInternVLInfo, _library_processor
+    from prunesid.families.internvl.vllm_model import PressedInternVLInfo, _library_processor
 
     processor = _library_processor(internvl_checkpoint)
     merged = []
@@ -110,14 +110,14 @@ def test_internvl_image_counts_follow_the_request_s_tiling(internvl_checkpoint):
     ],
 )
 def test_internvl_model_settings_the_layout_cannot_serve_are_refused(internvl_checkpoint, changes, message):
-    from prunesid.vllm.internvl import engine_press
+    from prunesid.families.internvl.vllm_model import engine_press
 
     with pytest.raises(ValueError, match=re.escape(message)):
         engine_press(_config(internvl_checkpoint, **changes))
 
 
 def test_internvl_the_layer_before_the_first_is_the_embeddings_too(internvl_checkpoint):
-    from prunesid.vllm.internvl import engine_press
+    from prunesid.families.internvl.vllm_model import engine_press
 
     config = _config(internvl_checkpoint)
     layers = config.vision_config.num_hidden_layers

@@ -35,7 +35,7 @@ def test_next_presses_among_the_patches_of_the_image_as_vllm_sizes_it(next_check
     """Bug caught: ``_pressed_image`` reading vLLM's ``image_sizes`` (height, width) as
     (width, height): the view count is the same either way (the pinpoints are symmetric), but
     the unpadded patches and the tiles' boxes of a tall image are those of a wide one."""
-    import prunesid.vllm.llava_next as plugin
+    import prunesid.families.llava_next.vllm_model as plugin
 
     engine = plugin.engine_press(_config(next_checkpoint))
     layout = engine.layout
@@ -65,7 +65,7 @@ def test_next_presses_among_the_patches_of_the_image_as_vllm_sizes_it(next_check
 def test_internvl_without_crop_to_patches_is_one_view(internvl_checkpoint):
     """Bug caught: ``processor_tiling`` ignoring a request's ``crop_to_patches=False`` (the
     image still sized as 4 x 3 tiles + thumbnail while the processor cuts one view)."""
-    from prunesid.vllm.internvl import PressedInternVLInfo, _library_processor, processor_tiling
+    from prunesid.families.internvl.vllm_model import PressedInternVLInfo, _library_processor, processor_tiling
 
     processor = _library_processor(internvl_checkpoint)
     assert processor_tiling(processor, {"crop_to_patches": False}) == (1, 1)
@@ -82,7 +82,7 @@ def test_next_front_end_counts_read_width_then_height(next_checkpoint):
     checkpoint's symmetric pinpoints a swap gives the same count, so here the pinpoints are
     one wide option and one square: a 700 x 300 image is base + 1 x 2 tiles, 300 x 700 is
     base + 2 x 2."""
-    from prunesid.vllm.llava_next import PressedLlavaNextInfo
+    from prunesid.families.llava_next.vllm_model import PressedLlavaNextInfo
 
     side = _config(next_checkpoint).vision_config.image_size
     config = _config(next_checkpoint, image_grid_pinpoints=[[side, 2 * side], [2 * side, 2 * side]])

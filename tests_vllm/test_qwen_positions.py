@@ -1,4 +1,4 @@
-"""The placement of a Qwen-VL prompt's kept tokens (prunesid.vllm.qwen_positions), without an
+"""The placement of a Qwen-VL prompt's kept tokens (prunesid.families.qwen_vl.vllm_models.positions), without an
 engine: the positions come out as the library's (``get_rope_index`` on the unpruned ids,
 sliced at the tokens fed) however vLLM's runner cuts the prefill into chunks, and the
 channels that carry them survive bfloat16."""
@@ -10,7 +10,7 @@ import torch
 
 from conftest import pattern
 from prunesid.methods.registry import build_press
-from prunesid.vllm.qwen_positions import (
+from prunesid.families.qwen_vl.vllm_models.positions import (
     kept_channels,
     place,
     position_channels,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from prunesid.methods.registry import presses
-from prunesid.vlm.llava import Resize, SingleViewLayout
+from prunesid.families.llava.adapter import Resize, SingleViewLayout
 from prunesid.vllm import ARCHITECTURES, engine_overrides
 from prunesid.vllm.settings import EnginePress, press_from_settings
 

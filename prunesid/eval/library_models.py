@@ -196,18 +196,3 @@ def _generation_options(gen_kwargs: dict, default_max_new_tokens: int) -> dict:
     if int(gen_kwargs.get("num_beams") or 1) > 1:
         options["num_beams"] = int(gen_kwargs["num_beams"])
     return options
-
-
-class MiniGemini(LibraryModel):
-    """``prunesid_mini_gemini``: Mini-Gemini (MGM, MGM-HD: ``YanweiLi/MGM-7B``, ``-7B-HD``, ...,
-    or the built-ins ``tiny-random-mgm`` / ``tiny-random-mgm-hd``) through the library's own
-    MGM model code; ``budget`` per view (MGM-HD feeds 5 x N)."""
-
-    model_id = "prunesid_mini_gemini"
-    default_pretrained = "YanweiLi/MGM-7B"
-
-    @property
-    def family_names(self) -> tuple[str, ...]:
-        from prunesid.vlm.mini_gemini_checkpoint import MODEL_TYPES
-
-        return tuple(MODEL_TYPES)

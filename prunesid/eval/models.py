@@ -18,16 +18,6 @@ from pathlib import Path
 import torch
 from loguru import logger as eval_logger
 
-from lmms_eval.models.chat.internvl_hf import InternVLHf as _ChatInternVLHf
-from lmms_eval.models.chat.llava_hf import LlavaHf as _ChatLlavaHf
-from lmms_eval.models.chat.qwen2_5_vl import Qwen2_5_VL as _ChatQwen2_5_VL
-from lmms_eval.models.chat.qwen3_5 import Qwen3_5 as _ChatQwen3_5
-from lmms_eval.models.chat.qwen3_vl import Qwen3_VL as _ChatQwen3_VL
-from lmms_eval.models.simple.llava_hf import LlavaHf as _SimpleLlavaHf
-from lmms_eval.models.simple.qwen2_5_vl import Qwen2_5_VL as _SimpleQwen2_5_VL
-from lmms_eval.models.simple.qwen3_5 import Qwen3_5 as _SimpleQwen3_5
-from lmms_eval.models.simple.qwen3_vl import Qwen3_VL as _SimpleQwen3_VL
-from lmms_eval.models.simple.video_llava import VideoLLaVA as _SimpleVideoLLaVA
 from prunesid.eval.checkpoint_loading import checkpoint_loading
 from prunesid.eval.pressing import (
     ModelView,
@@ -40,7 +30,7 @@ from prunesid.eval.pressing import (
 from prunesid.eval.settings import EvalSettings, parse_model_args
 from prunesid.pipeline import media_key
 from prunesid.vlm import wrap
-from prunesid.vlm.builtins import BUILTINS, builtin_directory
+from prunesid.families import builtin_directory, builtin_models
 
 DEFAULT_RECORDS_DIR = "prunesid-records"
 
@@ -60,7 +50,7 @@ class PressedModel:
             raise ValueError(f"--model_args batch_size must be 1 with a press (one conversation per generate call), got {rest['batch_size']!r}")
         default = parameters["pretrained"].default
         name = rest.get("pretrained", default)
-        if name in BUILTINS:
+        if name in builtin_models():
             rest["pretrained"] = export_builtin(name)
         self.adjust_kwargs(rest)
         with checkpoint_loading(base):  # its own AutoProcessor needs torchvision for Qwen-VL, Video-LLaVA
@@ -206,111 +196,7 @@ def export_builtin(name: str) -> str:
     return str(builtin_directory(name))
 
 
-def _single_process() -> bool:
+def single_process() -> bool:
     from accelerate import PartialState
 
     return PartialState().num_processes == 1
-
-
-class _LlavaArgs:
-    def adjust_kwargs(self, kwargs: dict) -> None:
-        # lmms-eval's llava_hf passes device_map="" to from_pretrained on one process, which
-        # transformers 5 refuses: load onto the requested device instead.
-        if not kwargs.get("device_map") and _single_process():
-            kwargs["device_map"] = str(kwargs.get("device", "cuda"))
-
-
-class LlavaHf(_LlavaArgs, PressedModel, _ChatLlavaHf):
-    """``prunesid_llava_hf`` (chat): lmms-eval's llava_hf (LLaVA-1.5, LLaVA-NeXT) with a press."""
-
-    model_id = "prunesid_llava_hf"
-    processor_attr = "_image_processor"
-    is_simple = False
-
-
-class LlavaHfSimple(_LlavaArgs, PressedModel, _SimpleLlavaHf):
-    """``prunesid_llava_hf`` with ``--force_simple``: lmms-eval's simple llava_hf with a press."""
-
-    model_id = "prunesid_llava_hf"
-    processor_attr = "_image_processor"
-    is_simple = True
-
-
-class Qwen2_5_VL(PressedModel, _ChatQwen2_5_VL):
-    """``prunesid_qwen2_5_vl`` (chat): lmms-eval's qwen2_5_vl with a press."""
-
-    model_id = "prunesid_qwen2_5_vl"
-    processor_attr = "processor"
-    is_simple = False
-
-
-class Qwen2_5_VLSimple(PressedModel, _SimpleQwen2_5_VL):
-    """``prunesid_qwen2_5_vl`` with ``--force_simple``."""
-
-    model_id = "prunesid_qwen2_5_vl"
-    processor_attr = "processor"
-    is_simple = True
-
-
-class VideoLlava(PressedModel, _SimpleVideoLLaVA):
-    """``prunesid_video_llava``: lmms-eval's video_llava (Video-LLaVA, 8 frames) with a press;
-    the budget is per frame (the paper's 17 per frame: 136 video tokens)."""
-
-    model_id = "prunesid_video_llava"
-    processor_attr = "_processor"
-    is_simple = True
-
-
-class Qwen3_VL(PressedModel, _ChatQwen3_VL):
-    """``prunesid_qwen3_vl`` (chat): lmms-eval's qwen3_vl (Qwen3-VL, Qwen3.5, and their MoE
-    variants, told apart by the checkpoint's config, whatever its name) with a press."""
-
-    model_id = "prunesid_qwen3_vl"
-    processor_attr = "processor"
-    is_simple = False
-
-
-class Qwen3_VLSimple(PressedModel, _SimpleQwen3_VL):
-    """``prunesid_qwen3_vl`` with ``--force_simple``."""
-
-    model_id = "prunesid_qwen3_vl"
-    processor_attr = "processor"
-    is_simple = True
-
-
-class Qwen3_5(PressedModel, _ChatQwen3_5):
-    """``prunesid_qwen3_5`` (chat): lmms-eval's qwen3_5 (Qwen3.5 defaults: thinking on,
-    sampling) with a press."""
-
-    model_id = "prunesid_qwen3_5"
-    processor_attr = "processor"
-    is_simple = False
-
-
-class Qwen3_5Simple(PressedModel, _SimpleQwen3_5):
-    """``prunesid_qwen3_5`` with ``--force_simple``."""
-
-    model_id = "prunesid_qwen3_5"
-    processor_attr = "processor"
-    is_simple = True
-
-
-class InternVLHf(PressedModel, _ChatInternVLHf):
-    """``prunesid_internvl_hf``: lmms-eval's internvl_hf (InternVL3 / 3.5 ``-hf`` checkpoints,
-    e.g. ``OpenGVLab/InternVL3-1B-hf``) with a press; ``budget`` per tile (and thumbnail)."""
-
-    model_id = "prunesid_internvl_hf"
-    processor_attr = "processor"
-    is_simple = False
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        # The press re-encodes each image with the checkpoint's own tiling: lmms-eval's
-        # min_patches / max_patches must be the processor's, or every prompt would disagree.
-        layout = self.prunesid_vlm.family.layout
-        ours = (layout.min_patches, layout.max_patches)
-        if self.prunesid_settings.press is not None and (self.min_patches, self.max_patches) != ours:
-            raise ValueError(
-                f"--model_args min_patches={self.min_patches}, max_patches={self.max_patches} differ from the checkpoint's "
-                f"tiling ({ours[0]}, {ours[1]}); under a press leave them at the processor's"
-            )

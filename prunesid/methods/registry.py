@@ -14,22 +14,16 @@ CLI's ``--method``, the demo's method switch and lmms-eval's ``method=``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import os
 import re
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Callable
 
 from prunesid.methods.base import INPUTS, Press
 from prunesid.options import DeclaredOption, declared_options, options_table  # noqa: F401  (options_table: docs/methods.md)
 
-ENTRY_POINT_GROUP = "prunesid.presses"
-PLUGINS_ENV = "PRUNESID_PLUGINS"
 NO_PRESS = "none"  # the unmodified model, where a front end offers it
 
 PRESSES: dict[str, type[Press]] = {}
-_plugins_loaded = False
 
 
 def register_press(name: str) -> Callable[[type[Press]], type[Press]]:
@@ -66,20 +60,9 @@ def register_press(name: str) -> Callable[[type[Press]], type[Press]]:
 
 def load_plugins() -> None:
     """Import the plug-in presses (entry points, then ``$PRUNESID_PLUGINS``), once."""
-    global _plugins_loaded
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for point in entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            point.load()
-        except Exception as error:
-            raise ImportError(f"the {ENTRY_POINT_GROUP} entry point {point.name!r} ({point.value}) failed to load: {error}") from error
-    for module in filter(None, (part.strip() for part in os.environ.get(PLUGINS_ENV, "").split(","))):
-        try:
-            importlib.import_module(module)
-        except ImportError as error:
-            raise ImportError(f"${PLUGINS_ENV} names {module!r}, which cannot be imported: {error}") from error
+    from prunesid.plugins import plugin_modules
+
+    plugin_modules()
 
 
 def presses() -> dict[str, type[Press]]:

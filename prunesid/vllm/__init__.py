@@ -13,12 +13,12 @@ Two ways in, both documented in docs/vllm.md:
   with ``enable_mm_embeds=True``.
 
 This module and :mod:`~prunesid.vllm.settings`, :mod:`~prunesid.vllm.heads` and
-:mod:`~prunesid.vllm.client` import without vLLM; :mod:`~prunesid.vllm.llava` needs it.
+:mod:`~prunesid.vllm.client` import without vLLM; :mod:`~prunesid.families.llava.vllm_model` needs it.
 """
 
 from __future__ import annotations
 
-from prunesid.vllm.settings import ARCHITECTURES, CONFIG_KEY, engine_arguments, engine_overrides
+from prunesid.vllm.settings import ARCHITECTURES, CLASS_PATHS, CONFIG_KEY, engine_arguments, engine_overrides
 
 __all__ = ["ARCHITECTURES", "CONFIG_KEY", "engine_arguments", "engine_overrides", "register"]
 
@@ -33,6 +33,6 @@ def register() -> None:
     from prunesid.vllm.cpu_runner import install
 
     install()  # the CPU runner's missing switch for the M-RoPE classes (imports nothing now)
-    for family, architecture in ARCHITECTURES.items():
+    for model_type, architecture in ARCHITECTURES.items():
         if architecture not in ModelRegistry.get_supported_archs():
-            ModelRegistry.register_model(architecture, f"prunesid.vllm.{family}:{architecture}")
+            ModelRegistry.register_model(architecture, CLASS_PATHS[model_type])

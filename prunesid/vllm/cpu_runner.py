@@ -6,7 +6,7 @@ supports_multimodal_pruning(model) and mm_config.is_multimodal_pruning_enabled()
 runner subclasses it but overrides ``load_model`` (``v1/worker/cpu_model_runner.py`` ~62)
 without that statement, so the flag stays False (``gpu_model_runner.py`` ~509) and
 ``recompute_mrope_positions`` is never called on CPU. The plug-in's Qwen classes need it
-(``prunesid.vllm.qwen_vl``): for them only, the CPU runner's ``load_model`` ends with the GPU
+(``prunesid.families.qwen_vl.vllm_models.base``): for them only, the CPU runner's ``load_model`` ends with the GPU
 runner's statement. vLLM's own classes are left as vLLM runs them.
 
 Importing the CPU runner costs seconds, so nothing is imported here: the wrap is applied when

@@ -12,27 +12,24 @@ import json
 from dataclasses import dataclass
 
 from prunesid.methods.base import Press
-from prunesid.vlm.family import FamilyLayout, fed_per_view
+from prunesid.families.base import FamilyLayout, fed_per_view
 
 CONFIG_KEY = "prunesid"  # the key of hf_overrides (and so of the model's config) holding the settings
-# The architecture each supported family registers with vLLM, by its module in this package.
-ARCHITECTURES = {
-    "llava": "PruneSIDLlavaForConditionalGeneration",
-    "llava_next": "PruneSIDLlavaNextForConditionalGeneration",
-    "internvl": "PruneSIDInternVLForConditionalGeneration",
-    "llava_onevision": "PruneSIDLlavaOnevisionForConditionalGeneration",
-    "qwen2_vl": "PruneSIDQwen2VLForConditionalGeneration",
-    "qwen2_5_vl": "PruneSIDQwen2_5_VLForConditionalGeneration",
-    "qwen3_vl": "PruneSIDQwen3VLForConditionalGeneration",
-    "qwen3_vl_moe": "PruneSIDQwen3VLMoeForConditionalGeneration",
-    "qwen3_5": "PruneSIDQwen3_5ForConditionalGeneration",
-    "qwen3_5_moe": "PruneSIDQwen3_5MoeForConditionalGeneration",
-}
 DOCS = "docs/vllm.md"
-# Engine arguments a family's classes need besides hf_overrides (the Qwen-VL classes: vLLM's
-# multimodal-pruning switch, whose value is not used, and no prefix cache; docs/vllm.md).
-QWEN_ENGINE_ARGUMENTS = {"video_pruning_rate": 0.5, "enable_prefix_caching": False}
-ENGINE_ARGUMENTS = {family: QWEN_ENGINE_ARGUMENTS for family in ARCHITECTURES if family.startswith("qwen")}
+
+
+def _declared_vllm() -> dict:
+    from prunesid.families import declarations
+
+    return {model_type: declared for declared in declarations() for model_type in declared.vllm}
+
+
+# The architecture each model type with a vLLM class registers, and the engine arguments it
+# needs besides hf_overrides, as the families declare them.
+_DECLARED = _declared_vllm()
+ARCHITECTURES = {model_type: declared.vllm_class_path(model_type).split(":")[1] for model_type, declared in _DECLARED.items()}
+CLASS_PATHS = {model_type: declared.vllm_class_path(model_type) for model_type, declared in _DECLARED.items()}
+ENGINE_ARGUMENTS = {model_type: declared.vllm_engine_arguments for model_type, declared in _DECLARED.items() if declared.vllm_engine_arguments}
 
 
 def engine_overrides(family: str = "llava", method: str = "prunesid", budget: int = 64, **options) -> dict:

@@ -1,17 +1,15 @@
-"""Presses inside Hugging Face transformers VLMs: one module per model family, and the VLM facade.
+"""The VLM facade: :class:`VLM` (``model.py``) and :func:`load_vlm` / :func:`wrap` (``loading.py``).
 
-Two layers share this package. The families (``family.py`` and one module each) sit below
-the press path (:mod:`prunesid.pipeline`), which builds on them; the facade (:class:`VLM`,
-``model.py``) and :func:`load_vlm` (``loading.py``) sit above it and call it. So this door
-opens the facade when one of its names is asked for, not on import: the press path imports
-a family module without loading the facade that calls it.
+They sit above the press path (:mod:`prunesid.pipeline`), which sits above the families
+(:mod:`prunesid.families`). This door opens the facade when one of its names is asked for,
+not on import.
 """
 
-import prunesid.vlm.families  # noqa: F401  (registers every family)
-from prunesid.vlm.builtins import BUILTINS
-from prunesid.vlm.family import FAMILIES, EncodedMedia
+from prunesid.families import builtin_models, load_families
+from prunesid.families.base import EncodedMedia
 
-BUILTIN_MODELS = tuple(BUILTINS)
+BUILTIN_MODELS = tuple(builtin_models())
+FAMILIES = load_families()
 
 _LOADING_NAMES = ("DEFAULT_MODEL", "load_vlm", "wrap")
 _MODEL_NAMES = ("VLM", "Reply", "ReplyStream")

@@ -1,7 +1,7 @@
 """load_vlm(): a Hugging Face checkpoint of a supported family or an offline built-in, ready to chat.
 
 One path for both: a built-in is written to a directory in its Hub repository's layout
-(``prunesid.vlm.builtins``) and loaded from there like a download. A checkpoint that cannot
+(``prunesid.families``) and loaded from there like a download. A checkpoint that cannot
 be used (a missing file, a package to install) fails with one ValueError saying what to do.
 """
 
@@ -16,12 +16,11 @@ from pathlib import Path
 
 import torch
 
-import prunesid.vlm.families  # noqa: F401  (registers every family)
 from prunesid.family_options import given_family_options, refuse_foreign
-from prunesid.vlm.builtins import BUILTINS, builtin_directory
-from prunesid.vlm.family import FAMILIES, FamilySpec, supported_families
+from prunesid.families import builtin_directory, builtin_models, load_families
+from prunesid.families.base import FamilySpec, supported_families
 from prunesid.vlm.model import VLM
-from prunesid.vlm.processors import load_processor, missing_package_message
+from prunesid.families.processors import load_processor, missing_package_message
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -33,7 +32,7 @@ def load_vlm(
     *, min_pixels: int | None = None, max_pixels: int | None = None, newlines: str | None = None,
     fps: float | None = None,
 ) -> VLM:
-    """Load a VLM of a supported family (``prunesid.vlm.family.FAMILIES``) with press support.
+    """Load a VLM of a supported family (``prunesid.families.base.FAMILIES``) with press support.
 
     Args:
         model: a Hugging Face model id (``llava-hf/llava-1.5-7b-hf``,
@@ -57,15 +56,15 @@ def load_vlm(
     once in :class:`prunesid.family_options.FamilyOptions`, with the CLI's flags.
     """
     if not isinstance(model, str) or not model.strip():
-        raise ValueError(f"model must be a built-in name ({', '.join(BUILTINS)}), a Hugging Face id or a directory, got {model!r}")
+        raise ValueError(f"model must be a built-in name ({', '.join(builtin_models())}), a Hugging Face id or a directory, got {model!r}")
     resolved_device = _device(device)
     resolved_dtype = _dtype(dtype, resolved_device)
     options = given_family_options(min_pixels=min_pixels, max_pixels=max_pixels, newlines=newlines, fps=fps)
     start = time.perf_counter()
     if progress:
         print(f"Loading {model} on {resolved_device} ({str(resolved_dtype).removeprefix('torch.')})...", file=sys.stderr, flush=True)
-    with _no_progress_bars() if model in BUILTINS else nullcontext():  # a built-in loads in a blink
-        path = str(builtin_directory(model)) if model in BUILTINS else model
+    with _no_progress_bars() if model in builtin_models() else nullcontext():  # a built-in loads in a blink
+        path = str(builtin_directory(model)) if model in builtin_models() else model
         hf_model, processor = _load_pretrained(path, resolved_dtype, options)
     hf_model = hf_model.to(resolved_device, resolved_dtype).eval()
     if progress:
@@ -77,30 +76,30 @@ def wrap(hf_model, processor, name: str, **family_options) -> VLM:
     """A VLM around an already loaded transformers model and its processor (``family_options``:
     those of :class:`prunesid.family_options.FamilyOptions` its family takes)."""
     model_type = hf_model.config.model_type
-    if model_type not in FAMILIES:
+    if model_type not in load_families():
         raise ValueError(f"model type {model_type!r} is not supported; supported: {supported_families()}")
     options = given_family_options(**family_options)
     _check_family_options(model_type, options)
-    return VLM(hf_model, processor, FAMILIES[model_type].family(hf_model, processor, **options), name=name)
+    return VLM(hf_model, processor, load_families()[model_type].family(hf_model, processor, **options), name=name)
 
 
 def _check_family_options(model_type: str, options: dict) -> None:
     """The options a family takes are the parameters of its ``__init__``."""
-    refuse_foreign(options, inspect.signature(FAMILIES[model_type].family.__init__).parameters, model_type)
+    refuse_foreign(options, inspect.signature(load_families()[model_type].family.__init__).parameters, model_type)
 
 
 def _load_pretrained(model: str, dtype: torch.dtype, options: dict | None = None):
     if not Path(model).is_dir() and model.count("/") != 1:
         # Every LLaVA checkpoint on the Hub is "owner/name": fail now rather than after retries.
         raise ValueError(
-            f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}), not a directory, "
+            f"unknown model {model!r}: not a built-in ({', '.join(builtin_models())}), not a directory, "
             f"and not a Hugging Face id of the form owner/name (e.g. {DEFAULT_MODEL})"
         )
     model_type = _model_type(model)
-    if model_type not in FAMILIES:
+    if model_type not in load_families():
         raise ValueError(f"model {model!r} is a {model_type!r} model; supported: {supported_families()}")
     _check_family_options(model_type, options or {})  # before loading the weights
-    spec = FAMILIES[model_type]
+    spec = load_families()[model_type]
     if spec.loader is not None:
         return spec.loader(model, dtype)
     if Path(model).is_dir():
@@ -126,7 +125,7 @@ def _model_type(model: str) -> str:
     except Exception as error:  # no file, no network, no access, not JSON
         where = "local directory" if Path(model).is_dir() else "Hugging Face model id"
         raise ValueError(
-            f"unknown model {model!r}: not a built-in ({', '.join(BUILTINS)}) and not a loadable {where} "
+            f"unknown model {model!r}: not a built-in ({', '.join(builtin_models())}) and not a loadable {where} "
             f"(no config.json, no network, a typo, or no access?). Details: {error}"
         ) from error
     if not isinstance(model_type, str):

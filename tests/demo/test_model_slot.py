@@ -16,7 +16,8 @@ from demo.handlers import user_errors
 from demo.limits import MODEL_SWITCHES
 from demo.model_choice import CPU_MODEL, GPU_MODEL
 from demo.models import ModelSlot, picker_choices
-from prunesid.vlm.builtins import BUILTINS
+from prunesid.families import builtin_models
+from prunesid.families.builtin_registry import BUILTINS
 
 
 class Loader:
@@ -45,7 +46,7 @@ def slot_with(loader: Loader, first: str = "a", choices=("a", "b", "c"), **kwarg
 def test_the_picker_lists_the_registry_at_launch_and_hub_models_only_when_reachable(monkeypatch):
     monkeypatch.setitem(BUILTINS, "tiny-random-added-later", BUILTINS["tiny-random"])
     offline = picker_choices("tiny-random", hub_reachable=False)
-    assert offline == ["tiny-random"] + [name for name in BUILTINS if name != "tiny-random"]
+    assert offline == ["tiny-random"] + [name for name in builtin_models() if name != "tiny-random"]
     assert "tiny-random-added-later" in offline and CPU_MODEL not in offline and GPU_MODEL not in offline
     assert picker_choices("tiny-random", hub_reachable=True, gpu=False)[-1] == CPU_MODEL
     assert picker_choices("tiny-random", hub_reachable=True, gpu=True)[-2:] == [GPU_MODEL, CPU_MODEL]
@@ -219,7 +220,7 @@ def test_the_hosted_policy_is_on_for_spaces_or_a_host_setting(monkeypatch):
     assert not models.hosted()
     monkeypatch.setenv("SYSTEM", "spaces")
     assert models.hosted()
-    assert models.served_models("tiny-random") == ["tiny-random"] + [name for name in BUILTINS if name != "tiny-random"]
+    assert models.served_models("tiny-random") == ["tiny-random"] + [name for name in builtin_models() if name != "tiny-random"]
     monkeypatch.delenv("SYSTEM")
     monkeypatch.setenv("PRUNESID_SERVE", f"{GPU_MODEL}, tiny-random ,")
     assert models.hosted() and models.served_models(GPU_MODEL) == [GPU_MODEL, "tiny-random"]

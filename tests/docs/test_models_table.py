@@ -39,10 +39,10 @@ ROWS = table_rows()
 
 
 def test_the_table_names_every_builtin():
-    from prunesid.vlm.builtins import BUILTINS
+    from prunesid.families import builtin_models
 
     named = {name for label, _ in ROWS for name, _ in models_of(label)}
-    assert named == set(BUILTINS), sorted(set(BUILTINS) ^ named)
+    assert named == set(builtin_models()), sorted(set(builtin_models()) ^ named)
 
 
 @pytest.mark.parametrize("label, cells", ROWS, ids=[label.replace("`", "") for label, _ in ROWS])

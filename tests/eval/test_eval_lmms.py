@@ -174,17 +174,20 @@ def records(evaluation, name: str) -> list[dict]:
 
 def test_entry_point_is_registered():
     names = {ep.name: ep.value for ep in entry_points(group="lmms_eval.models")}
-    assert names.get("prunesid_llava_hf") == "prunesid.eval.manifest:llava_hf", (
+    assert names.get("prunesid") == "prunesid.eval.manifest:manifests", (
         f"lmms_eval.models entry points: {names}; reinstall the package (pip install --no-deps -e .)"
     )
     from lmms_eval.models import get_model, get_model_manifest
-    from prunesid.eval import models
+    from prunesid.families.llava import lmms_eval_model as llava
+    from prunesid.families.qwen_vl import lmms_eval_model as qwen
+    from prunesid.families.video_llava import lmms_eval_model as video_llava
 
-    assert get_model_manifest("prunesid_llava_hf").chat_class_path == "prunesid.eval.models.LlavaHf"
-    assert get_model("prunesid_llava_hf") is models.LlavaHf
-    assert get_model("prunesid_llava_hf", force_simple=True) is models.LlavaHfSimple
-    assert get_model("prunesid_qwen2_5_vl") is models.Qwen2_5_VL
-    assert get_model("prunesid_video_llava") is models.VideoLlava
+    assert get_model_manifest("prunesid_llava_hf").chat_class_path == "prunesid.families.llava.lmms_eval_model.LlavaHf"
+    assert get_model("prunesid_llava_hf") is llava.LlavaHf
+    assert get_model("prunesid_llava_hf", force_simple=True) is llava.LlavaHfSimple
+    assert get_model("prunesid_qwen2_5_vl") is qwen.Qwen2_5_VL
+    assert get_model("prunesid_video_llava") is video_llava.VideoLlava
+    assert get_model_manifest("prunesid_mini_gemini").simple_class_path == "prunesid.families.mini_gemini.lmms_eval_model.MiniGemini"
 
 
 @pytest.mark.parametrize("name", list(RUNS))
@@ -192,7 +195,7 @@ def test_lmms_eval_writes_results_for_every_run(evaluation, name):
     data = json.loads(results_file(evaluation, name).read_text())
     assert data["config"]["model"] == "prunesid_llava_hf"
     assert RUNS[name] in data["config"]["model_args"]
-    assert data["config"]["model_backend"].startswith("prunesid.eval.models.LlavaHf")
+    assert data["config"]["model_backend"].startswith("prunesid.families.llava.lmms_eval_model.LlavaHf")
     assert set(data["results"]) == {TASK}
     assert data["n-samples"][TASK]["effective"] == len(task_images())
     samples = sorted((evaluation["out"] / name).rglob(f"*_samples_{TASK}.jsonl"))

@@ -67,7 +67,7 @@ def test_lmms_eval_runs_the_grid_and_writes_the_table(evaluation):
     for name in ("none", f"prunesid-{BUDGET}"):
         (results,) = sorted((evaluation["out"] / name).rglob("*_results.json"))
         data = json.loads(results.read_text())
-        assert data["config"]["model"] == MODEL_ID and data["config"]["model_backend"] == "prunesid.eval.library_models.MiniGemini (simple)"
+        assert data["config"]["model"] == MODEL_ID and data["config"]["model_backend"] == "prunesid.families.mini_gemini.lmms_eval_model.MiniGemini (simple)"
         assert data["n-samples"][TASK]["effective"] == len(task_images())
         (samples,) = sorted((evaluation["out"] / name).rglob(f"*_samples_{TASK}.jsonl"))
         assert len(samples.read_text().splitlines()) == len(task_images())

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("lmms_eval")
 
-from prunesid.vlm.family import FAMILIES  # noqa: E402
+from prunesid.families.base import FAMILIES  # noqa: E402
 from tests.conftest import scene, scene_clip  # noqa: E402
 from tests.eval import qwen_vl_utils_standin  # noqa: E402
 
@@ -24,13 +24,13 @@ BUDGET = 64
 
 # model id -> (lmms-eval class of ours, built-in, its --model_args besides ours)
 CASES = {
-    "llava-onevision": ("LlavaHf", "tiny-random-llava-onevision", {"device_map": "cpu", "dtype": "float32"}),
-    "internvl": ("InternVLHf", "tiny-random-internvl", {"device_map": "cpu"}),
-    "qwen3-vl": ("Qwen3_VL", "tiny-random-qwen3-vl", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
-    "qwen3.5": ("Qwen3_5", "tiny-random-qwen3.5", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    "llava-onevision": ("prunesid_llava_hf", "tiny-random-llava-onevision", {"device_map": "cpu", "dtype": "float32"}),
+    "internvl": ("prunesid_internvl_hf", "tiny-random-internvl", {"device_map": "cpu"}),
+    "qwen3-vl": ("prunesid_qwen3_vl", "tiny-random-qwen3-vl", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    "qwen3.5": ("prunesid_qwen3_5", "tiny-random-qwen3.5", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
     # MoE checkpoints in directories without lmms-eval's "A<n>B" name mark: built from their config.
-    "qwen3-vl-moe": ("Qwen3_VL", "tiny-random-qwen3-vl-moe", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
-    "qwen3.5-moe": ("Qwen3_5", "tiny-random-qwen3.5-moe", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    "qwen3-vl-moe": ("prunesid_qwen3_vl", "tiny-random-qwen3-vl-moe", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
+    "qwen3.5-moe": ("prunesid_qwen3_5", "tiny-random-qwen3.5-moe", {"device_map": "cpu", "min_pixels": 3136, "max_pixels": 200704}),
 }
 
 
@@ -47,10 +47,10 @@ def qwen_vl_utils():
 
 
 def lmms_model(case: str, tmp_path, **ours):
-    from prunesid.eval import models
+    from lmms_eval.models import get_model
 
-    class_name, builtin, args = CASES[case]
-    cls = getattr(models, class_name)
+    model_id, builtin, args = CASES[case]
+    cls = get_model(model_id)  # the chat class, as lmms-eval finds it
     lm = cls(pretrained=builtin, device="cpu", records=str(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl"), **args, **ours)
     lm.task_dict = {"pictures": {"test": [{"question": QUESTION, "image": scene(400, 300, seed=11)}]}}
     return lm
@@ -120,16 +120,18 @@ def test_internvl_tiling_other_than_the_checkpoint_s_is_refused_under_a_press(tm
 def test_entry_points_name_the_classes():
     from lmms_eval.models import get_model
 
-    from prunesid.eval import models
+    from prunesid.families.internvl import lmms_eval_model as internvl
+    from prunesid.families.qwen_vl import lmms_eval_model as models
 
     assert get_model("prunesid_qwen3_vl") is models.Qwen3_VL and get_model("prunesid_qwen3_vl", force_simple=True) is models.Qwen3_VLSimple
     assert get_model("prunesid_qwen3_5") is models.Qwen3_5 and get_model("prunesid_qwen3_5", force_simple=True) is models.Qwen3_5Simple
-    assert get_model("prunesid_internvl_hf") is models.InternVLHf
+    assert get_model("prunesid_internvl_hf") is internvl.InternVLHf
 
 
 def test_arguments_passed_on_by_lmms_eval_s_qwen3_5_are_accepted():
     """qwen3_5's __init__ passes **kwargs to qwen3_vl's: device_map, fps, ... are its arguments too."""
-    from prunesid.eval.models import Qwen3_5, _accepted_arguments
+    from prunesid.eval.models import _accepted_arguments
+    from prunesid.families.qwen_vl.lmms_eval_model import Qwen3_5
 
     accepted = _accepted_arguments(Qwen3_5._lmms_eval_class())
     assert {"device_map", "fps", "max_num_frames", "enable_thinking", "max_frames", "total_pixels"} <= accepted

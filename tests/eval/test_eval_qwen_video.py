@@ -65,7 +65,7 @@ def qwen_vl_utils():
 
 
 def lmms_model(tmp_path, simple: bool, cls=None, pretrained=MODEL, **ours):
-    from prunesid.eval.models import Qwen2_5_VL, Qwen2_5_VLSimple
+    from prunesid.families.qwen_vl.lmms_eval_model import Qwen2_5_VL, Qwen2_5_VLSimple
 
     cls = cls or (Qwen2_5_VLSimple if simple else Qwen2_5_VL)
     lm = cls(pretrained=pretrained, device="cpu", device_map="cpu", records=str(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl"), **PIXELS, **ours)
@@ -143,7 +143,7 @@ def test_a_qwen3_vl_clip_gets_n_eff_per_timestamped_group(tmp_path, clip):
     """lmms-eval's qwen3_vl (chat): 8 frames (max_num_frames) resized by qwen-vl-utils to
     multiples of 32 px, the processor told not to resize again; its prompt writes each
     group's timestamp before the group's own run: each run is cut to N_eff."""
-    from prunesid.eval.models import Qwen3_VL
+    from prunesid.families.qwen_vl.lmms_eval_model import Qwen3_VL
 
     args = {"cls": Qwen3_VL, "pretrained": "tiny-random-qwen3-vl", "max_num_frames": 8}
     unmodified = lmms_model(tmp_path, False, method="none", **args)
@@ -226,7 +226,7 @@ def test_lmms_eval_s_cli_presses_a_task_of_clips(evaluation):
     for name in ("none", f"prunesid-{BUDGET}"):
         (results,) = sorted((evaluation["out"] / name).rglob("*_results.json"))
         data = json.loads(results.read_text())
-        assert data["config"]["model_backend"].startswith("prunesid.eval.models.Qwen2_5_VL") and data["n-samples"][VIDEO_TASK]["effective"] == 2
+        assert data["config"]["model_backend"].startswith("prunesid.families.qwen_vl.lmms_eval_model.Qwen2_5_VL") and data["n-samples"][VIDEO_TASK]["effective"] == 2
         lines[name] = [json.loads(line) for line in (evaluation["out"] / "records" / f"{name}.jsonl").read_text().splitlines()]
     groups, per_group = FRAMES // 2, n_eff(PER_GROUP, BUDGET)  # lmms-eval's chat class: the clip's 12 frames
     assert [line["visual_tokens"] for line in lines["none"]] == [[groups * PER_GROUP]] * 2

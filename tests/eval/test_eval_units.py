@@ -255,7 +255,7 @@ def test_cut_placeholder_runs_keeps_each_images_first_tokens():
 def test_generate_until_raises_the_press_error_and_removes_its_views(tmp_path, monkeypatch):
     pytest.importorskip("lmms_eval")
     from lmms_eval.api.instance import Instance
-    from prunesid.eval.models import LlavaHf
+    from prunesid.families.llava.lmms_eval_model import LlavaHf
 
     monkeypatch.chdir(tmp_path)
     lm = LlavaHf(pretrained="tiny-random", device="cpu", method="prunesid", budget=16, records=str(tmp_path / "r.jsonl"))

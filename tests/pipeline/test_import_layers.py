@@ -35,7 +35,7 @@ def test_the_mini_gemini_model_imports_nothing_of_its_checkpoint_format():
     back, not even inside a function. Catches the circle ``mini_gemini_checkpoint <->
     mini_gemini_model`` returning, e.g. a ``MiniGeminiModel.save_pretrained`` that imports
     ``save_original`` when called."""
-    tree = ast.parse((ROOT / "prunesid" / "vlm" / "mini_gemini_model.py").read_text())
+    tree = ast.parse((ROOT / "prunesid" / "families" / "mini_gemini" / "model.py").read_text())
     imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
     imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    assert "prunesid.vlm.mini_gemini_checkpoint" not in imported, sorted(filter(None, imported))
+    assert "prunesid.families.mini_gemini.checkpoint" not in imported, sorted(filter(None, imported))

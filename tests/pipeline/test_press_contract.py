@@ -125,7 +125,7 @@ def test_the_newlines_layout_reaches_the_command_line(tmp_path, capsys):
     import json
 
     from prunesid import cli
-    from prunesid.vlm.llava_next import NEWLINES
+    from prunesid.families.llava_next.adapter import NEWLINES
 
     assert cli.NEWLINES == NEWLINES
     image = scene(640, 480, seed=9)

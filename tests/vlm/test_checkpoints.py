@@ -45,10 +45,10 @@ from transformers import (
 from prunesid import PruneSID, load_vlm
 from prunesid.video import load_video
 from prunesid.vlm import wrap
-from prunesid.vlm.builtins import BUILTINS, builtin_directory
-from prunesid.vlm.builtins.hub import HubLayout, write_checkpoint
-from prunesid.vlm.builtins.llava import SEED, printable_only
-from prunesid.vlm.builtins.qwen_vl import build_qwen_tokenizer
+from prunesid.families import builtin_directory, builtin_models
+from prunesid.families.hub import HubLayout, write_checkpoint
+from prunesid.families.llava.builtins import SEED, printable_only
+from prunesid.families.qwen_vl.builtins import build_qwen_tokenizer
 from tests.conftest import scene
 
 CLIP = Path(__file__).resolve().parents[2] / "assets" / "clip.mp4"
@@ -121,7 +121,7 @@ def build(repo: str):
     builtin = REPOSITORIES[repo][0]
     if builtin is None:
         return (*build_tiny_llava_interleave(), INTERLEAVE_LAYOUT)
-    return (*BUILTINS[builtin].build(), BUILTINS[builtin].layout)
+    return (*builtin_models()[builtin].build(), builtin_models()[builtin].layout)
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def test_a_video_model_directory_answers_about_a_clip_with_n_per_frame(checkpoin
 def test_processors_without_torchvision_have_no_video_slot(checkpoints):
     """Here (no torchvision) the Qwen and Video-LLaVA processors are their own classes minus
     the video processor; the LLaVA ones are transformers' own."""
-    from prunesid.vlm.processors import torchvision_available
+    from prunesid.families.processors import torchvision_available
 
     if torchvision_available():
         pytest.skip("torchvision is installed: the model's own processors are used (tests/vlm/test_checkpoints_torchvision.py)")
@@ -236,7 +236,7 @@ def test_processors_without_torchvision_have_no_video_slot(checkpoints):
     }
 
 
-@pytest.mark.parametrize("name", list(BUILTINS))
+@pytest.mark.parametrize("name", list(builtin_models()))
 def test_a_builtin_is_loaded_from_its_hub_layout_directory(name):
     """One loading path: load_vlm(built-in) reads the directory the built-in was written to."""
     directory = builtin_directory(name)
@@ -245,7 +245,7 @@ def test_a_builtin_is_loaded_from_its_hub_layout_directory(name):
     assert vlm.name == name and Path(vlm.model.config._name_or_path) == directory
     assert (directory / "config.json").is_file()
     # Mini-Gemini's releases have no preprocessor config (tests/vlm/test_mini_gemini_release.py)
-    assert (directory / "preprocessor_config.json").is_file() == (BUILTINS[name].layout.writer is None)
+    assert (directory / "preprocessor_config.json").is_file() == (builtin_models()[name].layout.writer is None)
 
 
 def test_the_video_llava_processor_takes_clips_without_torchvision(checkpoints):
@@ -275,7 +275,7 @@ def test_a_directory_saved_by_transformers_loads(tmp_path, name):
     vlm.model.save_pretrained(tmp_path)
     vlm.processor.save_pretrained(tmp_path)
     assert not (tmp_path / "preprocessor_config.json").exists()
-    assert json.loads((tmp_path / "processor_config.json").read_text())["processor_class"] == BUILTINS[name].layout.processor_class
+    assert json.loads((tmp_path / "processor_config.json").read_text())["processor_class"] == builtin_models()[name].layout.processor_class
     loaded = load_vlm(str(tmp_path), device="cpu")
     image = scene(400, 300, seed=1)
     got = loaded.chat(image, QUESTION, press=PruneSID(budget=64), max_new_tokens=4)

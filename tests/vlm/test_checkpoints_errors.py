@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from prunesid import load_vlm
-from prunesid.vlm import processors
-from prunesid.vlm.builtins import builtin_directory
+from prunesid.families import processors
+from prunesid.families import builtin_directory
 from tests.conftest import scene
 
 
@@ -112,9 +112,9 @@ def test_the_weights_are_not_read_before_the_processor_is_known_to_load(tmp_path
 def test_a_family_outside_transformers_loads_through_its_own_loader(tmp_path):
     """register_family(..., loader=...): load_vlm reads model_type from config.json (no
     transformers config class for it) and hands the directory to the family's loader."""
-    from prunesid.vlm.builtins import BUILTINS
-    from prunesid.vlm.family import FAMILIES, register_family
-    from prunesid.vlm.llava import SingleView
+    from prunesid.families import builtin_models
+    from prunesid.families.base import FAMILIES, register_family
+    from prunesid.families.llava.adapter import SingleView
 
     directory = tmp_path / "toy"
     directory.mkdir()
@@ -123,7 +123,7 @@ def test_a_family_outside_transformers_loads_through_its_own_loader(tmp_path):
 
     def load_toy(path, dtype):
         calls.append((path, dtype))
-        model, processor = BUILTINS["tiny-random"].build()
+        model, processor = builtin_models()["tiny-random"].build()
         model.config.model_type = "toy_vlm"
         return model, processor
 
@@ -137,7 +137,7 @@ def test_a_family_outside_transformers_loads_through_its_own_loader(tmp_path):
 
 
 def test_a_family_gives_a_model_class_or_a_loader():
-    from prunesid.vlm.family import register_family
+    from prunesid.families.base import register_family
 
     with pytest.raises(ValueError, match="give a model_class or a loader"):
         register_family("toy_vlm", None, "neither")

@@ -18,7 +18,7 @@ from prunesid import PruneSID, load_vlm
 from prunesid.cli import main
 from prunesid.images import load_image
 from prunesid.video import load_video
-from prunesid.vlm.builtins.hub import write_checkpoint
+from prunesid.families.hub import write_checkpoint
 from tests.conftest import launched_app, scene
 from tests.vlm.test_checkpoints import build
 
@@ -124,7 +124,7 @@ def test_lmms_eval_builds_the_video_llava_model_from_a_directory(directories):
     """lmms-eval's video_llava class loads its processor with VideoLlavaProcessor, whose video
     processor needs torchvision: the class is built from the directory all the same, and its
     processor takes clips (frame by frame through the image processor)."""
-    from prunesid.eval.models import VideoLlava
+    from prunesid.families.video_llava.lmms_eval_model import VideoLlava
 
     import numpy as np
 
@@ -167,7 +167,7 @@ def test_lmms_eval_builds_the_qwen_model_from_a_directory(directories, monkeypat
     import lmms_eval.models.chat.qwen2_5_vl as chat_module
     import lmms_eval.models.simple.qwen2_5_vl as simple_module
 
-    from prunesid.eval.models import Qwen2_5_VL
+    from prunesid.families.qwen_vl.lmms_eval_model import Qwen2_5_VL
 
     for module in (chat_module, simple_module):
         monkeypatch.setattr(module, "_has_qwen_vl", True)

@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from prunesid import PruneSID, load_vlm
 from prunesid.cli import main
-from prunesid.vlm.builtins import BUILTINS, builtin_directory
+from prunesid.families import builtin_directory, builtin_models
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"
@@ -59,7 +59,7 @@ def _stored_shapes(directory, suffix: str) -> dict[str, list[int]]:
 
 def _assert_loads_to_the_built_model(name: str) -> None:
     loaded = load_vlm(str(builtin_directory(name)), device="cpu").model.state_dict()
-    built, _ = BUILTINS[name].build()
+    built, _ = builtin_models()[name].build()
     expected = built.state_dict()
     assert set(loaded) == set(expected)
     for key, tensor in loaded.items():
@@ -112,7 +112,7 @@ def test_a_directory_with_the_release_files_loads_as_the_built_in(name, tmp_path
     CLI with the built-in's weights, fed counts and kept tokens."""
     directory = builtin_directory(name)
     assert _non_weight_files(directory) == RELEASE_FILES[name]
-    release = tmp_path / BUILTINS[name].layout.repo.split("/")[-1]
+    release = tmp_path / builtin_models()[name].layout.repo.split("/")[-1]
     shutil.copytree(directory, release)
     _assert_loads_to_the_built_model(name)
     loaded, builtin = load_vlm(str(release), device="cpu"), load_vlm(name, device="cpu")

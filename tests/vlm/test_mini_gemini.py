@@ -1,5 +1,5 @@
 """Mini-Gemini (MGM, MGM-HD) built natively: the built-ins are loaded from directories in the
-original MGM checkpoint format (``prunesid.vlm.builtins.mini_gemini``): ``tiny-random-mgm``
+original MGM checkpoint format (``prunesid.families.mini_gemini.builtins``): ``tiny-random-mgm``
 mirrors YanweiLi/MGM-7B (``model_type`` ``mini_gemini``, two safetensors shards + index,
 weights under ``model.vision_tower.vision_tower.vision_model.*``,
 ``model.vision_tower_aux.vision_stem.*`` / ``vision_stages.*.blocks.*.{conv_dw,norm,mlp.fc1,
@@ -21,8 +21,8 @@ from safetensors.torch import load_file, save_file
 
 from prunesid import PruneSID
 from prunesid.vlm import load_vlm
-from prunesid.vlm.builtins import builtin_directory
-from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, native_name, original_name
+from prunesid.families import builtin_directory
+from prunesid.families.mini_gemini.checkpoint import MiniGeminiConfig, native_name, original_name
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"

@@ -21,10 +21,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prunesid.vlm import load_vlm
-from prunesid.vlm.builtins import builtin_directory
-from prunesid.vlm.mini_gemini import CHAT_TEMPLATES, conversation_mode
-from prunesid.vlm.mini_gemini_checkpoint import original_name, save_original
-from prunesid.vlm.mini_gemini_towers import AUX_PREFIX, CLIP_PREFIX, ENV
+from prunesid.families import builtin_directory
+from prunesid.families.mini_gemini.adapter import CHAT_TEMPLATES, conversation_mode
+from prunesid.families.mini_gemini.checkpoint import original_name, save_original
+from prunesid.families.mini_gemini.towers import AUX_PREFIX, CLIP_PREFIX, ENV
 from tests.conftest import scene
 
 BUILTIN = "tiny-random-mgm"
@@ -401,7 +401,7 @@ def test_a_mixtral_release_loads_its_per_expert_weights(tmp_path):
     experts.{e}.w1/w2/w3 one by one), which transformers 5 keeps fused. Catches a loader that
     maps only transformers 5's names (every expert weight then unknown) or fuses w1 / w3 in the
     wrong order (the weights then differ); the prompt is MGM's mistral_instruct."""
-    from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model
+    from prunesid.families.mini_gemini.checkpoint import MiniGeminiConfig, build_model
 
     reference = _builtin()
     raw = {**reference.model.config.raw, "model_type": "mgm_mixtral", "architectures": ["MGMMixtralForCausalLM"],
@@ -423,7 +423,7 @@ def test_a_mixtral_release_loads_its_per_expert_weights(tmp_path):
 def test_a_gemma_release_loads_with_its_tied_head_and_template(tmp_path):
     """MGM-2B's layout (``mini_gemini_gemma``): a Gemma LLM whose output head is the embedding
     (no lm_head.weight in the shards), MGM's gemma template, image rows scaled as trained."""
-    from prunesid.vlm.mini_gemini_checkpoint import MiniGeminiConfig, build_model
+    from prunesid.families.mini_gemini.checkpoint import MiniGeminiConfig, build_model
 
     reference = _builtin()
     raw = {key: value for key, value in reference.model.config.raw.items() if key not in ("rope_theta", "rope_scaling")}

@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from prunesid import PruneSID, load_vlm
-from prunesid.vlm.builtins import BUILTINS, builtin_directory
-from prunesid.vlm.family import FAMILIES
-from prunesid.vlm.qwen_vl import QwenVL
+from prunesid.families import builtin_directory, builtin_models
+from prunesid.families.base import FAMILIES
+from prunesid.families.qwen_vl.adapter import QwenVL
 from tests.conftest import scene
 from tests.vlm.test_qwen_video import (  # noqa: F401  (collected here, on this module's built-ins)
     make_clip,
@@ -78,7 +78,7 @@ def test_the_hub_layout_directory_loads_back_to_the_same_model(qwen):
     weights) is loaded by load_vlm as a download would be: the same weights and answers as
     the model built in memory."""
     directory = builtin_directory(qwen.name)
-    layout = BUILTINS[qwen.name].layout
+    layout = builtin_models()[qwen.name].layout
     config = json.loads((directory / "config.json").read_text())
     assert config["model_type"] == MODELS[qwen.name][0] and "text_config" in config
     assert json.loads((directory / "preprocessor_config.json").read_text())["processor_class"] == "Qwen3VLProcessor"
@@ -86,7 +86,7 @@ def test_the_hub_layout_directory_loads_back_to_the_same_model(qwen):
     assert len(list(directory.glob("model-*.safetensors"))) == layout.shards > 1
 
     loaded = load_vlm(str(directory))
-    built, _ = BUILTINS[qwen.name].build()
+    built, _ = builtin_models()[qwen.name].build()
     weights = built.state_dict()
     assert set(loaded.model.state_dict()) == set(weights)
     for name, tensor in loaded.model.state_dict().items():

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from prunesid import load_vlm
-from prunesid.vlm.qwen_vl import QwenLayout
+from prunesid.families.qwen_vl.adapter import QwenLayout
 
 
 @pytest.fixture(scope="module")

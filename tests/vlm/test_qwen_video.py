@@ -15,7 +15,7 @@ from PIL import Image
 from prunesid import PruneSID, load_vlm, press_applied
 from prunesid.methods.registry import method_choices
 from prunesid.video import Video, load_video
-from prunesid.vlm.qwen_vl import video_metadata
+from prunesid.families.qwen_vl.adapter import video_metadata
 from tests.conftest import scene
 
 MODELS = ["tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl"]

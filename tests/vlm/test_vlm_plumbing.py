@@ -11,7 +11,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid import PruneSID, select
 from prunesid.vlm import wrap
-from prunesid.vlm.builtins.llava import build_tiny_llava
+from prunesid.families.llava.builtins import build_tiny_llava
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"

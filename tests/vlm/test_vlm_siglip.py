@@ -10,7 +10,7 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration, LlavaProces
 from prunesid import PruneSID
 from prunesid.vlm import wrap
 
-from prunesid.vlm.builtins.llava import CHAT_TEMPLATE, LlamaConfig, build_tokenizer
+from prunesid.families.llava.builtins import CHAT_TEMPLATE, LlamaConfig, build_tokenizer
 from tests.conftest import scene
 
 

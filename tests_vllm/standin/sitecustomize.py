@@ -26,7 +26,7 @@ if _NAME not in sys.modules:
 
 # vLLM's InternVL module imports GotOcr2's torchvision image processor (a type hint there) and
 # InternVL's video processor, whose modules import torchvision: the same empty stand-ins (the
-# plug-in builds InternVL's processor without torchvision, prunesid.vllm.internvl).
+# plug-in builds InternVL's processor without torchvision, prunesid.families.internvl.vllm_model).
 for _name, _attribute in [
     ("transformers.models.got_ocr2.image_processing_got_ocr2", "GotOcr2ImageProcessor"),
     ("transformers.models.internvl.video_processing_internvl", "InternVLVideoProcessor"),

@@ -1,0 +1,71 @@
+"""The model families, one folder each, found by looking rather than by a hand-kept list.
+
+A folder of this package holds everything its family is (:mod:`.declaration` says what
+goes where) and declares itself in its ``__init__.py`` as ``FAMILY``. Plug-in families
+outside the package are modules that define ``FAMILY`` too, named in ``$PRUNESID_PLUGINS``
+or in the ``prunesid.families`` entry-point group (:mod:`prunesid.plugins`).
+
+Importing this package is light: the declarations import nothing heavy, and the adapters
+and built-ins are imported by :func:`load_families` / :func:`builtin_models` on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from functools import lru_cache
+
+from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+
+__all__ = [
+    "FamilyDeclaration", "LmmsEvalModel", "builtin_directory", "builtin_models", "declarations", "load_families",
+]
+
+
+def declarations() -> tuple[FamilyDeclaration, ...]:
+    """Every family's declaration, the package's folders and the plug-ins', in list order."""
+    return _declarations()
+
+
+@lru_cache(maxsize=1)
+def _declarations() -> tuple[FamilyDeclaration, ...]:
+    from prunesid.plugins import plugin_modules
+
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if info.ispkg:
+            found.append(importlib.import_module(f"{__name__}.{info.name}").FAMILY)
+    found += [module.FAMILY for module in plugin_modules() if isinstance(getattr(module, "FAMILY", None), FamilyDeclaration)]
+    return tuple(sorted(found, key=lambda declared: declared.order))
+
+
+def load_families() -> dict:
+    """Every supported model type (``prunesid.families.base.FAMILIES``), each adapter imported."""
+    from prunesid.families.base import FAMILIES
+
+    for declared in declarations():
+        importlib.import_module(declared.adapter_module)
+    return FAMILIES
+
+
+def builtin_models() -> dict:
+    """Every offline built-in by name, in list order, each family's built-ins imported."""
+    from prunesid.families.builtin_registry import BUILTINS
+
+    for declared in declarations():
+        if declared.builtins_module:
+            importlib.import_module(declared.builtins_module)
+    listed = {}
+    for declared in declarations():
+        for name in declared.builtins:
+            if name not in BUILTINS:
+                raise RuntimeError(f"{declared.package} declares the built-in {name!r} but {declared.builtins_module} registers no such name")
+            listed[name] = BUILTINS[name]
+    return {**listed, **BUILTINS}  # the declared ones in list order, then any registered from elsewhere
+
+
+def builtin_directory(name: str):
+    """The directory holding the built-in ``name`` in its Hub layout (written on first use)."""
+    from prunesid.families.builtin_registry import write_builtin
+
+    return write_builtin(name, builtin_models())

@@ -1,0 +1,10 @@
+"""LLaVA-NeXT (``llava_next``): a base view and anyres tiles (LLaVA-1.5's recipe for its built-in)."""
+
+from prunesid.families.declaration import FamilyDeclaration
+
+FAMILY = FamilyDeclaration(
+    package=__name__,
+    order=20,
+    builtins=("tiny-random-next",),
+    vllm={"llava_next": "vllm_model:PruneSIDLlavaNextForConditionalGeneration"},
+)

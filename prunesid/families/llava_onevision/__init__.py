@@ -1,0 +1,10 @@
+"""LLaVA-OneVision (``llava_onevision``): SigLIP, anyres_max_9 tiles, pooled video frames."""
+
+from prunesid.families.declaration import FamilyDeclaration
+
+FAMILY = FamilyDeclaration(
+    package=__name__,
+    order=60,
+    builtins=("tiny-random-llava-onevision",),
+    vllm={"llava_onevision": "vllm_model:PruneSIDLlavaOnevisionForConditionalGeneration"},
+)

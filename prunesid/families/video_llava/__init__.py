@@ -1,0 +1,10 @@
+"""Video-LLaVA (``video_llava``): 8-frame clips and images, one press per frame."""
+
+from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+
+FAMILY = FamilyDeclaration(
+    package=__name__,
+    order=40,
+    builtins=("tiny-random-video-llava",),
+    lmms_eval=(LmmsEvalModel("prunesid_video_llava", simple_class="VideoLlava"),),
+)
