@@ -27,18 +27,24 @@ import inspect
 import json
 import re
 from pathlib import Path
+from typing import Callable
 
 from transformers.processing_utils import ProcessorMixin
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 IMAGE_PROCESSOR_FILE = "preprocessor_config.json"
 PROCESSOR_FILE = "processor_config.json"
-# Processor classes whose video processor is their image processor applied to every frame
-# (transformers' VideoLlavaVideoProcessor: the same resize, crop, mean and std): without
-# torchvision, clips go through FramewiseVideoProcessor and the processor takes videos as usual
-# (InternVL: every frame resized whole, the image processor with its tiling off). A clip given
-# as a file is decoded and sampled as the model's video processor samples it (by name).
-FRAMEWISE_VIDEO = {"VideoLlavaProcessor": "uniform", "InternVLProcessor": "centred"}
+# What stands in for a processor class's video processor when transformers' needs torchvision,
+# by processor class name: build(checkpoint, image processor) -> video processor. Each family
+# registers its own in its adapter (stand_in_video_processor): the video processors of this
+# module are the kinds there are (FramewiseVideoProcessor, ResizedFramesVideoProcessor,
+# QwenVideoProcessor).
+VIDEO_STAND_INS: dict[str, Callable[[str, object], object]] = {}
+
+
+def stand_in_video_processor(processor_class: str, build: Callable[[str, object], object]) -> None:
+    """Without torchvision, ``processor_class``'s clips go through ``build(checkpoint, image_processor)``."""
+    VIDEO_STAND_INS[processor_class] = build
 
 
 def torchvision_available() -> bool:
@@ -156,12 +162,9 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
         tokenizer=AutoTokenizer.from_pretrained(model),
         **options,
     )
-    if processor_class.__name__ in FRAMEWISE_VIDEO:
-        processor.video_processor = FramewiseVideoProcessor(processor.image_processor, FRAMEWISE_VIDEO[processor_class.__name__])
-    if processor_class.__name__ in QWEN_VIDEO:
-        processor.video_processor = QwenVideoProcessor.from_checkpoint(model, processor.image_processor, QWEN_VIDEO[processor_class.__name__])
-    if processor_class.__name__ in RESIZED_FRAMES_VIDEO:
-        processor.video_processor = ResizedFramesVideoProcessor.from_checkpoint(model, processor.image_processor)
+    build = VIDEO_STAND_INS.get(processor_class.__name__)
+    if build is not None:
+        processor.video_processor = build(model, processor.image_processor)
     return processor
 
 
@@ -227,11 +230,6 @@ class FramewiseVideoProcessor:
         if name.startswith("__") or name in ("image_processor", "sampling"):  # copying builds one without __init__
             raise AttributeError(name)
         return getattr(self.image_processor, name)
-
-
-# Processor classes whose video processor resizes every frame to one fixed size, then rescales
-# and normalises it (transformers' LlavaOnevisionVideoProcessor): ResizedFramesVideoProcessor.
-RESIZED_FRAMES_VIDEO = ("LlavaOnevisionProcessor",)
 
 
 class ResizedFramesVideoProcessor:
@@ -319,9 +317,6 @@ def without_video_processor(processor_class: type[ProcessorMixin]) -> type[Proce
 
 # --- Qwen-VL clips without torchvision ------------------------------------------------------
 
-# Processor classes whose video processor this module stands in for (transformers' Qwen2-VL /
-# Qwen3-VL video processors need torchvision); the value: the video resize rule.
-QWEN_VIDEO = {"Qwen2VLProcessor": "per-frame", "Qwen2_5_VLProcessor": "per-frame", "Qwen3VLProcessor": "whole-clip"}
 VIDEO_PROCESSOR_FILE = "video_preprocessor_config.json"
 
 
@@ -356,8 +351,7 @@ class QwenVideoProcessor:
         """Settings from the checkpoint's video_preprocessor_config.json where it has one
         (Qwen3-VL), else from its image processor (transformers builds Qwen2/2.5-VL's video
         processor from preprocessor_config.json)."""
-        settings = _json(Path(model) / VIDEO_PROCESSOR_FILE) if Path(model).is_dir() else {}
-        return cls(image_processor, rule, settings)
+        return cls(image_processor, rule, video_settings(model))
 
     def resized_size(self, num_frames: int, height: int, width: int) -> tuple[int, int]:
         """(height, width) every frame of a clip of ``num_frames`` frames is resized to."""

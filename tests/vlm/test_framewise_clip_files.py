@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prunesid.families.processors import FRAMEWISE_VIDEO, FramewiseVideoProcessor
+from prunesid.families import load_families
+from prunesid.families.processors import VIDEO_STAND_INS, FramewiseVideoProcessor
 from tests.conftest import scene_clip
 
 TOTAL = 12
@@ -35,7 +36,8 @@ def test_without_sampling_a_file_gives_every_frame(every_frame):
 @pytest.mark.parametrize("count", [1, 5, 8, 12])
 def test_internvl_samples_frame_centres(clip, every_frame, count):
     """InternVL's video processor: frame indices total/n/2 + i total/n, rounded down."""
-    assert FRAMEWISE_VIDEO["InternVLProcessor"] == "centred"
+    load_families()  # the adapters register their stand-ins
+    assert VIDEO_STAND_INS["InternVLProcessor"]("unused", None).sampling == "centred"
     frames = FramewiseVideoProcessor(None, "centred").decoded(clip, count)
     step = TOTAL / count
     assert frame_numbers(frames, every_frame) == [int(step / 2 + i * step) for i in range(count)]

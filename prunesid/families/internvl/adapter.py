@@ -46,6 +46,7 @@ from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optim
 
 from prunesid.geometry import PatchGrid
 from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.families.processors import FramewiseVideoProcessor, stand_in_video_processor
 from prunesid.families.llava.adapter import views_in_sequence
 
 FRAMES = 8
@@ -384,3 +385,8 @@ def _framewise(video_processor) -> bool:
     from prunesid.families.processors import FramewiseVideoProcessor
 
     return isinstance(video_processor, FramewiseVideoProcessor)
+
+
+# InternVL's video processor: every frame resized whole (the image processor with its tiling
+# off), frames sampled at the centres of equal spans; it needs torchvision
+stand_in_video_processor("InternVLProcessor", lambda model, images: FramewiseVideoProcessor(images, "centred"))

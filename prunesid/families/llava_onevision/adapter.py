@@ -40,6 +40,7 @@ from transformers.models.llava_onevision.modeling_llava_onevision import image_s
 
 from prunesid.geometry import PatchGrid
 from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.families.processors import ResizedFramesVideoProcessor, stand_in_video_processor
 from prunesid.families.importance import has_cls_token
 from prunesid.families.llava.adapter import views_in_sequence
 from prunesid.families.towers import check_strategy, encode_views
@@ -366,3 +367,7 @@ class OneVisionLayout(FamilyLayout):
 def _tile_grid(layout: OneVisionLayout, image_size: tuple[int, int]) -> TileGrid:
     # Cached per layout and size: every layout method asks for it several times per input.
     return layout._build_tile_grid(image_size)
+
+
+# LlavaOnevisionVideoProcessor resizes every frame to one size, no crop (needs torchvision)
+stand_in_video_processor("LlavaOnevisionProcessor", ResizedFramesVideoProcessor.from_checkpoint)

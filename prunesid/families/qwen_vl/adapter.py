@@ -39,7 +39,7 @@ from prunesid.geometry import PatchGrid
 from prunesid.video import FrameRate
 from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
 from prunesid.families.llava.adapter import views_in_sequence
-from prunesid.families.processors import QWEN_VIDEO, QwenVideoProcessor
+from prunesid.families.processors import QwenVideoProcessor, stand_in_video_processor
 
 # Frames a clip is sampled to (uniformly, first and last included): 8 temporal groups.
 QWEN_FRAMES = 16
@@ -447,3 +447,7 @@ register_family("qwen3_vl", "Qwen3VLForConditionalGeneration", "dynamic resoluti
 register_family("qwen3_vl_moe", "Qwen3VLMoeForConditionalGeneration", "deepstack, mixture-of-experts LLM: Qwen3-VL-MoE")(QwenVL)
 register_family("qwen3_5", "Qwen3_5ForConditionalGeneration", "no deepstack, hybrid linear / full-attention LLM: Qwen3.5")(QwenVL)
 register_family("qwen3_5_moe", "Qwen3_5MoeForConditionalGeneration", "hybrid linear-attention mixture-of-experts LLM: Qwen3.5-MoE")(QwenVL)
+
+# transformers' Qwen2-VL / Qwen3-VL video processors need torchvision; the resize rule of each
+for _processor_class, _rule in (("Qwen2VLProcessor", "per-frame"), ("Qwen2_5_VLProcessor", "per-frame"), ("Qwen3VLProcessor", "whole-clip")):
+    stand_in_video_processor(_processor_class, lambda model, images, rule=_rule: QwenVideoProcessor.from_checkpoint(model, images, rule))

@@ -27,6 +27,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid.geometry import PatchGrid
 from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.families.processors import FramewiseVideoProcessor, stand_in_video_processor
 from prunesid.families.importance import has_cls_token
 from prunesid.families.llava.adapter import Resize, views_in_sequence
 from prunesid.families.towers import check_strategy, encode_views
@@ -151,3 +152,7 @@ class VideoLlavaLayout(FamilyLayout):
         tokens, its merged tokens. In the unmodified run view v starts at v x (CLS + T)."""
         stride = self.patches(image_size) + int(cls_fed)
         return views_in_sequence(kept, merged, with_cls, cls_fed, stride=stride)
+
+
+# transformers' VideoLlavaVideoProcessor is the image processor on every frame (needs torchvision)
+stand_in_video_processor("VideoLlavaProcessor", lambda model, images: FramewiseVideoProcessor(images, "uniform"))
