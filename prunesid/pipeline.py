@@ -276,7 +276,7 @@ def press_applied(model, processor, press: Press) -> Iterator[AppliedPress]:
         items = family.split_inputs(kwargs)
         input_ids = kwargs.pop("input_ids")
         for key in list(kwargs):  # the processor's pixel outputs are replaced by the features
-            if key.startswith("pixel_values") or key in ("image_sizes", "image_grid_thw", "video_grid_thw", "second_per_grid_ts", "mm_token_type_ids", "batch_num_images"):
+            if key.startswith("pixel_values") or key in family.pixel_input_keys:
                 kwargs.pop(key)
         kwargs.pop("attention_mask", None)
         media = [

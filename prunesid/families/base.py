@@ -215,6 +215,9 @@ class Family(ABC):
 
     # The modality key under which the model takes precomputed features in generate().
     modality: str = "image"
+    # The processor's outputs that describe pixels besides pixel_values*: press_applied replaces
+    # them all with the features.
+    pixel_input_keys: tuple[str, ...] = ("image_sizes",)
     # Frames a video is sampled to; None: the family's models take images only.
     num_frames: int | None = None
     layout: FamilyLayout

@@ -53,6 +53,8 @@ DEFAULT_FRAMES = 32
 
 @register_family("llava_onevision", "LlavaOnevisionForConditionalGeneration", "SigLIP, anyres_max_9 tiles, pooled video frames: LLaVA-OneVision")
 class OneVision(Family):
+    pixel_input_keys = ("image_sizes", "batch_num_images")
+
     def __init__(self, model, processor, newlines: str = "rows"):
         super().__init__(model, processor)
         config = model.config

@@ -52,6 +52,8 @@ TIMESTAMPED_GROUPS = ("qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
 class QwenVL(Family):
     """The Qwen-VL family: one view per image, the merged-token grid over the whole image."""
 
+    pixel_input_keys = ("image_grid_thw", "video_grid_thw", "second_per_grid_ts", "mm_token_type_ids")
+
     modality = "image"
     num_frames = QWEN_FRAMES
 
