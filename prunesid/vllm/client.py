@@ -34,10 +34,9 @@ def compressed_embeddings(vlm, images, press) -> list[torch.Tensor]:
     (any press, dynamic budgets included), computed in one batch as the library does (a
     dynamic press shares its budget across the images; an uncalibrated one is calibrated
     on them first)."""
-    from prunesid.methods.base import Press
+    from prunesid.methods.base import check_press
 
-    if not isinstance(press, Press):
-        raise TypeError(f"press must be a prunesid press (e.g. prunesid.PruneSID), got {type(press).__name__}")
+    check_press(press)
     images = list(images)
     if not images:
         raise ValueError("images must hold at least one image")

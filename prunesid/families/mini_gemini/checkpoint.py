@@ -45,26 +45,46 @@ MGM_KEYS = (
     "mm_patch_merge_type", "unfreeze_mm_vision_tower",
 )
 
-# (original, native) name patterns; the first that matches maps a weight.
+# One table of weight names, read both ways: (original, native), where {rest} is the rest of a
+# name, {stage} {block} {i} numbers and {suffix} ".weight", ".bias" or nothing. Reading, the
+# first original that matches maps a weight; writing, the first native that matches (so an
+# export writes the releases' CLIP names, under vision_model.).
 _AUX_BLOCK = {"conv_dw": "dwconv", "norm": "layernorm", "mlp.fc1": "pwconv1", "mlp.fc2": "pwconv2", "gamma": "layer_scale_parameter"}
-NAME_MAP = [
-    (r"model\.vision_tower\.vision_tower\.vision_model\.(.+)", r"vision_tower.\1"),  # transformers 4.3x (the releases)
-    (r"model\.vision_tower\.vision_tower\.(.+)", r"vision_tower.\1"),  # flat: transformers 5
-    (r"model\.vision_tower_aux\.vision_stem\.0\.(weight|bias)", r"aux_tower.embeddings.patch_embeddings.\1"),
-    (r"model\.vision_tower_aux\.vision_stem\.1\.(weight|bias)", r"aux_tower.embeddings.layernorm.\1"),
-    (r"model\.vision_tower_aux\.vision_stages\.(\d+)\.downsample\.(\d)\.(weight|bias)", r"aux_tower.stages.\1.downsampling_layer.\2.\3"),
+NAMES = [
+    ("model.vision_tower.vision_tower.vision_model.{rest}", "vision_tower.{rest}"),  # transformers 4.3x (the releases)
+    ("model.vision_tower.vision_tower.{rest}", "vision_tower.{rest}"),  # flat: exports of transformers 5
+    ("model.vision_tower_aux.vision_stem.0.{rest}", "aux_tower.embeddings.patch_embeddings.{rest}"),
+    ("model.vision_tower_aux.vision_stem.1.{rest}", "aux_tower.embeddings.layernorm.{rest}"),
+    ("model.vision_tower_aux.vision_stages.{stage}.downsample.{i}.{rest}", "aux_tower.stages.{stage}.downsampling_layer.{i}.{rest}"),
     *[
-        (rf"model\.vision_tower_aux\.vision_stages\.(\d+)\.blocks\.(\d+)\.{re.escape(old)}(\.weight|\.bias|)",
-         rf"aux_tower.stages.\1.layers.\2.{new}\3")
+        (f"model.vision_tower_aux.vision_stages.{{stage}}.blocks.{{block}}.{old}{{suffix}}", f"aux_tower.stages.{{stage}}.layers.{{block}}.{new}{{suffix}}")
         for old, new in _AUX_BLOCK.items()
     ],
-    (r"model\.mm_projector\.(.+)", r"mm_projector.\1"),
-    (r"model\.vlm_uni_query_projector\.(.+)", r"query_projector.\1"),
-    (r"model\.vlm_uni_aux_projector\.(.+)", r"aux_projector.\1"),
-    (r"model\.vlm_uni_val_projector\.(.+)", r"val_projector.\1"),
-    (r"lm_head\.(.+)", r"language_model.lm_head.\1"),
-    (r"model\.(.+)", r"language_model.model.\1"),
+    ("model.mm_projector.{rest}", "mm_projector.{rest}"),
+    *[(f"model.vlm_uni_{kind}_projector.{{rest}}", f"{kind}_projector.{{rest}}") for kind in ("query", "aux", "val")],
+    ("lm_head.{rest}", "language_model.lm_head.{rest}"),
+    ("model.{rest}", "language_model.model.{rest}"),
 ]
+_FIELDS = {"rest": r".+", "stage": r"\d+", "block": r"\d+", "i": r"\d+", "suffix": r"\.weight|\.bias|"}
+
+
+def _pattern(template: str) -> re.Pattern:
+    parts = re.split(r"\{(\w+)\}", template)  # text, field, text, field, ...
+    return re.compile("".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>{_FIELDS[part]})" for index, part in enumerate(parts)))
+
+
+_READ = [(_pattern(original), native) for original, native in NAMES]
+_WRITE = [(_pattern(native), original) for original, native in NAMES]
+
+
+def _renamed(name: str, rules) -> str | None:
+    for pattern, template in rules:
+        found = pattern.fullmatch(name)
+        if found:
+            return template.format(**found.groupdict())
+    return None
+
+
 # Buffers older transformers saved with the weights; recomputed here.
 IGNORED = re.compile(r".*(\.position_ids|rotary_emb\.inv_freq)$")
 
@@ -115,28 +135,14 @@ def _known(name, marker: str, shape: dict, key: str, source: str) -> dict:
 
 
 def native_name(original: str) -> str | None:
-    for pattern, replacement in NAME_MAP:
-        if re.fullmatch(pattern, original):
-            return re.sub(pattern, replacement, original)
-    return None
+    return _renamed(original, _READ)
 
 
 def original_name(native: str) -> str:
     """The inverse of :func:`native_name` (what an export writes)."""
-    rules = [
-        (r"vision_tower\.(.+)", r"model.vision_tower.vision_tower.vision_model.\1"),
-        (r"aux_tower\.embeddings\.patch_embeddings\.(.+)", r"model.vision_tower_aux.vision_stem.0.\1"),
-        (r"aux_tower\.embeddings\.layernorm\.(.+)", r"model.vision_tower_aux.vision_stem.1.\1"),
-        (r"aux_tower\.stages\.(\d+)\.downsampling_layer\.(\d)\.(.+)", r"model.vision_tower_aux.vision_stages.\1.downsample.\2.\3"),
-        *[(rf"aux_tower\.stages\.(\d+)\.layers\.(\d+)\.{new}(\.weight|\.bias|)", rf"model.vision_tower_aux.vision_stages.\1.blocks.\2.{old}\3") for old, new in _AUX_BLOCK.items()],
-        (r"mm_projector\.(.+)", r"model.mm_projector.\1"),
-        (r"(query|aux|val)_projector\.(.+)", r"model.vlm_uni_\1_projector.\2"),
-        (r"language_model\.lm_head\.(.+)", r"lm_head.\1"),
-        (r"language_model\.model\.(.+)", r"model.\1"),
-    ]
-    for pattern, replacement in rules:
-        if re.fullmatch(pattern, native):
-            return re.sub(pattern, replacement, native)
+    found = _renamed(native, _WRITE)
+    if found is not None:
+        return found
     raise ValueError(f"no original name for {native!r}")
 
 
