@@ -12,7 +12,6 @@ noise; its tiles, importance and selections are real.
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     GotOcr2ImageProcessorPil,
     InternVLConfig,
@@ -22,6 +21,7 @@ from transformers import (
 )
 
 from prunesid.families.hub import HubLayout
+from prunesid.families.tokenizers import byte_level_tokenizer
 from prunesid.families.llava.builtins import printable_only
 from prunesid.families.builtin_registry import register_builtin
 from prunesid.families.processors import without_video_processor
@@ -64,15 +64,8 @@ INTERNVL3_LAYOUT = HubLayout(
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level tokens (any text round-trips) after the special tokens; no files."""
-    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + byte_chars)}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=8192,
-        extra_special_tokens=dict(IMAGE_TOKENS),
+    return byte_level_tokenizer(
+        SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=8192, extra_special_tokens=dict(IMAGE_TOKENS),
     )
 
 

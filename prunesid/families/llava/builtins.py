@@ -12,7 +12,6 @@ from __future__ import annotations
 import string
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     CLIPImageProcessorPil,
     CLIPVisionConfig,
@@ -24,6 +23,7 @@ from transformers import (
 )
 
 from prunesid.families.hub import HubLayout
+from prunesid.families.tokenizers import byte_level_tokenizer
 from prunesid.families.builtin_registry import register_builtin
 
 SEED = 1234
@@ -46,21 +46,8 @@ CHAT_TEMPLATE = (
 
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A byte-level tokenizer (256 byte tokens + specials): any text round-trips, no files."""
-    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS + byte_chars)}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(SPECIAL_TOKENS)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=core,
-        unk_token="<unk>",
-        bos_token="<s>",
-        eos_token="</s>",
-        pad_token="<pad>",
-        model_max_length=4096,
-    )
+    """Byte-level tokens (any text round-trips) after the LLaMA special tokens; no files."""
+    tokenizer = byte_level_tokenizer(SPECIAL_TOKENS, unk_token="<unk>", bos_token="<s>", eos_token="</s>", pad_token="<pad>", model_max_length=4096)
     tokenizer.add_bos_token = True
     return tokenizer
 

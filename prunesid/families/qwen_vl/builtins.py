@@ -20,7 +20,6 @@ and positions are real.
 from __future__ import annotations
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import (
     PreTrainedTokenizerFast,
     Qwen2_5_VLConfig,
@@ -42,6 +41,7 @@ from transformers import (
 )
 
 from prunesid.families.hub import HubLayout
+from prunesid.families.tokenizers import byte_level_tokenizer
 from prunesid.families.llava.builtins import printable_only
 from prunesid.families.builtin_registry import register_builtin
 from prunesid.families.processors import without_video_processor
@@ -79,15 +79,7 @@ def qwen_chat_template(default_system: str | None) -> str:
 
 def build_qwen_tokenizer() -> PreTrainedTokenizerFast:
     """Byte-level tokens (any text round-trips) after the Qwen special tokens; no files."""
-    byte_chars = sorted(pre_tokenizers.ByteLevel.alphabet())
-    vocab = {token: i for i, token in enumerate(QWEN_SPECIAL_TOKENS + byte_chars)}
-    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    core.decoder = decoders.ByteLevel()
-    core.add_special_tokens(QWEN_SPECIAL_TOKENS)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=core, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768,
-    )
+    return byte_level_tokenizer(QWEN_SPECIAL_TOKENS, eos_token="<|im_end|>", pad_token="<|endoftext|>", model_max_length=32768)
 
 
 def _token_ids(tokenizer) -> dict:
