@@ -20,8 +20,13 @@ ABOVE = ("prunesid.pipeline", "prunesid.vlm", "prunesid.eval", "prunesid.vllm", 
 
 def imported(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    names = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
-    return names | {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:  # the module, and each name as a module of it
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+        elif isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+    return names
 
 
 def is_front_end_class(path: Path) -> bool:
