@@ -1,8 +1,9 @@
 """Evaluation with lmms-eval: a plug-in, not a fork.
 
 ``pip install prunesid[eval]`` registers model ids with lmms-eval through the
-``lmms_eval.models`` entry-point group (``prunesid.eval.manifest``). Each reuses lmms-eval's
-own model class for its family and takes the press from ``--model_args``::
+``lmms_eval.models`` entry-point group (one entry point, ``prunesid.eval.manifest``, returning
+a manifest per model id the families declare). Each reuses lmms-eval's own model class for its
+family (``prunesid/families/<name>/lmms_eval_model.py``) and takes the press from ``--model_args``::
 
     lmms-eval --model prunesid_llava_hf \\
         --model_args pretrained=llava-hf/llava-1.5-7b-hf,method=prunesid,budget=64 \\
@@ -16,7 +17,8 @@ own model class for its family and takes the press from ``--model_args``::
   the images the processor receives are compressed by :class:`prunesid.vlm.VLM` (the same
   path as ``VLM.chat``) and each image's placeholder run in lmms-eval's own prompt is cut to
   what the press kept. Nothing is patched on any class.
-- ``prunesid.eval.models``: the lmms-eval classes (imported only by lmms-eval).
+- ``prunesid.eval.models``: what the families' lmms-eval classes share (``PressedModel``);
+  ``prunesid.eval.library_models``: the class for a family lmms-eval has none for.
 - ``prunesid.eval.table``: lmms-eval result files -> the paper's table.
 
 Importing this package does not import lmms-eval.

@@ -3,7 +3,8 @@
 Two ways in, both documented in docs/vllm.md:
 
 - **pre-sized** (fixed budgets): ``pip install prunesid[vllm]`` registers, through vLLM's
-  ``vllm.general_plugins`` entry point, model classes that compress inside the engine. A run
+  ``vllm.general_plugins`` entry point, the model classes the families declare
+  (``prunesid/families/<name>/vllm_model.py``), which compress inside the engine. A run
   picks one with ``hf_overrides={"architectures": [ARCHITECTURES["llava"]], "prunesid":
   {"method": "prunesid", "budget": 64}}`` (:func:`engine_overrides` writes it). The front
   end sizes each image's placeholders with the family's layout (``fed_tokens``), the engine
