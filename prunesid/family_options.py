@@ -1,8 +1,9 @@
 """The model families' options, declared once (:mod:`prunesid.options`).
 
 ``load_vlm``'s checks, the CLI's model flags and the docs are derived from
-:class:`FamilyOptions`. A family takes an option by naming it in its ``__init__``; giving one
-to a family that does not is refused with the option's ``applies_to``. ``None`` leaves the
+:class:`FamilyOptions`. A family takes an option by naming it in its ``__init__`` and in its
+declaration (``FamilyDeclaration.options``, checked against each other by the tests); giving one
+to a family that does not is refused naming the families that take it. ``None`` leaves the
 family's own default. This module imports nothing heavy: the CLI reads it to build --help.
 """
 
@@ -37,21 +38,21 @@ class FamilyOptions:
 
     min_pixels: int | None = option(
         None, "Qwen-VL: lower bound of the processor's dynamic resize (pixels)",
-        expects="a positive integer", minimum=1, applies_to="models with dynamic resolution (Qwen-VL)",
+        expects="a positive integer", minimum=1,
     )
     max_pixels: int | None = option(
         None, "Qwen-VL: upper bound of the processor's dynamic resize (pixels)",
-        expects="a positive integer", minimum=1, applies_to="models with dynamic resolution (Qwen-VL)",
+        expects="a positive integer", minimum=1,
     )
     newlines: str | None = option(
         None, "LLaVA-NeXT and LLaVA-OneVision: newline tokens of compressed runs, none (authors, LLaVA-NeXT's default) "
         "or one per row of the unpadded grid (rows, LLaVA-OneVision's default)",
-        choices=NEWLINES, applies_to="LLaVA-NeXT models and LLaVA-OneVision models (anyres tiles)",
+        choices=NEWLINES,
     )
     fps: float | None = option(
         None, "Qwen-VL clips: sample RATE frames a second of the clip (seconds x RATE frames, 4 to 32, an even count, "
         "at most the clip's own) instead of 16 frames whatever its length",
-        check=_check_fps, parser=_fps_from_text, metavar="RATE", applies_to="Qwen-VL clips", media=("video",),
+        check=_check_fps, parser=_fps_from_text, metavar="RATE", media=("video",),
     )
 
 
@@ -74,5 +75,14 @@ def refuse_foreign(options: dict, accepted, model_type: str) -> None:
     foreign = [name for name in options if name not in accepted]
     if foreign:
         verb = "applies" if len(foreign) == 1 else "apply"
-        where = " and ".join(dict.fromkeys(FAMILY_OPTIONS[name].declaration.applies_to for name in foreign))
+        where = " and ".join(dict.fromkeys(takers(name) for name in foreign))
         raise ValueError(f"{' and '.join(foreign)} {verb} only to {where}, not to {model_type!r} models")
+
+
+def takers(name: str) -> str:
+    """The families that take the model option ``name``, in words ("Qwen-VL models", "Qwen-VL
+    clips"), from the families' declarations."""
+    from prunesid.families import declarations
+
+    noun = "clips" if FAMILY_OPTIONS[name].declaration.media == ("video",) else "models"
+    return " and ".join(f"{declared.label} {noun}" for declared in declarations() if name in declared.options) or "no family"

@@ -41,7 +41,6 @@ class Option:
     # Typed text -> value for the command line (raises ValueError with the reason); default: the type's.
     parser: Callable[[str], Any] | None = None
     metavar: str | None = None  # the command line's name of the value (default: the option's, upper-case)
-    applies_to: str | None = None  # what takes the option, where not everything does ("Qwen-VL clips")
     media: tuple[str, ...] = ("image", "video")  # the inputs it concerns (an images-only command leaves out "video"-only options)
 
     def allowed(self) -> tuple[str, ...] | None:

@@ -67,7 +67,7 @@ def test_bad_options_exit_2_with_one_line(image_file, capsys, extra, message):
 
 def test_pixel_limits_are_refused_for_llava(image_file, capsys):
     assert main(["compress", str(image_file), "--model", "tiny-random", "--min-pixels", "3136"]) == 2
-    assert "applies only to models with dynamic resolution" in capsys.readouterr().err
+    assert "min_pixels applies only to Qwen-VL models" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model", ["tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl"])

@@ -55,3 +55,20 @@ def test_no_library_module_imports_a_front_end_class_of_a_family():
         if not is_front_end_class(path)
     }
     assert not {path: names for path, names in importers.items() if names}
+
+
+def test_each_declaration_names_the_model_options_its_families_take():
+    """A family's declared options (the words of refusals and help) are exactly the model
+    options its adapters' ``__init__`` take. Catches an option added to an adapter but not
+    declared (refused with "no family" words) or declared but not taken."""
+    import inspect
+
+    from prunesid.families import declarations, load_families
+    from prunesid.family_options import FAMILY_OPTIONS
+
+    taken: dict[str, set] = {}
+    for spec in load_families().values():
+        package = spec.family.__module__.rsplit(".", 1)[0]
+        taken.setdefault(package, set()).update(name for name in inspect.signature(spec.family.__init__).parameters if name in FAMILY_OPTIONS)
+    declared = {item.package: set(item.options) for item in declarations()}
+    assert declared == taken

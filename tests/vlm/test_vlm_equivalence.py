@@ -120,7 +120,7 @@ def test_next_tiles_use_the_per_view_budget_and_both_newline_layouts(tiny_next_v
 def test_next_newlines_option_is_checked(tiny_next_vlm, tiny_vlm):
     with pytest.raises(ValueError, match=r"newlines must be one of \['authors', 'rows'\].*got 'none'"):
         wrap(tiny_next_vlm.model, tiny_next_vlm.processor, name="next", newlines="none")
-    with pytest.raises(ValueError, match="newlines applies only to LLaVA-NeXT models"):
+    with pytest.raises(ValueError, match="newlines applies only to LLaVA-NeXT models and LLaVA-OneVision models"):
         wrap(tiny_vlm.model, tiny_vlm.processor, name="llava", newlines="rows")
 
 

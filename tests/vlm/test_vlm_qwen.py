@@ -302,7 +302,7 @@ def test_bad_pixel_limits_are_refused(options, message):
 
 
 def test_pixel_limits_are_refused_for_fixed_resolution_models():
-    with pytest.raises(ValueError, match="min_pixels applies only to models with dynamic resolution"):
+    with pytest.raises(ValueError, match="min_pixels applies only to Qwen-VL models"):
         load_vlm("tiny-random", min_pixels=3136)
 
 

@@ -4,6 +4,7 @@ from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="InternVL",
     order=70,
     builtins=("tiny-random-internvl",),
     vllm={"internvl": "vllm_model:PruneSIDInternVLForConditionalGeneration"},

@@ -4,6 +4,7 @@ from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="LLaVA-1.5",
     order=10,
     builtins=("tiny-random",),
     vllm={"llava": "vllm_model:PruneSIDLlavaForConditionalGeneration"},

@@ -4,6 +4,8 @@ from prunesid.families.declaration import FamilyDeclaration
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="LLaVA-NeXT",
+    options=("newlines",),
     order=20,
     builtins=("tiny-random-next",),
     vllm={"llava_next": "vllm_model:PruneSIDLlavaNextForConditionalGeneration"},

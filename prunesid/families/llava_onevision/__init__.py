@@ -4,6 +4,8 @@ from prunesid.families.declaration import FamilyDeclaration
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="LLaVA-OneVision",
+    options=("newlines",),
     order=60,
     builtins=("tiny-random-llava-onevision",),
     vllm={"llava_onevision": "vllm_model:PruneSIDLlavaOnevisionForConditionalGeneration"},

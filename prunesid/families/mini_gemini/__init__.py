@@ -5,6 +5,7 @@ from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="Mini-Gemini",
     order=50,
     builtins=("tiny-random-mgm", "tiny-random-mgm-hd"),
     # lmms-eval has no class: this one runs the library's own model code

@@ -10,6 +10,8 @@ _ARCHITECTURES = (
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="Qwen-VL",
+    options=("min_pixels", "max_pixels", "fps"),
     order=30,
     builtins=(
         "tiny-random-qwen2-vl", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl",

@@ -4,6 +4,7 @@ from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,
+    label="Video-LLaVA",
     order=40,
     builtins=("tiny-random-video-llava",),
     lmms_eval=(LmmsEvalModel("prunesid_video_llava", simple_class="VideoLlava"),),
