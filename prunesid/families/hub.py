@@ -145,6 +145,8 @@ def _write_processor(processor, directory: Path, layout: HubLayout) -> None:
         names = layout.processor_config if isinstance(layout.processor_config, tuple) else DEFAULT_PROCESSOR_OPTIONS
         options = {key: getattr(processor, key) for key in names if hasattr(processor, key)}
         _dump({**options, "processor_class": layout.processor_class}, directory / "processor_config.json")
+    if processor.chat_template is None:  # a release without one (Video-LLaVA-7B-hf): the family supplies it
+        return
     if layout.chat_template_file.endswith(".jinja"):
         (directory / layout.chat_template_file).write_text(processor.chat_template)
     else:

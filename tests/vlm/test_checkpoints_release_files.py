@@ -69,13 +69,11 @@ RELEASE_FILES = {
 # Where a built-in's files differ from its release: (the release's files it lacks, files it writes that the
 # release lacks). tokenizer.model: the byte-level tiny tokenizer has no SentencePiece model, and transformers
 # reads tokenizer.json first. processor_config.json: LLaVA-1.5 loads the same without it (the copy below
-# drops it). chat_template.json: Video-LLaVA cannot answer without one (see the xfail test below).
+# drops it).
 DIFFERENCES = {
     "tiny-random": ({"tokenizer.model"}, {"processor_config.json"}),
-    "tiny-random-video-llava": ({"tokenizer.model"}, {"chat_template.json"}),
+    "tiny-random-video-llava": ({"tokenizer.model"}, set()),
 }
-# Files the release lacks that the copy still needs for load_vlm to answer.
-KEPT_FOR_THE_LOADER = {"tiny-random-video-llava": {"chat_template.json"}}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 KEEP_ALL = PruneSID(budget=4096, keep_cls=False, order="spatial")  # keeps every token of one view
 
@@ -140,7 +138,7 @@ def _release_copy(name: str, tmp_path):
     release = tmp_path / builtin_models()[name].layout.repo.split("/")[-1]
     shutil.copytree(builtin_directory(name), release)
     missing, extra = DIFFERENCES.get(name, (set(), set()))
-    for file in extra - KEPT_FOR_THE_LOADER.get(name, set()):
+    for file in extra:
         (release / file).unlink()
     return release
 
@@ -156,7 +154,7 @@ def test_a_directory_with_the_release_files_loads_as_the_built_in(name, tmp_path
     assert missing <= RELEASE_FILES[name] and not extra & RELEASE_FILES[name]
     assert _non_weight_files(builtin_directory(name)) == (RELEASE_FILES[name] - missing) | extra
     release = _release_copy(name, tmp_path)
-    assert _non_weight_files(release) == (RELEASE_FILES[name] - missing) | KEPT_FOR_THE_LOADER.get(name, set())
+    assert _non_weight_files(release) == RELEASE_FILES[name] - missing
     _assert_loads_to_the_built_model(name, release)
     loaded, builtin = load_vlm(str(release), device="cpu"), load_vlm(name, device="cpu")
     picture = tmp_path / "scene.png"
@@ -193,14 +191,20 @@ def test_the_demos_model_option_serves_the_release_directory(name, tmp_path, mon
     assert kept.visual_tokens == unmodified.visual_tokens and kept.text == unmodified.text
 
 
-@pytest.mark.xfail(strict=True, raises=ValueError, reason="LanguageBind/Video-LLaVA-7B-hf's main holds no chat template and load_vlm supplies none")
 def test_video_llava_release_without_a_chat_template_answers(tmp_path):
-    """The release's exact file set (no chat_template.json): pins that load_vlm cannot answer with
-    it today ("this processor does not have a chat template"); passes, and so fails as xfail, once
-    the Video-LLaVA family supplies its template."""
+    """The release's exact file set (main has no chat_template.json): the Video-LLaVA family
+    supplies its conversation format. Catches the family's template dropped ("this processor
+    does not have a chat template") or written over a checkpoint's own."""
     release = _release_copy("tiny-random-video-llava", tmp_path)
-    (release / "chat_template.json").unlink()
-    load_vlm(str(release), device="cpu").chat(scene(300, 200, seed=3), QUESTION, press=PruneSID(budget=16), max_new_tokens=2)
+    assert not (release / "chat_template.json").exists()
+    vlm = load_vlm(str(release), device="cpu")
+    prompt = vlm.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": QUESTION}]}], add_generation_prompt=True,
+    )
+    assert prompt == f"USER: <image>\n{QUESTION} ASSISTANT:"
+    assert vlm.chat(scene(300, 200, seed=3), QUESTION, press=PruneSID(budget=16), max_new_tokens=2).visual_tokens == [16]
+    (release / "chat_template.jinja").write_text("{{ 'own template' }}")
+    assert load_vlm(str(release), device="cpu").processor.chat_template == "{{ 'own template' }}"
 
 
 def test_internvl_processor_config_is_the_releases():

@@ -35,10 +35,31 @@ from prunesid.families.towers import check_strategy, encode_views
 DEFAULT_FRAMES = 8
 
 
+# Video-LLaVA's conversation format, "USER: <video>\n{text} ASSISTANT: {answer}</s>", with the
+# image and video parts in the order the message lists them.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'user' %}USER: {% elif message['role'] == 'assistant' %}ASSISTANT: {% endif %}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for part in message['content'] %}"
+    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n{% endif %}"
+    "{% endfor %}"
+    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
+    "{% endif %}"
+    "{% if message['role'] == 'assistant' %}</s>{% else %} {% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
 @register_family("video_llava", "VideoLlavaForConditionalGeneration", "videos (8 frames) and images: Video-LLaVA")
 class VideoLlava(Family):
     def __init__(self, model, processor):
         super().__init__(model, processor)
+        if getattr(processor, "chat_template", None) is None:
+            # LanguageBind/Video-LLaVA-7B-hf's main holds no template (only an unmerged revision
+            # does): the model's own conversation format, as its model card writes prompts
+            processor.chat_template = CHAT_TEMPLATE
         config = model.config
         self.image_tower = model.model.image_tower
         self.video_tower = model.model.video_tower

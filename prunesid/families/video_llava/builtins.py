@@ -19,23 +19,6 @@ from prunesid.families.processors import without_video_processor
 FRAME_SIZE, FRAMES = 224, 8
 TOKENS_PER_FRAME = (FRAME_SIZE // PATCH_SIZE) ** 2 + 1  # 257: CLS + 16 x 16 patches
 
-# Video-LLaVA's conversation format, "USER: <video>\n{text} ASSISTANT: {answer}</s>", with the
-# image and video parts in the order the message lists them.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{% if message['role'] == 'user' %}USER: {% elif message['role'] == 'assistant' %}ASSISTANT: {% endif %}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}"
-    "{% if part['type'] == 'image' %}<image>\n{% elif part['type'] == 'video' %}<video>\n{% endif %}"
-    "{% endfor %}"
-    "{% for part in message['content'] if part['type'] == 'text' %}{{ part['text'] }}{% endfor %}"
-    "{% endif %}"
-    "{% if message['role'] == 'assistant' %}</s>{% else %} {% endif %}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
-)
-
-
 # What LanguageBind/Video-LLaVA-7B-hf holds: 3 weight shards, both CLIP towers under
 # *.vision_model, image_token_index / video_token_index, one preprocessor_config.json for
 # images and videos, no processor_config.json.
@@ -72,5 +55,5 @@ def build_tiny_video_llava():
     image_processor = VideoLlavaImageProcessor(
         size={"shortest_edge": FRAME_SIZE}, crop_size={"height": FRAME_SIZE, "width": FRAME_SIZE}
     )
-    processor = without_video_processor(VideoLlavaProcessor)(image_processor=image_processor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE)
+    processor = without_video_processor(VideoLlavaProcessor)(image_processor=image_processor, tokenizer=tokenizer)  # the release ships no template: the family supplies it
     return model, processor
