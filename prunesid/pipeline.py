@@ -100,6 +100,7 @@ def vision_tokens(family: Family, media: list[EncodedMedia]) -> VisionTokens:
         project=family.project,
         valid=None if bool(all_valid.all()) else all_valid,
         cls_slot=all(item.cls is not None for item in media) and family.cls_slot,
+        cls_fed=all(item.cls_fed for item in media),
         preset=family.preset,
         grid_shapes=[(grid.rows, grid.cols) for item in media for grid in item.grids],
     )

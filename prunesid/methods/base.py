@@ -48,6 +48,7 @@ class VisionTokens:
     importance: torch.Tensor | None = None  # [B, T] CLS attention summed over heads, None without CLS
     valid: torch.Tensor | None = None  # [B, T] bool: tokens that may be kept (None: all)
     cls_slot: bool = False  # the tower has a CLS token and the family can pass it through
+    cls_fed: bool = True  # the unmodified model feeds that CLS (LLaVA-1.5 does not): caps a dynamic budget
     preset: str = "llava"  # the family's selection preset (presets.py)
     grid_shapes: list[tuple[int, int]] | None = None  # per view (rows, cols): token i sits at divmod(i, cols)
     keys: torch.Tensor | None = None  # [B, T, d] the feature layer's attention keys, mean over heads

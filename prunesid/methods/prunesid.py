@@ -109,6 +109,7 @@ class PruneSID(Press):
             importance=tokens.importance,
             valid=tokens.valid,
             reserved=self.reserved(tokens),
+            reserved_fed=tokens.cls_fed,
             preset=self.selection_preset(tokens.preset),
             groups=self.groups,
             lam=self.lam,

@@ -10,12 +10,12 @@ import torch
 from prunesid import presets
 
 
-def dynamic_budgets(budgets, phi, phi_ref, reserved, selectable, whole=None):
+def dynamic_budgets(budgets, phi, phi_ref, reserved, room, whole=None):
     """N'_b = N_b * phi_b / phi_ref, clamped to [N_b / 2, 2 N_b] and to the view's
-    selectable tokens, rounded by largest remainder.
+    ``room`` (the tokens the unmodified model feeds for it), rounded by largest remainder.
 
     ``budgets`` are in tokens kept (the preset's N_eff, reserved included), the unit of
-    ``selectable``: a budget per 576 tokens clamped to a view's token count would put
+    ``room``: a budget per 576 tokens clamped to a view's token count would put
     every view at the same bound. ``whole`` (bool per view, optional) marks views the
     preset does not prune: they keep N_b = their tokens.
 
@@ -33,7 +33,7 @@ def dynamic_budgets(budgets, phi, phi_ref, reserved, selectable, whole=None):
         raise ValueError(f"phi_ref must be positive; the batch mean phi is {reference:.4g} (tokens are all alike)")
     raw = weights * phi.double() / reference
     low = torch.ceil(weights * presets.DYNAMIC_MIN_FRACTION).clamp(min=reserved + 1)
-    high = torch.minimum(torch.floor(weights * presets.DYNAMIC_MAX_FRACTION), (selectable + reserved).double())
+    high = torch.minimum(torch.floor(weights * presets.DYNAMIC_MAX_FRACTION), room.double())
     high = torch.maximum(high, low)
     if whole is not None:
         low = torch.where(whole, weights, low)

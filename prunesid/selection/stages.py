@@ -33,6 +33,7 @@ def select(
     importance: torch.Tensor | None = None,
     valid: torch.Tensor | None = None,
     reserved: int = 0,
+    reserved_fed: bool = True,
     preset: str = DEFAULTS.preset,
     groups: int | None = DEFAULTS.groups,
     lam: float | None = DEFAULTS.lam,
@@ -59,6 +60,9 @@ def select(
         valid: ``[T]`` or ``[B, T]`` bool, the tokens each view may keep (default: all).
             The others take no part at all: not in rho, the grouping, NMS or the quotas.
         reserved: tokens the caller passes through untouched (1 for LLaVA's CLS).
+        reserved_fed: whether the unmodified model feeds the reserved tokens too (LLaVA-1.5
+            feeds no CLS: False). Where it does not, a view's dynamic budget stops at its
+            selectable count, so that no view gets more tokens than the unmodified model.
         preset: ``"llava"`` (the reference) or ``"qwen2-vl"`` (SPEC section 9): the policy
             that derives N_eff, K, lambda, the group cap, tau's basis and the order.
         groups: K, the number of groups; default from the preset (``N // 4``). Clamped to the
@@ -104,7 +108,8 @@ def select(
         effective = torch.tensor([policy.effective_budget(int(n), count) for n, count in zip(requested, counts)])
         whole = torch.tensor([not policy.prunes(count) for count in counts])
         phi = 1.0 - masked_mean_pairwise_similarity(F.normalize(x, dim=-1) * valid[..., None], selectable)
-        budgets, clamped, phi_ref_used = dynamic_budgets(effective, phi.cpu(), phi_ref, reserved, torch.tensor(counts), whole)
+        room = torch.tensor(counts) + (reserved if reserved_fed else 0)  # what the unmodified model feeds per view
+        budgets, clamped, phi_ref_used = dynamic_budgets(effective, phi.cpu(), phi_ref, reserved, room, whole)
     else:
         clamped = torch.zeros(batch, dtype=torch.bool)
         phi_ref_used = None

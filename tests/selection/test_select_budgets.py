@@ -144,8 +144,8 @@ def test_dynamic_totals_are_exact_for_many_random_batches():
         same = bool(rng.integers(0, 2))
         budgets = torch.tensor([17] * views if same else rng.integers(4, 80, views).tolist())
         phi = torch.tensor(rng.uniform(0.001, 1.0, views) ** rng.uniform(0.5, 4), dtype=torch.float32)
-        selectable = torch.full((views,), 256)
-        result, clamped, _ = dynamic_budgets(budgets, phi, None, 1, selectable)
+        room = torch.full((views,), 257)  # 256 selectable + the reserved CLS
+        result, clamped, _ = dynamic_budgets(budgets, phi, None, 1, room)
         assert int(result.sum()) == int(budgets.sum())
         low = torch.ceil(budgets / 2).clamp(min=2)
         assert bool((result >= low).all()) and bool((result <= 2 * budgets).all())
