@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -26,9 +27,10 @@ from demo.admission import Admission, client_of
 from demo import errors
 from demo.chat import ChatQueue
 from demo.files import MAX_FILE_BYTES
+from demo.controls import GROUPING_CHOICES, clip_widgets, image_widgets, snap
 from demo.handlers import question as question_text
 from demo.handlers import (
-    EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, refused, snap, stats_markdown, user_errors,
+    EXPLAIN_HINT, MAX_NEW_TOKENS_LIMIT, checked_controls, check_image_question, example_images, refused, stats_markdown, user_errors,
 )
 from demo.limits import (
     BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_HARD_SIZE, STATE_SESSIONS,
@@ -141,20 +143,21 @@ def build(slot: ModelSlot) -> gr.Blocks:
     """The page, its events on the model each session chose (demo/models.py)."""
     first = slot.first
     handlers = first.handlers
-    checks = Handlers(first.vlm, max_new_tokens=handlers.max_new_tokens)  # the controls' checks: the same for every model
 
-    def on_model(pick, reference, check=None):
+    def on_model(pick, reference, check=None, widgets=None):
+        if widgets is not None:  # the handler takes the section's Controls: the event, its widgets' values
+            pick, reference = (lambda served, picked=pick: widgets(picked(served))), widgets(reference)
         return on_gpu(user_errors(slot.bind(pick, reference, check)))
 
     analyze_method = on_model(lambda m: checked_controls(m.methods.analyze), first.methods.analyze)
     refresh_method = on_model(lambda m: checked_controls(m.methods.refresh), first.methods.refresh)
     compare_methods = on_model(lambda m: checked_controls(m.methods.compare), first.methods.compare)
-    analyze = on_model(lambda m: m.handlers.analyze, handlers.analyze)
-    chat = on_model(lambda m: m.handlers.chat, handlers.chat)
+    analyze = on_model(lambda m: m.handlers.analyze, handlers.analyze, widgets=image_widgets)
+    chat = on_model(lambda m: m.handlers.chat, handlers.chat, widgets=image_widgets)
     compare_groupings = on_model(lambda m: m.handlers.compare_groupings, handlers.compare_groupings)
-    compare_answers = on_model(lambda m: m.handlers.compare_answers, handlers.compare_answers)
-    explain = on_model(lambda m: m.handlers.explain, handlers.explain)
-    chats = ChatQueue(handlers.queued_answer, validate=checks.check_question, check_message=question_text)
+    compare_answers = on_model(lambda m: m.handlers.compare_answers, handlers.compare_answers, widgets=image_widgets)
+    explain = on_model(lambda m: m.handlers.explain, handlers.explain, widgets=image_widgets)
+    chats = ChatQueue(handlers.queued_answer, validate=check_image_question, check_message=question_text)
     clip_model = slot.clip_model  # offered in the Video section to a visitor whose model takes images only
 
     # The chat's session is the browser session Gradio gives, opened when the page loads and
@@ -169,23 +172,16 @@ def build(slot: ModelSlot) -> gr.Blocks:
         video_chats.forget(request.session_hash, client_of(request))
         slot.forget(request.session_hash, client_of(request))
 
-    def sender(queue: ChatQueue):
-        def send_message(message, media, budget, groups, lam, grouping, dynamic, request: gr.Request):
-            # A refused question is a message under the chat, never an error: the question stays
-            # in the box, the conversation stays as it was and usable (no "Error" badge over it).
-            try:
-                history = queue.send(request.session_hash, message, media, (budget, groups, lam, grouping, dynamic), client_of(request))
-            except (ValueError, TypeError) as error:
-                refused(send_message, error)  # one line in the log
-                return gr.skip(), gr.skip(), f"⚠️ Not sent: {error}"
-            return "", history, "waiting for the answer..."
+    def sender(queue: ChatQueue, widgets):
+        def send_message(message, media, controls, request: gr.Request):
+            return "", queue.send(request.session_hash, message, media, controls, client_of(request)), "waiting for the answer..."
 
-        return send_message
+        return said_why_not_sent(widgets(send_message))
 
     def why_not_sent():
         return "⚠️ Not sent: the question could not be queued; try again"
 
-    def chat_events(queue: ChatQueue, stream_of, stats_markdown_of):
+    def chat_events(queue: ChatQueue, stream_of, stats_markdown_of, widgets):
         """The page's events of one chat queue (the image's, the clip's): answer, stop, retry,
         undo and a new conversation, on the session's model (``stream_of(served)``). The answer
         also says whether Stop can be pressed: only while an answer is being written."""
@@ -211,8 +207,9 @@ def build(slot: ModelSlot) -> gr.Blocks:
             queue.stop(request.session_hash, client_of(request))
 
         @user_errors
-        def retry(media, budget, groups, lam, grouping, dynamic, request: gr.Request):
-            return queue.retry(request.session_hash, media, (budget, groups, lam, grouping, dynamic), client_of(request))
+        @widgets
+        def retry(media, controls, request: gr.Request):
+            return queue.retry(request.session_hash, media, controls, client_of(request))
 
         @user_errors
         def undo(request: gr.Request):
@@ -224,10 +221,11 @@ def build(slot: ModelSlot) -> gr.Blocks:
 
         return answer, stop_answer, retry, undo, new_chat
 
-    answer, stop_answer, retry, undo, new_chat = chat_events(chats, lambda served: served.handlers.queued_answer, stats_markdown)
-    clip_checks = Handlers(first.vlm, phi_ref=None, max_new_tokens=handlers.max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
-    video_chats = ChatQueue(None, validate=check_clip_question(clip_checks), check_message=question_text)
-    video_answer, video_stop_answer, video_retry, video_undo, video_new_chat = chat_events(video_chats, lambda served: served.clips().queued_answer, video_stats_markdown)
+    answer, stop_answer, retry, undo, new_chat = chat_events(chats, lambda served: served.handlers.queued_answer, stats_markdown, image_widgets)
+    video_chats = ChatQueue(None, validate=check_clip_question, check_message=question_text)
+    video_answer, video_stop_answer, video_retry, video_undo, video_new_chat = chat_events(
+        video_chats, lambda served: served.clips().queued_answer, video_stats_markdown, clip_widgets,
+    )
 
     with gr.Blocks(title="PruneSID: what the compressor keeps") as page:
         gr.Markdown(
@@ -331,10 +329,12 @@ def build(slot: ModelSlot) -> gr.Blocks:
         # The clip section: on when the chosen model takes clips (its own model, not a second one).
         # The file policy first, so that a refusal of a file never depends on the model chosen.
         check_clip = lambda index: (lambda values: allowed_clip(values[index]) if len(values) > index else None)
-        analyze_video = on_model(lambda m: m.clips().analyze_video, unbound(VideoHandlers.analyze_video), check_clip(0))
-        chat_video = on_model(lambda m: m.clips().chat_video, unbound(VideoHandlers.chat_video), check_clip(2))
-        no_clip = lambda *values: (None, None, None, None, None, "")  # an image-only model: the page's clip view stays empty
-        refresh_video = on_model(lambda m: m.clips().refresh_video if m.takes_clips else no_clip, unbound(VideoHandlers.refresh_video))
+        analyze_video = on_model(lambda m: m.clips().analyze_video, unbound(VideoHandlers.analyze_video), check_clip(0), clip_widgets)
+        chat_video = on_model(lambda m: m.clips().chat_video, unbound(VideoHandlers.chat_video), check_clip(2), clip_widgets)
+        no_clip = lambda video, controls: (None, None, None, None, None, "")  # an image-only model: the page's clip view stays empty
+        refresh_video = on_model(
+            lambda m: m.clips().refresh_video if m.takes_clips else no_clip, unbound(VideoHandlers.refresh_video), widgets=clip_widgets,
+        )
         with gr.Accordion("Video: PruneSID on every frame of a clip", open=False):
             example = f", or switch to `{clip_model}` with the button below," if clip_model else ""
             video_off = gr.Markdown(VIDEO_OFF.format(example=example), elem_id="video-off", visible=not first.takes_clips)
@@ -395,8 +395,8 @@ def build(slot: ModelSlot) -> gr.Blocks:
         # The page's own view: overlays, chart, stats and the explanation of the last clicked
         # pixel are one answer, so none of them is ever left at an older setting.
         clicked = gr.State(None)
-        page_view = on_model(lambda m: m.handlers.page_view, handlers.page_view)
-        page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
+        page_view = on_model(lambda m: m.handlers.page_view, handlers.page_view, widgets=image_widgets)
+        page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click, widgets=image_widgets)
         page_outputs = overlays + [explanation, explanation_json]
         analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
         # In the browser alone (no request): the line changes as the image does.
@@ -413,7 +413,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
             control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
         for view in (kept_view, groups_view, survivors_view):
             view.select(page_click, controls, page_outputs + [clicked], **hidden, **model)
-        page_pick = on_model(lambda m: m.handlers.page_pick, handlers.page_pick)
+        page_pick = on_model(lambda m: m.handlers.page_pick, handlers.page_pick, widgets=image_widgets)
         pick_button.click(page_pick, controls + [pick_view, pick_row, pick_column], page_outputs + [clicked], **hidden, **model)
         api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **model)
 
@@ -424,7 +424,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         # Queued (its own concurrency: never behind model work), because only a queued event's
         # gr.Error reaches the page with its message; outside the queue it is a bare "Error".
         sent = gr.on(
-            [send.click, message.submit], sender(chats), [message] + controls, [message, chatbot, chat_status],
+            [send.click, message.submit], sender(chats, image_widgets), [message] + controls, [message, chatbot, chat_status],
             queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
         sent.failure(why_not_sent, None, chat_status, queue=False, show_progress="hidden", **hidden)  # not a refusal: those return
@@ -475,7 +475,7 @@ def build(slot: ModelSlot) -> gr.Blocks:
         # The page's clip chat: the image chat's queue and events (demo/chat.py), on the clip.
         video_page_outputs = [video_chatbot, video_info, video_json, video_table, video_stop]
         video_sent = gr.on(
-            [video_send.click, video_message.submit], sender(video_chats), [video_message] + video_controls,
+            [video_send.click, video_message.submit], sender(video_chats, clip_widgets), [video_message] + video_controls,
             [video_message, video_chatbot, video_info], queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
         )
         video_sent.failure(why_not_sent, None, video_info, queue=False, show_progress="hidden", **hidden)
@@ -549,6 +549,21 @@ def build(slot: ModelSlot) -> gr.Blocks:
     page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_HARD_SIZE, api_open=False)
     page.delete_cache = (300, UPLOAD_KEEP_S)  # uploads and outputs: deleted once this old
     return page
+
+
+def said_why_not_sent(send):
+    """A send event whose refusal is a message under the chat, never an error: the question
+    stays in the box, the conversation stays as it was and usable (no "Error" badge over it)."""
+
+    @functools.wraps(send)
+    def sending(*args, **kwargs):
+        try:
+            return send(*args, **kwargs)
+        except (ValueError, TypeError) as error:
+            refused(send, error)  # one line in the log
+            return gr.skip(), gr.skip(), f"⚠️ Not sent: {error}"
+
+    return sending
 
 
 # A typed number this far outside a slider is no slip of the finger: refused, not clamped.

@@ -46,7 +46,7 @@ STALE_WORKER_S = 120.0  # a worker silent this long is presumed gone (closed tab
 class Question:
     turn: dict  # the user message in the conversation (identity places its answer)
     image: object  # the image value at the time it was sent
-    controls: tuple  # (budget, groups, lam, grouping, dynamic) at the time it was sent
+    controls: object  # the section's Controls (demo/controls.py) at the time it was sent
 
 
 @dataclass
@@ -161,7 +161,7 @@ class ChatQueue:
 
     # --- events ----------------------------------------------------------------------------
 
-    def send(self, session: str, message, image, controls: tuple, client: str = "") -> list[dict]:
+    def send(self, session: str, message, image, controls, client: str = "") -> list[dict]:
         """Queue a question; returns the history to show (the question included)."""
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the message is empty: type a question about the image")
@@ -186,10 +186,10 @@ class ChatQueue:
             conversation.sent.append(now)
             turn = {"role": "user", "content": message}
             conversation.turns.append(turn)
-            conversation.pending.append(Question(turn, image, tuple(controls)))
+            conversation.pending.append(Question(turn, image, controls))
             return _copy(conversation.turns)
 
-    def refusal(self, session: str, message, image, controls: tuple, client: str = "") -> str:
+    def refusal(self, session: str, message, image, controls, client: str = "") -> str:
         """Why :meth:`send` would refuse this question now ("" if it would take it): the same
         checks, nothing queued. The page asks it after a refused send to show the reason."""
         try:
@@ -279,7 +279,7 @@ class ChatQueue:
                 conversation.stop.set()
             return working
 
-    def retry(self, session: str, image, controls: tuple, client: str = "") -> list[dict]:
+    def retry(self, session: str, image, controls, client: str = "") -> list[dict]:
         """Ask the last question again, with the current image and controls."""
         if self._validate is not None:
             self._validate(image, controls)
@@ -291,7 +291,7 @@ class ChatQueue:
                 raise ValueError("there is no question to retry yet")
             previous = conversation.turns[last]
             del conversation.turns[last + 1:]
-            conversation.pending.append(Question(previous, image, tuple(controls)))
+            conversation.pending.append(Question(previous, image, controls))
             return _copy(conversation.turns)
 
     def undo(self, session: str, client: str = "") -> tuple[list[dict], str]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import threading
 import time
 from collections import OrderedDict
@@ -20,20 +19,16 @@ import gradio as gr
 
 import viz
 from demo.figures import exact, figures, legend
+from demo.controls import GROUPING_CHOICES, Controls, in_range, whole
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
-from demo.limits import (
-    BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE,
-)
+from demo.limits import BUDGET_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE
 from prunesid import PruneSID
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
 from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches, patch_box
 
-GROUPING_CHOICES = ["psca", "kmeans", "random"]
 EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
 MAX_NEW_TOKENS_LIMIT = 512  # whatever the command line says: one answer cannot hold a worker for long
-# The controls as the page labels them, for error messages.
-CONTROL_NAMES = {"budget": "N (budget)", "groups": "K (groups)", "lam": "λ (lam)"}
 log = logging.getLogger("prunesid.demo")
 
 
@@ -96,7 +91,7 @@ def checked_controls(function, budget_range: tuple[int, int] = BUDGET_RANGE):
     def check(args, kwargs) -> None:
         values = signature.bind_partial(*args, **kwargs).arguments
         if "budget" in values:
-            _in_range(_whole(values["budget"], "budget"), "budget", budget_range)
+            in_range(whole(values["budget"], "budget"), "budget", budget_range)
         for name in ("question", "message"):
             if name in values:
                 question(values[name], name)
@@ -128,44 +123,20 @@ def refused(function, error: Exception) -> gr.Error:
 class Handlers:
     """Binds the handlers to one loaded model and its calibrated phi_ref."""
 
-    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96, budget_range: tuple[int, int] = BUDGET_RANGE):
+    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96):
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}], got {max_new_tokens!r}")
         self.vlm = vlm
         self.phi_ref = phi_ref
         self.max_new_tokens = max_new_tokens  # per answer: enough for a demo, bounded for a shared server
-        self.budget_range = budget_range  # the N slider's range: every request is held to it
         self._uncompressed: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
 
-    def budget_label(self) -> str:
-        """The N slider's label in the words of the model's preset."""
-        family = getattr(self.vlm, "family", None)
-        if getattr(family, "preset", "llava") == "qwen2-vl":
-            return "N — visual tokens per 576 (the image keeps N_eff = T·N/576: see the stats)"
-        if type(family).__name__ == "AnyResTiles":
-            return "N — visual tokens per view (LLaVA-NeXT: base view and each tile)"
-        return "N — visual tokens per image"
-
-    def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
-        """Controls -> a press; 0 for K or lambda means "auto" (N/4, N/32). Every value is
-        held to its slider's range (demo/limits.py), whatever the request says."""
-        budget = _in_range(_whole(budget, "budget"), "budget", self.budget_range)
-        groups = _in_range(_whole(groups, "groups"), "groups", GROUPS_RANGE, "0 = auto: budget / 4")
-        if not isinstance(grouping, str) or grouping not in GROUPING_CHOICES:
-            raise ValueError(f"grouping must be one of {GROUPING_CHOICES}, got {_shown(grouping)}")
-        lam = 0.0 if lam in (None, "") else _in_range(_finite(lam, "lam"), "lam", LAM_RANGE, "0 = auto: budget / 32")
-        dynamic = switch(dynamic, "dynamic")
-        return PruneSID(
-            budget=budget,
-            groups=groups or None,
-            lam=lam if lam > 0 else None,
-            grouping=grouping,
-            dynamic=bool(dynamic),
-            phi_ref=self.phi_ref if dynamic else None,
-        )
+    def press(self, controls: Controls) -> PruneSID:
+        """The controls' press, with this model's calibrated phi_ref for the dynamic budget."""
+        return controls.press(self.phi_ref)
 
     def encode(self, image):
         """The cached encoding of the image an event names (only files the app was given)."""
@@ -173,10 +144,10 @@ class Handlers:
 
     # --- analyze: the overlays ------------------------------------------------------------
 
-    def analyze(self, image, budget, groups, lam, grouping, dynamic):
+    def analyze(self, image, controls):
         """Overlays (groups, survivors, kept), the per-group budget chart of the first view
         and the stats of one image's selection."""
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         encoded = self.encode(image)
         start = time.perf_counter()
         selection = self.vlm.compress(encoded, press)[0]
@@ -186,7 +157,7 @@ class Handlers:
         quotas = viz.render_quotas(selection, view=stats["scope_view"])
         return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
 
-    def page_view(self, image, budget, groups, lam, grouping, dynamic, point=None):
+    def page_view(self, image, controls, point=None):
         """The page's overlays, chart, stats and explanation in one answer, so none of them can
         show another setting than the rest (every control held to its range, as everywhere;
         the page snaps a typed number back onto its slider, see app.py). ``point``, the
@@ -194,7 +165,7 @@ class Handlers:
         suppressor; the groups are numbered on the groups overlay."""
         if image is None:
             return None, None, None, None, None, "", EXPLAIN_HINT, None
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         encoded = self.encode(image)
         start = time.perf_counter()
         selection = self.vlm.compress(encoded, press)[0]
@@ -205,7 +176,7 @@ class Handlers:
         quotas = viz.render_quotas(selection, view=stats["scope_view"])
         text, why = EXPLAIN_HINT, None
         if point is not None:
-            x, y = (_in_range(_whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
+            x, y = (in_range(whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
             where = locate(encoded.image, encoded.grids, x, y)
             if where.patch is None:
                 text, why = where.markdown(), where.to_dict()
@@ -221,38 +192,37 @@ class Handlers:
                 layers = {name: outline_patches(layer, encoded.image, encoded.grids, marks) for name, layer in layers.items()}
         return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats), text, why
 
-    def page_click(self, image, budget, groups, lam, grouping, dynamic, evt: gr.SelectData):
+    def page_click(self, image, controls, evt: gr.SelectData):
         """A click on an overlay: the page view with that pixel explained; also hands back the
         pixel, which the page keeps so the next control change explains it again."""
         index = getattr(evt, "index", None)
         if not isinstance(index, (list, tuple)) or len(index) != 2:
             raise ValueError(f"the click carried no pixel position, got {index!r}")
-        point = (_whole(index[0], "x"), _whole(index[1], "y"))
-        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+        point = (whole(index[0], "x"), whole(index[1], "y"))
+        return (*self.page_view(image, controls, point), point)
 
-    def page_pick(self, image, budget, groups, lam, grouping, dynamic, view, row, column):
+    def page_pick(self, image, controls, view, row, column):
         """The keyboard's way to click a patch: view, row and column (numbered from 0, as the
         explanation names them) -> the page view with that patch explained, and its pixel."""
         if image is None:
             raise ValueError("no image: upload one or pick an example, then pick a patch")
-        self.press(budget, groups, lam, grouping, dynamic)  # the controls are refused by name first, as on every event
         encoded = self.encode(image)
-        view = _in_range(_whole(view, "view"), "view", (0, encoded.num_views - 1))
+        view = in_range(whole(view, "view"), "view", (0, encoded.num_views - 1))
         grid = encoded.grids[view]
-        row = _in_range(_whole(row, "row"), "row", (0, grid.rows - 1))
-        column = _in_range(_whole(column, "column"), "column", (0, grid.cols - 1))
+        row = in_range(whole(row, "row"), "row", (0, grid.rows - 1))
+        column = in_range(whole(column, "column"), "column", (0, grid.cols - 1))
         box = patch_box(encoded.image, encoded.grids, view, row * grid.cols + column)
         if box is None:
             raise ValueError(f"patch (row {row}, column {column}) of view {view} is not drawn on the overlay")
         point = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
-        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+        return (*self.page_view(image, controls, point), point)
 
-    def refresh(self, image, budget, groups, lam, grouping, dynamic):
+    def refresh(self, image, controls):
         """Like :meth:`analyze`, for events fired by the page itself: a cleared image (or
         none yet) clears the overlays instead of raising an error at the user."""
         if image is None:
             return None, None, None, None, None, ""
-        return self.analyze(image, budget, groups, lam, grouping, dynamic)
+        return self.analyze(image, controls)
 
     def uncompressed_tokens(self, encoded) -> int:
         """Visual tokens the unmodified model feeds its LLM for this image (with LLaVA-NeXT's
@@ -314,21 +284,20 @@ class Handlers:
 
     def compare_groupings(self, image, budget, groups, lam, dynamic):
         """The three groupings side by side on the same image and budget."""
+        presses = {name: self.press(Controls.read(budget, groups, lam, name, dynamic)) for name in GROUPING_CHOICES}
         encoded = self.encode(image)
-        selections = {
-            name: self.vlm.compress(encoded, self.press(budget, groups, lam, name, dynamic))[0] for name in GROUPING_CHOICES
-        }
+        selections = {name: self.vlm.compress(encoded, press)[0] for name, press in presses.items()}
         return viz.compare(encoded.image, selections, encoded.grids, layer="kept")
 
     # --- why was this patch dropped? ---------------------------------------------------------
 
-    def explain(self, image, budget, groups, lam, grouping, dynamic, x, y) -> tuple[str, dict | None]:
+    def explain(self, image, controls, x, y) -> tuple[str, dict | None]:
         """Why the patch under pixel (x, y) of an overlay (groups, survivors or kept: they
         share one layout) was kept or dropped: markdown and the numbers as a dict."""
         if image is None:
             return "", None
-        x, y = _in_range(_whole(x, "x"), "x", PIXEL_RANGE), _in_range(_whole(y, "y"), "y", PIXEL_RANGE)
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        x, y = in_range(whole(x, "x"), "x", PIXEL_RANGE), in_range(whole(y, "y"), "y", PIXEL_RANGE)
+        press = self.press(controls)
         encoded = self.encode(image)
         selection = self.vlm.compress(encoded, press)[0]
         where = locate(encoded.image, encoded.grids, x, y)
@@ -337,22 +306,15 @@ class Handlers:
         explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
         return explanation.markdown(), explanation.to_dict()
 
-    def explain_click(self, image, budget, groups, lam, grouping, dynamic, evt: gr.SelectData):
-        """The overlay's select event: ``evt.index`` is the clicked pixel (x, y)."""
-        index = getattr(evt, "index", None)
-        if not isinstance(index, (list, tuple)) or len(index) != 2:
-            raise ValueError(f"the click carried no pixel position, got {index!r}")
-        return self.explain(image, budget, groups, lam, grouping, dynamic, index[0], index[1])
-
     # --- chat ----------------------------------------------------------------------------
 
-    def chat(self, message, history, image, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
+    def chat(self, message, history, image, controls) -> Iterator[tuple]:
         """Stream the compressed model's answer into the chat history; when it is done,
         refresh the stats with the measured prefill. Stateless: the API's chat."""
         question(message, "message", "type a question about the image")
         history = chat_history(history)
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        for answer, done in self.answer_stream(_conversation(history[:-2], message), image, (budget, groups, lam, grouping, dynamic)):
+        for answer, done in self.answer_stream(_conversation(history[:-2], message), image, controls):
             if done is None:
                 history[-1] = {"role": "assistant", "content": answer}
                 yield history, "generating...", gr.skip(), gr.skip()
@@ -361,10 +323,10 @@ class Handlers:
                 history[-1] = {"role": "assistant", "content": answer}
                 yield history, info, stats, stats_markdown(stats)
 
-    def answer_stream(self, conversation: list[dict], image, controls: tuple, stop: threading.Event | None = None):
+    def answer_stream(self, conversation: list[dict], image, controls: Controls, stop: threading.Event | None = None):
         """Yields ``(answer so far, None)`` while generating, then ``(answer, (info, stats))``.
         ``stop``, when set, ends the answer early (what is generated so far is kept)."""
-        press = self.press(*controls)
+        press = self.press(controls)
         data = read_image_bytes(image)
         encoded = self.vlm.encode(data)
         kwargs = {}
@@ -381,19 +343,14 @@ class Handlers:
         stats = self.stats(encoded, reply.selections[0], press, timings)
         yield text, (reply_markdown(reply), stats)
 
-    def queued_answer(self, history: list, message: str, image, controls: tuple, stop: threading.Event):
+    def queued_answer(self, history: list, message: str, image, controls: Controls, stop: threading.Event):
         """One queued question of the page's chat (demo/chat.py): as :meth:`answer_stream`."""
         return self.answer_stream(_conversation(history, message), image, controls, stop)
 
-    def check_question(self, image, controls: tuple) -> None:
-        """What can be checked at once when a question is sent: the controls and the file."""
-        self.press(*controls)
-        allowed_path(requested_path(image))
-
-    def compare_answers(self, message, image, budget, groups, lam, grouping, dynamic):
+    def compare_answers(self, message, image, controls):
         """All visual tokens vs the compressed ones: both answers and the measured prefill speedup."""
         question(message, "question", "type a question about the image")
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         data = read_image_bytes(image)
         self.vlm.encode(data)
         full = self.vlm.chat(data, message, press=None, max_new_tokens=self.max_new_tokens)
@@ -407,6 +364,12 @@ class Handlers:
         return full.text, compressed.text, summary
 
 
+def check_image_question(image, controls: Controls) -> None:
+    """The image chat's check when a question is sent (the controls are read already): the
+    file, model-independent."""
+    allowed_path(requested_path(image))
+
+
 def _stopping_criteria(stop: threading.Event):
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
@@ -418,24 +381,10 @@ def _stopping_criteria(stop: threading.Event):
     return StoppingCriteriaList([StopWhenAsked()])
 
 
-def _shown(value) -> str:
-    """A request's value for a message: short, and printable whatever it holds."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _in_range(number, name: str, bounds: tuple, note: str = ""):
-    low, high = bounds
-    if not low <= number <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}{f' ({note})' if note else ''}, got {_shown(number)}")
-    return number
 
 
-def switch(value, name: str) -> bool:
-    """A checkbox's value: a boolean, nothing else ("yes", [] or {} are not a choice)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {_shown(value)}")
-    return value
 
 
 def question(message, name: str = "message", hint: str = "type a question") -> str:
@@ -473,25 +422,8 @@ def _valid_text(text: str, name: str) -> None:
         raise ValueError(f"the {name} holds a character that is not valid Unicode text at position {error.start}") from None
 
 
-def _finite(value, name: str) -> float:
-    """A control's value as a finite float, or a ValueError naming the control."""
-    label = CONTROL_NAMES.get(name, name)
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{name} must be a number ({label}), got {_shown(value)}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
-        raise ValueError(f"{name} must be a number ({label}), got {_shown(value)}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number ({label}), got {_shown(value)}")
-    return number
 
 
-def _whole(value, name: str) -> int:
-    number = _finite(value, name)
-    if number != int(number):
-        raise ValueError(f"{name} must be a whole number ({CONTROL_NAMES.get(name, name)}), got {_shown(value)}")
-    return int(number)
 
 
 def _text_of(content) -> str:
@@ -584,13 +516,6 @@ def stats_markdown(stats: dict) -> str:
     return ("<small>" + legend_text + "</small>\n\n" if legend_text else "") + "\n".join(lines)
 
 
-def snap(value, name: str, bounds: tuple, step: float = 1):
-    """A number typed into a slider's box as the slider would hold it: rounded to its step,
-    clamped to its range (the page's own events; API requests are checked strictly)."""
-    number = _finite(value, name)
-    low, high = bounds
-    snapped = min(max(round(number / step) * step, low), high)
-    return int(snapped) if float(step).is_integer() else float(snapped)
 
 
 def reply_markdown(reply) -> str:

@@ -15,7 +15,6 @@ its selections are real).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 import threading
@@ -28,7 +27,8 @@ import gradio as gr
 from demo.figures import figures
 from demo.files import ASSETS, RefusedFile, allowed_path
 from demo.handlers import Handlers, _conversation, _stopping_criteria, chat_history, fed_words, question
-from demo.limits import FRAME_BUDGET_RANGE, MAX_UPLOAD_BYTES
+from demo.controls import Controls
+from demo.limits import MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
@@ -105,9 +105,7 @@ class VideoHandlers:
             raise ValueError(f"{vlm.name} takes images only; the video handlers need a video model such as {OFFLINE_VIDEO_MODEL}")
         self.vlm = vlm
         self.note = note
-        # The controls' checks, N held to the per-frame slider's range.
-        self._controls = Handlers(vlm, phi_ref=None, max_new_tokens=max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
-        self.max_new_tokens = self._controls.max_new_tokens
+        self.max_new_tokens = Handlers(vlm, max_new_tokens=max_new_tokens).max_new_tokens  # checked as for images
         self._uncompressed: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -116,10 +114,11 @@ class VideoHandlers:
         vlm, note = choose_video_model(main)
         return cls(vlm, max_new_tokens=max_new_tokens, note=note)
 
-    def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
-        """Controls -> a press, checked as for images. N is per frame; with the dynamic budget
-        the frames share frames x N exactly (phi_ref = the clip's mean phi)."""
-        return dataclasses.replace(self._controls.press(budget, groups, lam, grouping, dynamic), phi_ref=None)
+    @staticmethod
+    def press(controls: Controls) -> PruneSID:
+        """The controls' press (N per frame, read with demo/controls.py's ``clip_widgets``);
+        with the dynamic budget the frames share frames x N exactly (phi_ref = the clip's mean phi)."""
+        return controls.press(phi_ref=None)
 
     def encode(self, video):
         """The cached encoding of the clip an event names (only files the app was given)."""
@@ -130,10 +129,10 @@ class VideoHandlers:
 
     # --- analyze_video: the frame strips, the chart and the stats ------------------------------
 
-    def analyze_video(self, video, budget, groups, lam, grouping, dynamic):
+    def analyze_video(self, video, controls):
         """Frame strips (groups, survivors, kept), the per-frame chart of rho / phi / N' and
         the stats (dict and markdown) of one clip's per-frame selection."""
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         encoded = self.encode(video)
         start = time.perf_counter()
         selection = self.vlm.compress(encoded, press)[0]
@@ -147,11 +146,11 @@ class VideoHandlers:
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms, "render_ms": render_ms})
         return layers["groups"], layers["survivors"], layers["kept"], chart, stats, video_stats_markdown(stats)
 
-    def refresh_video(self, video, budget, groups, lam, grouping, dynamic):
+    def refresh_video(self, video, controls):
         """As :meth:`analyze_video`, for events the page fires itself: no clip clears the outputs."""
         if video is None:
             return None, None, None, None, None, ""
-        return self.analyze_video(video, budget, groups, lam, grouping, dynamic)
+        return self.analyze_video(video, controls)
 
     def uncompressed_tokens(self, encoded) -> int:
         with self._lock:
@@ -218,12 +217,12 @@ class VideoHandlers:
 
     # --- chat about the clip -----------------------------------------------------------------
 
-    def chat_video(self, message, history, video, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
+    def chat_video(self, message, history, video, controls) -> Iterator[tuple]:
         """Stream the compressed model's answer about the clip into the chat history; when
         done, yield the reply's numbers and the stats. Stateless: the API's video chat."""
         question(message, "message", "type a question about the clip")
         history = chat_history(history)
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         encoded = self.encode(video)
         conversation = video_conversation(history, message)
         history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
@@ -240,11 +239,11 @@ class VideoHandlers:
         info = self.reply_info(reply, stats)
         yield history, info, stats, video_stats_markdown(stats)
 
-    def queued_answer(self, history: list, message: str, video, controls: tuple, stop: threading.Event):
+    def queued_answer(self, history: list, message: str, video, controls: Controls, stop: threading.Event):
         """One queued question of the page's clip chat (demo/chat.py, the image chat's queue):
         yields ``(answer so far, None)``, then ``(answer, (info, stats))``; ``stop``, when set,
         ends the answer early (what is generated so far is kept)."""
-        press = self.press(*controls)
+        press = self.press(controls)
         encoded = self.encode(video)
         stream = self.vlm.stream(
             encoded.video, video_conversation(history, message), press=press, max_new_tokens=self.max_new_tokens,
@@ -268,15 +267,10 @@ class VideoHandlers:
         )
 
 
-def check_clip_question(checks: Handlers):
-    """The clip chat's checks when a question is sent (the clip file, N per frame and the
-    other controls), with ``checks`` holding N to the per-frame range: model-independent."""
-
-    def check(video, controls: tuple) -> None:
-        checks.press(*controls)
-        allowed_clip(video)
-
-    return check
+def check_clip_question(video, controls: Controls) -> None:
+    """The clip chat's check when a question is sent (the controls are read already): the
+    clip file, model-independent."""
+    allowed_clip(video)
 
 
 def video_conversation(history: list, message: str) -> list[dict]:
