@@ -11,9 +11,10 @@ so that no two places on the page can count differently.
 
 from __future__ import annotations
 
-from viz.overlay import overview_view
+import re
 
-QWEN_FLOOR = 16  # SPEC section 9: N_eff = max(round(T N / 576), 16)
+from prunesid.presets import get_preset
+from viz.overlay import overview_view
 
 
 def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int, timestamps: list[float] | None = None) -> dict:
@@ -76,18 +77,10 @@ def compression_text(unmodified: int, fed: int) -> str:
 def budget_text(preset: str, press, requested: list[int], used: list[int], kept: list[int], selectable: list[int], cls: int, selection) -> str:
     """The budget row: N, N' when dynamic, N_eff with its rule and floor, and what CLS takes."""
     budget = press.budget
-    uniform = lambda values: str(values[0]) if len(set(values)) == 1 else ", ".join(map(str, values))  # noqa: E731
     parts = []
-    if preset == "qwen2-vl":
-        tokens = selection.tokens_per_view
-        # Without dynamic each view keeps its N_eff (shown as kept); with it, N_eff is the share basis.
-        n_eff = uniform(used) if not press.dynamic else tokens if tokens <= QWEN_FLOOR else max(round(tokens * budget / 576), QWEN_FLOOR)
-        floor = QWEN_FLOOR < tokens and round(tokens * budget / 576) < QWEN_FLOOR
-        parts.append(
-            f"{budget} per 576 tokens → N_eff = max(round(T·N/576), {QWEN_FLOOR}) = max(round({tokens}·{budget}/576), {QWEN_FLOOR}) = {n_eff}"
-            + (f" (the floor of {QWEN_FLOOR} applies)" if floor else "")
-            + (f"; T ≤ {QWEN_FLOOR}: nothing is pruned" if tokens <= QWEN_FLOOR else "")
-        )
+    rules = get_preset(preset)
+    if not rules.budget_per_view:  # N is read per a reference count of tokens: N_eff
+        parts.append(effective_budget_text(rules, press, used, selection.tokens_per_view))
         if press.dynamic:  # the views share their N_eff by φ (prunesid/selection/dynamic.py): N'_eff, in tokens kept
             total = f", {sum(used)} in all" if len(used) > 1 else ""
             parts.append(f"dynamic N'_eff = {uniform(used)} (N'_eff ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
@@ -98,7 +91,7 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
             parts.append(f"dynamic N' = {uniform(requested)} (N' ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
     clamped = [bool(flag) for flag in selection.budget_clamped.tolist()]
     if any(clamped):
-        unit = "N_eff" if preset == "qwen2-vl" else "N"
+        unit = "N" if rules.budget_per_view else "N_eff"
         parts.append(f"N' clamped to [{unit}/2, 2 {unit}] and to what the view holds")
     if cls:
         word = "token" if set(kept) == {1} else "tokens"
@@ -107,6 +100,29 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
     if short:
         parts.append(f"a view holds only {uniform(short)} tokens to keep")
     return "; ".join(parts)
+
+
+def uniform(values: list) -> str:
+    """One value when all are the same, else all of them."""
+    return str(values[0]) if len(set(values)) == 1 else ", ".join(map(str, values))
+
+
+def effective_budget_text(preset, press, used: list[int], tokens: int) -> str:
+    """``"64 per 576 tokens → N_eff = max(round(T·N/576), 16) = max(round(1296·64/576), 16) = 144"``:
+    the preset's rule in its words, then with this view's T and N written in, then its value;
+    the floor of the rule and a view too small to prune say so."""
+    budget = press.budget
+    rule = preset.words.effective_budget
+    reference, floor = preset.reference_tokens, preset.min_budget
+    # Without dynamic each view keeps its N_eff (shown as kept); with it, N_eff is the share basis.
+    n_eff = uniform(used) if not press.dynamic else preset.effective_budget(budget, tokens)
+    written = re.sub(r"\bN\b", str(budget), re.sub(r"\bT\b", str(tokens), rule))
+    text = f"{budget} per {reference} tokens → N_eff = {rule} = {written} = {n_eff}"
+    if preset.prunes(tokens) and round(tokens * budget / reference) < floor:
+        text += f" (the floor of {floor} applies)"
+    if not preset.prunes(tokens):
+        text += f"; T ≤ {floor}: nothing is pruned"
+    return text
 
 
 def tau_text(preset: str, lam: float, tau: float) -> str:

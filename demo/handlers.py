@@ -23,6 +23,7 @@ from demo.controls import GROUPING_CHOICES, Controls, in_range, whole
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
 from demo.limits import BUDGET_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE
 from prunesid import PruneSID
+from prunesid.presets import get_preset
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
 from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches, patch_box
@@ -455,13 +456,6 @@ def _conversation(history: list, message: str, media: str = "image") -> list[dic
     return messages
 
 
-# How each preset derives K and lambda from N_eff and T, and what tau multiplies (prunesid/presets.py).
-PRESET_WORDS = {
-    "llava": {"groups": "N/4", "lam": "N/32", "tau": ("λ·ρ", "ρ")},
-    "qwen2-vl": {"groups": "max(N_eff/4, 4)", "lam": "max(18·N_eff/T, 1)", "tau": ("λ·s̄", "s̄, the mean cosine similarity over i ≤ j")},
-}
-
-
 def _count(number: int, word: str) -> str:
     return f"{number} {word}" if number == 1 else f"{number} {word}s"
 
@@ -480,13 +474,12 @@ def stats_markdown(stats: dict) -> str:
     """The stats table, in the words of the model's preset and family, every count from
     demo/figures.py; with several views the per-group rows name the view they describe."""
     numbers = stats["figures"]
-    preset = stats.get("preset", "llava")
-    words = PRESET_WORDS.get(preset, PRESET_WORDS["llava"])
+    preset = get_preset(stats["preset"])
+    words = preset.words
     views = stats["views"]
     selectable = numbers["selectable"]
     scope = f" — {stats.get('first_view') or 'base'} view" if views > 1 else ""
     auto = lambda flag, formula: f" (auto: {formula})" if flag else ""  # noqa: E731
-    tau_name, basis = words["tau"]
     timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
     tokens = f"{stats['tokens']}"
     if views > 1:
@@ -500,11 +493,12 @@ def stats_markdown(stats: dict) -> str:
         ("Model", f"{stats['model']}"),
         ("Tokens T", tokens),
         ("Budget N" + (" / N'" if stats["dynamic"] else ""), numbers["budget_text"]),
-        (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words['groups'])}"),
-        (f"λ{scope}", f"{exact(numbers['lam_exact'])}{auto(stats['lam_auto'], words['lam'])}"),
+        (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words.groups)}"),
+        (f"λ{scope}", f"{exact(numbers['lam_exact'])}{auto(stats['lam_auto'], words.lam)}"),
         (f"Redundancy ρ{scope}", f"{stats['rho']:.3f}"),
         (f"Information φ = 1 − ρ{scope}", f"{stats['phi']:.3f}"),
-        (f"NMS threshold τ = {tau_name}{scope}", numbers["tau_text"] + (f"; {basis}" if preset != "llava" else "")),
+        # What tau multiplies is named unless it is rho, whose row is just above.
+        (f"NMS threshold τ = {words.tau}{scope}", numbers["tau_text"] + (f"; {words.tau_basis}" if preset.threshold_of != "rho" else "")),
         (f"NMS survivors{scope}", f"{stats['survivors']}"),
         (f"Kept per group{scope}", ", ".join(map(str, stats["kept_per_group"]))),
         ("Fed to the LLM" + (f", all {views} views" if views > 1 else ""), kept),

@@ -30,6 +30,7 @@ from demo.handlers import Handlers, _conversation, _stopping_criteria, chat_hist
 from demo.controls import Controls
 from demo.limits import MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
+from prunesid.presets import get_preset
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
 from viz.frames import frames_per_view, render_frame_chart, render_frame_layers
@@ -288,10 +289,11 @@ def video_stats_markdown(stats: dict) -> str:
                                  if stats["frames_sampled"] != views else "")
     cls = " + CLS each" if numbers["cls_per_view"] else ""
     budget = numbers["budget_text"].replace(" per view", f" per {word}").replace(" view ", f" {word} ")
-    if stats["preset"] != "qwen2-vl":
+    per_view = get_preset(stats["preset"]).budget_per_view  # False: N is read per 576 tokens (N_eff)
+    if per_view:
         budget = f"N = {budget}"
     timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
-    budget_column = "N_eff" if stats["preset"] == "qwen2-vl" else "N'"
+    budget_column = "N'" if per_view else "N_eff"
 
     lines = [
         f"**{stats['visual_tokens']}** video tokens to the LLM ({fed_words(numbers)}) of {stats['visual_tokens_uncompressed']} "

@@ -58,7 +58,7 @@ def test_qwen_stats_show_n_eff_and_tau_over_the_similarity_mean(qwen_vlm, pictur
     assert round(tokens * 8 / 576) < 16 and small["budget_used"] == [16] and small["figures"]["fed"] == 16
     assert _row(small_table, "Budget N").endswith(f"= max(round({tokens}·8/576), 16) = 16 (the floor of 16 applies)")
     assert "CLS" not in small_table  # Qwen-VL's tower has none
-    assert "max(N_eff/4, 4)" in _row(table, "Groups K") and "max(18·N_eff/T, 1)" in _row(table, "λ")
+    assert "max(N_eff/4, 4)" in _row(table, "Groups K") and "max(18 N_eff/T, 1)" in _row(table, "λ")
     lam, basis, tau = (float(x) for x in re.match(r"([\d.]+) × ([\d.]+) = ([\d.]+)", _row(table, "NMS threshold τ = λ·s̄")).groups())
     assert tau == pytest.approx(float(selection.tau[0]), abs=1e-4)
     assert basis == pytest.approx(float(selection.tau[0] / selection.lam[0]), abs=1e-4)
