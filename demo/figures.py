@@ -15,6 +15,7 @@ import re
 
 from prunesid.presets import get_preset
 from viz.overlay import overview_view
+from viz.stats import compression, compression_ratio
 
 
 def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int, timestamps: list[float] | None = None) -> dict:
@@ -45,7 +46,7 @@ def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int,
         "extra_name": "newline tokens" if extra else "",
         "fed": visual_tokens,
         "unmodified": unmodified,
-        "compression": round(unmodified / max(visual_tokens, 1), 2),
+        "compression": compression(unmodified, visual_tokens),
         "compression_text": compression_text(unmodified, visual_tokens),
         "budget_text": budget_text(preset, press, requested, used, kept, selectable, cls_per_view, selection),
         "lam_exact": float(selection.lam[scope]),
@@ -63,7 +64,7 @@ def view_word(modality: str, grids) -> str:
 
 def compression_text(unmodified: int, fed: int) -> str:
     """``"2880 / 320 = 9x"``; never "1.0x" for a run that feeds more than the unmodified one."""
-    ratio = unmodified / max(fed, 1)
+    ratio = compression_ratio(unmodified, fed)
     shown = f"{ratio:.2f}".rstrip("0").rstrip(".")
     if fed > unmodified:
         return f"{shown}x: {fed - unmodified} more than the unmodified model feeds"

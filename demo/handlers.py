@@ -244,9 +244,7 @@ class Handlers:
         visual_tokens = len(self.vlm.visual_features(encoded, selection))
         uncompressed = self.uncompressed_tokens(encoded)
         numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed)
-        per_view = viz.selection_stats(selection, timings)
-        # One definition of compression in the demo (demo/figures.py); not the per-view table's own.
-        per_view.pop("compression", None)
+        per_view = viz.selection_stats(selection, timings)  # no compression: demo/figures.py gives it
         scope = numbers["scope_view"]
         first = selection.to_dict(scope)
         return {

@@ -17,6 +17,7 @@ from demo.files import read_image_bytes
 from prunesid.methods import Press, method_choices
 from prunesid.methods.base import INPUTS
 from viz.merged import compare_compressions, render_compression
+from viz.stats import compression
 
 # The switch's entries, in the order the page lists them (the first is selected at start).
 CHOICES = {choice.label: choice for choice in method_choices()}
@@ -107,7 +108,7 @@ def method_stats(vlm, encoded, method: str, press: Press, result, select_ms: flo
         "reserved": result.reserved,
         "visual_tokens": visual_tokens,
         "visual_tokens_uncompressed": unmodified,
-        "compression": round(unmodified / max(visual_tokens, 1), 2),
+        "compression": compression(unmodified, visual_tokens),
         "select_ms": round(select_ms, 2),
     }
 
