@@ -1,6 +1,6 @@
 """Every figure the page shows about one selection, computed once, in the family's words.
 
-The stats tables of images and clips, and the processor's legend under the overlays, are
+The stats tables of images, clips and methods, and the processor's legend under the overlays, are
 written from :func:`figures` alone: kept tokens per view, CLS tokens, the family's extra
 tokens (newlines), tokens fed to the LLM, the budget read through the preset (N_eff and its
 floor), K, lambda, tau, the compression ratio and each view's time in a clip. All of them
@@ -52,6 +52,22 @@ def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int,
         "lam_exact": float(selection.lam[scope]),
         "tau_text": tau_text(preset, float(selection.lam[scope]), float(selection.tau[scope])),
         "times": [round(float(t), 3) for t in timestamps] if timestamps is not None else None,
+    }
+
+
+def method_figures(vlm, encoded, result) -> dict:
+    """The counts of one method's result (any press, merged tokens included), from the same
+    sources as :func:`figures`: the tokens the model feeds and the family's unmodified count."""
+    visual_tokens = int(vlm.visual_features(encoded, result).shape[0])
+    unmodified = vlm.unmodified_visual_tokens(encoded)
+    return {
+        "views": encoded.num_views,
+        "kept": sum(int(index.numel()) for index in result.indices),
+        "merged": 0 if result.merged is None else sum(int(m.shape[0]) for m in result.merged),
+        "reserved": result.reserved,
+        "visual_tokens": visual_tokens,
+        "visual_tokens_uncompressed": unmodified,
+        "compression": compression(unmodified, visual_tokens),
     }
 
 
