@@ -17,7 +17,8 @@ import gradio as gr
 from demo.admission import client_of
 from demo.chat import ChatQueue
 from demo.controls import clip_widgets, image_widgets
-from demo.handlers import check_image_question, checked_controls, question, refused, stats_markdown, user_errors
+from demo.conversation import question
+from demo.handlers import check_image_question, checked_controls, refused, stats_markdown, user_errors
 from demo.methods import offered, unavailable_note
 from demo.models import ModelSlot, unbound
 from demo.video import VideoHandlers, allowed_clip, check_clip_question, video_stats_markdown

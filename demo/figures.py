@@ -18,8 +18,9 @@ from viz.overlay import overview_view
 from viz.stats import compression, compression_ratio
 
 
-def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int, timestamps: list[float] | None = None) -> dict:
+def figures(vlm, encoded, selection, press, visual_tokens: int, timestamps: list[float] | None = None) -> dict:
     """The numbers of one image's (or clip's) selection; see the module docstring."""
+    unmodified = vlm.unmodified_visual_tokens(encoded)  # the reference of every compression ratio
     views = selection.num_views
     grids = encoded.grids
     modality = getattr(encoded, "modality", "image")

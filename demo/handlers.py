@@ -12,7 +12,6 @@ import inspect
 import logging
 import threading
 import time
-from collections import OrderedDict
 from typing import Iterator
 
 import gradio as gr
@@ -21,7 +20,8 @@ import viz
 from demo.figures import exact, figures, legend
 from demo.controls import GROUPING_CHOICES, Controls, in_range, whole
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
-from demo.limits import BUDGET_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE
+from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_markdown, reply_timings
+from demo.limits import BUDGET_RANGE, PIXEL_RANGE
 from prunesid import PruneSID
 from prunesid.presets import get_preset
 from prunesid.vlm import VLM
@@ -130,8 +130,6 @@ class Handlers:
         self.vlm = vlm
         self.phi_ref = phi_ref
         self.max_new_tokens = max_new_tokens  # per answer: enough for a demo, bounded for a shared server
-        self._uncompressed: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
 
@@ -225,25 +223,11 @@ class Handlers:
             return None, None, None, None, None, ""
         return self.analyze(image, controls)
 
-    def uncompressed_tokens(self, encoded) -> int:
-        """Visual tokens the unmodified model feeds its LLM for this image (with LLaVA-NeXT's
-        newline tokens), computed once per image."""
-        with self._lock:
-            if encoded.key in self._uncompressed:
-                return self._uncompressed[encoded.key]
-        count = len(self.vlm.visual_features(encoded, None))
-        with self._lock:
-            self._uncompressed[encoded.key] = count
-            while len(self._uncompressed) > 256:
-                self._uncompressed.popitem(last=False)
-        return count
-
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
         """The stats dict of one selection: the per-view rows describe the overview view (the
         whole image; demo/figures.py), every count comes from demo/figures.py."""
         visual_tokens = len(self.vlm.visual_features(encoded, selection))
-        uncompressed = self.uncompressed_tokens(encoded)
-        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed)
+        numbers = figures(self.vlm, encoded, selection, press, visual_tokens)
         per_view = viz.selection_stats(selection, timings)  # no compression: demo/figures.py gives it
         scope = numbers["scope_view"]
         first = selection.to_dict(scope)
@@ -271,7 +255,7 @@ class Handlers:
             "survivors": first["survivors"],
             "reserved": selection.reserved,
             "visual_tokens": visual_tokens,
-            "visual_tokens_uncompressed": uncompressed,
+            "visual_tokens_uncompressed": numbers["unmodified"],
             # What the unmodified model feeds the LLM over what the compressed one feeds.
             "compression": numbers["compression"],
             "grouping": press.grouping,
@@ -312,39 +296,23 @@ class Handlers:
         refresh the stats with the measured prefill. Stateless: the API's chat."""
         question(message, "message", "type a question about the image")
         history = chat_history(history)
-        history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        for answer, done in self.answer_stream(_conversation(history[:-2], message), image, controls):
-            if done is None:
-                history[-1] = {"role": "assistant", "content": answer}
-                yield history, "generating...", gr.skip(), gr.skip()
-            else:
-                info, stats = done
-                history[-1] = {"role": "assistant", "content": answer}
-                yield history, info, stats, stats_markdown(stats)
+        yield from chat_turns(message, history, self.answer_stream(conversation(history, message), image, controls), stats_markdown)
 
-    def answer_stream(self, conversation: list[dict], image, controls: Controls, stop: threading.Event | None = None):
+    def answer_stream(self, messages: list[dict], image, controls: Controls, stop: threading.Event | None = None):
         """Yields ``(answer so far, None)`` while generating, then ``(answer, (info, stats))``.
         ``stop``, when set, ends the answer early (what is generated so far is kept)."""
         press = self.press(controls)
         data = read_image_bytes(image)
         encoded = self.vlm.encode(data)
-        kwargs = {}
-        if stop is not None:
-            kwargs["stopping_criteria"] = _stopping_criteria(stop)
-        stream = self.vlm.stream(data, conversation, press=press, max_new_tokens=self.max_new_tokens, **kwargs)
-        answer = ""
-        for piece in stream:
-            answer += piece
-            yield answer, None
-        reply = stream.reply
-        text = reply.text or ("" if stop is not None and stop.is_set() else "(empty answer)")
-        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
-        stats = self.stats(encoded, reply.selections[0], press, timings)
-        yield text, (reply_markdown(reply), stats)
+
+        def finished(reply):
+            return reply_markdown(reply), self.stats(encoded, reply.selections[0], press, reply_timings(encoded, reply))
+
+        yield from answers(self.vlm, data, messages, press, self.max_new_tokens, stop, finished)
 
     def queued_answer(self, history: list, message: str, image, controls: Controls, stop: threading.Event):
         """One queued question of the page's chat (demo/chat.py): as :meth:`answer_stream`."""
-        return self.answer_stream(_conversation(history, message), image, controls, stop)
+        return self.answer_stream(conversation(history, message), image, controls, stop)
 
     def compare_answers(self, message, image, controls):
         """All visual tokens vs the compressed ones: both answers and the measured prefill speedup."""
@@ -369,15 +337,6 @@ def check_image_question(image, controls: Controls) -> None:
     allowed_path(requested_path(image))
 
 
-def _stopping_criteria(stop: threading.Event):
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class StopWhenAsked(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([StopWhenAsked()])
 
 
 
@@ -386,72 +345,18 @@ def _stopping_criteria(stop: threading.Event):
 
 
 
-def question(message, name: str = "message", hint: str = "type a question") -> str:
-    """A question as the model may read it: text, not empty, not too long, valid Unicode."""
-    if not isinstance(message, str):
-        raise ValueError(f"the {name} must be text, got {type(message).__name__}")
-    if not message.strip():
-        raise ValueError(f"the {name} is empty: {hint}")
-    if len(message) > MAX_QUESTION_CHARS:
-        raise ValueError(f"the {name} is {len(message)} characters long; at most {MAX_QUESTION_CHARS} are accepted")
-    _valid_text(message, name)
-    return message
-
-
-def chat_history(history) -> list:
-    """A chat history sent by a client: a list of at most ``MAX_TURNS`` messages, valid text,
-    at most ``MAX_HISTORY_CHARS`` in all."""
-    if history is None:
-        return []
-    if not isinstance(history, (list, tuple)):
-        raise ValueError(f"the chat history must be a list of messages, got {type(history).__name__}")
-    if len(history) > MAX_TURNS:
-        raise ValueError(f"the chat history holds {len(history)} messages; at most {MAX_TURNS} are accepted: start a new chat")
-    text = "".join(_text_of(turn.get("content")) if isinstance(turn, dict) else "" for turn in history)
-    if len(text) > MAX_HISTORY_CHARS:
-        raise ValueError(f"the chat history holds {len(text)} characters; at most {MAX_HISTORY_CHARS} are accepted: start a new chat")
-    _valid_text(text, "chat history")
-    return list(history)
-
-
-def _valid_text(text: str, name: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:  # a lone surrogate: no tokenizer takes it
-        raise ValueError(f"the {name} holds a character that is not valid Unicode text at position {error.start}") from None
 
 
 
 
 
 
-def _text_of(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text", "") or ""
-    if isinstance(content, (list, tuple)):
-        return " ".join(_text_of(part) for part in content)
-    return ""
 
 
-def _conversation(history: list, message: str, media: str = "image") -> list[dict]:
-    """Gradio chat history + the new message -> chat messages; the image (or the clip, with
-    ``media="video"``) rides on the first user turn."""
-    messages, placed = [], False
-    for turn in history:
-        role = turn.get("role") if isinstance(turn, dict) else None
-        if role not in ("user", "assistant"):
-            continue
-        text = _text_of(turn.get("content"))
-        if role == "user" and not placed:
-            messages.append({"role": "user", "content": [{"type": media}, {"type": "text", "text": text}]})
-            placed = True
-        else:
-            messages.append({"role": role, "content": [{"type": "text", "text": text}]})
-    content = [{"type": "text", "text": message}]
-    messages.append({"role": "user", "content": content if placed else [{"type": media}] + content})
-    return messages
+
+
+
+
 
 
 def _count(number: int, word: str) -> str:
@@ -509,11 +414,3 @@ def stats_markdown(stats: dict) -> str:
 
 
 
-
-def reply_markdown(reply) -> str:
-    timings = reply.timings
-    return (
-        f"{reply.visual_tokens[0]} visual tokens · vision {timings['vision_ms']:.0f} ms · select "
-        f"{timings['select_ms']:.0f} ms · prefill {timings['prefill_ms']:.0f} ms · decode "
-        f"{timings['decode_ms']:.0f} ms ({int(timings['new_tokens'])} tokens)"
-    )

@@ -19,14 +19,12 @@ import os
 import stat
 import threading
 import time
-from collections import OrderedDict
 from typing import Iterator
-
-import gradio as gr
 
 from demo.figures import figures
 from demo.files import ASSETS, RefusedFile, allowed_path
-from demo.handlers import Handlers, _conversation, _stopping_criteria, chat_history, fed_words, question
+from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_timings
+from demo.handlers import Handlers, fed_words
 from demo.controls import Controls
 from demo.limits import MAX_UPLOAD_BYTES
 from prunesid import PruneSID, load_vlm
@@ -107,8 +105,6 @@ class VideoHandlers:
         self.vlm = vlm
         self.note = note
         self.max_new_tokens = Handlers(vlm, max_new_tokens=max_new_tokens).max_new_tokens  # checked as for images
-        self._uncompressed: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
 
     @classmethod
     def for_app(cls, main: VLM | None = None, max_new_tokens: int = 96) -> "VideoHandlers":
@@ -153,26 +149,14 @@ class VideoHandlers:
             return None, None, None, None, None, ""
         return self.analyze_video(video, controls)
 
-    def uncompressed_tokens(self, encoded) -> int:
-        with self._lock:
-            if encoded.key in self._uncompressed:
-                return self._uncompressed[encoded.key]
-        count = self.vlm.unmodified_visual_tokens(encoded)
-        with self._lock:
-            self._uncompressed[encoded.key] = count
-            while len(self._uncompressed) > 64:
-                self._uncompressed.popitem(last=False)
-        return count
-
     def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
         """The clip's stats: every count from demo/figures.py; each view's time is the time of
         the frame the strip shows for it (Qwen-VL: the first frame of each pair)."""
         clip = encoded.video
         visual_tokens = len(self.vlm.visual_features(encoded, selection))
-        uncompressed = self.uncompressed_tokens(encoded)
         _, times = frames_per_view(list(clip.frames), list(clip.timestamps), selection.num_views)
         step = -(-len(clip.frames) // selection.num_views)  # frames per view (frames_per_view's)
-        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed, timestamps=times)
+        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, timestamps=times)
         per_frame = []
         for frame in range(selection.num_views):
             k = int(selection.num_groups[frame])
@@ -208,7 +192,7 @@ class VideoHandlers:
             "preset": selection.preset,
             "reserved": selection.reserved,
             "visual_tokens": visual_tokens,
-            "visual_tokens_uncompressed": uncompressed,
+            "visual_tokens_uncompressed": numbers["unmodified"],
             "compression": numbers["compression"],
             "grouping": press.grouping,
             "timings_ms": {name: round(value, 1) for name, value in timings.items()},
@@ -223,41 +207,20 @@ class VideoHandlers:
         done, yield the reply's numbers and the stats. Stateless: the API's video chat."""
         question(message, "message", "type a question about the clip")
         history = chat_history(history)
-        press = self.press(controls)
-        encoded = self.encode(video)
-        conversation = video_conversation(history, message)
-        history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        stream = self.vlm.stream(encoded.video, conversation, press=press, max_new_tokens=self.max_new_tokens)
-        answer = ""
-        for piece in stream:
-            answer += piece
-            history[-1] = {"role": "assistant", "content": answer}
-            yield history, "generating...", gr.skip(), gr.skip()  # the stats stay until the answer is done
-        reply = stream.reply
-        history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
-        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
-        stats = self.stats(encoded, reply.selections[0], press, timings)
-        info = self.reply_info(reply, stats)
-        yield history, info, stats, video_stats_markdown(stats)
+        yield from chat_turns(message, history, self.queued_answer(history, message, video, controls), video_stats_markdown)
 
-    def queued_answer(self, history: list, message: str, video, controls: Controls, stop: threading.Event):
+    def queued_answer(self, history: list, message: str, video, controls: Controls, stop: threading.Event | None = None):
         """One queued question of the page's clip chat (demo/chat.py, the image chat's queue):
         yields ``(answer so far, None)``, then ``(answer, (info, stats))``; ``stop``, when set,
         ends the answer early (what is generated so far is kept)."""
         press = self.press(controls)
         encoded = self.encode(video)
-        stream = self.vlm.stream(
-            encoded.video, video_conversation(history, message), press=press, max_new_tokens=self.max_new_tokens,
-            stopping_criteria=_stopping_criteria(stop),
-        )
-        answer = ""
-        for piece in stream:
-            answer += piece
-            yield answer, None
-        reply = stream.reply
-        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
-        stats = self.stats(encoded, reply.selections[0], press, timings)
-        yield reply.text or ("" if stop.is_set() else "(empty answer)"), (self.reply_info(reply, stats), stats)
+
+        def finished(reply):
+            stats = self.stats(encoded, reply.selections[0], press, reply_timings(encoded, reply))
+            return self.reply_info(reply, stats), stats
+
+        yield from answers(self.vlm, encoded.video, video_conversation(history, message), press, self.max_new_tokens, stop, finished)
 
     @staticmethod
     def reply_info(reply, stats: dict) -> str:
@@ -276,7 +239,7 @@ def check_clip_question(video, controls: Controls) -> None:
 
 def video_conversation(history: list, message: str) -> list[dict]:
     """Gradio chat history + the new message -> chat messages; the clip rides on the first turn."""
-    return _conversation(history, message, media="video")
+    return conversation(history, message, media="video")
 
 
 def video_stats_markdown(stats: dict) -> str:

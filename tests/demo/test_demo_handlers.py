@@ -12,7 +12,8 @@ import pytest
 import demo.model_choice as model_choice
 from demo.controls import Controls, image_widgets
 from demo.files import upload_folder
-from demo.handlers import Handlers, _conversation, user_errors
+from demo.conversation import conversation
+from demo.handlers import Handlers, user_errors
 from demo.model_choice import choose_model, load_with_fallback
 from demo.models import ModelSlot
 from tests.conftest import scene
@@ -91,7 +92,7 @@ def test_clearing_the_image_clears_the_overlays_quietly(tiny_vlm, picture_path):
 
 def test_chat_history_keeps_the_image_on_the_first_turn():
     history = [{"role": "user", "content": "What is it?"}, {"role": "assistant", "content": [{"type": "text", "text": "A house."}]}]
-    messages = _conversation(history, "What colour?")
+    messages = conversation(history, "What colour?")
     assert messages[0]["content"][0] == {"type": "image"}
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[1]["content"][0]["text"] == "A house." and messages[2]["content"] == [{"type": "text", "text": "What colour?"}]
