@@ -56,6 +56,19 @@ def figures(vlm, encoded, selection, press, visual_tokens: int, timestamps: list
     }
 
 
+def fed_stats(numbers: dict, selection, press, timings: dict) -> dict:
+    """The stats' entries every section shows the same way: what the LLM was fed, against
+    what the unmodified model feeds (the compression), the grouping and the timings."""
+    return {
+        "reserved": selection.reserved,
+        "visual_tokens": numbers["fed"],
+        "visual_tokens_uncompressed": numbers["unmodified"],
+        "compression": numbers["compression"],  # what the unmodified model feeds the LLM over what the compressed one feeds
+        "grouping": press.grouping,
+        "timings_ms": {name: round(value, 1) for name, value in timings.items()},
+    }
+
+
 def method_figures(vlm, encoded, result) -> dict:
     """The counts of one method's result (any press, merged tokens included), from the same
     sources as :func:`figures`: the tokens the model feeds and the family's unmodified count."""

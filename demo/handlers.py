@@ -17,7 +17,7 @@ from typing import Iterator
 import gradio as gr
 
 import viz
-from demo.figures import exact, figures, legend
+from demo.figures import exact, fed_stats, figures, legend
 from demo.controls import GROUPING_CHOICES, Controls, in_range, whole
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
 from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_markdown, reply_timings
@@ -146,6 +146,11 @@ class Handlers:
     def analyze(self, image, controls):
         """Overlays (groups, survivors, kept), the per-group budget chart of the first view
         and the stats of one image's selection."""
+        _, _, layers, quotas, stats = self.selected(image, controls)
+        return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
+
+    def selected(self, image, controls):
+        """``(encoded, selection, overlays, quota chart, stats)`` of the image under the controls."""
         press = self.press(controls)
         encoded = self.encode(image)
         start = time.perf_counter()
@@ -154,7 +159,7 @@ class Handlers:
         layers = viz.render_all(encoded.image, selection, encoded.grids)
         stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
         quotas = viz.render_quotas(selection, view=stats["scope_view"])
-        return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
+        return encoded, selection, layers, quotas, stats
 
     def page_view(self, image, controls, point=None):
         """The page's overlays, chart, stats and explanation in one answer, so none of them can
@@ -164,31 +169,11 @@ class Handlers:
         suppressor; the groups are numbered on the groups overlay."""
         if image is None:
             return None, None, None, None, None, "", EXPLAIN_HINT, None
-        press = self.press(controls)
-        encoded = self.encode(image)
-        start = time.perf_counter()
-        selection = self.vlm.compress(encoded, press)[0]
-        select_ms = (time.perf_counter() - start) * 1000
-        layers = viz.render_all(encoded.image, selection, encoded.grids)
+        encoded, selection, layers, quotas, stats = self.selected(image, controls)
         layers["groups"] = number_groups(layers["groups"], encoded.image, selection, encoded.grids)
-        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
-        quotas = viz.render_quotas(selection, view=stats["scope_view"])
         text, why = EXPLAIN_HINT, None
         if point is not None:
-            x, y = (in_range(whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
-            where = locate(encoded.image, encoded.grids, x, y)
-            if where.patch is None:
-                text, why = where.markdown(), where.to_dict()
-            else:
-                explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
-                text, why = explanation.markdown(), explanation.to_dict()
-                marks = [(where.view, where.patch, CLICKED_EDGE)]
-                if explanation.suppressor is not None:
-                    marks.append((where.view, explanation.suppressor, SUPPRESSOR_EDGE))
-                text += "\n\n<small>Outlined on the overlays: this patch in blue" + (
-                    ", the survivor that suppressed it in magenta.</small>" if explanation.suppressor is not None else ".</small>"
-                )
-                layers = {name: outline_patches(layer, encoded.image, encoded.grids, marks) for name, layer in layers.items()}
+            layers, text, why = explained(encoded, selection, layers, point)
         return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats), text, why
 
     def page_click(self, image, controls, evt: gr.SelectData):
@@ -253,13 +238,7 @@ class Handlers:
             "kept": numbers["patches_kept"],
             "kept_per_group": first["quotas"],
             "survivors": first["survivors"],
-            "reserved": selection.reserved,
-            "visual_tokens": visual_tokens,
-            "visual_tokens_uncompressed": numbers["unmodified"],
-            # What the unmodified model feeds the LLM over what the compressed one feeds.
-            "compression": numbers["compression"],
-            "grouping": press.grouping,
-            "timings_ms": {name: round(value, 1) for name, value in timings.items()},
+            **fed_stats(numbers, selection, press, timings),
             "per_view": per_view,
             "figures": numbers,
             "legend": legend(encoded.image_size, encoded.grids),
@@ -329,6 +308,25 @@ class Handlers:
             f"(**{speedup:.2f}x** faster, prompt {full.prompt_tokens} -> {compressed.prompt_tokens} tokens)."
         )
         return full.text, compressed.text, summary
+
+
+def explained(encoded, selection, layers: dict, point) -> tuple[dict, str, dict]:
+    """The clicked pixel's explanation (markdown and numbers), and the overlays with the patch
+    outlined, and the survivor that suppressed it."""
+    x, y = (in_range(whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
+    where = locate(encoded.image, encoded.grids, x, y)
+    if where.patch is None:
+        return layers, where.markdown(), where.to_dict()
+    explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
+    text = explanation.markdown()
+    marks = [(where.view, where.patch, CLICKED_EDGE)]
+    if explanation.suppressor is not None:
+        marks.append((where.view, explanation.suppressor, SUPPRESSOR_EDGE))
+    text += "\n\n<small>Outlined on the overlays: this patch in blue" + (
+        ", the survivor that suppressed it in magenta.</small>" if explanation.suppressor is not None else ".</small>"
+    )
+    outlined = {name: outline_patches(layer, encoded.image, encoded.grids, marks) for name, layer in layers.items()}
+    return outlined, text, explanation.to_dict()
 
 
 def check_image_question(image, controls: Controls) -> None:

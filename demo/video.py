@@ -21,8 +21,8 @@ import threading
 import time
 from typing import Iterator
 
-from demo.figures import figures
-from demo.files import ASSETS, RefusedFile, allowed_path
+from demo.figures import fed_stats, figures
+from demo.files import ASSETS, RefusedFile, allowed_path, named_path
 from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_timings
 from demo.handlers import Handlers, fed_words
 from demo.controls import Controls
@@ -63,13 +63,7 @@ def allowed_clip(video) -> str:
     given it (an upload or a bundled example); ValueError otherwise. Nothing is read."""
     if isinstance(video, dict) and isinstance(video.get("video"), dict):  # Gradio's VideoData shape
         video = video["video"]
-    if video is None:
-        raise ValueError("no video: upload a clip or pick the example")
-    path = video.get("path") if isinstance(video, dict) else video
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str) or not path:
-        raise ValueError(VIDEO_REFUSED)
+    path = named_path(video, "no video: upload a clip or pick the example", lambda: ValueError(VIDEO_REFUSED))
     resolved = os.path.realpath(path) if os.path.isabs(path) and "\x00" not in path else None
     if resolved is None or resolved not in {os.path.realpath(example) for example in example_videos()}:
         try:
@@ -190,12 +184,7 @@ class VideoHandlers:
             "dynamic": press.dynamic,
             "phi_ref": selection.phi_ref,
             "preset": selection.preset,
-            "reserved": selection.reserved,
-            "visual_tokens": visual_tokens,
-            "visual_tokens_uncompressed": numbers["unmodified"],
-            "compression": numbers["compression"],
-            "grouping": press.grouping,
-            "timings_ms": {name: round(value, 1) for name, value in timings.items()},
+            **fed_stats(numbers, selection, press, timings),
             "per_frame": per_frame,
             "figures": numbers,
         }
