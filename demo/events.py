@@ -18,10 +18,11 @@ from demo.admission import client_of
 from demo.chat import ChatQueue
 from demo.controls import clip_widgets, image_widgets
 from demo.conversation import question
-from demo.handlers import check_image_question, checked_controls, refused, stats_markdown, user_errors
+from demo.handlers import check_image_question, checked_controls, refused, user_errors
 from demo.methods import offered, unavailable_note
 from demo.models import ModelSlot, unbound
-from demo.video import VideoHandlers, allowed_clip, check_clip_question, video_stats_markdown
+from demo.stats import stats_markdown, video_stats_markdown
+from demo.video import VideoHandlers, allowed_clip, check_clip_question
 
 try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
     import spaces

@@ -1,9 +1,11 @@
 """Every figure the page shows about one selection, computed once, in the family's words.
 
-The stats tables of images, clips and methods, and the processor's legend under the overlays, are
-written from :func:`figures` alone: kept tokens per view, CLS tokens, the family's extra
-tokens (newlines), tokens fed to the LLM, the budget read through the preset (N_eff and its
-floor), K, lambda, tau, the compression ratio and each view's time in a clip. All of them
+The stats tables of images and clips (demo/stats.py), and the processor's legend under the
+overlays, are written from :func:`figures` alone, the methods' rows from
+:func:`method_figures`: kept tokens per view, CLS tokens, the family's extra tokens
+(newlines), tokens fed to the LLM, the budget read through the preset (N_eff and its floor),
+K, lambda, tau, the compression ratio (viz/stats.py's definition) and each view's time in a
+clip. All of them
 come from the library's :class:`~prunesid.Selection`, the tokens the model actually feeds
 (``VLM.visual_features``) and the family's layout (``extra_tokens``, ``unmodified_tokens``),
 so that no two places on the page can count differently.

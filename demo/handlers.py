@@ -17,13 +17,12 @@ from typing import Iterator
 import gradio as gr
 
 import viz
-from demo.figures import exact, fed_stats, figures, legend
 from demo.controls import GROUPING_CHOICES, Controls, in_range, whole
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
 from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_markdown, reply_timings
 from demo.limits import BUDGET_RANGE, PIXEL_RANGE
+from demo.stats import image_stats, stats_markdown  # noqa: F401  (stats_markdown: the page's chat)
 from prunesid import PruneSID
-from prunesid.presets import get_preset
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
 from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches, patch_box
@@ -157,7 +156,7 @@ class Handlers:
         selection = self.vlm.compress(encoded, press)[0]
         select_ms = (time.perf_counter() - start) * 1000
         layers = viz.render_all(encoded.image, selection, encoded.grids)
-        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
+        stats = image_stats(self.vlm, encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
         quotas = viz.render_quotas(selection, view=stats["scope_view"])
         return encoded, selection, layers, quotas, stats
 
@@ -208,42 +207,6 @@ class Handlers:
             return None, None, None, None, None, ""
         return self.analyze(image, controls)
 
-    def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
-        """The stats dict of one selection: the per-view rows describe the overview view (the
-        whole image; demo/figures.py), every count comes from demo/figures.py."""
-        visual_tokens = len(self.vlm.visual_features(encoded, selection))
-        numbers = figures(self.vlm, encoded, selection, press, visual_tokens)
-        per_view = viz.selection_stats(selection, timings)  # no compression: demo/figures.py gives it
-        scope = numbers["scope_view"]
-        first = selection.to_dict(scope)
-        return {
-            "model": self.vlm.name,
-            "tokens": encoded.num_tokens,
-            "views": encoded.num_views,
-            "budget": press.budget,
-            "budget_used": [int(n) for n in selection.budget.tolist()],
-            "budget_requested": [int(n) for n in selection.requested_budget.tolist()],
-            "preset": selection.preset,
-            "first_view": encoded.grids[scope].label if encoded.num_views > 1 else "",
-            "scope_view": scope,
-            "dynamic": press.dynamic,
-            "phi_ref": selection.phi_ref,
-            "groups": first["num_groups"],
-            "groups_auto": press.groups is None,
-            "lam": first["lam"],
-            "lam_auto": press.lam is None,
-            "rho": first["rho"],
-            "phi": first["phi"],
-            "tau": first["tau"],
-            "kept": numbers["patches_kept"],
-            "kept_per_group": first["quotas"],
-            "survivors": first["survivors"],
-            **fed_stats(numbers, selection, press, timings),
-            "per_view": per_view,
-            "figures": numbers,
-            "legend": legend(encoded.image_size, encoded.grids),
-        }
-
     def compare_groupings(self, image, budget, groups, lam, dynamic):
         """The three groupings side by side on the same image and budget."""
         presses = {name: self.press(Controls.read(budget, groups, lam, name, dynamic)) for name in GROUPING_CHOICES}
@@ -285,7 +248,7 @@ class Handlers:
         encoded = self.vlm.encode(data)
 
         def finished(reply):
-            return reply_markdown(reply), self.stats(encoded, reply.selections[0], press, reply_timings(encoded, reply))
+            return reply_markdown(reply), image_stats(self.vlm, encoded, reply.selections[0], press, reply_timings(encoded, reply))
 
         yield from answers(self.vlm, data, messages, press, self.max_new_tokens, stop, finished)
 
@@ -357,58 +320,10 @@ def check_image_question(image, controls: Controls) -> None:
 
 
 
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}" if number == 1 else f"{number} {word}s"
 
 
-def fed_words(numbers: dict) -> str:
-    """``"315 tokens + 5 CLS = 320"``: what the LLM receives, each part named (no CLS where none is fed)."""
-    parts = [f"{numbers['patches_kept']} tokens"]
-    if numbers["cls_fed"]:
-        parts.append("CLS" if numbers["cls_fed"] == 1 else f"{numbers['cls_fed']} CLS (one per {numbers['view_word']})")
-    if numbers["extra_fed"]:
-        parts.append(f"{numbers['extra_fed']} {numbers['extra_name']}")
-    return " + ".join(parts) + (f" = {numbers['fed']}" if len(parts) > 1 else "")
 
 
-def stats_markdown(stats: dict) -> str:
-    """The stats table, in the words of the model's preset and family, every count from
-    demo/figures.py; with several views the per-group rows name the view they describe."""
-    numbers = stats["figures"]
-    preset = get_preset(stats["preset"])
-    words = preset.words
-    views = stats["views"]
-    selectable = numbers["selectable"]
-    scope = f" — {stats.get('first_view') or 'base'} view" if views > 1 else ""
-    auto = lambda flag, formula: f" (auto: {formula})" if flag else ""  # noqa: E731
-    timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
-    tokens = f"{stats['tokens']}"
-    if views > 1:
-        tokens += f" in {views} views of {numbers['tokens_per_view']}"
-        if len(set(selectable)) > 1 or selectable[0] != numbers["tokens_per_view"]:
-            tokens += f" ({', '.join(map(str, selectable))} of them on the image)"
-    kept = fed_words(numbers)
-    if views > 1:
-        kept += f"; per view {', '.join(map(str, numbers['kept_per_view']))}"
-    rows = [
-        ("Model", f"{stats['model']}"),
-        ("Tokens T", tokens),
-        ("Budget N" + (" / N'" if stats["dynamic"] else ""), numbers["budget_text"]),
-        (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words.groups)}"),
-        (f"λ{scope}", f"{exact(numbers['lam_exact'])}{auto(stats['lam_auto'], words.lam)}"),
-        (f"Redundancy ρ{scope}", f"{stats['rho']:.3f}"),
-        (f"Information φ = 1 − ρ{scope}", f"{stats['phi']:.3f}"),
-        # What tau multiplies is named unless it is rho, whose row is just above.
-        (f"NMS threshold τ = {words.tau}{scope}", numbers["tau_text"] + (f"; {words.tau_basis}" if preset.threshold_of != "rho" else "")),
-        (f"NMS survivors{scope}", f"{stats['survivors']}"),
-        (f"Kept per group{scope}", ", ".join(map(str, stats["kept_per_group"]))),
-        ("Fed to the LLM" + (f", all {views} views" if views > 1 else ""), kept),
-        ("Compression", f"{numbers['unmodified']} tokens unmodified / {numbers['fed']} = {numbers['compression_text']}"),
-        ("Timings", timings),
-    ]
-    lines = ["| Quantity | Value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
-    legend_text = stats.get("legend")
-    return ("<small>" + legend_text + "</small>\n\n" if legend_text else "") + "\n".join(lines)
 
 
 

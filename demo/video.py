@@ -21,14 +21,13 @@ import threading
 import time
 from typing import Iterator
 
-from demo.figures import fed_stats, figures
 from demo.files import ASSETS, RefusedFile, allowed_path, named_path
 from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_timings
-from demo.handlers import Handlers, fed_words
+from demo.handlers import Handlers
 from demo.controls import Controls
 from demo.limits import MAX_UPLOAD_BYTES
+from demo.stats import clip_stats, video_stats_markdown
 from prunesid import PruneSID, load_vlm
-from prunesid.presets import get_preset
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
 from viz.frames import frames_per_view, render_frame_chart, render_frame_layers
@@ -134,7 +133,7 @@ class VideoHandlers:
         layers = render_frame_layers(frames, selection, encoded.grids, timestamps)
         chart = render_frame_chart(selection, timestamps, budget=press.budget)
         render_ms = (time.perf_counter() - start) * 1000
-        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms, "render_ms": render_ms})
+        stats = clip_stats(self.vlm, encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms, "render_ms": render_ms})
         return layers["groups"], layers["survivors"], layers["kept"], chart, stats, video_stats_markdown(stats)
 
     def refresh_video(self, video, controls):
@@ -142,52 +141,6 @@ class VideoHandlers:
         if video is None:
             return None, None, None, None, None, ""
         return self.analyze_video(video, controls)
-
-    def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
-        """The clip's stats: every count from demo/figures.py; each view's time is the time of
-        the frame the strip shows for it (Qwen-VL: the first frame of each pair)."""
-        clip = encoded.video
-        visual_tokens = len(self.vlm.visual_features(encoded, selection))
-        _, times = frames_per_view(list(clip.frames), list(clip.timestamps), selection.num_views)
-        step = -(-len(clip.frames) // selection.num_views)  # frames per view (frames_per_view's)
-        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, timestamps=times)
-        per_frame = []
-        for frame in range(selection.num_views):
-            k = int(selection.num_groups[frame])
-            per_frame.append({
-                "frame": frame + 1,
-                "label": encoded.grids[frame].label,
-                "clip_frame": int(clip.indices[frame * step]),
-                "time_s": numbers["times"][frame],
-                "budget": int(selection.budget[frame]),
-                "budget_requested": int(selection.requested_budget[frame]),
-                "budget_clamped": bool(selection.budget_clamped[frame]),
-                "kept": int(selection.indices[frame].numel()),
-                "rho": float(selection.rho[frame]),
-                "phi": float(selection.phi[frame]),
-                "lam": float(selection.lam[frame]),
-                "tau": float(selection.tau[frame]),
-                "groups": k,
-                "survivors": int(selection.survivors[frame].sum()),
-                "kept_per_group": selection.quotas[frame, :k].tolist(),
-            })
-        return {
-            "model": self.vlm.name,
-            "frames": selection.num_views,
-            "frames_sampled": len(clip.frames),
-            "clip": {
-                "total_frames": clip.total_frames, "duration_s": clip.duration, "fps": clip.fps, "size": list(clip.size),
-            },
-            "tokens_per_frame": selection.tokens_per_view,
-            "budget": press.budget,
-            "budget_total": int(selection.budget.sum()),
-            "dynamic": press.dynamic,
-            "phi_ref": selection.phi_ref,
-            "preset": selection.preset,
-            **fed_stats(numbers, selection, press, timings),
-            "per_frame": per_frame,
-            "figures": numbers,
-        }
 
     # --- chat about the clip -----------------------------------------------------------------
 
@@ -206,7 +159,7 @@ class VideoHandlers:
         encoded = self.encode(video)
 
         def finished(reply):
-            stats = self.stats(encoded, reply.selections[0], press, reply_timings(encoded, reply))
+            stats = clip_stats(self.vlm, encoded, reply.selections[0], press, reply_timings(encoded, reply))
             return self.reply_info(reply, stats), stats
 
         yield from answers(self.vlm, encoded.video, video_conversation(history, message), press, self.max_new_tokens, stop, finished)
@@ -231,38 +184,6 @@ def video_conversation(history: list, message: str) -> list[dict]:
     return conversation(history, message, media="video")
 
 
-def video_stats_markdown(stats: dict) -> str:
-    """The clip's stats in its family's words: frames or temporal groups (Qwen-VL pairs
-    frames), CLS only where it is fed, N_eff where the preset reads N per 576 tokens."""
-    numbers = stats["figures"]
-    word = numbers["view_word"]
-    views = stats["frames"]
-    unit = f"{views} {word}s" + (f" ({stats['frames_sampled']} frames sampled, {stats['frames_sampled'] // views} per group)"
-                                 if stats["frames_sampled"] != views else "")
-    cls = " + CLS each" if numbers["cls_per_view"] else ""
-    budget = numbers["budget_text"].replace(" per view", f" per {word}").replace(" view ", f" {word} ")
-    per_view = get_preset(stats["preset"]).budget_per_view  # False: N is read per 576 tokens (N_eff)
-    if per_view:
-        budget = f"N = {budget}"
-    timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
-    budget_column = "N'" if per_view else "N_eff"
-
-    lines = [
-        f"**{stats['visual_tokens']}** video tokens to the LLM ({fed_words(numbers)}) of {stats['visual_tokens_uncompressed']} "
-        f"unmodified ({unit} × {stats['tokens_per_frame']} tokens{cls}); compression {numbers['compression_text']}. "
-        f"Budget: {budget}. {timings}.",
-        "",
-        f"| {word.capitalize()} | Time | {budget_column} | Kept | ρ | φ | τ | K | Survivors |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for frame in stats["per_frame"]:
-        clamp = " (clamped)" if frame["budget_clamped"] else ""
-        lines.append(
-            f"| {frame['label']} | {frame['time_s']:.1f} s | {frame['budget']}{clamp} | {frame['kept']}"
-            f"{' + CLS' if numbers['cls_per_view'] else ''} | {frame['rho']:.3f} | {frame['phi']:.3f} | {frame['tau']:.3f} | "
-            f"{frame['groups']} | {frame['survivors']} |"
-        )
-    return "\n".join(lines)
 
 
 __all__ = [

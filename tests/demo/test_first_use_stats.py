@@ -11,7 +11,8 @@ import pytest
 
 from demo import labels
 from demo.controls import Controls, snap
-from demo.handlers import EXPLAIN_HINT, Handlers, stats_markdown
+from demo.handlers import EXPLAIN_HINT, Handlers
+from demo.stats import stats_markdown
 from prunesid import load_vlm
 from tests.conftest import scene
 from viz.marks import CLICKED_EDGE, patch_box
