@@ -3,8 +3,10 @@
     python app.py [--model llava-hf/llava-1.5-7b-hf] [--port 7860] [--max-new-tokens 96]
 
 The page reads top to bottom: banner, image and controls, the overlays and stats (click a
-patch: why was it kept or dropped?), the chat, then the comparisons. The work itself lives
-in demo/: handlers.py (events), chat.py (the chat's queue), files.py (which files may be
+patch: why was it kept or dropped?), the chat, then the comparisons; here, one builder per
+section and the wiring of each section's events. The work itself lives in demo/: events.py
+(what each event does, on the session's model), controls.py (the controls as one value),
+handlers.py (the image's handlers), chat.py (the chat's queue), files.py (which files may be
 read), model_choice.py (which model, and why), limits.py (what one visitor may cost) and
 admission.py (one policy in front of every route: shares, fair queue, body caps).
 docs/security.md explains the limits.
@@ -13,10 +15,10 @@ docs/security.md explains the limits.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import logging
 import os
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -24,12 +26,10 @@ from starlette.middleware import Middleware
 
 from demo.admission import Admission, client_of
 from demo import errors
-from demo.chat import ChatQueue
+from demo.controls import GROUPING_CHOICES, WIDGETS, snap
+from demo.events import ChatEvents, PageEvents, on_gpu, why_not_sent
 from demo.files import MAX_FILE_BYTES
-from demo.handlers import question as question_text
-from demo.handlers import (
-    EXPLAIN_HINT, GROUPING_CHOICES, MAX_NEW_TOKENS_LIMIT, Handlers, checked_controls, example_images, refused, snap, stats_markdown, user_errors,
-)
+from demo.handlers import EXPLAIN_HINT, MAX_NEW_TOKENS_LIMIT, example_images, user_errors
 from demo.limits import (
     BUDGET_RANGE, CONCURRENCY_ID, CONCURRENCY_LIMIT, FRAME_BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, QUEUE_HARD_SIZE, STATE_SESSIONS,
     UPLOAD_KEEP_S,
@@ -38,17 +38,8 @@ from demo import labels
 from demo.methods import DEFAULT_QUESTION, METHOD_CHOICES, offered, unavailable_note
 from demo.model_choice import choose_model, load_with_fallback
 from demo.playable import served_copy
-from demo.models import ModelSlot, Served, hub_reachable_at_launch, unbound
-from demo.video import DEFAULT_FRAME_BUDGET, VideoHandlers, allowed_clip, check_clip_question, example_videos, video_stats_markdown
-
-try:  # ZeroGPU on Hugging Face Spaces: GPU work is decorated when the package exists.
-    import spaces
-
-    on_gpu = spaces.GPU
-except ImportError:
-
-    def on_gpu(function):
-        return function
+from demo.models import ModelSlot, Served, hub_reachable_at_launch
+from demo.video import DEFAULT_FRAME_BUDGET, allowed_clip, example_videos
 
 
 # Every event that runs the model, page-only ones included, is in one concurrency group:
@@ -137,418 +128,417 @@ def make_playable(video):
         yield copy if copy is not None else gr.skip()
 
 
+HIDDEN = {"api_visibility": "private"}  # page-only events: not offered to API clients
+# preprocess=False: the handlers read the uploaded file themselves, through demo/files.py,
+# which reads only files this app was given.
+RAW = {"preprocess": False}
+MODEL = {**RAW, **MODEL_WORK}  # queued events that run the model
+LIVE = {"trigger_mode": "always_last", "show_progress": "hidden", **HIDDEN, **MODEL}  # re-renders: only the latest values run
+# A chat's answer: queued on the model's concurrency, one per question sent.
+ANSWERING = {"trigger_mode": "multiple", "show_progress": "hidden", **HIDDEN, **MODEL_WORK}
+SLIDERS = {"budget": BUDGET_RANGE, "groups": GROUPS_RANGE, "lam": LAM_RANGE}  # a section's sliders: their ranges
+SLIDER_STEPS = {"budget": 1, "groups": 1, "lam": 0.25}
+
+
 def build(slot: ModelSlot) -> gr.Blocks:
-    """The page, its events on the model each session chose (demo/models.py)."""
-    first = slot.first
-    handlers = first.handlers
-    checks = Handlers(first.vlm, max_new_tokens=handlers.max_new_tokens)  # the controls' checks: the same for every model
-
-    def on_model(pick, reference, check=None):
-        return on_gpu(user_errors(slot.bind(pick, reference, check)))
-
-    analyze_method = on_model(lambda m: checked_controls(m.methods.analyze), first.methods.analyze)
-    refresh_method = on_model(lambda m: checked_controls(m.methods.refresh), first.methods.refresh)
-    compare_methods = on_model(lambda m: checked_controls(m.methods.compare), first.methods.compare)
-    analyze = on_model(lambda m: m.handlers.analyze, handlers.analyze)
-    chat = on_model(lambda m: m.handlers.chat, handlers.chat)
-    compare_groupings = on_model(lambda m: m.handlers.compare_groupings, handlers.compare_groupings)
-    compare_answers = on_model(lambda m: m.handlers.compare_answers, handlers.compare_answers)
-    explain = on_model(lambda m: m.handlers.explain, handlers.explain)
-    chats = ChatQueue(handlers.queued_answer, validate=checks.check_question, check_message=question_text)
-    clip_model = slot.clip_model  # offered in the Video section to a visitor whose model takes images only
-
-    # The chat's session is the browser session Gradio gives, opened when the page loads and
-    # tied to the client's address (demo/chat.py): an id made up in a request reaches nothing.
-    @user_errors
-    def open_chat(request: gr.Request):
-        chats.open(request.session_hash, client_of(request))
-        video_chats.open(request.session_hash, client_of(request))
-
-    def close_chat(request: gr.Request):
-        chats.forget(request.session_hash, client_of(request))
-        video_chats.forget(request.session_hash, client_of(request))
-        slot.forget(request.session_hash, client_of(request))
-
-    def sender(queue: ChatQueue):
-        def send_message(message, media, budget, groups, lam, grouping, dynamic, request: gr.Request):
-            # A refused question is a message under the chat, never an error: the question stays
-            # in the box, the conversation stays as it was and usable (no "Error" badge over it).
-            try:
-                history = queue.send(request.session_hash, message, media, (budget, groups, lam, grouping, dynamic), client_of(request))
-            except (ValueError, TypeError) as error:
-                refused(send_message, error)  # one line in the log
-                return gr.skip(), gr.skip(), f"⚠️ Not sent: {error}"
-            return "", history, "waiting for the answer..."
-
-        return send_message
-
-    def why_not_sent():
-        return "⚠️ Not sent: the question could not be queued; try again"
-
-    def chat_events(queue: ChatQueue, stream_of, stats_markdown_of):
-        """The page's events of one chat queue (the image's, the clip's): answer, stop, retry,
-        undo and a new conversation, on the session's model (``stream_of(served)``). The answer
-        also says whether Stop can be pressed: only while an answer is being written."""
-
-        @on_gpu
-        @user_errors
-        def answer(request: gr.Request):
-            last = None
-            with slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
-                for history, info, stats in queue.answer(request.session_hash, client_of(request), answer_stream=stream_of(served)):
-                    if stats is None:  # info None: still writing; text: the answer failed or the chat was reset
-                        last = (history, "generating..." if info is None else info, gr.skip(), gr.skip(), gr.Button(interactive=info is None))
-                    else:
-                        last = (history, info, stats, stats_markdown_of(stats), gr.Button(interactive=False))
-                    yield last
-            if last is not None:  # the event's result: the finished conversation again, with Stop off
-                yield (*last[:-1], gr.Button(interactive=False))
-            else:  # another worker of this session is answering: it takes the question
-                yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-
-        @user_errors
-        def stop_answer(request: gr.Request):
-            queue.stop(request.session_hash, client_of(request))
-
-        @user_errors
-        def retry(media, budget, groups, lam, grouping, dynamic, request: gr.Request):
-            return queue.retry(request.session_hash, media, (budget, groups, lam, grouping, dynamic), client_of(request))
-
-        @user_errors
-        def undo(request: gr.Request):
-            return queue.undo(request.session_hash, client_of(request))
-
-        @user_errors
-        def new_chat(request: gr.Request):
-            return queue.reset(request.session_hash, client_of(request)), "", gr.Button(interactive=False)
-
-        return answer, stop_answer, retry, undo, new_chat
-
-    answer, stop_answer, retry, undo, new_chat = chat_events(chats, lambda served: served.handlers.queued_answer, stats_markdown)
-    clip_checks = Handlers(first.vlm, phi_ref=None, max_new_tokens=handlers.max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
-    video_chats = ChatQueue(None, validate=check_clip_question(clip_checks), check_message=question_text)
-    video_answer, video_stop_answer, video_retry, video_undo, video_new_chat = chat_events(video_chats, lambda served: served.clips().queued_answer, video_stats_markdown)
-
+    """The page, its events on the model each session chose (demo/models.py, demo/events.py):
+    one builder per section, top to bottom, then the events of each."""
+    events = PageEvents(slot)
     with gr.Blocks(title="PruneSID: what the compressor keeps") as page:
-        gr.Markdown(
-            "# PruneSID — Prune Redundancy, Preserve Essence\n"
-            "Training-free compression of a VLM's vision tokens: **PSCA** groups the patches into "
-            "concepts, **NMS** inside each concept drops near-duplicates (τ = λ·ρ), and the budget "
-            "is shared between concepts. Upload an image, move the controls, click a patch, ask a question."
-        )
-        with gr.Row():
-            with gr.Column(scale=2, min_width=300):
-                hosted = "the models this host serves, all kept loaded; " if slot.hosted else ""
-                picker = gr.Dropdown(
-                    slot.choices, value=first.name, label=f"Model ({hosted}tiny-random-*: offline, random weights; their selections are real)",
-                    elem_id="model-picker", filterable=False,
-                )
-            with gr.Column(scale=3, min_width=300):
-                banner_box = gr.Markdown(first.banner, elem_id="banner")
+        header = model_header(slot)
+        image = image_section(slot.first)
+        chat = chat_room("image", "Answer", 300)
+        compare = compare_section()
+        methods = methods_section(slot.first)
+        clips = clip_section(slot.first, slot.clip_model)
+        api = api_endpoints()
+        wire_image(events, image, api)
+        wire_chat(events.image_chat, chat, image.image, image.inputs, [image.stats_json, image.stats_table])
+        api.chat.click(events.chat, [chat.message, chat.chatbot] + image.inputs, chat_outputs(chat, image), api_name="chat", **MODEL)
+        wire_compare(events, image, compare)
+        wire_methods(events, image, methods)
+        wire_clip(events, clips, api)
+        wire_model_picker(events, header, image, chat, compare, methods, clips)
+        page.load(events.open_chat, None, None, queue=False, **HIDDEN)
+        page.load(None, None, None, js=A11Y_JS, queue=False, **HIDDEN)
+        page.unload(events.close_chat)
+    # api_open=False: the model events run only through the queue (demo/admission.py admits
+    # every door); its own bound is the policy's hard one, so Gradio never refuses first.
+    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_HARD_SIZE, api_open=False)
+    page.delete_cache = (300, UPLOAD_KEEP_S)  # uploads and outputs: deleted once this old
+    return page
 
-        with gr.Row():
-            with gr.Column(scale=2, min_width=320):
-                image = gr.Image(type="filepath", label="Image", height=320, elem_id="input-image")
-                gr.Examples(example_images(), inputs=image, label="Examples (generated, CC0)")
-                budget = gr.Slider(*BUDGET_RANGE, value=64, step=1, label=labels.budget_label(first.vlm), elem_id="budget")
-                groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label=labels.groups_label(first.vlm), elem_id="groups")
-                lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label=labels.lam_label(first.vlm), elem_id="lam")
-                grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping (paper's ablation: PSCA / KMeans / random)", elem_id="grouping")
-                dynamic = gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic")
-                analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
-            with gr.Column(scale=3, min_width=420):
-                # Until an image is chosen the overlays are empty: say what will appear there.
-                overlays_hint = gr.Markdown(OVERLAYS_HINT, elem_id="overlays-hint")
-                with gr.Tabs():
-                    # No image labels: a label badge would cover a chart's legend or a panel's title;
-                    # the tab names the picture.
-                    bare = {"show_label": False, "interactive": False, "buttons": []}  # no toolbar over the picture
-                    with gr.Tab("Kept"):
-                        kept_view = gr.Image(label="Kept patches (others dimmed)", elem_id="kept-view", alt_text="Kept patches: the kept ones at full brightness with a yellow outline, the others dimmed", elem_classes="overlay", **bare)
-                    with gr.Tab("Groups"):
-                        groups_view = gr.Image(label="Group of every patch", elem_id="groups-view", alt_text="The group of every patch, one colour per group, its number on it", elem_classes="overlay", **bare)
-                    with gr.Tab("Survivors"):
-                        survivors_view = gr.Image(label="Survivors vs suppressed", elem_id="survivors-view", alt_text="NMS survivors outlined in green, suppressed patches dimmed red", elem_classes="overlay", **bare)
-                    with gr.Tab("Budget"):
-                        quotas_view = gr.Image(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", alt_text="Bar chart: each group's size, survivors and kept tokens", **bare)
-                gr.Markdown(
-                    "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
-                    "colour per group (its number on it; grouping as chosen), dark borders between groups. **Survivors**: green outline; suppressed "
-                    "by NMS: dimmed red. What this model's processor does to the image (views, tiles, crop, padding) "
-                    "is written above the stats.</small>", elem_id="overlay-key",
-                )
-                with gr.Row(elem_id="patch-picker"):
-                    # The keyboard's (and a screen reader's) way to click a patch.
-                    pick_view = gr.Number(0, precision=0, minimum=0, label="View", info="0: the first", elem_id="pick-view", min_width=80)
-                    pick_row = gr.Number(0, precision=0, minimum=0, label="Row", elem_id="pick-row", min_width=80)
-                    pick_column = gr.Number(0, precision=0, minimum=0, label="Column", elem_id="pick-column", min_width=80)
-                    pick_button = gr.Button("Why was this patch kept or dropped?", elem_id="pick-patch", min_width=160)
-                explanation = gr.Markdown(EXPLAIN_HINT, elem_id="explain")
-                explanation_json = gr.JSON(label="Why (JSON)", visible=False)
-                stats_table = gr.Markdown(elem_id="stats", elem_classes="stats-table")
-                stats_json = gr.JSON(label="Stats (JSON)", visible=False)
 
+# --- the sections, top to bottom ----------------------------------------------------------
+
+
+def model_header(slot: ModelSlot) -> SimpleNamespace:
+    """The title, what PruneSID does, the model picker and the banner of the model."""
+    first = slot.first
+    gr.Markdown(
+        "# PruneSID — Prune Redundancy, Preserve Essence\n"
+        "Training-free compression of a VLM's vision tokens: **PSCA** groups the patches into "
+        "concepts, **NMS** inside each concept drops near-duplicates (τ = λ·ρ), and the budget "
+        "is shared between concepts. Upload an image, move the controls, click a patch, ask a question."
+    )
+    with gr.Row():
+        with gr.Column(scale=2, min_width=300):
+            hosted = "the models this host serves, all kept loaded; " if slot.hosted else ""
+            picker = gr.Dropdown(
+                slot.choices, value=first.name, label=f"Model ({hosted}tiny-random-*: offline, random weights; their selections are real)",
+                elem_id="model-picker", filterable=False,
+            )
+        with gr.Column(scale=3, min_width=300):
+            banner = gr.Markdown(first.banner, elem_id="banner")
+    return SimpleNamespace(picker=picker, banner=banner)
+
+
+def image_section(first: Served) -> SimpleNamespace:
+    """The image, its controls, the overlays, the patch picker, the explanation and the stats."""
+    with gr.Row():
+        with gr.Column(scale=2, min_width=320):
+            image = gr.Image(type="filepath", label="Image", height=320, elem_id="input-image")
+            gr.Examples(example_images(), inputs=image, label="Examples (generated, CC0)")
+            # The section's Controls (demo/controls.py), in the order of its fields.
+            controls = SimpleNamespace(
+                budget=gr.Slider(*BUDGET_RANGE, value=64, step=1, label=labels.budget_label(first.vlm), elem_id="budget"),
+                groups=gr.Slider(*GROUPS_RANGE, value=0, step=1, label=labels.groups_label(first.vlm), elem_id="groups"),
+                lam=gr.Slider(*LAM_RANGE, value=0, step=0.25, label=labels.lam_label(first.vlm), elem_id="lam"),
+                grouping=gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping (paper's ablation: PSCA / KMeans / random)", elem_id="grouping"),
+                dynamic=gr.Checkbox(False, label="Dynamic budget (PruneSID-Dyn: N' ∝ φ)", elem_id="dynamic"),
+            )
+            analyze_button = gr.Button("Analyze", variant="primary", elem_id="analyze")
+        with gr.Column(scale=3, min_width=420):
+            views = overlay_views()
+            picker = patch_picker()
+            explanation = gr.Markdown(EXPLAIN_HINT, elem_id="explain")
+            explanation_json = gr.JSON(label="Why (JSON)", visible=False)
+            stats_table = gr.Markdown(elem_id="stats", elem_classes="stats-table")
+            stats_json = gr.JSON(label="Stats (JSON)", visible=False)
+    widgets = [getattr(controls, name) for name in WIDGETS]
+    return SimpleNamespace(
+        image=image, controls=controls, inputs=[image, *widgets], analyze_button=analyze_button, **vars(views), **vars(picker),
+        explanation=explanation, explanation_json=explanation_json, stats_table=stats_table, stats_json=stats_json,
+        overlays=[views.groups_view, views.survivors_view, views.kept_view, views.quotas_view, stats_json, stats_table],
+    )
+
+
+def overlay_views() -> SimpleNamespace:
+    """The line above the overlays, the overlays' tabs and their key."""
+    # Until an image is chosen the overlays are empty: say what will appear there.
+    hint = gr.Markdown(OVERLAYS_HINT, elem_id="overlays-hint")
+    # No image labels: a label badge would cover a chart's legend or a panel's title; the tab names the picture.
+    kept_view, groups_view, survivors_view, quotas_view = picture_tabs({
+        "Kept": dict(label="Kept patches (others dimmed)", elem_id="kept-view", alt_text="Kept patches: the kept ones at full brightness with a yellow outline, the others dimmed", elem_classes="overlay"),
+        "Groups": dict(label="Group of every patch", elem_id="groups-view", alt_text="The group of every patch, one colour per group, its number on it", elem_classes="overlay"),
+        "Survivors": dict(label="Survivors vs suppressed", elem_id="survivors-view", alt_text="NMS survivors outlined in green, suppressed patches dimmed red", elem_classes="overlay"),
+        "Budget": dict(label="Group sizes, survivors and kept tokens (first view)", elem_id="quotas-view", alt_text="Bar chart: each group's size, survivors and kept tokens"),
+    })
+    gr.Markdown(
+        "<small>**Kept**: yellow outline, full brightness; dropped patches dimmed. **Groups**: one "
+        "colour per group (its number on it; grouping as chosen), dark borders between groups. **Survivors**: green outline; suppressed "
+        "by NMS: dimmed red. What this model's processor does to the image (views, tiles, crop, padding) "
+        "is written above the stats.</small>", elem_id="overlay-key",
+    )
+    return SimpleNamespace(overlays_hint=hint, kept_view=kept_view, groups_view=groups_view, survivors_view=survivors_view, quotas_view=quotas_view)
+
+
+def picture_tabs(pictures: dict[str, dict]) -> list[gr.Image]:
+    """One tab per picture (its name: the tab's), each an output only, with no toolbar over it."""
+    shown = []
+    with gr.Tabs():
+        for tab, props in pictures.items():
+            with gr.Tab(tab):
+                shown.append(gr.Image(show_label=False, interactive=False, buttons=[], **props))
+    return shown
+
+
+def patch_picker() -> SimpleNamespace:
+    """The keyboard's (and a screen reader's) way to click a patch."""
+    with gr.Row(elem_id="patch-picker"):
+        pick_view = gr.Number(0, precision=0, minimum=0, label="View", info="0: the first", elem_id="pick-view", min_width=80)
+        pick_row = gr.Number(0, precision=0, minimum=0, label="Row", elem_id="pick-row", min_width=80)
+        pick_column = gr.Number(0, precision=0, minimum=0, label="Column", elem_id="pick-column", min_width=80)
+        pick_button = gr.Button("Why was this patch kept or dropped?", elem_id="pick-patch", min_width=160)
+    return SimpleNamespace(pick_view=pick_view, pick_row=pick_row, pick_column=pick_column, pick_button=pick_button)
+
+
+def chat_room(subject: str, label: str, height: int, prefix: str = "") -> SimpleNamespace:
+    """A chat about the image (or, with ``prefix="video-"``, the clip): the conversation, the
+    question box, Send, Stop (on only while an answer is written) and the status line."""
+    if subject == "image":
         gr.Markdown(
             "## Chat with the compressed model\n"
             "<small>Questions sent while an answer is being written wait their turn; Stop ends the answer "
             "being written. A `tiny-random-*` model has random weights: its answers are noise by design "
             "(the selection above is real).</small>"
         )
-        chatbot = gr.Chatbot(label="Answer", height=300, elem_id="chatbot")
+    chatbot = gr.Chatbot(label=label, height=height, elem_id=f"{prefix}chatbot")
+    with gr.Row():
+        message = gr.Textbox(placeholder=f"Ask about the {subject}...", label=f"Question about the {subject}", show_label=False, scale=5, elem_id=f"{prefix}message")
+        send = gr.Button("Send", variant="primary", scale=1, elem_id=f"{prefix}send")
+        stop = gr.Button("Stop", variant="stop", scale=1, elem_id=f"{prefix}stop", interactive=False)
+    status = gr.Markdown(elem_id=f"{prefix}reply-info")
+    return SimpleNamespace(chatbot=chatbot, message=message, send=send, stop=stop, status=status)
+
+
+def compare_section() -> SimpleNamespace:
+    """The three groupings side by side, and all tokens vs the compressed ones."""
+    with gr.Accordion("Compare", open=False):
+        compare_button = gr.Button("Compare PSCA / KMeans / random at this budget", elem_id="compare-groupings")
+        comparison = gr.Image(label="Kept patches per grouping", interactive=False, show_label=False, elem_id="comparison", alt_text="Kept patches per grouping, side by side: PSCA, KMeans, random", buttons=[], elem_classes="wide-sheet")
+        question = gr.Textbox(label="Question for the all-tokens vs compressed comparison", value="Describe the image.")
+        answers_button = gr.Button("Answer with all tokens and with the compressed ones", elem_id="compare-answers")
         with gr.Row():
-            message = gr.Textbox(placeholder="Ask about the image...", label="Question about the image", show_label=False, scale=5, elem_id="message")
-            send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-            stop = gr.Button("Stop", variant="stop", scale=1, elem_id="stop", interactive=False)  # on only while an answer is written
-        reply_info = gr.Markdown(elem_id="reply-info")
-        chat_status = reply_info
+            full_answer = gr.Textbox(label="All visual tokens", interactive=False)
+            compressed_answer = gr.Textbox(label="Compressed", interactive=False)
+        speedup = gr.Markdown()
+    return SimpleNamespace(
+        compare_button=compare_button, comparison=comparison, question=question, answers_button=answers_button,
+        full_answer=full_answer, compressed_answer=compressed_answer, speedup=speedup,
+    )
 
-        with gr.Accordion("Compare", open=False):
-            compare_button = gr.Button("Compare PSCA / KMeans / random at this budget", elem_id="compare-groupings")
-            comparison = gr.Image(label="Kept patches per grouping", interactive=False, show_label=False, elem_id="comparison", alt_text="Kept patches per grouping, side by side: PSCA, KMeans, random", buttons=[], elem_classes="wide-sheet")
-            question = gr.Textbox(label="Question for the all-tokens vs compressed comparison", value="Describe the image.")
-            answers_button = gr.Button("Answer with all tokens and with the compressed ones", elem_id="compare-answers")
+
+def methods_section(first: Served) -> SimpleNamespace:
+    """PruneSID next to the other presses: one method's view, then every method compared."""
+    with gr.Accordion("Methods: PruneSID next to VisionZip, DivPrune, random and uniform", open=False):
+        gr.Markdown("<small>The same image, model and budget N for every method. VisionZip's merged tokens: "
+                    "one colour each over the patches they cover, the anchor outlined.</small>")
+        with gr.Row():
+            method = gr.Radio(offered(first.vlm), value=METHOD_CHOICES[0], label="Method", elem_id="method")
+            method_button = gr.Button("Show what this method keeps", elem_id="analyze-method")
+        method_note = gr.Markdown(unavailable_note(first.vlm), elem_id="method-note")
+        method_view = gr.Image(label="Kept by the method", interactive=False, show_label=False, elem_id="method-view", alt_text="What the chosen method keeps: kept patches bright, merged tokens in one colour each", buttons=[], elem_classes="overlay")
+        method_table = gr.Markdown(elem_id="method-stats", elem_classes="stats-table")
+        method_json = gr.JSON(visible=False)
+        question = gr.Textbox(label="Question for every method", value=DEFAULT_QUESTION, elem_id="method-question")
+        compare_button = gr.Button("Compare methods: kept patches, answers, selection and prefill times", elem_id="compare-methods")
+        sheet = gr.Image(label="Kept patches per method", interactive=False, show_label=False, elem_id="methods-sheet", alt_text="Kept patches per method, side by side", buttons=[], elem_classes="wide-sheet")
+        table = gr.Markdown(elem_id="methods-table", elem_classes="stats-table")
+        rows_json = gr.JSON(visible=False)
+    return SimpleNamespace(
+        method=method, method_button=method_button, method_note=method_note, outputs=[method_view, method_json, method_table],
+        question=question, compare_button=compare_button, sheet=sheet, table=table, rows_json=rows_json, compared=[sheet, table, rows_json],
+    )
+
+
+def clip_section(first: Served, clip_model: str | None) -> SimpleNamespace:
+    """The clip section: on when the chosen model takes clips (its own model, not a second
+    one); otherwise a line saying why, and a switch to a model that takes clips."""
+    with gr.Accordion("Video: PruneSID on every frame of a clip", open=False):
+        example = f", or switch to `{clip_model}` with the button below," if clip_model else ""
+        video_off = gr.Markdown(VIDEO_OFF.format(example=example), elem_id="video-off", visible=not first.takes_clips)
+        # The picker's switch in one click: it sets the picker, then switches as the picker does.
+        to_clips = gr.Button(
+            f"Switch to {clip_model or 'a model that takes clips'}", visible=bool(clip_model) and not first.takes_clips,
+            variant="primary", size="md", elem_id="switch-to-clips", scale=0,
+        )
+        with gr.Column(visible=first.takes_clips) as video_on:
+            video_note = gr.Markdown(first.videos.note if first.takes_clips else "", elem_id="video-note")
             with gr.Row():
-                full_answer = gr.Textbox(label="All visual tokens", interactive=False)
-                compressed_answer = gr.Textbox(label="Compressed", interactive=False)
-            speedup = gr.Markdown()
+                with gr.Column(scale=2, min_width=320):
+                    video, controls = clip_controls(first)
+                with gr.Column(scale=3, min_width=420):
+                    strips = frame_strips()
+            chat = chat_room("clip", "Answer about the clip", 220, prefix="video-")
+    widgets = [getattr(controls, name) for name in WIDGETS]
+    return SimpleNamespace(
+        video_off=video_off, to_clips=to_clips, video_on=video_on, video_note=video_note, video=video, controls=controls,
+        inputs=[video, *widgets], analyze_button=controls.analyze_button, outputs=strips, chat=chat, clip_model=clip_model,
+    )
 
-        with gr.Accordion("Methods: PruneSID next to VisionZip, DivPrune, random and uniform", open=False):
-            gr.Markdown("<small>The same image, model and budget N for every method. VisionZip's merged tokens: "
-                        "one colour each over the patches they cover, the anchor outlined.</small>")
-            with gr.Row():
-                method = gr.Radio(offered(first.vlm), value=METHOD_CHOICES[0], label="Method", elem_id="method")
-                method_button = gr.Button("Show what this method keeps", elem_id="analyze-method")
-            method_note = gr.Markdown(unavailable_note(first.vlm), elem_id="method-note")
-            method_view = gr.Image(label="Kept by the method", interactive=False, show_label=False, elem_id="method-view", alt_text="What the chosen method keeps: kept patches bright, merged tokens in one colour each", buttons=[], elem_classes="overlay")
-            method_table = gr.Markdown(elem_id="method-stats", elem_classes="stats-table")
-            method_json = gr.JSON(visible=False)
-            method_question = gr.Textbox(label="Question for every method", value=DEFAULT_QUESTION, elem_id="method-question")
-            compare_methods_button = gr.Button("Compare methods: kept patches, answers, selection and prefill times", elem_id="compare-methods")
-            methods_sheet = gr.Image(label="Kept patches per method", interactive=False, show_label=False, elem_id="methods-sheet", alt_text="Kept patches per method, side by side", buttons=[], elem_classes="wide-sheet")
-            methods_table = gr.Markdown(elem_id="methods-table", elem_classes="stats-table")
-            methods_json = gr.JSON(visible=False)
 
-        # The clip section: on when the chosen model takes clips (its own model, not a second one).
-        # The file policy first, so that a refusal of a file never depends on the model chosen.
-        check_clip = lambda index: (lambda values: allowed_clip(values[index]) if len(values) > index else None)
-        analyze_video = on_model(lambda m: m.clips().analyze_video, unbound(VideoHandlers.analyze_video), check_clip(0))
-        chat_video = on_model(lambda m: m.clips().chat_video, unbound(VideoHandlers.chat_video), check_clip(2))
-        no_clip = lambda *values: (None, None, None, None, None, "")  # an image-only model: the page's clip view stays empty
-        refresh_video = on_model(lambda m: m.clips().refresh_video if m.takes_clips else no_clip, unbound(VideoHandlers.refresh_video))
-        with gr.Accordion("Video: PruneSID on every frame of a clip", open=False):
-            example = f", or switch to `{clip_model}` with the button below," if clip_model else ""
-            video_off = gr.Markdown(VIDEO_OFF.format(example=example), elem_id="video-off", visible=not first.takes_clips)
-            # The picker's switch in one click: it sets the picker, then switches as the picker does.
-            to_clips = gr.Button(
-                f"Switch to {clip_model or 'a model that takes clips'}", visible=bool(clip_model) and not first.takes_clips,
-                variant="primary", size="md", elem_id="switch-to-clips", scale=0,
-            )
-            with gr.Column(visible=first.takes_clips) as video_on:
-                video_note = gr.Markdown(first.videos.note if first.takes_clips else "", elem_id="video-note")
-                with gr.Row():
-                    with gr.Column(scale=2, min_width=320):
-                        video = gr.Video(label="Clip", elem_id="input-video", height=240)
-                        if example_videos():
-                            gr.Examples(example_videos(), inputs=video, label="Example clip (generated, CC0)")
-                        frame_budget = gr.Slider(*FRAME_BUDGET_RANGE, value=DEFAULT_FRAME_BUDGET, step=1, label=labels.frame_budget_label(first.vlm), elem_id="frame-budget")
-                        video_dynamic = gr.Checkbox(False, label="Dynamic budget across frames (N'_f ∝ φ_f, total frames x N)", elem_id="video-dynamic")
-                        # The clip's own K, lambda and grouping (not the image section's).
-                        video_groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label=labels.frame_groups_label(first.vlm), elem_id="video-groups")
-                        video_lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label=labels.frame_lam_label(first.vlm), elem_id="video-lam")
-                        video_grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping", elem_id="video-grouping")
-                        video_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
-                    with gr.Column(scale=3, min_width=420):
-                        with gr.Tabs():
-                            with gr.Tab("Kept"):
-                                frames_kept = gr.Image(label="Kept patches, frame by frame", interactive=False, show_label=False, elem_id="frames-kept", alt_text="Kept patches of every frame of the clip", buttons=[], elem_classes="wide-sheet")
-                            with gr.Tab("Groups"):
-                                frames_groups = gr.Image(label="PSCA groups, frame by frame", interactive=False, show_label=False, elem_id="frames-groups", alt_text="PSCA groups of every frame of the clip", buttons=[], elem_classes="wide-sheet")
-                            with gr.Tab("Survivors"):
-                                frames_survivors = gr.Image(label="NMS survivors, frame by frame", interactive=False, show_label=False, elem_id="frames-survivors", alt_text="NMS survivors of every frame of the clip", buttons=[], elem_classes="wide-sheet")
-                            with gr.Tab("ρ, φ, N'"):
-                                frames_chart = gr.Image(label="Per-frame redundancy, information and budget", interactive=False, show_label=False, elem_id="frames-chart", alt_text="Chart per frame: redundancy, information and budget", buttons=[])
-                        video_table = gr.Markdown(elem_id="video-stats", elem_classes="stats-table")
-                        video_json = gr.JSON(visible=False)
-                video_chatbot = gr.Chatbot(label="Answer about the clip", height=220, elem_id="video-chatbot")
-                with gr.Row():
-                    video_message = gr.Textbox(placeholder="Ask about the clip...", label="Question about the clip", show_label=False, scale=5, elem_id="video-message")
-                    video_send = gr.Button("Send", variant="primary", scale=1, elem_id="video-send")
-                    video_stop = gr.Button("Stop", variant="stop", scale=1, elem_id="video-stop", interactive=False)
-                video_info = gr.Markdown(elem_id="video-reply-info")
+def clip_controls(first: Served) -> tuple[gr.Video, SimpleNamespace]:
+    """The clip, its examples and its own controls: N per frame and the dynamic switch; K,
+    lambda and grouping as for images (not the image section's)."""
+    video = gr.Video(label="Clip", elem_id="input-video", height=240)
+    if example_videos():
+        gr.Examples(example_videos(), inputs=video, label="Example clip (generated, CC0)")
+    budget = gr.Slider(*FRAME_BUDGET_RANGE, value=DEFAULT_FRAME_BUDGET, step=1, label=labels.frame_budget_label(first.vlm), elem_id="frame-budget")
+    dynamic = gr.Checkbox(False, label="Dynamic budget across frames (N'_f ∝ φ_f, total frames x N)", elem_id="video-dynamic")
+    groups = gr.Slider(*GROUPS_RANGE, value=0, step=1, label=labels.frame_groups_label(first.vlm), elem_id="video-groups")
+    lam = gr.Slider(*LAM_RANGE, value=0, step=0.25, label=labels.frame_lam_label(first.vlm), elem_id="video-lam")
+    grouping = gr.Radio(GROUPING_CHOICES, value="psca", label="Grouping", elem_id="video-grouping")
+    analyze_button = gr.Button("Analyze the clip", variant="primary", elem_id="analyze-video")
+    controls = SimpleNamespace(budget=budget, groups=groups, lam=lam, grouping=grouping, dynamic=dynamic, analyze_button=analyze_button)
+    return video, controls
 
-        # Endpoints for API clients only (gradio_client): a stateless chat and the patch explanation.
-        with gr.Row(visible=False):
-            api_chat = gr.Button("chat")
-            api_explain = gr.Button("explain")
-            api_video_chat = gr.Button("chat_video")
-            pixel_x = gr.Number(precision=0, label="x")
-            pixel_y = gr.Number(precision=0, label="y")
 
-        controls = [image, budget, groups, lam, grouping, dynamic]
-        overlays = [groups_view, survivors_view, kept_view, quotas_view, stats_json, stats_table]
-        hidden = {"api_visibility": "private"}  # page-only events: not offered to API clients
-        # preprocess=False: the handlers read the uploaded file themselves, through
-        # demo/files.py, which reads only files this app was given.
-        raw = {"preprocess": False}
-        model = {**raw, **MODEL_WORK}  # queued events that run the model
-        analyze_button.click(analyze, controls, overlays, api_name="analyze", **model)
-        # The page's own view: overlays, chart, stats and the explanation of the last clicked
-        # pixel are one answer, so none of them is ever left at an older setting.
-        clicked = gr.State(None)
-        page_view = on_model(lambda m: m.handlers.page_view, handlers.page_view)
-        page_click = on_model(lambda m: m.handlers.page_click, handlers.page_click)
-        page_outputs = overlays + [explanation, explanation_json]
-        analyze_button.click(page_view, controls + [clicked], page_outputs, **hidden, **model)
-        # In the browser alone (no request): the line changes as the image does.
-        image.change(None, image, overlays_hint, js=f"(picture) => picture ? {json.dumps(CLICK_HINT)} : {json.dumps(OVERLAYS_HINT)}", **hidden)
-        image.change(lambda: None, None, clicked, queue=False, **hidden).then(page_view, controls + [clicked], page_outputs, **hidden, **model)
-        # Live re-render while a control moves: one event for all of them, so only the latest
-        # values run when busy and an older answer never lands after a newer one.
-        gr.on(
-            [control.change for control in (budget, groups, lam, grouping, dynamic)], page_view, controls + [clicked], page_outputs,
-            trigger_mode="always_last", show_progress="hidden", **hidden, **model,
+def frame_strips() -> list:
+    """The frame strips' tabs, the per-frame chart and the clip's stats (the clip's outputs)."""
+    kept, groups, survivors, chart = picture_tabs({
+        "Kept": dict(label="Kept patches, frame by frame", elem_id="frames-kept", alt_text="Kept patches of every frame of the clip", elem_classes="wide-sheet"),
+        "Groups": dict(label="PSCA groups, frame by frame", elem_id="frames-groups", alt_text="PSCA groups of every frame of the clip", elem_classes="wide-sheet"),
+        "Survivors": dict(label="NMS survivors, frame by frame", elem_id="frames-survivors", alt_text="NMS survivors of every frame of the clip", elem_classes="wide-sheet"),
+        "ρ, φ, N'": dict(label="Per-frame redundancy, information and budget", elem_id="frames-chart", alt_text="Chart per frame: redundancy, information and budget"),
+    })
+    table = gr.Markdown(elem_id="video-stats", elem_classes="stats-table")
+    stats_json = gr.JSON(visible=False)
+    return [groups, survivors, kept, chart, stats_json, table]
+
+
+def api_endpoints() -> SimpleNamespace:
+    """Endpoints for API clients only (gradio_client): a stateless chat and the patch explanation."""
+    with gr.Row(visible=False):
+        chat = gr.Button("chat")
+        explain = gr.Button("explain")
+        video_chat = gr.Button("chat_video")
+        pixel_x = gr.Number(precision=0, label="x")
+        pixel_y = gr.Number(precision=0, label="y")
+    return SimpleNamespace(chat=chat, explain=explain, video_chat=video_chat, pixel_x=pixel_x, pixel_y=pixel_y)
+
+
+# --- the events of each section -----------------------------------------------------------
+
+
+def wire_image(events: PageEvents, image: SimpleNamespace, api: SimpleNamespace) -> None:
+    """The overlays, the explanation of the last clicked patch and the stats, as one answer."""
+    image.analyze_button.click(events.analyze, image.inputs, image.overlays, api_name="analyze", **MODEL)
+    # The page's own view: overlays, chart, stats and the explanation of the last clicked
+    # pixel are one answer, so none of them is ever left at an older setting.
+    image.clicked = clicked = gr.State(None)
+    viewed = image.inputs + [clicked]
+    image.page_outputs = outputs = image.overlays + [image.explanation, image.explanation_json]
+    image.analyze_button.click(events.page_view, viewed, outputs, **HIDDEN, **MODEL)
+    # In the browser alone (no request): the line changes as the image does.
+    hint = f"(picture) => picture ? {json.dumps(CLICK_HINT)} : {json.dumps(OVERLAYS_HINT)}"
+    image.image.change(None, image.image, image.overlays_hint, js=hint, **HIDDEN)
+    image.image.change(lambda: None, None, clicked, queue=False, **HIDDEN).then(events.page_view, viewed, outputs, **HIDDEN, **MODEL)
+    # Live re-render while a control moves: one event for all of them, so only the latest
+    # values run when busy and an older answer never lands after a newer one.
+    gr.on([widget.change for widget in image.inputs[1:]], events.page_view, viewed, outputs, **LIVE)
+    snap_sliders(image.controls, BUDGET_RANGE)
+    for view in (image.kept_view, image.groups_view, image.survivors_view):
+        view.select(events.page_click, image.inputs, outputs + [clicked], **HIDDEN, **MODEL)
+    picked = image.inputs + [image.pick_view, image.pick_row, image.pick_column]
+    image.pick_button.click(events.page_pick, picked, outputs + [clicked], **HIDDEN, **MODEL)
+    explained = [image.explanation, image.explanation_json]
+    api.explain.click(events.explain, image.inputs + [api.pixel_x, api.pixel_y], explained, api_name="explain", **MODEL)
+
+
+def snap_sliders(controls: SimpleNamespace, budget_range: tuple) -> None:
+    """A number typed into a slider's box is shown as the slider holds it (63.7 -> 64, -5 -> 8)."""
+    ranges = {**SLIDERS, "budget": budget_range}
+    for name, bounds in ranges.items():
+        slider = getattr(controls, name)
+        slider.change(snapper(name, bounds, SLIDER_STEPS[name]), slider, slider, queue=False, show_progress="hidden", **HIDDEN, **RAW)
+
+
+def chat_outputs(chat: SimpleNamespace, section: SimpleNamespace) -> list:
+    """The conversation, its status and the stats of the section it is about."""
+    return [chat.chatbot, chat.status, section.stats_json, section.stats_table]
+
+
+def wire_chat(chat_events: ChatEvents, chat: SimpleNamespace, media, inputs: list, stats: list) -> None:
+    """One chat's events (demo/chat.py): sending is immediate and never waits for an answer;
+    the answer streams into the conversation and the section's stats; a new image (or clip)
+    starts a new chat."""
+    answered = [chat.chatbot, chat.status, *stats, chat.stop]
+    # Queued (its own concurrency: never behind model work), because only a queued event's
+    # gr.Error reaches the page with its message; outside the queue it is a bare "Error".
+    sent = gr.on(
+        [chat.send.click, chat.message.submit], chat_events.send, [chat.message] + inputs, [chat.message, chat.chatbot, chat.status],
+        queue=False, trigger_mode="multiple", show_progress="hidden", **HIDDEN, **RAW,
+    )
+    sent.failure(why_not_sent, None, chat.status, queue=False, show_progress="hidden", **HIDDEN)  # not a refusal: those return
+    sent.success(chat_events.answer, None, answered, **ANSWERING)
+    chat.stop.click(chat_events.stop_answer, None, None, queue=False, **HIDDEN)
+    chat.chatbot.retry(chat_events.retry, inputs, chat.chatbot, queue=False, **HIDDEN, **RAW).success(chat_events.answer, None, answered, **ANSWERING)
+    chat.chatbot.undo(chat_events.undo, None, [chat.chatbot, chat.message], queue=False, **HIDDEN)
+    cleared = [chat.chatbot, chat.status, chat.stop]
+    chat.chatbot.clear(chat_events.new_chat, None, cleared, queue=False, **HIDDEN)
+    media.change(chat_events.new_chat, None, cleared, queue=False, **HIDDEN)
+
+
+def wire_compare(events: PageEvents, image: SimpleNamespace, compare: SimpleNamespace) -> None:
+    controls = image.controls
+    grouped = [image.image, controls.budget, controls.groups, controls.lam, controls.dynamic]  # every grouping, the other controls
+    compare.compare_button.click(events.compare_groupings, grouped, compare.comparison, api_name="compare_groupings", **MODEL)
+    compare.answers_button.click(
+        events.compare_answers, [compare.question] + image.inputs,
+        [compare.full_answer, compare.compressed_answer, compare.speedup], api_name="compare_answers", **MODEL,
+    )
+
+
+def wire_methods(events: PageEvents, image: SimpleNamespace, methods: SimpleNamespace) -> None:
+    methods.inputs = inputs = [image.image, methods.method, image.controls.budget]
+    methods.method_button.click(events.analyze_method, inputs, methods.outputs, api_name="analyze_method", **MODEL)
+    # The method view follows the switch, the budget and a new image, like the overlays.
+    for control in (methods.method, image.controls.budget):
+        control.change(events.refresh_method, inputs, methods.outputs, **LIVE)
+    image.image.change(events.refresh_method, inputs, methods.outputs, **HIDDEN, **MODEL)
+    methods.compare_button.click(
+        events.compare_methods, [image.image, methods.question, image.controls.budget], methods.compared, api_name="compare_methods", **MODEL,
+    )
+
+
+def wire_clip(events: PageEvents, clips: SimpleNamespace, api: SimpleNamespace) -> None:
+    """The clip's strips, chart and stats follow the clip and its controls, as the image's do;
+    its chat is the image chat's queue and events (demo/chat.py), on the clip."""
+    clips.analyze_button.click(events.analyze_video, clips.inputs, clips.outputs, api_name="analyze_video", **MODEL)
+    clips.video.change(events.refresh_video, clips.inputs, clips.outputs, **HIDDEN, **MODEL)
+    gr.on([widget.change for widget in clips.inputs[1:]], events.refresh_video, clips.inputs, clips.outputs, **LIVE)
+    snap_sliders(clips.controls, FRAME_BUDGET_RANGE)
+    # A clip whose codec browsers do not play (MPEG-4 Part 2, MJPEG...) is swapped for a
+    # VP8 copy of the same frames, within bounds (demo/playable.py); the analysis follows.
+    clips.video.upload(make_playable, clips.video, clips.video, show_progress="hidden", **HIDDEN, **MODEL)
+    stats = clips.outputs[-2:]  # the clip's stats JSON and table
+    chatted = [clips.chat.chatbot, clips.chat.status, *stats]
+    api.video_chat.click(events.chat_video, [clips.chat.message, clips.chat.chatbot] + clips.inputs, chatted, api_name="chat_video", **MODEL)
+    wire_chat(events.clip_chat, clips.chat, clips.video, clips.inputs, stats)
+
+
+def wire_model_picker(events, header, image, chat, compare, methods, clips) -> None:
+    """The model picker: the session's own model (demo/models.py). Every panel follows it:
+    labels, banner, clip section; the chat, the clicked patch and the comparisons of the
+    previous model are cleared; then the overlays, the method view and the clip re-render."""
+    switch_model, outputs = model_switch(events, header, image, chat, compare, methods, clips)
+
+    def after_switch(switched):
+        switched.success(events.methods_of_model, methods.method, [methods.method, methods.method_note], **HIDDEN, **MODEL).then(
+            events.page_view, image.inputs + [image.clicked], image.page_outputs, **HIDDEN, **MODEL,
+        ).then(
+            events.refresh_method, methods.inputs, methods.outputs, **HIDDEN, **MODEL,
+        ).then(events.refresh_video, clips.inputs, clips.outputs, **HIDDEN, **MODEL)
+        switched.failure(events.shown_model, None, header.picker, queue=False, **HIDDEN)
+
+    # `input`, not `change`: the picker set back after a refusal must not switch again.
+    after_switch(header.picker.input(switch_model, header.picker, outputs, api_name="choose_model", **MODEL))
+    # The Video section's switch is the picker's: shown in the picker, the same choice, limits and re-render.
+    to_clips = clips.to_clips.click(lambda: clips.clip_model, None, header.picker, queue=False, **HIDDEN)
+    after_switch(to_clips.then(switch_model, header.picker, outputs, **HIDDEN, **MODEL))
+
+
+def model_switch(events, header, image, chat, compare, methods, clips):
+    """The picker's event and its outputs: the new model's labels and clip section, and every
+    answer of the previous model cleared."""
+    controls, clip = image.controls, clips.controls
+    outputs = [
+        header.banner, controls.budget, controls.groups, controls.lam,
+        clips.video_off, clips.to_clips, clips.video_on, clips.video_note, clip.budget, clip.groups, clip.lam,
+        chat.chatbot, chat.status, image.explanation, image.explanation_json, image.clicked,
+        compare.comparison, compare.full_answer, compare.compressed_answer, compare.speedup, methods.sheet, methods.rows_json, methods.table,
+        clips.chat.chatbot, clips.chat.status,
+    ]
+
+    @on_gpu
+    @user_errors
+    def switch_model(model, request: gr.Request):
+        served = events.slot.choose(request.session_hash, client_of(request), model)
+        events.reset_chats(request)
+        vlm, clips_on = served.vlm, served.takes_clips
+        return (
+            served.banner,
+            gr.Slider(label=labels.budget_label(vlm)), gr.Slider(label=labels.groups_label(vlm)), gr.Slider(label=labels.lam_label(vlm)),
+            gr.Markdown(visible=not clips_on), gr.Button(visible=bool(clips.clip_model) and not clips_on), gr.Column(visible=clips_on),
+            served.videos.note if clips_on else "",
+            gr.Slider(label=labels.frame_budget_label(vlm)), gr.Slider(label=labels.frame_groups_label(vlm)), gr.Slider(label=labels.frame_lam_label(vlm)),
+            [], "", EXPLAIN_HINT, None, None,  # the chat, its status, the clicked patch
+            None, "", "", "", None, None, "",  # the comparisons of the previous model
+            [], "",  # the chat about the clip
         )
-        # A number typed into a slider's box is shown as the slider holds it (63.7 -> 64, -5 -> 8).
-        for control, name, bounds, step in ((budget, "budget", BUDGET_RANGE, 1), (groups, "groups", GROUPS_RANGE, 1), (lam, "lam", LAM_RANGE, 0.25)):
-            control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
-        for view in (kept_view, groups_view, survivors_view):
-            view.select(page_click, controls, page_outputs + [clicked], **hidden, **model)
-        page_pick = on_model(lambda m: m.handlers.page_pick, handlers.page_pick)
-        pick_button.click(page_pick, controls + [pick_view, pick_row, pick_column], page_outputs + [clicked], **hidden, **model)
-        api_explain.click(explain, controls + [pixel_x, pixel_y], [explanation, explanation_json], api_name="explain", **model)
 
-        # The page's chat (demo/chat.py): sending is immediate and never waits for an answer.
-        chat_outputs = [chatbot, chat_status, stats_json, stats_table]
-        page_chat_outputs = chat_outputs + [stop]
-        answering = {"trigger_mode": "multiple", "show_progress": "hidden", **hidden, **MODEL_WORK}
-        # Queued (its own concurrency: never behind model work), because only a queued event's
-        # gr.Error reaches the page with its message; outside the queue it is a bare "Error".
-        sent = gr.on(
-            [send.click, message.submit], sender(chats), [message] + controls, [message, chatbot, chat_status],
-            queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
-        )
-        sent.failure(why_not_sent, None, chat_status, queue=False, show_progress="hidden", **hidden)  # not a refusal: those return
-        sent.success(answer, None, page_chat_outputs, **answering)
-        stop.click(stop_answer, None, None, queue=False, **hidden)
-        chatbot.retry(retry, controls, chatbot, queue=False, **hidden, **raw).success(answer, None, page_chat_outputs, **answering)
-        chatbot.undo(undo, None, [chatbot, message], queue=False, **hidden)
-        chatbot.clear(new_chat, None, [chatbot, reply_info, stop], queue=False, **hidden)
-        image.change(new_chat, None, [chatbot, reply_info, stop], queue=False, **hidden)  # a new image starts a new chat
-        api_chat.click(chat, [message, chatbot] + controls, chat_outputs, api_name="chat", **model)
-
-        compare_button.click(compare_groupings, [image, budget, groups, lam, dynamic], comparison, api_name="compare_groupings", **model)
-        answers_button.click(
-            compare_answers, [question, image, budget, groups, lam, grouping, dynamic],
-            [full_answer, compressed_answer, speedup], api_name="compare_answers", **model,
-        )
-
-        method_inputs = [image, method, budget]
-        method_outputs = [method_view, method_json, method_table]
-        method_button.click(analyze_method, method_inputs, method_outputs, api_name="analyze_method", **model)
-        # The method view follows the switch, the budget and a new image, like the overlays.
-        for control in (method, budget):
-            control.change(refresh_method, method_inputs, method_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model)
-        image.change(refresh_method, method_inputs, method_outputs, **hidden, **model)
-        compare_methods_button.click(
-            compare_methods, [image, method_question, budget], [methods_sheet, methods_table, methods_json],
-            api_name="compare_methods", **model,
-        )
-
-        # The video controls: N per frame and the dynamic switch; K, lambda and grouping as for images.
-        video_controls = [video, frame_budget, video_groups, video_lam, video_grouping, video_dynamic]
-        video_outputs = [frames_groups, frames_survivors, frames_kept, frames_chart, video_json, video_table]
-        video_button.click(analyze_video, video_controls, video_outputs, api_name="analyze_video", **model)
-        video.change(refresh_video, video_controls, video_outputs, **hidden, **model)
-        # The clip's controls re-render at once, as the image's do.
-        gr.on(
-            [control.change for control in (frame_budget, video_groups, video_lam, video_grouping, video_dynamic)],
-            refresh_video, video_controls, video_outputs, trigger_mode="always_last", show_progress="hidden", **hidden, **model,
-        )
-        for control, name, bounds, step in ((frame_budget, "budget", FRAME_BUDGET_RANGE, 1), (video_groups, "groups", GROUPS_RANGE, 1), (video_lam, "lam", LAM_RANGE, 0.25)):
-            control.change(snapper(name, bounds, step), control, control, queue=False, show_progress="hidden", **hidden, **raw)
-        # A clip whose codec browsers do not play (MPEG-4 Part 2, MJPEG...) is swapped for a
-        # VP8 copy of the same frames, within bounds (demo/playable.py); the analysis follows.
-        video.upload(make_playable, video, video, show_progress="hidden", **hidden, **model)
-        video_outputs_chat = [video_chatbot, video_info, video_json, video_table]
-        api_video_chat.click(chat_video, [video_message, video_chatbot] + video_controls, video_outputs_chat, api_name="chat_video", **model)
-
-        # The page's clip chat: the image chat's queue and events (demo/chat.py), on the clip.
-        video_page_outputs = [video_chatbot, video_info, video_json, video_table, video_stop]
-        video_sent = gr.on(
-            [video_send.click, video_message.submit], sender(video_chats), [video_message] + video_controls,
-            [video_message, video_chatbot, video_info], queue=False, trigger_mode="multiple", show_progress="hidden", **hidden, **raw,
-        )
-        video_sent.failure(why_not_sent, None, video_info, queue=False, show_progress="hidden", **hidden)
-        video_sent.success(video_answer, None, video_page_outputs, **answering)
-        video_stop.click(video_stop_answer, None, None, queue=False, **hidden)
-        video_chatbot.retry(video_retry, video_controls, video_chatbot, queue=False, **hidden, **raw).success(video_answer, None, video_page_outputs, **answering)
-        video_chatbot.undo(video_undo, None, [video_chatbot, video_message], queue=False, **hidden)
-        video_chatbot.clear(video_new_chat, None, [video_chatbot, video_info, video_stop], queue=False, **hidden)
-        video.change(video_new_chat, None, [video_chatbot, video_info, video_stop], queue=False, **hidden)  # a new clip starts a new chat
-
-        # The model picker: the session's own model (demo/models.py). Every panel follows it:
-        # labels, banner, clip section; the chat, the clicked patch and the comparisons of the
-        # previous model are cleared; then the overlays, the method view and the clip re-render.
-        @on_gpu
-        @user_errors
-        def switch_model(model, request: gr.Request):
-            served = slot.choose(request.session_hash, client_of(request), model)
-            with contextlib.suppress(ValueError):  # an API client has no page chat
-                chats.reset(request.session_hash, client_of(request))
-                video_chats.reset(request.session_hash, client_of(request))
-            vlm = served.vlm
-            return (
-                served.banner,
-                gr.Slider(label=labels.budget_label(vlm)), gr.Slider(label=labels.groups_label(vlm)), gr.Slider(label=labels.lam_label(vlm)),
-                gr.Markdown(visible=not served.takes_clips), gr.Button(visible=bool(clip_model) and not served.takes_clips),
-                gr.Column(visible=served.takes_clips),
-                served.videos.note if served.takes_clips else "",
-                gr.Slider(label=labels.frame_budget_label(vlm)), gr.Slider(label=labels.frame_groups_label(vlm)),
-                gr.Slider(label=labels.frame_lam_label(vlm)),
-                [], "", EXPLAIN_HINT, None, None,  # the chat, its status, the clicked patch
-                None, "", "", "", None, None, "",  # the comparisons of the previous model
-                [], "",  # the chat about the clip
-            )
-
-        switch_outputs = [
-            banner_box, budget, groups, lam, video_off, to_clips, video_on, video_note, frame_budget, video_groups, video_lam,
-            chatbot, reply_info, explanation, explanation_json, clicked,
-            comparison, full_answer, compressed_answer, speedup, methods_sheet, methods_json, methods_table,
-            video_chatbot, video_info,
-        ]
-
-        def shown_model(request: gr.Request):
-            # A refused switch (the limit, a model that cannot load): the picker shows the model still served.
-            return slot.chosen(request.session_hash, client_of(request))
-
-        @user_errors
-        def methods_of_model(chosen, request: gr.Request):
-            # The method switch offers what the session's model can run; a method it cannot
-            # run is replaced by the first, and the note says why (never an error over the view).
-            with slot.lease_for(request) as served:
-                choices = offered(served.vlm)
-                return gr.Radio(choices=choices, value=chosen if chosen in choices else choices[0]), unavailable_note(served.vlm)
-
-        def after_switch(switched):
-            switched.success(methods_of_model, method, [method, method_note], **hidden, **model).then(
-                page_view, controls + [clicked], page_outputs, **hidden, **model,
-            ).then(
-                refresh_method, method_inputs, method_outputs, **hidden, **model,
-            ).then(refresh_video, video_controls, video_outputs, **hidden, **model)
-            switched.failure(shown_model, None, picker, queue=False, **hidden)
-
-        # `input`, not `change`: the picker set back after a refusal must not switch again.
-        after_switch(picker.input(switch_model, picker, switch_outputs, api_name="choose_model", **model))
-        # The Video section's switch is the picker's: shown in the picker, the same choice, limits and re-render.
-        after_switch(to_clips.click(lambda: clip_model, None, picker, queue=False, **hidden).then(switch_model, picker, switch_outputs, **hidden, **model))
-        page.load(open_chat, None, None, queue=False, **hidden)
-        page.load(None, None, None, js=A11Y_JS, queue=False, **hidden)
-        page.unload(close_chat)
-    # api_open=False: the model events run only through the queue (demo/admission.py admits
-    # every door); its own bound is the policy's hard one, so Gradio never refuses first.
-    page.queue(default_concurrency_limit=CONCURRENCY_LIMIT, max_size=QUEUE_HARD_SIZE, api_open=False)
-    page.delete_cache = (300, UPLOAD_KEEP_S)  # uploads and outputs: deleted once this old
-    return page
+    return switch_model, outputs
 
 
 # A typed number this far outside a slider is no slip of the finger: refused, not clamped.

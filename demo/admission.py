@@ -399,9 +399,7 @@ class Admission:
         if holder is None:
             return
         with holder.lock:
-            for old in dropped:
-                holder.session_data.pop(old, None)
-                holder.time_last_used.pop(old, None)
+            _forget_states(holder, dropped)
         self.claims += 1
         if self.claims % SWEEP_EVERY == 0:
             self.sweep_states()
@@ -414,9 +412,7 @@ class Admission:
             return
         in_use = {getattr(event, "session_hash", None) for event in queued_events(self.queue)}
         with holder.lock:
-            for session in [key for key in holder.session_data if key not in self.sessions.owner and key not in in_use]:
-                holder.session_data.pop(session, None)
-                holder.time_last_used.pop(session, None)
+            _forget_states(holder, [key for key in holder.session_data if key not in self.sessions.owner and key not in in_use])
 
     # --- uploads ---------------------------------------------------------------------------
 
@@ -470,6 +466,13 @@ def queued_events(queue):
     for job in list(queue.active_jobs):
         if job:
             yield from job
+
+
+def _forget_states(holder, sessions: list[str]) -> None:
+    """Delete these sessions' state from Gradio's holder (its lock held by the caller)."""
+    for session in sessions:
+        holder.session_data.pop(session, None)
+        holder.time_last_used.pop(session, None)
 
 
 def _drop_count(counter: Counter, client: str) -> None:

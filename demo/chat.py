@@ -46,7 +46,7 @@ STALE_WORKER_S = 120.0  # a worker silent this long is presumed gone (closed tab
 class Question:
     turn: dict  # the user message in the conversation (identity places its answer)
     image: object  # the image value at the time it was sent
-    controls: tuple  # (budget, groups, lam, grouping, dynamic) at the time it was sent
+    controls: object  # the section's Controls (demo/controls.py) at the time it was sent
 
 
 @dataclass
@@ -161,57 +161,43 @@ class ChatQueue:
 
     # --- events ----------------------------------------------------------------------------
 
-    def send(self, session: str, message, image, controls: tuple, client: str = "") -> list[dict]:
+    def send(self, session: str, message, image, controls, client: str = "") -> list[dict]:
         """Queue a question; returns the history to show (the question included)."""
+        conversation = self._asked(session, message, image, controls, client)
+        now = self._clock()
+        with conversation.lock:
+            while conversation.sent and now - conversation.sent[0] > QUESTION_WINDOW_S:  # only the window's are kept
+                conversation.sent.popleft()
+            reason = _full(conversation, now)
+            if reason is not None:
+                raise ValueError(reason)
+            conversation.sent.append(now)
+            turn = {"role": "user", "content": message}
+            conversation.turns.append(turn)
+            conversation.pending.append(Question(turn, image, controls))
+            return _copy(conversation.turns)
+
+    def refusal(self, session: str, message, image, controls, client: str = "") -> str:
+        """Why :meth:`send` would refuse this question now ("" if it would take it): the same
+        checks, nothing queued."""
+        try:
+            conversation = self._asked(session, message, image, controls, client)
+        except (ValueError, TypeError) as error:
+            return str(error)
+        now = self._clock()
+        with conversation.lock:
+            return _full(conversation, now) or ""
+
+    def _asked(self, session: str, message, image, controls, client: str) -> Conversation:
+        """A question's checks before its conversation's: the message, the controls and the
+        file, then the session; returns the session's conversation."""
         if not isinstance(message, str) or not message.strip():
             raise ValueError("the message is empty: type a question about the image")
         if self._check_message is not None:
             self._check_message(message)
         if self._validate is not None:
             self._validate(image, controls)
-        conversation = self.conversation(session, client)
-        now = self._clock()
-        with conversation.lock:
-            if len(conversation.pending) >= MAX_PENDING:
-                raise ValueError(f"{MAX_PENDING} questions are already waiting: let them be answered first")
-            if len(conversation.turns) >= MAX_TURNS:
-                raise ValueError("this conversation is long enough: clear the chat to start a new one")
-            while conversation.sent and now - conversation.sent[0] > QUESTION_WINDOW_S:
-                conversation.sent.popleft()
-            if len(conversation.sent) >= QUESTIONS_PER_WINDOW:
-                raise ValueError(
-                    f"{QUESTIONS_PER_WINDOW} questions in {QUESTION_WINDOW_S / 60:.0f} minutes is the most one chat may ask: "
-                    "wait a few minutes"
-                )
-            conversation.sent.append(now)
-            turn = {"role": "user", "content": message}
-            conversation.turns.append(turn)
-            conversation.pending.append(Question(turn, image, tuple(controls)))
-            return _copy(conversation.turns)
-
-    def refusal(self, session: str, message, image, controls: tuple, client: str = "") -> str:
-        """Why :meth:`send` would refuse this question now ("" if it would take it): the same
-        checks, nothing queued. The page asks it after a refused send to show the reason."""
-        try:
-            if not isinstance(message, str) or not message.strip():
-                raise ValueError("the message is empty: type a question about the image")
-            if self._check_message is not None:
-                self._check_message(message)
-            if self._validate is not None:
-                self._validate(image, controls)
-            conversation = self.conversation(session, client)
-        except (ValueError, TypeError) as error:
-            return str(error)
-        now = self._clock()
-        with conversation.lock:
-            if len(conversation.pending) >= MAX_PENDING:
-                return f"{MAX_PENDING} questions are already waiting: let them be answered first"
-            if len(conversation.turns) >= MAX_TURNS:
-                return "this conversation is long enough: clear the chat to start a new one"
-            recent = sum(1 for sent in conversation.sent if now - sent <= QUESTION_WINDOW_S)
-            if recent >= QUESTIONS_PER_WINDOW:
-                return f"{QUESTIONS_PER_WINDOW} questions in {QUESTION_WINDOW_S / 60:.0f} minutes is the most one chat may ask: wait a few minutes"
-        return ""
+        return self.conversation(session, client)
 
     def answer(self, session: str, client: str = "", answer_stream=None):
         """Answer this session's queued questions in order. Yields ``(history, info, stats)``:
@@ -279,7 +265,7 @@ class ChatQueue:
                 conversation.stop.set()
             return working
 
-    def retry(self, session: str, image, controls: tuple, client: str = "") -> list[dict]:
+    def retry(self, session: str, image, controls, client: str = "") -> list[dict]:
         """Ask the last question again, with the current image and controls."""
         if self._validate is not None:
             self._validate(image, controls)
@@ -291,7 +277,7 @@ class ChatQueue:
                 raise ValueError("there is no question to retry yet")
             previous = conversation.turns[last]
             del conversation.turns[last + 1:]
-            conversation.pending.append(Question(previous, image, tuple(controls)))
+            conversation.pending.append(Question(previous, image, controls))
             return _copy(conversation.turns)
 
     def undo(self, session: str, client: str = "") -> tuple[list[dict], str]:
@@ -326,6 +312,18 @@ class ChatQueue:
     def _idle_or_refuse(self, conversation: Conversation, what: str) -> None:
         if self._working(conversation) or conversation.pending:
             raise ValueError(f"an answer is being written: wait for it (or press Stop) before you {what}")
+
+
+def _full(conversation: Conversation, now: float) -> str | None:
+    """Why the conversation takes no more questions now (its lock held), None when it does."""
+    if len(conversation.pending) >= MAX_PENDING:
+        return f"{MAX_PENDING} questions are already waiting: let them be answered first"
+    if len(conversation.turns) >= MAX_TURNS:
+        return "this conversation is long enough: clear the chat to start a new one"
+    recent = sum(1 for sent in conversation.sent if now - sent <= QUESTION_WINDOW_S)
+    if recent >= QUESTIONS_PER_WINDOW:
+        return f"{QUESTIONS_PER_WINDOW} questions in {QUESTION_WINDOW_S / 60:.0f} minutes is the most one chat may ask: wait a few minutes"
+    return None
 
 
 def _close(conversation: Conversation) -> None:

@@ -1,9 +1,11 @@
 """Every figure the page shows about one selection, computed once, in the family's words.
 
-The stats tables of images and clips, and the processor's legend under the overlays, are
-written from :func:`figures` alone: kept tokens per view, CLS tokens, the family's extra
-tokens (newlines), tokens fed to the LLM, the budget read through the preset (N_eff and its
-floor), K, lambda, tau, the compression ratio and each view's time in a clip. All of them
+The stats tables of images and clips (demo/stats.py), and the processor's legend under the
+overlays, are written from :func:`figures` alone, the methods' rows from
+:func:`method_figures`: kept tokens per view, CLS tokens, the family's extra tokens
+(newlines), tokens fed to the LLM, the budget read through the preset (N_eff and its floor),
+K, lambda, tau, the compression ratio (viz/stats.py's definition) and each view's time in a
+clip. All of them
 come from the library's :class:`~prunesid.Selection`, the tokens the model actually feeds
 (``VLM.visual_features``) and the family's layout (``extra_tokens``, ``unmodified_tokens``),
 so that no two places on the page can count differently.
@@ -11,13 +13,16 @@ so that no two places on the page can count differently.
 
 from __future__ import annotations
 
+import re
+
+from prunesid.presets import get_preset
 from viz.overlay import overview_view
+from viz.stats import compression, compression_ratio
 
-QWEN_FLOOR = 16  # SPEC section 9: N_eff = max(round(T N / 576), 16)
 
-
-def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int, timestamps: list[float] | None = None) -> dict:
+def figures(vlm, encoded, selection, press, visual_tokens: int, timestamps: list[float] | None = None) -> dict:
     """The numbers of one image's (or clip's) selection; see the module docstring."""
+    unmodified = vlm.unmodified_visual_tokens(encoded)  # the reference of every compression ratio
     views = selection.num_views
     grids = encoded.grids
     modality = getattr(encoded, "modality", "image")
@@ -44,12 +49,41 @@ def figures(vlm, encoded, selection, press, visual_tokens: int, unmodified: int,
         "extra_name": "newline tokens" if extra else "",
         "fed": visual_tokens,
         "unmodified": unmodified,
-        "compression": round(unmodified / max(visual_tokens, 1), 2),
+        "compression": compression(unmodified, visual_tokens),
         "compression_text": compression_text(unmodified, visual_tokens),
         "budget_text": budget_text(preset, press, requested, used, kept, selectable, cls_per_view, selection),
         "lam_exact": float(selection.lam[scope]),
         "tau_text": tau_text(preset, float(selection.lam[scope]), float(selection.tau[scope])),
         "times": [round(float(t), 3) for t in timestamps] if timestamps is not None else None,
+    }
+
+
+def fed_stats(numbers: dict, selection, press, timings: dict) -> dict:
+    """The stats' entries every section shows the same way: what the LLM was fed, against
+    what the unmodified model feeds (the compression), the grouping and the timings."""
+    return {
+        "reserved": selection.reserved,
+        "visual_tokens": numbers["fed"],
+        "visual_tokens_uncompressed": numbers["unmodified"],
+        "compression": numbers["compression"],  # what the unmodified model feeds the LLM over what the compressed one feeds
+        "grouping": press.grouping,
+        "timings_ms": {name: round(value, 1) for name, value in timings.items()},
+    }
+
+
+def method_figures(vlm, encoded, result) -> dict:
+    """The counts of one method's result (any press, merged tokens included), from the same
+    sources as :func:`figures`: the tokens the model feeds and the family's unmodified count."""
+    visual_tokens = int(vlm.visual_features(encoded, result).shape[0])
+    unmodified = vlm.unmodified_visual_tokens(encoded)
+    return {
+        "views": encoded.num_views,
+        "kept": sum(int(index.numel()) for index in result.indices),
+        "merged": 0 if result.merged is None else sum(int(m.shape[0]) for m in result.merged),
+        "reserved": result.reserved,
+        "visual_tokens": visual_tokens,
+        "visual_tokens_uncompressed": unmodified,
+        "compression": compression(unmodified, visual_tokens),
     }
 
 
@@ -62,7 +96,7 @@ def view_word(modality: str, grids) -> str:
 
 def compression_text(unmodified: int, fed: int) -> str:
     """``"2880 / 320 = 9x"``; never "1.0x" for a run that feeds more than the unmodified one."""
-    ratio = unmodified / max(fed, 1)
+    ratio = compression_ratio(unmodified, fed)
     shown = f"{ratio:.2f}".rstrip("0").rstrip(".")
     if fed > unmodified:
         return f"{shown}x: {fed - unmodified} more than the unmodified model feeds"
@@ -76,18 +110,10 @@ def compression_text(unmodified: int, fed: int) -> str:
 def budget_text(preset: str, press, requested: list[int], used: list[int], kept: list[int], selectable: list[int], cls: int, selection) -> str:
     """The budget row: N, N' when dynamic, N_eff with its rule and floor, and what CLS takes."""
     budget = press.budget
-    uniform = lambda values: str(values[0]) if len(set(values)) == 1 else ", ".join(map(str, values))  # noqa: E731
     parts = []
-    if preset == "qwen2-vl":
-        tokens = selection.tokens_per_view
-        # Without dynamic each view keeps its N_eff (shown as kept); with it, N_eff is the share basis.
-        n_eff = uniform(used) if not press.dynamic else tokens if tokens <= QWEN_FLOOR else max(round(tokens * budget / 576), QWEN_FLOOR)
-        floor = QWEN_FLOOR < tokens and round(tokens * budget / 576) < QWEN_FLOOR
-        parts.append(
-            f"{budget} per 576 tokens → N_eff = max(round(T·N/576), {QWEN_FLOOR}) = max(round({tokens}·{budget}/576), {QWEN_FLOOR}) = {n_eff}"
-            + (f" (the floor of {QWEN_FLOOR} applies)" if floor else "")
-            + (f"; T ≤ {QWEN_FLOOR}: nothing is pruned" if tokens <= QWEN_FLOOR else "")
-        )
+    rules = get_preset(preset)
+    if not rules.budget_per_view:  # N is read per a reference count of tokens: N_eff
+        parts.append(effective_budget_text(rules, press, used, selection.tokens_per_view))
         if press.dynamic:  # the views share their N_eff by φ (prunesid/selection/dynamic.py): N'_eff, in tokens kept
             total = f", {sum(used)} in all" if len(used) > 1 else ""
             parts.append(f"dynamic N'_eff = {uniform(used)} (N'_eff ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
@@ -98,7 +124,7 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
             parts.append(f"dynamic N' = {uniform(requested)} (N' ∝ φ; φ_ref {selection.phi_ref:.3f}{total})")
     clamped = [bool(flag) for flag in selection.budget_clamped.tolist()]
     if any(clamped):
-        unit = "N_eff" if preset == "qwen2-vl" else "N"
+        unit = "N" if rules.budget_per_view else "N_eff"
         parts.append(f"N' clamped to [{unit}/2, 2 {unit}] and to what the view holds")
     if cls:
         word = "token" if set(kept) == {1} else "tokens"
@@ -107,6 +133,29 @@ def budget_text(preset: str, press, requested: list[int], used: list[int], kept:
     if short:
         parts.append(f"a view holds only {uniform(short)} tokens to keep")
     return "; ".join(parts)
+
+
+def uniform(values: list) -> str:
+    """One value when all are the same, else all of them."""
+    return str(values[0]) if len(set(values)) == 1 else ", ".join(map(str, values))
+
+
+def effective_budget_text(preset, press, used: list[int], tokens: int) -> str:
+    """``"64 per 576 tokens → N_eff = max(round(T·N/576), 16) = max(round(1296·64/576), 16) = 144"``:
+    the preset's rule in its words, then with this view's T and N written in, then its value;
+    the floor of the rule and a view too small to prune say so."""
+    budget = press.budget
+    rule = preset.words.effective_budget
+    reference, floor = preset.reference_tokens, preset.min_budget
+    # Without dynamic each view keeps its N_eff (shown as kept); with it, N_eff is the share basis.
+    n_eff = uniform(used) if not press.dynamic else preset.effective_budget(budget, tokens)
+    written = re.sub(r"\bN\b", str(budget), re.sub(r"\bT\b", str(tokens), rule))
+    text = f"{budget} per {reference} tokens → N_eff = {rule} = {written} = {n_eff}"
+    if preset.prunes(tokens) and round(tokens * budget / reference) < floor:
+        text += f" (the floor of {floor} applies)"
+    if not preset.prunes(tokens):
+        text += f"; T ≤ {floor}: nothing is pruned"
+    return text
 
 
 def tau_text(preset: str, lam: float, tau: float) -> str:

@@ -49,13 +49,19 @@ def upload_folder() -> str:
 
 def requested_path(image) -> str:
     """The path an event's image value names (FileData dict or string); ValueError if none."""
-    if image is None:
-        raise ValueError("no image: upload one or pick an example")
-    path = image.get("path") if isinstance(image, dict) else image
+    return named_path(image, "no image: upload one or pick an example", RefusedFile)
+
+
+def named_path(value, missing: str, refused=RefusedFile) -> str:
+    """The path an event's file value names (FileData dict, string or path): ValueError
+    ``missing`` when there is none, ``refused()`` when it names no path."""
+    if value is None:
+        raise ValueError(missing)
+    path = value.get("path") if isinstance(value, dict) else value
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
     if not isinstance(path, str) or not path:
-        raise RefusedFile()
+        raise refused()
     return path
 
 

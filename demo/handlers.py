@@ -10,30 +10,25 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import math
 import threading
 import time
-from collections import OrderedDict
 from typing import Iterator
 
 import gradio as gr
 
 import viz
-from demo.figures import exact, figures, legend
+from demo.controls import GROUPING_CHOICES, Controls, in_range, whole
 from demo.files import allowed_path, example_images, read_image_bytes, requested_path  # noqa: F401  (example_images: app.py)
-from demo.limits import (
-    BUDGET_RANGE, GROUPS_RANGE, LAM_RANGE, MAX_HISTORY_CHARS, MAX_QUESTION_CHARS, MAX_TURNS, PIXEL_RANGE,
-)
+from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_markdown, reply_timings
+from demo.limits import BUDGET_RANGE, PIXEL_RANGE
+from demo.stats import image_stats, stats_markdown  # noqa: F401  (stats_markdown: the page's chat)
 from prunesid import PruneSID
 from prunesid.vlm import VLM
 from viz.explain import explain_patch, locate
 from viz.marks import CLICKED_EDGE, SUPPRESSOR_EDGE, number_groups, outline_patches, patch_box
 
-GROUPING_CHOICES = ["psca", "kmeans", "random"]
 EXPLAIN_HINT = "Click a patch on the Kept, Groups or Survivors overlay to see why PruneSID kept or dropped it."
 MAX_NEW_TOKENS_LIMIT = 512  # whatever the command line says: one answer cannot hold a worker for long
-# The controls as the page labels them, for error messages.
-CONTROL_NAMES = {"budget": "N (budget)", "groups": "K (groups)", "lam": "λ (lam)"}
 log = logging.getLogger("prunesid.demo")
 
 
@@ -96,7 +91,7 @@ def checked_controls(function, budget_range: tuple[int, int] = BUDGET_RANGE):
     def check(args, kwargs) -> None:
         values = signature.bind_partial(*args, **kwargs).arguments
         if "budget" in values:
-            _in_range(_whole(values["budget"], "budget"), "budget", budget_range)
+            in_range(whole(values["budget"], "budget"), "budget", budget_range)
         for name in ("question", "message"):
             if name in values:
                 question(values[name], name)
@@ -128,44 +123,18 @@ def refused(function, error: Exception) -> gr.Error:
 class Handlers:
     """Binds the handlers to one loaded model and its calibrated phi_ref."""
 
-    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96, budget_range: tuple[int, int] = BUDGET_RANGE):
+    def __init__(self, vlm: VLM, phi_ref: float | None = None, max_new_tokens: int = 96):
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or not 1 <= max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
             raise ValueError(f"max_new_tokens must be an integer in [1, {MAX_NEW_TOKENS_LIMIT}], got {max_new_tokens!r}")
         self.vlm = vlm
         self.phi_ref = phi_ref
         self.max_new_tokens = max_new_tokens  # per answer: enough for a demo, bounded for a shared server
-        self.budget_range = budget_range  # the N slider's range: every request is held to it
-        self._uncompressed: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
 
     # --- settings ----------------------------------------------------------------------
 
-    def budget_label(self) -> str:
-        """The N slider's label in the words of the model's preset."""
-        family = getattr(self.vlm, "family", None)
-        if getattr(family, "preset", "llava") == "qwen2-vl":
-            return "N — visual tokens per 576 (the image keeps N_eff = T·N/576: see the stats)"
-        if type(family).__name__ == "AnyResTiles":
-            return "N — visual tokens per view (LLaVA-NeXT: base view and each tile)"
-        return "N — visual tokens per image"
-
-    def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
-        """Controls -> a press; 0 for K or lambda means "auto" (N/4, N/32). Every value is
-        held to its slider's range (demo/limits.py), whatever the request says."""
-        budget = _in_range(_whole(budget, "budget"), "budget", self.budget_range)
-        groups = _in_range(_whole(groups, "groups"), "groups", GROUPS_RANGE, "0 = auto: budget / 4")
-        if not isinstance(grouping, str) or grouping not in GROUPING_CHOICES:
-            raise ValueError(f"grouping must be one of {GROUPING_CHOICES}, got {_shown(grouping)}")
-        lam = 0.0 if lam in (None, "") else _in_range(_finite(lam, "lam"), "lam", LAM_RANGE, "0 = auto: budget / 32")
-        dynamic = switch(dynamic, "dynamic")
-        return PruneSID(
-            budget=budget,
-            groups=groups or None,
-            lam=lam if lam > 0 else None,
-            grouping=grouping,
-            dynamic=bool(dynamic),
-            phi_ref=self.phi_ref if dynamic else None,
-        )
+    def press(self, controls: Controls) -> PruneSID:
+        """The controls' press, with this model's calibrated phi_ref for the dynamic budget."""
+        return controls.press(self.phi_ref)
 
     def encode(self, image):
         """The cached encoding of the image an event names (only files the app was given)."""
@@ -173,20 +142,25 @@ class Handlers:
 
     # --- analyze: the overlays ------------------------------------------------------------
 
-    def analyze(self, image, budget, groups, lam, grouping, dynamic):
+    def analyze(self, image, controls):
         """Overlays (groups, survivors, kept), the per-group budget chart of the first view
         and the stats of one image's selection."""
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        _, _, layers, quotas, stats = self.selected(image, controls)
+        return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
+
+    def selected(self, image, controls):
+        """``(encoded, selection, overlays, quota chart, stats)`` of the image under the controls."""
+        press = self.press(controls)
         encoded = self.encode(image)
         start = time.perf_counter()
         selection = self.vlm.compress(encoded, press)[0]
         select_ms = (time.perf_counter() - start) * 1000
         layers = viz.render_all(encoded.image, selection, encoded.grids)
-        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
+        stats = image_stats(self.vlm, encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
         quotas = viz.render_quotas(selection, view=stats["scope_view"])
-        return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats)
+        return encoded, selection, layers, quotas, stats
 
-    def page_view(self, image, budget, groups, lam, grouping, dynamic, point=None):
+    def page_view(self, image, controls, point=None):
         """The page's overlays, chart, stats and explanation in one answer, so none of them can
         show another setting than the rest (every control held to its range, as everywhere;
         the page snaps a typed number back onto its slider, see app.py). ``point``, the
@@ -194,141 +168,61 @@ class Handlers:
         suppressor; the groups are numbered on the groups overlay."""
         if image is None:
             return None, None, None, None, None, "", EXPLAIN_HINT, None
-        press = self.press(budget, groups, lam, grouping, dynamic)
-        encoded = self.encode(image)
-        start = time.perf_counter()
-        selection = self.vlm.compress(encoded, press)[0]
-        select_ms = (time.perf_counter() - start) * 1000
-        layers = viz.render_all(encoded.image, selection, encoded.grids)
+        encoded, selection, layers, quotas, stats = self.selected(image, controls)
         layers["groups"] = number_groups(layers["groups"], encoded.image, selection, encoded.grids)
-        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms})
-        quotas = viz.render_quotas(selection, view=stats["scope_view"])
         text, why = EXPLAIN_HINT, None
         if point is not None:
-            x, y = (_in_range(_whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
-            where = locate(encoded.image, encoded.grids, x, y)
-            if where.patch is None:
-                text, why = where.markdown(), where.to_dict()
-            else:
-                explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
-                text, why = explanation.markdown(), explanation.to_dict()
-                marks = [(where.view, where.patch, CLICKED_EDGE)]
-                if explanation.suppressor is not None:
-                    marks.append((where.view, explanation.suppressor, SUPPRESSOR_EDGE))
-                text += "\n\n<small>Outlined on the overlays: this patch in blue" + (
-                    ", the survivor that suppressed it in magenta.</small>" if explanation.suppressor is not None else ".</small>"
-                )
-                layers = {name: outline_patches(layer, encoded.image, encoded.grids, marks) for name, layer in layers.items()}
+            layers, text, why = explained(encoded, selection, layers, point)
         return layers["groups"], layers["survivors"], layers["kept"], quotas, stats, stats_markdown(stats), text, why
 
-    def page_click(self, image, budget, groups, lam, grouping, dynamic, evt: gr.SelectData):
+    def page_click(self, image, controls, evt: gr.SelectData):
         """A click on an overlay: the page view with that pixel explained; also hands back the
         pixel, which the page keeps so the next control change explains it again."""
         index = getattr(evt, "index", None)
         if not isinstance(index, (list, tuple)) or len(index) != 2:
             raise ValueError(f"the click carried no pixel position, got {index!r}")
-        point = (_whole(index[0], "x"), _whole(index[1], "y"))
-        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+        point = (whole(index[0], "x"), whole(index[1], "y"))
+        return (*self.page_view(image, controls, point), point)
 
-    def page_pick(self, image, budget, groups, lam, grouping, dynamic, view, row, column):
+    def page_pick(self, image, controls, view, row, column):
         """The keyboard's way to click a patch: view, row and column (numbered from 0, as the
         explanation names them) -> the page view with that patch explained, and its pixel."""
         if image is None:
             raise ValueError("no image: upload one or pick an example, then pick a patch")
-        self.press(budget, groups, lam, grouping, dynamic)  # the controls are refused by name first, as on every event
         encoded = self.encode(image)
-        view = _in_range(_whole(view, "view"), "view", (0, encoded.num_views - 1))
+        view = in_range(whole(view, "view"), "view", (0, encoded.num_views - 1))
         grid = encoded.grids[view]
-        row = _in_range(_whole(row, "row"), "row", (0, grid.rows - 1))
-        column = _in_range(_whole(column, "column"), "column", (0, grid.cols - 1))
+        row = in_range(whole(row, "row"), "row", (0, grid.rows - 1))
+        column = in_range(whole(column, "column"), "column", (0, grid.cols - 1))
         box = patch_box(encoded.image, encoded.grids, view, row * grid.cols + column)
         if box is None:
             raise ValueError(f"patch (row {row}, column {column}) of view {view} is not drawn on the overlay")
         point = ((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
-        return (*self.page_view(image, budget, groups, lam, grouping, dynamic, point), point)
+        return (*self.page_view(image, controls, point), point)
 
-    def refresh(self, image, budget, groups, lam, grouping, dynamic):
+    def refresh(self, image, controls):
         """Like :meth:`analyze`, for events fired by the page itself: a cleared image (or
         none yet) clears the overlays instead of raising an error at the user."""
         if image is None:
             return None, None, None, None, None, ""
-        return self.analyze(image, budget, groups, lam, grouping, dynamic)
-
-    def uncompressed_tokens(self, encoded) -> int:
-        """Visual tokens the unmodified model feeds its LLM for this image (with LLaVA-NeXT's
-        newline tokens), computed once per image."""
-        with self._lock:
-            if encoded.key in self._uncompressed:
-                return self._uncompressed[encoded.key]
-        count = len(self.vlm.visual_features(encoded, None))
-        with self._lock:
-            self._uncompressed[encoded.key] = count
-            while len(self._uncompressed) > 256:
-                self._uncompressed.popitem(last=False)
-        return count
-
-    def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
-        """The stats dict of one selection: the per-view rows describe the overview view (the
-        whole image; demo/figures.py), every count comes from demo/figures.py."""
-        visual_tokens = len(self.vlm.visual_features(encoded, selection))
-        uncompressed = self.uncompressed_tokens(encoded)
-        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed)
-        per_view = viz.selection_stats(selection, timings)
-        # One definition of compression in the demo (demo/figures.py); not the per-view table's own.
-        per_view.pop("compression", None)
-        scope = numbers["scope_view"]
-        first = selection.to_dict(scope)
-        return {
-            "model": self.vlm.name,
-            "tokens": encoded.num_tokens,
-            "views": encoded.num_views,
-            "budget": press.budget,
-            "budget_used": [int(n) for n in selection.budget.tolist()],
-            "budget_requested": [int(n) for n in selection.requested_budget.tolist()],
-            "preset": selection.preset,
-            "first_view": encoded.grids[scope].label if encoded.num_views > 1 else "",
-            "scope_view": scope,
-            "dynamic": press.dynamic,
-            "phi_ref": selection.phi_ref,
-            "groups": first["num_groups"],
-            "groups_auto": press.groups is None,
-            "lam": first["lam"],
-            "lam_auto": press.lam is None,
-            "rho": first["rho"],
-            "phi": first["phi"],
-            "tau": first["tau"],
-            "kept": numbers["patches_kept"],
-            "kept_per_group": first["quotas"],
-            "survivors": first["survivors"],
-            "reserved": selection.reserved,
-            "visual_tokens": visual_tokens,
-            "visual_tokens_uncompressed": uncompressed,
-            # What the unmodified model feeds the LLM over what the compressed one feeds.
-            "compression": numbers["compression"],
-            "grouping": press.grouping,
-            "timings_ms": {name: round(value, 1) for name, value in timings.items()},
-            "per_view": per_view,
-            "figures": numbers,
-            "legend": legend(encoded.image_size, encoded.grids),
-        }
+        return self.analyze(image, controls)
 
     def compare_groupings(self, image, budget, groups, lam, dynamic):
         """The three groupings side by side on the same image and budget."""
+        presses = {name: self.press(Controls.read(budget, groups, lam, name, dynamic)) for name in GROUPING_CHOICES}
         encoded = self.encode(image)
-        selections = {
-            name: self.vlm.compress(encoded, self.press(budget, groups, lam, name, dynamic))[0] for name in GROUPING_CHOICES
-        }
+        selections = {name: self.vlm.compress(encoded, press)[0] for name, press in presses.items()}
         return viz.compare(encoded.image, selections, encoded.grids, layer="kept")
 
     # --- why was this patch dropped? ---------------------------------------------------------
 
-    def explain(self, image, budget, groups, lam, grouping, dynamic, x, y) -> tuple[str, dict | None]:
+    def explain(self, image, controls, x, y) -> tuple[str, dict | None]:
         """Why the patch under pixel (x, y) of an overlay (groups, survivors or kept: they
         share one layout) was kept or dropped: markdown and the numbers as a dict."""
         if image is None:
             return "", None
-        x, y = _in_range(_whole(x, "x"), "x", PIXEL_RANGE), _in_range(_whole(y, "y"), "y", PIXEL_RANGE)
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        x, y = in_range(whole(x, "x"), "x", PIXEL_RANGE), in_range(whole(y, "y"), "y", PIXEL_RANGE)
+        press = self.press(controls)
         encoded = self.encode(image)
         selection = self.vlm.compress(encoded, press)[0]
         where = locate(encoded.image, encoded.grids, x, y)
@@ -337,63 +231,35 @@ class Handlers:
         explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
         return explanation.markdown(), explanation.to_dict()
 
-    def explain_click(self, image, budget, groups, lam, grouping, dynamic, evt: gr.SelectData):
-        """The overlay's select event: ``evt.index`` is the clicked pixel (x, y)."""
-        index = getattr(evt, "index", None)
-        if not isinstance(index, (list, tuple)) or len(index) != 2:
-            raise ValueError(f"the click carried no pixel position, got {index!r}")
-        return self.explain(image, budget, groups, lam, grouping, dynamic, index[0], index[1])
-
     # --- chat ----------------------------------------------------------------------------
 
-    def chat(self, message, history, image, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
+    def chat(self, message, history, image, controls) -> Iterator[tuple]:
         """Stream the compressed model's answer into the chat history; when it is done,
         refresh the stats with the measured prefill. Stateless: the API's chat."""
         question(message, "message", "type a question about the image")
         history = chat_history(history)
-        history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        for answer, done in self.answer_stream(_conversation(history[:-2], message), image, (budget, groups, lam, grouping, dynamic)):
-            if done is None:
-                history[-1] = {"role": "assistant", "content": answer}
-                yield history, "generating...", gr.skip(), gr.skip()
-            else:
-                info, stats = done
-                history[-1] = {"role": "assistant", "content": answer}
-                yield history, info, stats, stats_markdown(stats)
+        yield from chat_turns(message, history, self.answer_stream(conversation(history, message), image, controls), stats_markdown)
 
-    def answer_stream(self, conversation: list[dict], image, controls: tuple, stop: threading.Event | None = None):
+    def answer_stream(self, messages: list[dict], image, controls: Controls, stop: threading.Event | None = None):
         """Yields ``(answer so far, None)`` while generating, then ``(answer, (info, stats))``.
         ``stop``, when set, ends the answer early (what is generated so far is kept)."""
-        press = self.press(*controls)
+        press = self.press(controls)
         data = read_image_bytes(image)
         encoded = self.vlm.encode(data)
-        kwargs = {}
-        if stop is not None:
-            kwargs["stopping_criteria"] = _stopping_criteria(stop)
-        stream = self.vlm.stream(data, conversation, press=press, max_new_tokens=self.max_new_tokens, **kwargs)
-        answer = ""
-        for piece in stream:
-            answer += piece
-            yield answer, None
-        reply = stream.reply
-        text = reply.text or ("" if stop is not None and stop.is_set() else "(empty answer)")
-        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
-        stats = self.stats(encoded, reply.selections[0], press, timings)
-        yield text, (reply_markdown(reply), stats)
 
-    def queued_answer(self, history: list, message: str, image, controls: tuple, stop: threading.Event):
+        def finished(reply):
+            return reply_markdown(reply), image_stats(self.vlm, encoded, reply.selections[0], press, reply_timings(encoded, reply))
+
+        yield from answers(self.vlm, data, messages, press, self.max_new_tokens, stop, finished)
+
+    def queued_answer(self, history: list, message: str, image, controls: Controls, stop: threading.Event):
         """One queued question of the page's chat (demo/chat.py): as :meth:`answer_stream`."""
-        return self.answer_stream(_conversation(history, message), image, controls, stop)
+        return self.answer_stream(conversation(history, message), image, controls, stop)
 
-    def check_question(self, image, controls: tuple) -> None:
-        """What can be checked at once when a question is sent: the controls and the file."""
-        self.press(*controls)
-        allowed_path(requested_path(image))
-
-    def compare_answers(self, message, image, budget, groups, lam, grouping, dynamic):
+    def compare_answers(self, message, image, controls):
         """All visual tokens vs the compressed ones: both answers and the measured prefill speedup."""
         question(message, "question", "type a question about the image")
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         data = read_image_bytes(image)
         self.vlm.encode(data)
         full = self.vlm.chat(data, message, press=None, max_new_tokens=self.max_new_tokens)
@@ -407,196 +273,57 @@ class Handlers:
         return full.text, compressed.text, summary
 
 
-def _stopping_criteria(stop: threading.Event):
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class StopWhenAsked(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), stop.is_set(), dtype=torch.bool, device=input_ids.device)
-
-    return StoppingCriteriaList([StopWhenAsked()])
-
-
-def _shown(value) -> str:
-    """A request's value for a message: short, and printable whatever it holds."""
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _in_range(number, name: str, bounds: tuple, note: str = ""):
-    low, high = bounds
-    if not low <= number <= high:
-        raise ValueError(f"{name} must be between {low:g} and {high:g}{f' ({note})' if note else ''}, got {_shown(number)}")
-    return number
-
-
-def switch(value, name: str) -> bool:
-    """A checkbox's value: a boolean, nothing else ("yes", [] or {} are not a choice)."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {_shown(value)}")
-    return value
-
-
-def question(message, name: str = "message", hint: str = "type a question") -> str:
-    """A question as the model may read it: text, not empty, not too long, valid Unicode."""
-    if not isinstance(message, str):
-        raise ValueError(f"the {name} must be text, got {type(message).__name__}")
-    if not message.strip():
-        raise ValueError(f"the {name} is empty: {hint}")
-    if len(message) > MAX_QUESTION_CHARS:
-        raise ValueError(f"the {name} is {len(message)} characters long; at most {MAX_QUESTION_CHARS} are accepted")
-    _valid_text(message, name)
-    return message
-
-
-def chat_history(history) -> list:
-    """A chat history sent by a client: a list of at most ``MAX_TURNS`` messages, valid text,
-    at most ``MAX_HISTORY_CHARS`` in all."""
-    if history is None:
-        return []
-    if not isinstance(history, (list, tuple)):
-        raise ValueError(f"the chat history must be a list of messages, got {type(history).__name__}")
-    if len(history) > MAX_TURNS:
-        raise ValueError(f"the chat history holds {len(history)} messages; at most {MAX_TURNS} are accepted: start a new chat")
-    text = "".join(_text_of(turn.get("content")) if isinstance(turn, dict) else "" for turn in history)
-    if len(text) > MAX_HISTORY_CHARS:
-        raise ValueError(f"the chat history holds {len(text)} characters; at most {MAX_HISTORY_CHARS} are accepted: start a new chat")
-    _valid_text(text, "chat history")
-    return list(history)
-
-
-def _valid_text(text: str, name: str) -> None:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:  # a lone surrogate: no tokenizer takes it
-        raise ValueError(f"the {name} holds a character that is not valid Unicode text at position {error.start}") from None
-
-
-def _finite(value, name: str) -> float:
-    """A control's value as a finite float, or a ValueError naming the control."""
-    label = CONTROL_NAMES.get(name, name)
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise ValueError(f"{name} must be a number ({label}), got {_shown(value)}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError, OverflowError):  # OverflowError: an int beyond any float
-        raise ValueError(f"{name} must be a number ({label}), got {_shown(value)}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number ({label}), got {_shown(value)}")
-    return number
-
-
-def _whole(value, name: str) -> int:
-    number = _finite(value, name)
-    if number != int(number):
-        raise ValueError(f"{name} must be a whole number ({CONTROL_NAMES.get(name, name)}), got {_shown(value)}")
-    return int(number)
-
-
-def _text_of(content) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        return content.get("text", "") or ""
-    if isinstance(content, (list, tuple)):
-        return " ".join(_text_of(part) for part in content)
-    return ""
-
-
-def _conversation(history: list, message: str, media: str = "image") -> list[dict]:
-    """Gradio chat history + the new message -> chat messages; the image (or the clip, with
-    ``media="video"``) rides on the first user turn."""
-    messages, placed = [], False
-    for turn in history:
-        role = turn.get("role") if isinstance(turn, dict) else None
-        if role not in ("user", "assistant"):
-            continue
-        text = _text_of(turn.get("content"))
-        if role == "user" and not placed:
-            messages.append({"role": "user", "content": [{"type": media}, {"type": "text", "text": text}]})
-            placed = True
-        else:
-            messages.append({"role": role, "content": [{"type": "text", "text": text}]})
-    content = [{"type": "text", "text": message}]
-    messages.append({"role": "user", "content": content if placed else [{"type": media}] + content})
-    return messages
-
-
-# How each preset derives K and lambda from N_eff and T, and what tau multiplies (prunesid/presets.py).
-PRESET_WORDS = {
-    "llava": {"groups": "N/4", "lam": "N/32", "tau": ("λ·ρ", "ρ")},
-    "qwen2-vl": {"groups": "max(N_eff/4, 4)", "lam": "max(18·N_eff/T, 1)", "tau": ("λ·s̄", "s̄, the mean cosine similarity over i ≤ j")},
-}
-
-
-def _count(number: int, word: str) -> str:
-    return f"{number} {word}" if number == 1 else f"{number} {word}s"
-
-
-def fed_words(numbers: dict) -> str:
-    """``"315 tokens + 5 CLS = 320"``: what the LLM receives, each part named (no CLS where none is fed)."""
-    parts = [f"{numbers['patches_kept']} tokens"]
-    if numbers["cls_fed"]:
-        parts.append("CLS" if numbers["cls_fed"] == 1 else f"{numbers['cls_fed']} CLS (one per {numbers['view_word']})")
-    if numbers["extra_fed"]:
-        parts.append(f"{numbers['extra_fed']} {numbers['extra_name']}")
-    return " + ".join(parts) + (f" = {numbers['fed']}" if len(parts) > 1 else "")
-
-
-def stats_markdown(stats: dict) -> str:
-    """The stats table, in the words of the model's preset and family, every count from
-    demo/figures.py; with several views the per-group rows name the view they describe."""
-    numbers = stats["figures"]
-    preset = stats.get("preset", "llava")
-    words = PRESET_WORDS.get(preset, PRESET_WORDS["llava"])
-    views = stats["views"]
-    selectable = numbers["selectable"]
-    scope = f" — {stats.get('first_view') or 'base'} view" if views > 1 else ""
-    auto = lambda flag, formula: f" (auto: {formula})" if flag else ""  # noqa: E731
-    tau_name, basis = words["tau"]
-    timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
-    tokens = f"{stats['tokens']}"
-    if views > 1:
-        tokens += f" in {views} views of {numbers['tokens_per_view']}"
-        if len(set(selectable)) > 1 or selectable[0] != numbers["tokens_per_view"]:
-            tokens += f" ({', '.join(map(str, selectable))} of them on the image)"
-    kept = fed_words(numbers)
-    if views > 1:
-        kept += f"; per view {', '.join(map(str, numbers['kept_per_view']))}"
-    rows = [
-        ("Model", f"{stats['model']}"),
-        ("Tokens T", tokens),
-        ("Budget N" + (" / N'" if stats["dynamic"] else ""), numbers["budget_text"]),
-        (f"Groups K{scope}", f"{stats['groups']}{auto(stats['groups_auto'], words['groups'])}"),
-        (f"λ{scope}", f"{exact(numbers['lam_exact'])}{auto(stats['lam_auto'], words['lam'])}"),
-        (f"Redundancy ρ{scope}", f"{stats['rho']:.3f}"),
-        (f"Information φ = 1 − ρ{scope}", f"{stats['phi']:.3f}"),
-        (f"NMS threshold τ = {tau_name}{scope}", numbers["tau_text"] + (f"; {basis}" if preset != "llava" else "")),
-        (f"NMS survivors{scope}", f"{stats['survivors']}"),
-        (f"Kept per group{scope}", ", ".join(map(str, stats["kept_per_group"]))),
-        ("Fed to the LLM" + (f", all {views} views" if views > 1 else ""), kept),
-        ("Compression", f"{numbers['unmodified']} tokens unmodified / {numbers['fed']} = {numbers['compression_text']}"),
-        ("Timings", timings),
-    ]
-    lines = ["| Quantity | Value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows]
-    legend_text = stats.get("legend")
-    return ("<small>" + legend_text + "</small>\n\n" if legend_text else "") + "\n".join(lines)
-
-
-def snap(value, name: str, bounds: tuple, step: float = 1):
-    """A number typed into a slider's box as the slider would hold it: rounded to its step,
-    clamped to its range (the page's own events; API requests are checked strictly)."""
-    number = _finite(value, name)
-    low, high = bounds
-    snapped = min(max(round(number / step) * step, low), high)
-    return int(snapped) if float(step).is_integer() else float(snapped)
-
-
-def reply_markdown(reply) -> str:
-    timings = reply.timings
-    return (
-        f"{reply.visual_tokens[0]} visual tokens · vision {timings['vision_ms']:.0f} ms · select "
-        f"{timings['select_ms']:.0f} ms · prefill {timings['prefill_ms']:.0f} ms · decode "
-        f"{timings['decode_ms']:.0f} ms ({int(timings['new_tokens'])} tokens)"
+def explained(encoded, selection, layers: dict, point) -> tuple[dict, str, dict]:
+    """The clicked pixel's explanation (markdown and numbers), and the overlays with the patch
+    outlined, and the survivor that suppressed it."""
+    x, y = (in_range(whole(value, name), name, PIXEL_RANGE) for value, name in zip(point, "xy"))
+    where = locate(encoded.image, encoded.grids, x, y)
+    if where.patch is None:
+        return layers, where.markdown(), where.to_dict()
+    explanation = explain_patch(selection, encoded.features, where.view, where.patch, encoded.grids)
+    text = explanation.markdown()
+    marks = [(where.view, where.patch, CLICKED_EDGE)]
+    if explanation.suppressor is not None:
+        marks.append((where.view, explanation.suppressor, SUPPRESSOR_EDGE))
+    text += "\n\n<small>Outlined on the overlays: this patch in blue" + (
+        ", the survivor that suppressed it in magenta.</small>" if explanation.suppressor is not None else ".</small>"
     )
+    outlined = {name: outline_patches(layer, encoded.image, encoded.grids, marks) for name, layer in layers.items()}
+    return outlined, text, explanation.to_dict()
+
+
+def check_image_question(image, controls: Controls) -> None:
+    """The image chat's check when a question is sent (the controls are read already): the
+    file, model-independent."""
+    allowed_path(requested_path(image))
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+
+

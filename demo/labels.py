@@ -1,23 +1,17 @@
 """The N, K and lambda sliders' labels in the words of the loaded model's preset.
 
 The preset is read from the press the app builds (``PruneSID.selection_preset`` of the
-family's ``preset``), never from a family's name, so a new family speaks its preset's
-formulas without a line here. Each preset's rules (prunesid/presets.py) are written out
-once, in :data:`AUTO_RULES`; tests/demo/test_slider_labels.py evaluates each written rule
-against the K and lambda of a real selection.
+family's ``preset``), never from a family's name, and its rules are the words it carries
+(``Preset.words``, prunesid/presets.py), so a new family or preset speaks its formulas
+without a line here. tests/demo/test_slider_labels.py evaluates each written rule against
+the K and lambda of a real selection.
 """
 
 from __future__ import annotations
 
 from prunesid import PruneSID
+from prunesid.presets import PresetWords, get_preset
 
-# What 0 ("auto") means on each slider, per preset: K's rule, lambda's rule (N: the budget;
-# N_eff: the budget read through the preset; T: the image's selectable tokens).
-AUTO_RULES = {
-    "llava": {"groups": "N/4", "lam": "N/32"},
-    "qwen2-vl": {"groups": "max(N_eff/4, 4)", "lam": "max(18 N_eff/T, 1)"},
-}
-UNKNOWN_RULE = "the preset's rule"  # a preset added later, before its words are written here
 # An image size to count a family's views without encoding anything (views do not depend on
 # its content; LLaVA-NeXT and Mini-Gemini HD have several at any size).
 PROBE_SIZE = (640, 480)
@@ -28,8 +22,10 @@ def preset_of(vlm) -> str:
     return PruneSID(budget=64).selection_preset(vlm.family.preset)
 
 
-def auto_rule(preset: str, control: str) -> str:
-    return AUTO_RULES.get(preset, {}).get(control, UNKNOWN_RULE)
+def words_of(vlm) -> PresetWords:
+    """The preset's rules in words (N: the budget; N_eff: the budget read through the preset;
+    T: the image's selectable tokens): what 0 ("auto") means on the K and lambda sliders."""
+    return get_preset(preset_of(vlm)).words
 
 
 def views_per_image(vlm) -> int:
@@ -42,20 +38,20 @@ def views_per_image(vlm) -> int:
 
 def budget_label(vlm) -> str:
     """The N slider's label: what N counts on this model."""
-    preset = preset_of(vlm)
-    if preset == "qwen2-vl":
-        return "N — visual tokens per 576 (the image keeps N_eff = T·N/576: see the stats)"
+    words = words_of(vlm)
+    if words.effective_budget is not None:  # N is read through the preset's rule
+        return f"N — {words.budget_unit} (the image keeps N_eff = {words.effective_budget}: see the stats)"
     if views_per_image(vlm) > 1:
-        return "N — visual tokens per view (each view of the image: see the stats)"
+        return f"N — {words.budget_unit} (each view of the image: see the stats)"
     return "N — visual tokens per image"
 
 
 def groups_label(vlm) -> str:
-    return f"K — groups (0 = auto: {auto_rule(preset_of(vlm), 'groups')}; the stats show the value used)"
+    return f"K — groups (0 = auto: {words_of(vlm).groups}; the stats show the value used)"
 
 
 def lam_label(vlm) -> str:
-    return f"λ — NMS threshold factor (0 = auto: {auto_rule(preset_of(vlm), 'lam')}; see the stats)"
+    return f"λ — NMS threshold factor (0 = auto: {words_of(vlm).lam}; see the stats)"
 
 
 def frame_budget_label(vlm) -> str:
@@ -64,8 +60,8 @@ def frame_budget_label(vlm) -> str:
 
 
 def frame_groups_label(vlm) -> str:
-    return f"K — groups per frame (0 = auto: {auto_rule(preset_of(vlm), 'groups')})"
+    return f"K — groups per frame (0 = auto: {words_of(vlm).groups})"
 
 
 def frame_lam_label(vlm) -> str:
-    return f"λ — NMS threshold factor (0 = auto: {auto_rule(preset_of(vlm), 'lam')})"
+    return f"λ — NMS threshold factor (0 = auto: {words_of(vlm).lam})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 
-from demo.figures import compression_text
+from demo.figures import compression_text, method_figures
 from demo.files import read_image_bytes
 from prunesid.methods import Press, method_choices
 from prunesid.methods.base import INPUTS
@@ -93,21 +93,14 @@ def timed_compress(vlm, encoded, press: Press):
 
 
 def method_stats(vlm, encoded, method: str, press: Press, result, select_ms: float) -> dict:
-    visual_tokens = int(vlm.visual_features(encoded, result).shape[0])
-    unmodified = vlm.unmodified_visual_tokens(encoded)
-    merged = 0 if result.merged is None else sum(int(m.shape[0]) for m in result.merged)
+    """A row of the methods' tables: the method, its budget, and its counts from demo/figures.py."""
+    counts = method_figures(vlm, encoded, result)
     return {
         "method": method,
-        "about": about(method, press, visual_tokens),
+        "about": about(method, press, counts["visual_tokens"]),
         "budget": press.budget,
         "budget_fixed": press.budget_is_fixed,
-        "views": encoded.num_views,
-        "kept": sum(int(index.numel()) for index in result.indices),
-        "merged": merged,
-        "reserved": result.reserved,
-        "visual_tokens": visual_tokens,
-        "visual_tokens_uncompressed": unmodified,
-        "compression": round(unmodified / max(visual_tokens, 1), 2),
+        **counts,
         "select_ms": round(select_ms, 2),
     }
 

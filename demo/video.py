@@ -15,20 +15,18 @@ its selections are real).
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import stat
 import threading
 import time
-from collections import OrderedDict
 from typing import Iterator
 
-import gradio as gr
-
-from demo.figures import figures
-from demo.files import ASSETS, RefusedFile, allowed_path
-from demo.handlers import Handlers, _conversation, _stopping_criteria, chat_history, fed_words, question
-from demo.limits import FRAME_BUDGET_RANGE, MAX_UPLOAD_BYTES
+from demo.files import ASSETS, RefusedFile, allowed_path, named_path
+from demo.conversation import answers, chat_history, chat_turns, conversation, question, reply_timings
+from demo.handlers import Handlers
+from demo.controls import Controls
+from demo.limits import MAX_UPLOAD_BYTES
+from demo.stats import clip_stats, video_stats_markdown
 from prunesid import PruneSID, load_vlm
 from prunesid.video import is_video, load_video
 from prunesid.vlm import VLM
@@ -64,13 +62,7 @@ def allowed_clip(video) -> str:
     given it (an upload or a bundled example); ValueError otherwise. Nothing is read."""
     if isinstance(video, dict) and isinstance(video.get("video"), dict):  # Gradio's VideoData shape
         video = video["video"]
-    if video is None:
-        raise ValueError("no video: upload a clip or pick the example")
-    path = video.get("path") if isinstance(video, dict) else video
-    if isinstance(path, os.PathLike):
-        path = os.fspath(path)
-    if not isinstance(path, str) or not path:
-        raise ValueError(VIDEO_REFUSED)
+    path = named_path(video, "no video: upload a clip or pick the example", lambda: ValueError(VIDEO_REFUSED))
     resolved = os.path.realpath(path) if os.path.isabs(path) and "\x00" not in path else None
     if resolved is None or resolved not in {os.path.realpath(example) for example in example_videos()}:
         try:
@@ -105,21 +97,18 @@ class VideoHandlers:
             raise ValueError(f"{vlm.name} takes images only; the video handlers need a video model such as {OFFLINE_VIDEO_MODEL}")
         self.vlm = vlm
         self.note = note
-        # The controls' checks, N held to the per-frame slider's range.
-        self._controls = Handlers(vlm, phi_ref=None, max_new_tokens=max_new_tokens, budget_range=FRAME_BUDGET_RANGE)
-        self.max_new_tokens = self._controls.max_new_tokens
-        self._uncompressed: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
+        self.max_new_tokens = Handlers(vlm, max_new_tokens=max_new_tokens).max_new_tokens  # checked as for images
 
     @classmethod
     def for_app(cls, main: VLM | None = None, max_new_tokens: int = 96) -> "VideoHandlers":
         vlm, note = choose_video_model(main)
         return cls(vlm, max_new_tokens=max_new_tokens, note=note)
 
-    def press(self, budget, groups, lam, grouping, dynamic) -> PruneSID:
-        """Controls -> a press, checked as for images. N is per frame; with the dynamic budget
-        the frames share frames x N exactly (phi_ref = the clip's mean phi)."""
-        return dataclasses.replace(self._controls.press(budget, groups, lam, grouping, dynamic), phi_ref=None)
+    @staticmethod
+    def press(controls: Controls) -> PruneSID:
+        """The controls' press (N per frame, read with demo/controls.py's ``clip_widgets``);
+        with the dynamic budget the frames share frames x N exactly (phi_ref = the clip's mean phi)."""
+        return controls.press(phi_ref=None)
 
     def encode(self, video):
         """The cached encoding of the clip an event names (only files the app was given)."""
@@ -130,10 +119,10 @@ class VideoHandlers:
 
     # --- analyze_video: the frame strips, the chart and the stats ------------------------------
 
-    def analyze_video(self, video, budget, groups, lam, grouping, dynamic):
+    def analyze_video(self, video, controls):
         """Frame strips (groups, survivors, kept), the per-frame chart of rho / phi / N' and
         the stats (dict and markdown) of one clip's per-frame selection."""
-        press = self.press(budget, groups, lam, grouping, dynamic)
+        press = self.press(controls)
         encoded = self.encode(video)
         start = time.perf_counter()
         selection = self.vlm.compress(encoded, press)[0]
@@ -144,120 +133,36 @@ class VideoHandlers:
         layers = render_frame_layers(frames, selection, encoded.grids, timestamps)
         chart = render_frame_chart(selection, timestamps, budget=press.budget)
         render_ms = (time.perf_counter() - start) * 1000
-        stats = self.stats(encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms, "render_ms": render_ms})
+        stats = clip_stats(self.vlm, encoded, selection, press, {"vision_ms": encoded.vision_ms, "select_ms": select_ms, "render_ms": render_ms})
         return layers["groups"], layers["survivors"], layers["kept"], chart, stats, video_stats_markdown(stats)
 
-    def refresh_video(self, video, budget, groups, lam, grouping, dynamic):
+    def refresh_video(self, video, controls):
         """As :meth:`analyze_video`, for events the page fires itself: no clip clears the outputs."""
         if video is None:
             return None, None, None, None, None, ""
-        return self.analyze_video(video, budget, groups, lam, grouping, dynamic)
-
-    def uncompressed_tokens(self, encoded) -> int:
-        with self._lock:
-            if encoded.key in self._uncompressed:
-                return self._uncompressed[encoded.key]
-        count = self.vlm.unmodified_visual_tokens(encoded)
-        with self._lock:
-            self._uncompressed[encoded.key] = count
-            while len(self._uncompressed) > 64:
-                self._uncompressed.popitem(last=False)
-        return count
-
-    def stats(self, encoded, selection, press: PruneSID, timings: dict) -> dict:
-        """The clip's stats: every count from demo/figures.py; each view's time is the time of
-        the frame the strip shows for it (Qwen-VL: the first frame of each pair)."""
-        clip = encoded.video
-        visual_tokens = len(self.vlm.visual_features(encoded, selection))
-        uncompressed = self.uncompressed_tokens(encoded)
-        _, times = frames_per_view(list(clip.frames), list(clip.timestamps), selection.num_views)
-        step = -(-len(clip.frames) // selection.num_views)  # frames per view (frames_per_view's)
-        numbers = figures(self.vlm, encoded, selection, press, visual_tokens, uncompressed, timestamps=times)
-        per_frame = []
-        for frame in range(selection.num_views):
-            k = int(selection.num_groups[frame])
-            per_frame.append({
-                "frame": frame + 1,
-                "label": encoded.grids[frame].label,
-                "clip_frame": int(clip.indices[frame * step]),
-                "time_s": numbers["times"][frame],
-                "budget": int(selection.budget[frame]),
-                "budget_requested": int(selection.requested_budget[frame]),
-                "budget_clamped": bool(selection.budget_clamped[frame]),
-                "kept": int(selection.indices[frame].numel()),
-                "rho": float(selection.rho[frame]),
-                "phi": float(selection.phi[frame]),
-                "lam": float(selection.lam[frame]),
-                "tau": float(selection.tau[frame]),
-                "groups": k,
-                "survivors": int(selection.survivors[frame].sum()),
-                "kept_per_group": selection.quotas[frame, :k].tolist(),
-            })
-        return {
-            "model": self.vlm.name,
-            "frames": selection.num_views,
-            "frames_sampled": len(clip.frames),
-            "clip": {
-                "total_frames": clip.total_frames, "duration_s": clip.duration, "fps": clip.fps, "size": list(clip.size),
-            },
-            "tokens_per_frame": selection.tokens_per_view,
-            "budget": press.budget,
-            "budget_total": int(selection.budget.sum()),
-            "dynamic": press.dynamic,
-            "phi_ref": selection.phi_ref,
-            "preset": selection.preset,
-            "reserved": selection.reserved,
-            "visual_tokens": visual_tokens,
-            "visual_tokens_uncompressed": uncompressed,
-            "compression": numbers["compression"],
-            "grouping": press.grouping,
-            "timings_ms": {name: round(value, 1) for name, value in timings.items()},
-            "per_frame": per_frame,
-            "figures": numbers,
-        }
+        return self.analyze_video(video, controls)
 
     # --- chat about the clip -----------------------------------------------------------------
 
-    def chat_video(self, message, history, video, budget, groups, lam, grouping, dynamic) -> Iterator[tuple]:
+    def chat_video(self, message, history, video, controls) -> Iterator[tuple]:
         """Stream the compressed model's answer about the clip into the chat history; when
         done, yield the reply's numbers and the stats. Stateless: the API's video chat."""
         question(message, "message", "type a question about the clip")
         history = chat_history(history)
-        press = self.press(budget, groups, lam, grouping, dynamic)
-        encoded = self.encode(video)
-        conversation = video_conversation(history, message)
-        history = history + [{"role": "user", "content": message}, {"role": "assistant", "content": ""}]
-        stream = self.vlm.stream(encoded.video, conversation, press=press, max_new_tokens=self.max_new_tokens)
-        answer = ""
-        for piece in stream:
-            answer += piece
-            history[-1] = {"role": "assistant", "content": answer}
-            yield history, "generating...", gr.skip(), gr.skip()  # the stats stay until the answer is done
-        reply = stream.reply
-        history[-1] = {"role": "assistant", "content": reply.text or "(empty answer)"}
-        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
-        stats = self.stats(encoded, reply.selections[0], press, timings)
-        info = self.reply_info(reply, stats)
-        yield history, info, stats, video_stats_markdown(stats)
+        yield from chat_turns(message, history, self.queued_answer(history, message, video, controls), video_stats_markdown)
 
-    def queued_answer(self, history: list, message: str, video, controls: tuple, stop: threading.Event):
+    def queued_answer(self, history: list, message: str, video, controls: Controls, stop: threading.Event | None = None):
         """One queued question of the page's clip chat (demo/chat.py, the image chat's queue):
         yields ``(answer so far, None)``, then ``(answer, (info, stats))``; ``stop``, when set,
         ends the answer early (what is generated so far is kept)."""
-        press = self.press(*controls)
+        press = self.press(controls)
         encoded = self.encode(video)
-        stream = self.vlm.stream(
-            encoded.video, video_conversation(history, message), press=press, max_new_tokens=self.max_new_tokens,
-            stopping_criteria=_stopping_criteria(stop),
-        )
-        answer = ""
-        for piece in stream:
-            answer += piece
-            yield answer, None
-        reply = stream.reply
-        timings = {"vision_ms": encoded.vision_ms, "select_ms": reply.timings["select_ms"], "prefill_ms": reply.timings["prefill_ms"]}
-        stats = self.stats(encoded, reply.selections[0], press, timings)
-        yield reply.text or ("" if stop.is_set() else "(empty answer)"), (self.reply_info(reply, stats), stats)
+
+        def finished(reply):
+            stats = clip_stats(self.vlm, encoded, reply.selections[0], press, reply_timings(encoded, reply))
+            return self.reply_info(reply, stats), stats
+
+        yield from answers(self.vlm, encoded.video, video_conversation(history, message), press, self.max_new_tokens, stop, finished)
 
     @staticmethod
     def reply_info(reply, stats: dict) -> str:
@@ -268,53 +173,17 @@ class VideoHandlers:
         )
 
 
-def check_clip_question(checks: Handlers):
-    """The clip chat's checks when a question is sent (the clip file, N per frame and the
-    other controls), with ``checks`` holding N to the per-frame range: model-independent."""
-
-    def check(video, controls: tuple) -> None:
-        checks.press(*controls)
-        allowed_clip(video)
-
-    return check
+def check_clip_question(video, controls: Controls) -> None:
+    """The clip chat's check when a question is sent (the controls are read already): the
+    clip file, model-independent."""
+    allowed_clip(video)
 
 
 def video_conversation(history: list, message: str) -> list[dict]:
     """Gradio chat history + the new message -> chat messages; the clip rides on the first turn."""
-    return _conversation(history, message, media="video")
+    return conversation(history, message, media="video")
 
 
-def video_stats_markdown(stats: dict) -> str:
-    """The clip's stats in its family's words: frames or temporal groups (Qwen-VL pairs
-    frames), CLS only where it is fed, N_eff where the preset reads N per 576 tokens."""
-    numbers = stats["figures"]
-    word = numbers["view_word"]
-    views = stats["frames"]
-    unit = f"{views} {word}s" + (f" ({stats['frames_sampled']} frames sampled, {stats['frames_sampled'] // views} per group)"
-                                 if stats["frames_sampled"] != views else "")
-    cls = " + CLS each" if numbers["cls_per_view"] else ""
-    budget = numbers["budget_text"].replace(" per view", f" per {word}").replace(" view ", f" {word} ")
-    if stats["preset"] != "qwen2-vl":
-        budget = f"N = {budget}"
-    timings = ", ".join(f"{name.removesuffix('_ms')} {value:.0f} ms" for name, value in stats["timings_ms"].items())
-    budget_column = "N_eff" if stats["preset"] == "qwen2-vl" else "N'"
-
-    lines = [
-        f"**{stats['visual_tokens']}** video tokens to the LLM ({fed_words(numbers)}) of {stats['visual_tokens_uncompressed']} "
-        f"unmodified ({unit} × {stats['tokens_per_frame']} tokens{cls}); compression {numbers['compression_text']}. "
-        f"Budget: {budget}. {timings}.",
-        "",
-        f"| {word.capitalize()} | Time | {budget_column} | Kept | ρ | φ | τ | K | Survivors |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for frame in stats["per_frame"]:
-        clamp = " (clamped)" if frame["budget_clamped"] else ""
-        lines.append(
-            f"| {frame['label']} | {frame['time_s']:.1f} s | {frame['budget']}{clamp} | {frame['kept']}"
-            f"{' + CLS' if numbers['cls_per_view'] else ''} | {frame['rho']:.3f} | {frame['phi']:.3f} | {frame['tau']:.3f} | "
-            f"{frame['groups']} | {frame['survivors']} |"
-        )
-    return "\n".join(lines)
 
 
 __all__ = [

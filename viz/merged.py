@@ -19,7 +19,7 @@ from prunesid.compression import Compression
 from prunesid.geometry import PatchGrid
 from prunesid.methods.registry import drawn_anchors
 from viz.canvas import Canvas
-from viz.overlay import GAP, KEPT_EDGE, _check, _mark_margin, _side_by_side, canvases
+from viz.overlay import GAP, KEPT_EDGE, _check, _painted, _side_by_side, canvases
 from viz.palette import group_palette
 
 ANCHOR_EDGE = np.array([255, 255, 255], dtype=np.float32)
@@ -64,12 +64,7 @@ def render_compression(image: Image.Image, compression: Compression, grids: list
         pixels[canvas.edges & is_anchor] = ANCHOR_EDGE
         return pixels
 
-    rendered = []
-    for caption, canvas in panels or canvases(image, grids):
-        pixels = paint(canvas)
-        _mark_margin(canvas, pixels)
-        rendered.append((caption, Image.fromarray(pixels.clip(0, 255).astype(np.uint8))))
-    return _side_by_side(rendered)
+    return _painted(image, grids, paint, panels)
 
 
 def caption(name: str, compression: Compression) -> str:

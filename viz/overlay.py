@@ -77,6 +77,11 @@ def canvases(image: Image.Image, grids: list[PatchGrid]) -> list[tuple[str, Canv
 
 def _draw(image, selection, grids, paint, panels=None) -> Image.Image:
     _check(selection, grids)
+    return _painted(image, grids, paint, panels)
+
+
+def _painted(image, grids, paint, panels=None) -> Image.Image:
+    """Every panel as ``paint`` draws it, the margin no view covers hatched, side by side."""
     rendered = []
     for caption, canvas in panels or canvases(image, grids):
         pixels = paint(canvas)

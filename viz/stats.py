@@ -5,6 +5,17 @@ from __future__ import annotations
 from prunesid.selection import Selection
 
 
+def compression_ratio(unmodified_tokens: int, visual_tokens: int) -> float:
+    """The compression ratio's one definition: the visual tokens the unmodified model feeds the
+    LLM over those it feeds after compression (at least one, so that nothing divides by zero)."""
+    return unmodified_tokens / max(visual_tokens, 1)
+
+
+def compression(unmodified_tokens: int, visual_tokens: int) -> float:
+    """:func:`compression_ratio` as the stats report it (two decimals)."""
+    return round(compression_ratio(unmodified_tokens, visual_tokens), 2)
+
+
 def selection_stats(selection: Selection, timings: dict | None = None, visual_tokens: int | None = None, unmodified_tokens: int | None = None) -> dict:
     """Per-view and total numbers of a selection. The compression ratio has one definition,
     the visual tokens the unmodified model feeds the LLM over those fed after compression
@@ -39,5 +50,5 @@ def selection_stats(selection: Selection, timings: dict | None = None, visual_to
         "timings_ms": {name: round(float(value), 2) for name, value in (timings or {}).items()},
     }
     if visual_tokens is not None and unmodified_tokens is not None:
-        stats.update(visual_tokens=visual_tokens, unmodified_tokens=unmodified_tokens, compression=round(unmodified_tokens / max(visual_tokens, 1), 2))
+        stats.update(visual_tokens=visual_tokens, unmodified_tokens=unmodified_tokens, compression=compression(unmodified_tokens, visual_tokens))
     return stats

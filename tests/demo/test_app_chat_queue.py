@@ -8,8 +8,9 @@ import threading
 import pytest
 
 from demo.chat import MAX_PENDING, ChatQueue
+from demo.controls import Controls
 
-CONTROLS = (64, 0, 0, "psca", False)
+CONTROLS = Controls()  # the page's first settings
 
 
 class FakeModel:

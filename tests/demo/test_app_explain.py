@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import viz
+from demo.controls import Controls
 from demo.handlers import Handlers
 from prunesid import PruneSID
 from tests.conftest import scene
@@ -135,13 +136,13 @@ def test_the_handler_explains_a_click_and_says_when_it_is_off_the_patches(tiny_v
     (_, canvas), = canvases(encoded.image, encoded.grids)
     patch = int(selection.indices[0][3])
     ys, xs = np.nonzero((canvas.view == 0) & (canvas.patch == patch))
-    text, numbers = handlers.explain(path, 64, 0, 0, "psca", False, int(np.median(xs)), int(np.median(ys)))
+    text, numbers = handlers.explain(path, Controls.read(64, 0, 0, "psca", False), int(np.median(xs)), int(np.median(ys)))
     assert numbers["patch"] == patch and numbers["status"] == "kept" and f"**Patch {patch}**" in text
-    text, numbers = handlers.explain(path, 64, 0, 0, "psca", False, 2, canvas.view.shape[0] // 2)
+    text, numbers = handlers.explain(path, Controls.read(64, 0, 0, "psca", False), 2, canvas.view.shape[0] // 2)
     assert numbers["where"] == "cropped" and "center crop" in text
-    assert handlers.explain(None, 64, 0, 0, "psca", False, 1, 1) == ("", None)
+    assert handlers.explain(None, Controls.read(64, 0, 0, "psca", False), 1, 1) == ("", None)
     with pytest.raises(ValueError, match="x must be a finite number"):
-        handlers.explain(path, 64, 0, 0, "psca", False, float("nan"), 1)
+        handlers.explain(path, Controls.read(64, 0, 0, "psca", False), float("nan"), 1)
 
 
 def test_bad_arguments_are_named():

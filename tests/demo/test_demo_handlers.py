@@ -10,8 +10,10 @@ import gradio as gr
 import pytest
 
 import demo.model_choice as model_choice
+from demo.controls import Controls, image_widgets
 from demo.files import upload_folder
-from demo.handlers import Handlers, _conversation, user_errors
+from demo.conversation import conversation
+from demo.handlers import Handlers, user_errors
 from demo.model_choice import choose_model, load_with_fallback
 from demo.models import ModelSlot
 from tests.conftest import scene
@@ -35,7 +37,7 @@ def picture_path():
 
 
 def test_next_tiles_are_analyzed_per_view(tiny_next_vlm, picture_path):
-    groups, survivors, kept, quotas, stats, table = Handlers(tiny_next_vlm).analyze({"path": picture_path}, 32, 0, 0, "psca", False)
+    groups, survivors, kept, quotas, stats, table = Handlers(tiny_next_vlm).analyze({"path": picture_path}, Controls.read(32, 0, 0, "psca", False))
     assert stats["views"] == 5 and stats["tokens"] == 5 * 576
     assert [view["kept"] for view in stats["per_view"]["views"]] == [32] * 5
     assert kept.width > 2 * kept.height * 0.9  # base view and tile mosaic side by side
@@ -44,7 +46,7 @@ def test_next_tiles_are_analyzed_per_view(tiny_next_vlm, picture_path):
 
 def test_dynamic_uses_the_calibrated_phi_ref(tiny_vlm, picture_path):
     phi_ref = tiny_vlm.calibrate([scene(seed=s) for s in range(3)])
-    *_, stats, table = Handlers(tiny_vlm, phi_ref=phi_ref).analyze(picture_path, 64, 0, 0, "psca", True)
+    *_, stats, table = Handlers(tiny_vlm, phi_ref=phi_ref).analyze(picture_path, Controls.read(64, 0, 0, "psca", True))
     assert stats["phi_ref"] == pytest.approx(phi_ref)
     expected = round(64 * stats["phi"] / phi_ref)
     assert stats["budget_used"] == [max(32, min(128, expected))]
@@ -54,16 +56,16 @@ def test_dynamic_uses_the_calibrated_phi_ref(tiny_vlm, picture_path):
 def test_compare_groupings_and_answers(tiny_vlm, picture_path):
     handlers = Handlers(tiny_vlm)
     sheet = handlers.compare_groupings(picture_path, 64, 0, 0, False)
-    single = handlers.analyze(picture_path, 64, 0, 0, "psca", False)[2]
+    single = handlers.analyze(picture_path, Controls.read(64, 0, 0, "psca", False))[2]
     assert sheet.width == 3 * single.width + 2 * 8
     handlers.max_new_tokens = 4
-    full, compressed, summary = handlers.compare_answers("What is it?", picture_path, 64, 0, 0, "psca", False)
+    full, compressed, summary = handlers.compare_answers("What is it?", picture_path, Controls.read(64, 0, 0, "psca", False))
     assert isinstance(full, str) and isinstance(compressed, str)
     assert "**576**" in summary and "**64**" in summary and "x** faster" in summary
 
 
 def test_bad_control_values_become_visible_errors(tiny_vlm, picture_path):
-    analyze = user_errors(Handlers(tiny_vlm).analyze)
+    analyze = user_errors(image_widgets(Handlers(tiny_vlm).analyze))
     with pytest.raises(gr.Error, match="budget must be a whole number"):
         analyze(picture_path, 12.5, 0, 0, "psca", False)
     with pytest.raises(gr.Error, match="grouping must be one of"):
@@ -84,13 +86,13 @@ def test_bad_control_values_become_visible_errors(tiny_vlm, picture_path):
 
 def test_clearing_the_image_clears_the_overlays_quietly(tiny_vlm, picture_path):
     handlers = Handlers(tiny_vlm)
-    assert handlers.refresh(None, 64, 0, 0, "psca", False) == (None, None, None, None, None, "")
-    assert handlers.refresh(picture_path, 64, 0, 0, "psca", False)[4]["kept"] == 63
+    assert handlers.refresh(None, Controls.read(64, 0, 0, "psca", False)) == (None, None, None, None, None, "")
+    assert handlers.refresh(picture_path, Controls.read(64, 0, 0, "psca", False))[4]["kept"] == 63
 
 
 def test_chat_history_keeps_the_image_on_the_first_turn():
     history = [{"role": "user", "content": "What is it?"}, {"role": "assistant", "content": [{"type": "text", "text": "A house."}]}]
-    messages = _conversation(history, "What colour?")
+    messages = conversation(history, "What colour?")
     assert messages[0]["content"][0] == {"type": "image"}
     assert [m["role"] for m in messages] == ["user", "assistant", "user"]
     assert messages[1]["content"][0]["text"] == "A house." and messages[2]["content"] == [{"type": "text", "text": "What colour?"}]
@@ -140,7 +142,7 @@ def test_zero_gpu_decorates_every_model_call_when_spaces_is_present(monkeypatch,
 def test_a_non_finite_control_value_names_the_control(tiny_vlm, picture_path, control, value):
     settings = {"budget": 64, "groups": 0, "lam": 0}
     settings[control] = value
-    analyze = user_errors(Handlers(tiny_vlm).analyze)
+    analyze = user_errors(image_widgets(Handlers(tiny_vlm).analyze))
     with pytest.raises(gr.Error, match=f"{control} must be a finite number"):
         analyze(picture_path, settings["budget"], settings["groups"], settings["lam"], "psca", False)
 
@@ -148,7 +150,7 @@ def test_a_non_finite_control_value_names_the_control(tiny_vlm, picture_path, co
 @pytest.mark.parametrize("model", ["tiny-random", "tiny-random-next"])
 def test_compression_is_against_what_the_unmodified_model_feeds(request, picture_path, model):
     vlm = request.getfixturevalue("tiny_vlm" if model == "tiny-random" else "tiny_next_vlm")
-    *_, stats, table = Handlers(vlm).analyze(picture_path, 32, 0, 0, "psca", False)
+    *_, stats, table = Handlers(vlm).analyze(picture_path, Controls.read(32, 0, 0, "psca", False))
     encoded = vlm.encode(open(picture_path, "rb").read())
     uncompressed = len(vlm.visual_features(encoded, None))
     assert stats["visual_tokens_uncompressed"] == uncompressed
@@ -160,7 +162,7 @@ def test_compression_is_against_what_the_unmodified_model_feeds(request, picture
 
 
 def test_questions_and_histories_from_a_request_are_checked_before_the_model_sees_them(tiny_vlm, picture_path):
-    chat = user_errors(Handlers(tiny_vlm).chat)
+    chat = user_errors(image_widgets(Handlers(tiny_vlm).chat))
     with pytest.raises(gr.Error, match="the message holds a character that is not valid Unicode text at position 4"):
         list(chat("what\ud800", [], picture_path, 64, 0, 0, "psca", False))
     with pytest.raises(gr.Error, match="the message is 2001 characters long; at most 2000 are accepted"):

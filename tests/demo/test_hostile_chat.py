@@ -10,9 +10,10 @@ import pytest
 
 import demo.chat as chat_module
 from demo.chat import FULL, NO_SESSION, ChatQueue
+from demo.controls import Controls
 from demo.limits import MAX_PENDING, QUESTION_WINDOW_S, QUESTIONS_PER_WINDOW, SESSION_IDLE_S, SESSIONS_PER_CLIENT
 
-CONTROLS = (64, 0, 0, "psca", False)
+CONTROLS = Controls()  # the page's first settings
 
 
 def answers(history, message, image, controls, stop):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from demo.controls import Controls
 from demo.files import example_images
 from demo.handlers import Handlers
 from viz.overlay import CAPTION_HEIGHT, GAP, canvases
@@ -23,7 +24,7 @@ def mgm_hd():
 
 def test_the_overlays_show_the_global_view_and_every_crop(mgm_hd):
     image = example_images()[-1]
-    groups, survivors, kept, quotas, stats, table = mgm_hd.analyze(image, 64, 0, 0, "psca", False)
+    groups, survivors, kept, quotas, stats, table = mgm_hd.analyze(image, Controls.read(64, 0, 0, "psca", False))
     assert stats["views"] == 5 and stats["first_view"] == "global"
     assert "in 5 views" in table and "— global view" in table and "315 tokens + 5 CLS (one per view) = 320" in table
     encoded = mgm_hd.encode(image)
@@ -39,7 +40,7 @@ def test_the_overlays_show_the_global_view_and_every_crop(mgm_hd):
     for row in (0.25, 0.75):
         for col in (0.25, 0.75):
             x, y = left + int(width * col), CAPTION_HEIGHT + int(height * row)
-            text, why = mgm_hd.explain(image, 64, 0, 0, "psca", False, x, y)[:2]
+            text, why = mgm_hd.explain(image, Controls.read(64, 0, 0, "psca", False), x, y)[:2]
             assert why is not None and "view" in why, (x, y, text)
             seen.add(why["view"])
     assert seen == {1, 2, 3, 4}, seen

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from demo.controls import Controls
 from demo.figures import compression_text, tau_text
 from demo.files import example_images
 from demo.handlers import Handlers
@@ -22,7 +23,7 @@ def test_the_fed_tokens_add_up_and_match_the_library(name):
     vlm = load_vlm(name)
     handlers = Handlers(vlm)
     image = example_images()[0]
-    *_, stats, table = handlers.analyze(image, 64, 0, 0, "psca", False)
+    *_, stats, table = handlers.analyze(image, Controls.read(64, 0, 0, "psca", False))
     numbers = stats["figures"]
     encoded = handlers.encode(image)
     assert numbers["fed"] == vlm.fed_tokens(encoded.image_size, PruneSID(budget=64)) == stats["visual_tokens"]
@@ -52,7 +53,7 @@ def test_the_qwen_budget_row_states_n_eff_its_floor_and_the_dynamic_shares(budge
     vlm = load_vlm("tiny-random-qwen2-vl")
     handlers = Handlers(vlm)
     image = example_images()[0]
-    *_, stats, _table = handlers.analyze(image, budget, 0, 0, "psca", dynamic)
+    *_, stats, _table = handlers.analyze(image, Controls.read(budget, 0, 0, "psca", dynamic))
     text = stats["figures"]["budget_text"]
     kept = stats["figures"]["kept_per_view"]
     tokens = int(stats["figures"]["tokens_per_view"])

@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import functools
+
+from demo.controls import Controls
 from demo.files import upload_folder
+from demo.limits import FRAME_BUDGET_RANGE
 from demo.video import VIDEO_REFUSED, VideoHandlers, choose_video_model, example_videos, video_conversation
 from prunesid import PruneSID, load_vlm
 from viz.frames import BAR_COLOUR, CAPTION_HEIGHT, GAP, TILE_WIDTH, render_frame_chart, render_frame_strip
+
+clip = functools.partial(Controls.read, budget_range=FRAME_BUDGET_RANGE)  # the clip section's controls, N per frame
 
 CLIP = Path(__file__).resolve().parents[2] / "assets" / "clip.mp4"
 
@@ -51,7 +57,7 @@ def test_the_example_clip_is_offered():
 
 
 def test_analyze_video_draws_every_frame_with_its_own_kept_patches(handlers, clip_upload):
-    groups, survivors, kept, chart, stats, table = handlers.analyze_video({"path": clip_upload}, 17, 0, 0, "psca", False)
+    groups, survivors, kept, chart, stats, table = handlers.analyze_video({"path": clip_upload}, clip(17, 0, 0, "psca", False))
     assert kept.size == groups.size == survivors.size == (4 * TILE_WIDTH + 3 * GAP, 2 * (CAPTION_HEIGHT + 240) + GAP)
     encoded = handlers.encode(clip_upload)
     selection = handlers.vlm.compress(encoded, PruneSID(budget=17))[0]
@@ -98,11 +104,11 @@ def test_each_frame_of_the_strip_shows_its_own_selection_not_the_first_frames():
 
 
 def test_the_chart_has_one_bar_per_frame_as_tall_as_its_budget(handlers, clip_upload):
-    *_, stats, _ = handlers.analyze_video(clip_upload, 17, 0, 0, "psca", True)
+    *_, stats, _ = handlers.analyze_video(clip_upload, clip(17, 0, 0, "psca", True))
     budgets = [frame["budget"] for frame in stats["per_frame"]]
     assert sum(budgets) == 136 and len(set(budgets)) > 1
     encoded = handlers.encode(clip_upload)
-    selection = handlers.vlm.compress(encoded, handlers.press(17, 0, 0, "psca", True))[0]
+    selection = handlers.vlm.compress(encoded, handlers.press(clip(17, 0, 0, "psca", True)))[0]
     chart = np.asarray(render_frame_chart(selection, list(encoded.video.timestamps), budget=17))
     from viz.frames import CHART_WIDTH, MARGIN_LEFT, MARGIN_RIGHT
 
@@ -117,7 +123,7 @@ def test_the_chart_has_one_bar_per_frame_as_tall_as_its_budget(handlers, clip_up
 
 
 def test_dynamic_shares_frames_x_n_and_the_stats_report_every_frames_budget(handlers, clip_upload):
-    *_, stats, table = handlers.analyze_video(clip_upload, 17, 0, 0, "psca", True)
+    *_, stats, table = handlers.analyze_video(clip_upload, clip(17, 0, 0, "psca", True))
     assert stats["dynamic"] and stats["phi_ref"] == pytest.approx(np.mean([f["phi"] for f in stats["per_frame"]]), rel=1e-5)
     assert stats["visual_tokens"] == 136 == sum(f["budget"] for f in stats["per_frame"])
     street, sea = stats["per_frame"][0], stats["per_frame"][-1]
@@ -126,12 +132,12 @@ def test_dynamic_shares_frames_x_n_and_the_stats_report_every_frames_budget(hand
 
 
 def test_chat_about_the_clip_streams_and_reports_the_video_tokens(handlers, clip_upload):
-    updates = list(handlers.chat_video("What happens in the clip?", [], clip_upload, 17, 0, 0, "psca", False))
+    updates = list(handlers.chat_video("What happens in the clip?", [], clip_upload, clip(17, 0, 0, "psca", False)))
     history, info, stats, table = updates[-1]
     assert history[0] == {"role": "user", "content": "What happens in the clip?"}
     assert history[-1]["role"] == "assistant" and history[-1]["content"]
     assert info.startswith("136 video tokens (8 frames) of 2056") and stats["visual_tokens"] == 136
-    follow_up = list(handlers.chat_video("And then?", history, clip_upload, 17, 0, 0, "psca", False))[-1]
+    follow_up = list(handlers.chat_video("And then?", history, clip_upload, clip(17, 0, 0, "psca", False)))[-1]
     assert len(follow_up[0]) == 4
     messages = video_conversation(history, "And then?")
     assert messages[0]["content"][0] == {"type": "video"} and [m["role"] for m in messages] == ["user", "assistant", "user"]
@@ -140,34 +146,34 @@ def test_chat_about_the_clip_streams_and_reports_the_video_tokens(handlers, clip
 
 def test_bad_inputs_are_named_and_the_handlers_keep_working(handlers, clip_upload, tmp_path):
     with pytest.raises(ValueError, match="no video: upload a clip"):
-        handlers.analyze_video(None, 17, 0, 0, "psca", False)
+        handlers.analyze_video(None, clip(17, 0, 0, "psca", False))
     outside = tmp_path / "clip.mp4"
     outside.write_bytes(CLIP.read_bytes())
     with pytest.raises(ValueError, match=VIDEO_REFUSED):
-        handlers.analyze_video(str(outside), 17, 0, 0, "psca", False)
+        handlers.analyze_video(str(outside), clip(17, 0, 0, "psca", False))
     with pytest.raises(ValueError, match=VIDEO_REFUSED):
-        handlers.analyze_video({"path": "/etc/passwd"}, 17, 0, 0, "psca", False)
+        handlers.analyze_video({"path": "/etc/passwd"}, clip(17, 0, 0, "psca", False))
     cut = uploaded(CLIP.read_bytes()[:4000], "cut.mp4")
     with pytest.raises(ValueError, match="not a video PyAV can read|damaged"):
-        handlers.analyze_video(cut, 17, 0, 0, "psca", False)
+        handlers.analyze_video(cut, clip(17, 0, 0, "psca", False))
     text = uploaded(b"just some words, no pictures" * 10, "words.webm")
     with pytest.raises(ValueError, match="not a video PyAV can read"):
-        handlers.analyze_video(text, 17, 0, 0, "psca", False)
+        handlers.analyze_video(text, clip(17, 0, 0, "psca", False))
     picture = tmp_path / "picture.png"
     Image.new("RGB", (64, 64)).save(picture)
     still = uploaded(picture.read_bytes(), "picture.png")
     with pytest.raises(ValueError, match="is a still image"):
-        handlers.analyze_video(still, 17, 0, 0, "psca", False)
+        handlers.analyze_video(still, clip(17, 0, 0, "psca", False))
     empty = uploaded(b"", "empty.mp4")
     with pytest.raises(ValueError, match="is empty"):
-        handlers.analyze_video(empty, 17, 0, 0, "psca", False)
+        handlers.analyze_video(empty, clip(17, 0, 0, "psca", False))
     with pytest.raises(ValueError, match="budget must be"):
-        handlers.analyze_video(clip_upload, 0, 0, 0, "psca", False)
+        handlers.analyze_video(clip_upload, clip(0, 0, 0, "psca", False))
     with pytest.raises(ValueError, match="the message is empty"):
-        next(handlers.chat_video("  ", [], clip_upload, 17, 0, 0, "psca", False))
+        next(handlers.chat_video("  ", [], clip_upload, clip(17, 0, 0, "psca", False)))
     # And the next request is served as usual.
-    assert handlers.analyze_video(clip_upload, 17, 0, 0, "psca", False)[4]["visual_tokens"] == 136
-    assert handlers.refresh_video(None, 17, 0, 0, "psca", False) == (None, None, None, None, None, "")
+    assert handlers.analyze_video(clip_upload, clip(17, 0, 0, "psca", False))[4]["visual_tokens"] == 136
+    assert handlers.refresh_video(None, clip(17, 0, 0, "psca", False)) == (None, None, None, None, None, "")
 
 
 def test_the_video_model_is_the_apps_own_when_it_takes_videos(monkeypatch):
