@@ -110,6 +110,10 @@ class Preset:
     threshold_of: str = "rho"
     # Reference order becomes position order when more tokens than this are kept (None: never).
     spatial_above: int | None = None
+    # Where N is read per a reference count of tokens: that count, and the floor of N_eff below
+    # which a view is not pruned (None: N counts each view's tokens, no floor).
+    reference_tokens: int | None = None
+    min_budget: int | None = None
 
     def effective_budget(self, budget: int, num_tokens: int) -> int:
         """Tokens the LLM receives for an image of ``num_tokens`` selectable tokens."""
@@ -143,8 +147,8 @@ class Qwen2VLPreset(Preset):
     budget_per_view: bool = False
     threshold_of: str = "sim_mean"
     spatial_above: int | None = 150
-    reference_tokens: int = 576
-    min_budget: int = 16
+    reference_tokens: int | None = 576
+    min_budget: int | None = 16
 
     def effective_budget(self, budget: int, num_tokens: int) -> int:
         if num_tokens <= self.min_budget:
