@@ -68,21 +68,3 @@ def given_family_options(**options) -> dict:
             raise ValueError(f"{name} is not a model option; the model options are {', '.join(FAMILY_OPTIONS)}")
         FAMILY_OPTIONS[name].check(value)
     return given
-
-
-def refuse_foreign(options: dict, accepted, model_type: str) -> None:
-    """ValueError naming the options given that a family (taking ``accepted``) does not take."""
-    foreign = [name for name in options if name not in accepted]
-    if foreign:
-        verb = "applies" if len(foreign) == 1 else "apply"
-        where = " and ".join(dict.fromkeys(takers(name) for name in foreign))
-        raise ValueError(f"{' and '.join(foreign)} {verb} only to {where}, not to {model_type!r} models")
-
-
-def takers(name: str) -> str:
-    """The families that take the model option ``name``, in words ("Qwen-VL models", "Qwen-VL
-    clips"), from the families' declarations."""
-    from prunesid.families import declarations
-
-    noun = "clips" if FAMILY_OPTIONS[name].declaration.media == ("video",) else "models"
-    return " and ".join(f"{declared.label} {noun}" for declared in declarations() if name in declared.options) or "no family"

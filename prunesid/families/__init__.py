@@ -19,6 +19,7 @@ from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
 
 __all__ = [
     "FamilyDeclaration", "LmmsEvalModel", "builtin_directory", "builtin_models", "declarations", "load_families",
+    "refuse_foreign", "takers",
 ]
 
 
@@ -69,3 +70,22 @@ def builtin_directory(name: str):
     from prunesid.families.builtin_registry import write_builtin
 
     return write_builtin(name, builtin_models())
+
+
+def refuse_foreign(options: dict, accepted, model_type: str) -> None:
+    """ValueError naming the options given that a family (taking ``accepted``) does not take,
+    and the families that take them."""
+    foreign = [name for name in options if name not in accepted]
+    if foreign:
+        verb = "applies" if len(foreign) == 1 else "apply"
+        where = " and ".join(dict.fromkeys(takers(name) for name in foreign))
+        raise ValueError(f"{' and '.join(foreign)} {verb} only to {where}, not to {model_type!r} models")
+
+
+def takers(name: str) -> str:
+    """The families that take the model option ``name``, in words ("Qwen-VL models", "Qwen-VL
+    clips"), from the families' declarations."""
+    from prunesid.family_options import FAMILY_OPTIONS
+
+    noun = "clips" if FAMILY_OPTIONS[name].declaration.media == ("video",) else "models"
+    return " and ".join(f"{declared.label} {noun}" for declared in declarations() if name in declared.options) or "no family"

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from prunesid.family_options import given_family_options, refuse_foreign
-from prunesid.families import builtin_directory, builtin_models, load_families
+from prunesid.family_options import given_family_options
+from prunesid.families import builtin_directory, builtin_models, load_families, refuse_foreign
 from prunesid.families.base import FamilySpec, supported_families
 from prunesid.vlm.model import VLM
 from prunesid.families.processors import load_processor, missing_package_message

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 
 from prunesid.cli import _parser
-from prunesid.family_options import FAMILY_OPTIONS, FamilyOptions, given_family_options, takers
+from prunesid.families import takers
+from prunesid.family_options import FAMILY_OPTIONS, FamilyOptions, given_family_options
 
 
 def _flags(command: str) -> dict:
