@@ -57,7 +57,7 @@ def records(evaluation, name: str) -> list[dict]:
 def test_the_entry_point_finds_our_class():
     from lmms_eval.models import get_model
 
-    from prunesid.eval.library_models import MiniGemini
+    from prunesid.families.mini_gemini.lmms_eval_model import MiniGemini
 
     assert get_model(MODEL_ID) is MiniGemini
 
@@ -95,7 +95,7 @@ def test_records_show_n_per_view(evaluation):
 
 
 def model(tmp_path, **args):
-    from prunesid.eval.library_models import MiniGemini
+    from prunesid.families.mini_gemini.lmms_eval_model import MiniGemini
 
     lm = MiniGemini(pretrained="tiny-random-mgm", device="cpu", records=str(tmp_path / f"{len(list(tmp_path.iterdir()))}.jsonl"), **args)
     lm.task_dict = {TASK: {"test": [{"question": q, "answer": a, "image": image} for image, q, a in task_images()]}}
@@ -141,7 +141,7 @@ def test_keeping_every_token_answers_and_scores_as_the_unmodified_model(tmp_path
     ({"pretrained": "tiny-random"}, "--model_args pretrained=tiny-random is a 'llava' model; prunesid_mini_gemini runs"),
 ])
 def test_wrong_arguments_are_refused_by_name(tmp_path, args, message):
-    from prunesid.eval.library_models import MiniGemini
+    from prunesid.families.mini_gemini.lmms_eval_model import MiniGemini
 
     with pytest.raises(ValueError) as error:
         MiniGemini(**{"pretrained": "tiny-random-mgm", "device": "cpu", "records": str(tmp_path / "r.jsonl"), **args})

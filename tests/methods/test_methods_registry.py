@@ -138,7 +138,8 @@ FRONT_ENDS = [ROOT / "prunesid" / "cli.py", *sorted((ROOT / "demo").glob("*.py")
               *sorted((ROOT / "prunesid" / "eval").glob("*.py"))]
 # The page that explores the method of the paper itself, with its own controls (K, lambda,
 # grouping) and drawings (groups, survivors): the method is its subject, not a choice.
-EXPLORER = {"demo/handlers.py", "demo/video.py", "demo/labels.py"}  # labels: the K and lambda sliders
+# controls: the explorer's sliders become its PruneSID press; stats: that press's own figures (K, lambda, rho, tau)
+EXPLORER = {"demo/handlers.py", "demo/video.py", "demo/labels.py", "demo/controls.py", "demo/stats.py"}  # labels: the K and lambda sliders
 # Also the package's name, or English words (and grouping names): found as text only where a
 # front end would branch or look up by them (a comparison, a subscript, a dict key).
 AMBIGUOUS = {"prunesid", "random", "uniform"}
