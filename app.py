@@ -94,6 +94,16 @@ A11Y_JS = """
     document.querySelectorAll('svg:not([aria-hidden])').forEach(icon => {
       if (!icon.getAttribute('aria-label') && !icon.querySelector('title')) icon.setAttribute('aria-hidden', 'true');
     });
+    // Several views side by side (tiles, HD crops, a panorama) on a phone: drawn at their own
+    // pixel size and scrolled sideways like the wide sheets, so a patch stays big enough to see
+    // and to tap (squeezed into 390 px they were 3 px).
+    const phone = window.matchMedia('(max-width: 600px)').matches;
+    document.querySelectorAll('.overlay img').forEach(img => {
+      if (!img.complete) { img.addEventListener('load', fix, {once: true}); return; }
+      const wide = phone && img.naturalWidth > 1.6 * img.naturalHeight;
+      const block = img.closest('.overlay');
+      if (block && block.classList.contains('wide-sheet') !== wide) block.classList.toggle('wide-sheet', wide);
+    });
     const explain = document.querySelector('#explain');
     if (explain && explain.getAttribute('aria-live') !== 'polite') { explain.setAttribute('aria-live', 'polite'); explain.setAttribute('role', 'status'); }
   };

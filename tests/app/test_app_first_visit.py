@@ -170,7 +170,8 @@ def test_every_clip_familys_numbers_agree_with_the_library(browser, hosted_url, 
 def test_compare_and_frame_sheets_can_be_seen_whole_on_a_phone(browser, hosted_url, width):  # noqa: F811
     """At 390 px the wide sheets start at their box's left edge (nothing centred out of
     reach), scroll sideways to their right edge, and are drawn at their own pixel size, so
-    their captions keep their drawn 13-16 px. Catches the centred overflow that hid 231 px."""
+    their captions keep their drawn 13-16 px. Catches the centred overflow that hid 231 px, and
+    a multi-view overlay squeezed to the phone's width (the class that lets it scroll dropped)."""
     page = _open(browser, hosted_url, width)
     _pick_example(page, 0)
     page.wait_for_function("/Fed to the LLM/.test(document.querySelector('#stats').innerText)", timeout=60_000)
@@ -182,6 +183,12 @@ def test_compare_and_frame_sheets_can_be_seen_whole_on_a_phone(browser, hosted_u
     page.locator("#compare-methods").click()
     page.wait_for_selector("#methods-sheet img", timeout=120_000)
     _whole("#methods-sheet", page)
+    # Several views side by side (MGM-HD: the global view and its 4 crops): drawn at their own
+    # size and scrolled, not squeezed into 390 px (3 px patches); the page itself never scrolls sideways.
+    _switch(page, "tiny-random-mgm-hd")
+    page.wait_for_function("/tiny-random-mgm-hd/.test(document.querySelector('#stats').innerText)", timeout=120_000)
+    _whole("#kept-view", page)
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
     _switch(page, "tiny-random-video-llava")
     page.get_by_text("Video: PruneSID on every frame").click()
     page.locator("#input-video").locator("xpath=ancestor::div[contains(@class,'column')][1]").locator(".gallery-item").first.click()
