@@ -404,3 +404,111 @@ def test_gradios_answer_already_sent_stands_when_the_upload_then_runs_over():
     middleware = Admission(AnswersFirst(), _blocks(), upload_bytes=0)
     sent = asyncio.run(_request(middleware, _scope("POST", UPLOAD), [b"x" * admission.MULTIPART_SLACK, b"y", b"z"]))
     assert [message.get("status") for message in sent] == [200, None]
+
+
+# --- survivors of the first mutation run ---------------------------------------------------------
+
+
+def test_gradio_gets_the_scope_on_every_work_door_and_upload():
+    """Catches Gradio handed no scope on the queue's door, /run or the upload door."""
+    gradio, middleware = _middleware()
+    for path in ("/gradio_api/queue/join", "/gradio_api/run/predict", UPLOAD):
+        assert _run(middleware, "POST", path, b"{}")[0] == 200
+    assert [scope["path"] for scope in gradio.scopes] == ["/gradio_api/queue/join", "/gradio_api/run/predict", UPLOAD]
+
+
+def test_after_the_replayed_body_gradio_hears_the_clients_disconnect():
+    """Catches the client's receive lost behind the replay: Gradio listens for the disconnect
+    of a streamed answer (and would fail, not hear it)."""
+    heard = []
+
+    async def listens(scope, receive, send):
+        heard.extend([await receive(), await receive()])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    middleware = Admission(listens, _blocks())
+    for path in ("/gradio_api/queue/join", "/gradio_api/run/predict", "/gradio_api/cancel"):
+        assert _run(middleware, "POST", path, b"{}")[0] == 200
+    assert heard == [{"type": "http.request", "body": b"{}", "more_body": False}, {"type": "http.disconnect"}] * 3
+
+
+def test_concurrent_requests_of_one_client_all_count():
+    """Catches ``= 1`` for ``+= 1``: a client's second join, event or upload while the first
+    runs not counted, so a burst slips past its share (and the upload bound)."""
+    async def two_at_once(path):
+        gate = asyncio.Event()
+        gradio, middleware = _middleware(Gradio(gate=gate))
+        tasks = [asyncio.ensure_future(_request(middleware, _scope("POST", path), [b"{}"])) for _ in range(2)]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        counts = (Counter(middleware.joining), Counter(middleware.direct), Counter(middleware.uploads.in_progress))
+        gate.set()
+        await asyncio.gather(*tasks)
+        return counts
+
+    two = Counter({CLIENT: 2})
+    assert asyncio.run(two_at_once("/gradio_api/queue/join")) == (two, Counter(), Counter())
+    assert asyncio.run(two_at_once("/gradio_api/run/predict")) == (Counter(), two, Counter())
+    assert asyncio.run(two_at_once(UPLOAD)) == (Counter(), Counter(), two)
+
+
+def test_an_undeclared_upload_is_checked_as_zero_bytes_so_far():
+    """Catches an upload without Content-Length checked as one byte: a client exactly at its
+    allowance could not even start one (its bytes are counted as they come)."""
+    gradio, middleware = _middleware(uploads=UploadBudget(per_client=10, total=100, window=60, at_once=1))
+    middleware.uploads.spend(CLIENT, 10)
+    assert _run(middleware, "POST", UPLOAD, b"")[0] == 200
+
+
+def test_the_upload_refusals_name_their_sizes_in_mb_and_minutes():
+    """Catches the MB and minute conversions of the refusals (a wrong figure told to the
+    visitor): a 3 MB cap, a 60 minute window."""
+    budget = UploadBudget(per_client=3 * MB, total=100 * MB, window=3600.0, at_once=1)
+    budget.spend("a", 3 * MB)
+    assert budget.refusal("a", 1) == "you uploaded 3 MB in the last 60 minutes, the most one visitor may: try again later"
+    gradio, middleware = _middleware(Gradio(read_all=True), upload_bytes=3 * MB)
+    cap = 3 * MB + admission.MULTIPART_SLACK
+    sent = asyncio.run(_request(middleware, _scope("POST", UPLOAD), [b"x" * cap, b"y"]))
+    assert json.loads(sent[1]["body"])["error"] == "the upload is over 3 MB, the largest accepted"
+
+
+def test_an_upload_cut_off_tells_gradio_the_client_disconnected():
+    """Catches the cut-off told to Gradio as a message type it does not know: Starlette's
+    request stream raises ClientDisconnect on ``http.disconnect`` only, and would read on."""
+    told = []
+
+    async def starlette_like(scope, receive, send):
+        while True:  # as Starlette's Request.stream: a type it does not know is skipped
+            message = await receive()
+            told.append(message["type"])
+            if message["type"] == "http.disconnect" or not message.get("more_body", True):
+                break
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    middleware = Admission(starlette_like, _blocks(), upload_bytes=0)
+    asyncio.run(_request(middleware, _scope("POST", UPLOAD), [b"x" * admission.MULTIPART_SLACK, b"y", b"z"]))
+    assert told == ["http.request", "http.disconnect"]
+
+
+def test_blocks_without_a_state_holder_or_a_queue_are_served():
+    """Catches the state holder (or queue) read without a default: an app whose Blocks
+    keeps no per-session state would fail every request naming a session."""
+    _, middleware = _middleware(blocks=SimpleNamespace())
+    assert _run(middleware, "POST", "/gradio_api/queue/join", _session_body("s"))[0] == 200
+    middleware.sweep_states()
+    assert middleware.work() == Counter()
+
+
+def test_a_dropped_session_gradio_kept_no_state_for_is_dropped_quietly(monkeypatch):
+    """Catches the dropped session's state popped without a default: a session Gradio never
+    made state for (or made no timestamp for) would fail the request with a KeyError. The
+    sweep likewise tolerates state without a timestamp."""
+    monkeypatch.setattr(admission, "SWEEP_EVERY", 2)
+    holder = Holder()
+    holder.session_data["s1"] = object()  # state without a timestamp
+    holder.session_data["orphan"] = object()
+    _, middleware = _middleware(blocks=_blocks(holder=holder), sessions=SessionOwners(per_client=1, total=100))
+    for session in ("s0", "s1", "s2"):  # s0 (no state at all), then s1, are dropped
+        assert _run(middleware, "POST", "/gradio_api/queue/join", _session_body(session))[0] == 200
+    assert holder.session_data == {} and middleware.sessions.owner == {"s2": CLIENT}
