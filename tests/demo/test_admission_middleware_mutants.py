@@ -15,7 +15,6 @@ import threading
 from collections import Counter
 from types import SimpleNamespace
 
-import pytest
 
 from demo import admission
 from demo.admission import Admission, AdmissionPolicy, SessionOwners, UploadBudget
