@@ -296,7 +296,7 @@ class Admission:
         self.direct_limit = direct_limit
         self.body_bytes, self.upload_bytes = body_bytes, upload_bytes
         self.uploads = uploads or UploadBudget()
-        self.sessions = sessions or SessionOwners()
+        self.sessions = sessions if sessions is not None else SessionOwners()  # an empty one is falsy (__len__)
         self.claims = 0
         self.joining: Counter = Counter()  # queue joins being handled, per client
         self.direct: Counter = Counter()  # events outside the queue waiting or running, per client
