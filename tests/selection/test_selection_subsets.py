@@ -49,3 +49,18 @@ def test_concat_rebuilds_a_batch_from_its_parts():
 def test_redundancy_matches_select():
     tokens = _tokens(2, 50, seed=2)
     torch.testing.assert_close(redundancy(tokens), select(tokens, 8).rho)
+
+
+def test_redundancy_over_valid_tokens_is_each_view_s_rho_on_just_those_tokens():
+    """Catches redundancy(tokens, valid) counting the tokens it leaves out, or counting the
+    valid tokens of the whole batch instead of per view; a view of one valid token has rho 0."""
+    tokens = _tokens(3, 40, seed=3)
+    valid = torch.zeros(3, 40, dtype=torch.bool)
+    valid[0, :40] = True
+    valid[1, 5:17] = True
+    valid[2, 7] = True
+    rho = redundancy(tokens, valid)
+    assert rho.shape == (3,) and rho.dtype == torch.float32
+    for view in range(2):
+        torch.testing.assert_close(rho[view], redundancy(tokens[view, valid[view]][None])[0])
+    assert float(rho[2]) == 0.0 and float(redundancy(tokens[2, 7:8][None])[0]) == 0.0
