@@ -129,3 +129,20 @@ def test_a_similarity_rounded_under_tau_names_the_closest_survivor():
     decision = explain(replace(selection, tau=torch.tensor([0.9])), x, 0, 2)
     assert decision.status == "suppressed" and decision.suppressor == 1
     assert decision.similarity == pytest.approx(0.8)
+
+
+def test_keep_all_means_the_budget_less_the_reserved_tokens_covers_the_view():
+    """Catches keep_all worked out with the reserved tokens added instead of taken off, or
+    with `>` (a budget of exactly T + reserved covers the view)."""
+    x = clustered_tokens(5, 1, 30, 8)
+    assert explain(select(x, 31, reserved=1), x, 0, 4).keep_all
+    assert not explain(select(x, 30, reserved=1), x, 0, 4).keep_all
+
+
+def test_a_selection_that_disagrees_with_itself_is_named_not_explained():
+    """Catches the refusal losing its message: a dropped token that no survivor of its group
+    could have discarded (here every survivor flag cleared) is an inconsistent selection."""
+    x, selection = _three_tokens_one_suppressed()
+    broken = replace(selection, survivors=torch.zeros_like(selection.survivors))
+    with pytest.raises(ValueError, match="token 2 of view 0 was neither kept nor suppressed"):
+        explain(broken, x, 0, 2)
