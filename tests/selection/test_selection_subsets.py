@@ -53,17 +53,20 @@ def test_redundancy_matches_select():
 
 def test_redundancy_over_valid_tokens_is_each_view_s_rho_on_just_those_tokens():
     """Catches redundancy(tokens, valid) counting the tokens it leaves out, or counting the
-    valid tokens of the whole batch instead of per view; a view of one valid token has rho 0."""
-    tokens = _tokens(3, 40, seed=3)
-    valid = torch.zeros(3, 40, dtype=torch.bool)
+    valid tokens of the whole batch instead of per view; and a view of exactly two valid
+    tokens (one pair: rho is their similarity) or of one (no pair: rho 0) mistaken."""
+    tokens = _tokens(4, 40, seed=3)
+    valid = torch.zeros(4, 40, dtype=torch.bool)
     valid[0, :40] = True
     valid[1, 5:17] = True
     valid[2, 7] = True
+    valid[3, [4, 30]] = True
     rho = redundancy(tokens, valid)
-    assert rho.shape == (3,) and rho.dtype == torch.float32
+    assert rho.shape == (4,) and rho.dtype == torch.float32
     for view in range(2):
         torch.testing.assert_close(rho[view], redundancy(tokens[view, valid[view]][None])[0])
     assert float(rho[2]) == 0.0 and float(redundancy(tokens[2, 7:8][None])[0]) == 0.0
+    torch.testing.assert_close(rho[3], torch.nn.functional.cosine_similarity(tokens[3, 4], tokens[3, 30], dim=0))
 
 
 def test_a_view_s_summary_holds_that_view_s_numbers_under_their_names():
