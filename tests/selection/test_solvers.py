@@ -345,6 +345,18 @@ def test_the_device_code_paths_make_the_same_selection(monkeypatch):
         assert all(torch.equal(a, b) for a, b in zip(got.indices, reference.indices))
 
 
+def test_nms_blocks_are_padded_to_the_documented_ladder_on_the_tokens_device():
+    """The padded block lengths are 0, 16, 32, 48, 64, then powers of two and one and a half
+    times them, ending at the first length that holds the largest group (a group is padded by
+    at most half its length beyond 16; one length more is memory for nothing). Catches the
+    ladder's steps or its stopping test changed, and the ladder made on the host whatever the
+    tokens' device (``searchsorted`` would then mix devices on a GPU; "meta" stands for one)."""
+    assert nms_blocks._block_lengths(64, "cpu").tolist() == [0, 16, 32, 48, 64]
+    assert nms_blocks._block_lengths(65, "cpu").tolist() == [0, 16, 32, 48, 64, 96]
+    assert nms_blocks._block_lengths(700, "cpu").tolist() == [0, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768]
+    assert nms_blocks._block_lengths(100, torch.device("meta")).device.type == "meta"
+
+
 def test_the_device_path_resolves_the_longest_chain(monkeypatch):
     """Tokens on an arc, each similar enough to its neighbours only and ordered along it:
     the first discards the second, which cannot discard the third, ... so deciding the last
