@@ -357,6 +357,17 @@ def test_nms_blocks_are_padded_to_the_documented_ladder_on_the_tokens_device():
     assert nms_blocks._block_lengths(100, torch.device("meta")).device.type == "meta"
 
 
+def test_the_nms_discards_only_tokens_strictly_more_similar_than_tau():
+    """Greedy NMS discards a token more similar than tau to a kept one; at exactly tau it
+    stays (SPEC: S_ij > tau). Catches the block conflicts written with ``>=``."""
+    xn = torch.tensor([[[1.0, 0.0], [0.6, 0.8]]])  # cosine similarity exactly float32(0.6)
+    group_of, rank = torch.zeros(1, 2, dtype=torch.long), torch.arange(2)[None]
+    takeable = torch.ones(1, 2, dtype=torch.bool)
+    at_tau = nms_blocks.greedy_nms_survivors(xn, group_of, rank, takeable, torch.tensor([0.6]))
+    below_tau = nms_blocks.greedy_nms_survivors(xn, group_of, rank, takeable, torch.tensor([0.59]))
+    assert at_tau.tolist() == [[True, True]] and below_tau.tolist() == [[True, False]]
+
+
 def test_the_device_path_resolves_the_longest_chain(monkeypatch):
     """Tokens on an arc, each similar enough to its neighbours only and ordered along it:
     the first discards the second, which cannot discard the third, ... so deciding the last
