@@ -90,3 +90,10 @@ def test_a_view_s_summary_holds_that_view_s_numbers_under_their_names():
         }
         assert {key: summary[key] for key in expected} == expected
         assert summary["kept"] == selection.indices[view].tolist() and summary["method"] == "prunesid"
+
+
+def test_an_integer_lambda_is_reported_as_float32_like_the_others():
+    """Selection.lam is float32 whatever lambda's Python type. Catches the lambdas gathered
+    into a tensor without dtype=float32 (lam=2 would give an int64 field)."""
+    selection = select(_tokens(2, 40, seed=7), 16, lam=2)
+    assert selection.lam.dtype == torch.float32 and selection.lam.tolist() == [2.0, 2.0]

@@ -368,6 +368,19 @@ def test_the_nms_discards_only_tokens_strictly_more_similar_than_tau():
     assert at_tau.tolist() == [[True, True]] and below_tau.tolist() == [[True, False]]
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_resolving_with_the_round_count_fixed_in_advance_gives_the_same_survivors(seed, monkeypatch):
+    """Off the CPU, resolve_greedy_nms runs the rounds a fixed number of times (counted
+    before the loop); the survivors must be those of rounds run until every token is decided.
+    Catches that branch passing the wrong tensors or the wrong count to the rounds."""
+    generator = torch.Generator().manual_seed(seed)
+    takeable = torch.rand(2, 40, generator=generator) > 0.1
+    conflicts = (torch.rand(2, 40, 40, generator=generator) < 0.15).float().triu(1) * takeable[:, :, None]
+    expected = greedy_nms_rounds(conflicts, takeable, None)
+    monkeypatch.setattr(devices, "waits_are_free", lambda device: False)
+    assert torch.equal(nms_blocks.resolve_greedy_nms(conflicts, takeable), expected)
+
+
 def test_the_device_path_resolves_the_longest_chain(monkeypatch):
     """Tokens on an arc, each similar enough to its neighbours only and ordered along it:
     the first discards the second, which cannot discard the third, ... so deciding the last
