@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from prunesid import select
+from prunesid.selection.dynamic import dynamic_budgets
 
 
 def _views(kinds, tokens=16, dim=32, seed=0):
@@ -65,3 +66,22 @@ def test_views_whose_tokens_are_all_alike_refuse_a_batch_mean_reference():
     x = _views(["same", "same"])
     with pytest.raises(ValueError, match=r"phi_ref must be positive; the batch mean phi is 0 \(tokens are all alike\)"):
         select(x, 8, dynamic=True)
+
+
+@pytest.mark.parametrize(
+    "phi, selectable, budgets, clamped",
+    [
+        # mean phi 0.5 (exact): view 0 capped at its 16 tokens; the others share 32 as 1 : 3,
+        # view 1 exactly at its floor 8
+        ([0.75, 0.1875, 0.5625], [16, 100, 100], [16, 8, 24], [True, False, False]),
+        # view 0 at its floor; the others share 40 equally, view 1 exactly at its cap of 20 tokens
+        ([0.1, 0.45, 0.45], [100, 20, 100], [8, 20, 20], [True, False, False]),
+    ],
+)
+def test_a_share_landing_exactly_on_its_bound_is_not_reported_clamped(phi, selectable, budgets, clamped):
+    """A view whose proportional share is exactly its floor or its cap keeps that share
+    without the clamp changing it: budget_clamped stays False for it. Catches the clamp flags
+    of the scale search written with ``<=`` / ``>=`` (the two survivors left by the first run)."""
+    result, flags, _ = dynamic_budgets(torch.tensor([16, 16, 16]), torch.tensor(phi), None, 0, torch.tensor(selectable))
+    assert result.tolist() == budgets and int(result.sum()) == 48
+    assert flags.tolist() == clamped

@@ -4,6 +4,8 @@ similar to it than tau, repeat) and against the selection's own fields."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -72,3 +74,75 @@ def test_tokens_that_took_no_part_are_excluded_and_bad_arguments_are_named():
         explain(selection, x, 0, 40)
     with pytest.raises(ValueError, match="features hold 39 tokens"):
         explain(selection, x[:, :39], 0, 0)
+
+
+def test_every_field_of_a_decision_is_the_selection_s_own_number():
+    """Catches explain() filling a field from the wrong place: the view or token of an excluded
+    token, num_groups, group_size, importance, keep_all, or an importance rank that counts the
+    token itself or is off by one (1-based, ties to the lower index)."""
+    x = clustered_tokens(4, 2, 60, 8, concepts=4, noise=0.7)
+    importance = (torch.rand(2, 60, generator=torch.Generator().manual_seed(2)) * 3).floor() + 1  # ties
+    valid = torch.ones(2, 60, dtype=torch.bool)
+    valid[1, 50:] = False
+    selection = select(x, [20, 70], importance=importance, valid=valid)
+    excluded = explain(selection, x, 1, 55)
+    assert (excluded.view, excluded.token, excluded.status, excluded.group) == (1, 55, "excluded", None)
+    for view, token in [(0, 0), (0, 17), (0, 59), (1, 3), (1, 49)]:
+        decision = explain(selection, x, view, token)
+        groups = selection.groups[view]
+        members = (groups == groups[token]).nonzero().flatten().tolist()
+        score = float(importance[view, token])
+        ahead = [i for i in members if (float(importance[view, i]), -i) > (score, -token)]
+        assert (decision.view, decision.token) == (view, token)
+        assert decision.num_groups == int(selection.num_groups[view])
+        assert decision.group_size == len(members)
+        assert decision.importance == score
+        assert decision.importance_rank == len(ahead) + 1
+        assert decision.keep_all == (view == 1)  # 70 covers all 60 tokens
+        assert decision.to_dict()["importance_rank"] == decision.importance_rank
+
+
+def _three_tokens_one_suppressed():
+    """A (importance 3) and B (2) survive, C (1) is discarded by B: sim(A, C) = 0.6 stays
+    under tau = 1.5 rho = 0.7, sim(B, C) = 0.8 does not."""
+    x = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.6, 0.8, 0.0]])
+    selection = select(x, 2, importance=torch.tensor([3.0, 2.0, 1.0]), groups=1, lam=1.5)
+    assert selection.survivors[0].tolist() == [True, True, False]
+    return x, selection
+
+
+def test_the_suppressor_is_the_first_survivor_strictly_above_tau():
+    """Catches `similarity >= tau` when naming the suppressor: with tau at exactly sim(A, C),
+    A did not discard C (the NMS discards above tau only), B did."""
+    x, selection = _three_tokens_one_suppressed()
+    assert explain(selection, x, 0, 2).suppressor == 1
+    at_a = torch.tensor([0.6], dtype=torch.float32)  # exactly the float32 similarity of A and C
+    decision = explain(replace(selection, tau=at_a), x, 0, 2)
+    assert decision.suppressor == 1 and decision.similarity == pytest.approx(0.8)
+
+
+def test_a_similarity_rounded_under_tau_names_the_closest_survivor():
+    """Catches the fallback of explain's suppressor search dropped or reading the wrong thing:
+    when no survivor is above tau (the device computed the similarity in another order), the
+    closest survivor (B, 0.8 against A's 0.6) is named instead of failing."""
+    x, selection = _three_tokens_one_suppressed()
+    decision = explain(replace(selection, tau=torch.tensor([0.9])), x, 0, 2)
+    assert decision.status == "suppressed" and decision.suppressor == 1
+    assert decision.similarity == pytest.approx(0.8)
+
+
+def test_keep_all_means_the_budget_less_the_reserved_tokens_covers_the_view():
+    """Catches keep_all worked out with the reserved tokens added instead of taken off, or
+    with `>` (a budget of exactly T + reserved covers the view)."""
+    x = clustered_tokens(5, 1, 30, 8)
+    assert explain(select(x, 31, reserved=1), x, 0, 4).keep_all
+    assert not explain(select(x, 30, reserved=1), x, 0, 4).keep_all
+
+
+def test_a_selection_that_disagrees_with_itself_is_named_not_explained():
+    """Catches the refusal losing its message: a dropped token that no survivor of its group
+    could have discarded (here every survivor flag cleared) is an inconsistent selection."""
+    x, selection = _three_tokens_one_suppressed()
+    broken = replace(selection, survivors=torch.zeros_like(selection.survivors))
+    with pytest.raises(ValueError, match="token 2 of view 0 was neither kept nor suppressed"):
+        explain(broken, x, 0, 2)

@@ -49,3 +49,51 @@ def test_concat_rebuilds_a_batch_from_its_parts():
 def test_redundancy_matches_select():
     tokens = _tokens(2, 50, seed=2)
     torch.testing.assert_close(redundancy(tokens), select(tokens, 8).rho)
+
+
+def test_redundancy_over_valid_tokens_is_each_view_s_rho_on_just_those_tokens():
+    """Catches redundancy(tokens, valid) counting the tokens it leaves out, or counting the
+    valid tokens of the whole batch instead of per view; and a view of exactly two valid
+    tokens (one pair: rho is their similarity) or of one (no pair: rho 0) mistaken."""
+    tokens = _tokens(4, 40, seed=3)
+    valid = torch.zeros(4, 40, dtype=torch.bool)
+    valid[0, :40] = True
+    valid[1, 5:17] = True
+    valid[2, 7] = True
+    valid[3, [4, 30]] = True
+    rho = redundancy(tokens, valid)
+    assert rho.shape == (4,) and rho.dtype == torch.float32
+    for view in range(2):
+        torch.testing.assert_close(rho[view], redundancy(tokens[view, valid[view]][None])[0])
+    assert float(rho[2]) == 0.0 and float(redundancy(tokens[2, 7:8][None])[0]) == 0.0
+    torch.testing.assert_close(rho[3], torch.nn.functional.cosine_similarity(tokens[3, 4], tokens[3, 30], dim=0))
+
+
+def test_a_view_s_summary_holds_that_view_s_numbers_under_their_names():
+    """Catches Selection.to_dict() renaming a key or reading a field of the wrong view
+    (budget_clamped, groups, survivors, rho, phi among them)."""
+    flat = _tokens(1, 64, seed=4)[:, :1].expand(1, 64, 24) + 0.01 * _tokens(1, 64, seed=5)  # phi near 0
+    tokens = torch.cat([flat, _tokens(1, 64, seed=6)])
+    selection = select(tokens, [16, 16], dynamic=True)
+    assert selection.budget_clamped.tolist() == [True, False]  # the flat view at its floor N / 2
+    assert selection.requested_budget.tolist() == [8, 24]  # N' (dynamic): the other view takes the rest
+    for view in range(2):
+        summary = selection.to_dict(view)
+        k = int(selection.num_groups[view])
+        expected = {
+            "budget_requested": int(selection.requested_budget[view]), "budget_effective": int(selection.budget[view]),
+            "budget_clamped": view == 0, "num_groups": k, "groups": selection.groups[view].tolist(),
+            "quotas": selection.quotas[view, :k].tolist(), "survivors": int(selection.survivors[view].sum()),
+            "rho": float(selection.rho[view]), "phi": float(selection.phi[view]), "lam": float(selection.lam[view]),
+            "tau": float(selection.tau[view]), "phi_ref": selection.phi_ref, "grouping": "psca",
+            "centering": "token", "dynamic": True, "order": "reference", "solver": selection.solver, "preset": "llava",
+        }
+        assert {key: summary[key] for key in expected} == expected
+        assert summary["kept"] == selection.indices[view].tolist() and summary["method"] == "prunesid"
+
+
+def test_an_integer_lambda_is_reported_as_float32_like_the_others():
+    """Selection.lam is float32 whatever lambda's Python type. Catches the lambdas gathered
+    into a tensor without dtype=float32 (lam=2 would give an int64 field)."""
+    selection = select(_tokens(2, 40, seed=7), 16, lam=2)
+    assert selection.lam.dtype == torch.float32 and selection.lam.tolist() == [2.0, 2.0]

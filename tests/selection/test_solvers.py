@@ -345,6 +345,42 @@ def test_the_device_code_paths_make_the_same_selection(monkeypatch):
         assert all(torch.equal(a, b) for a, b in zip(got.indices, reference.indices))
 
 
+def test_nms_blocks_are_padded_to_the_documented_ladder_on_the_tokens_device():
+    """The padded block lengths are 0, 16, 32, 48, 64, then powers of two and one and a half
+    times them, ending at the first length that holds the largest group (a group is padded by
+    at most half its length beyond 16; one length more is memory for nothing). Catches the
+    ladder's steps or its stopping test changed, and the ladder made on the host whatever the
+    tokens' device (``searchsorted`` would then mix devices on a GPU; "meta" stands for one)."""
+    assert nms_blocks._block_lengths(64, "cpu").tolist() == [0, 16, 32, 48, 64]
+    assert nms_blocks._block_lengths(65, "cpu").tolist() == [0, 16, 32, 48, 64, 96]
+    assert nms_blocks._block_lengths(700, "cpu").tolist() == [0, 16, 32, 48, 64, 96, 128, 192, 256, 384, 512, 768]
+    assert nms_blocks._block_lengths(100, torch.device("meta")).device.type == "meta"
+
+
+def test_the_nms_discards_only_tokens_strictly_more_similar_than_tau():
+    """Greedy NMS discards a token more similar than tau to a kept one; at exactly tau it
+    stays (SPEC: S_ij > tau). Catches the block conflicts written with ``>=``."""
+    xn = torch.tensor([[[1.0, 0.0], [0.6, 0.8]]])  # cosine similarity exactly float32(0.6)
+    group_of, rank = torch.zeros(1, 2, dtype=torch.long), torch.arange(2)[None]
+    takeable = torch.ones(1, 2, dtype=torch.bool)
+    at_tau = nms_blocks.greedy_nms_survivors(xn, group_of, rank, takeable, torch.tensor([0.6]))
+    below_tau = nms_blocks.greedy_nms_survivors(xn, group_of, rank, takeable, torch.tensor([0.59]))
+    assert at_tau.tolist() == [[True, True]] and below_tau.tolist() == [[True, False]]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_resolving_with_the_round_count_fixed_in_advance_gives_the_same_survivors(seed, monkeypatch):
+    """Off the CPU, resolve_greedy_nms runs the rounds a fixed number of times (counted
+    before the loop); the survivors must be those of rounds run until every token is decided.
+    Catches that branch passing the wrong tensors or the wrong count to the rounds."""
+    generator = torch.Generator().manual_seed(seed)
+    takeable = torch.rand(2, 40, generator=generator) > 0.1
+    conflicts = (torch.rand(2, 40, 40, generator=generator) < 0.15).float().triu(1) * takeable[:, :, None]
+    expected = greedy_nms_rounds(conflicts, takeable, None)
+    monkeypatch.setattr(devices, "waits_are_free", lambda device: False)
+    assert torch.equal(nms_blocks.resolve_greedy_nms(conflicts, takeable), expected)
+
+
 def test_the_device_path_resolves_the_longest_chain(monkeypatch):
     """Tokens on an arc, each similar enough to its neighbours only and ordered along it:
     the first discards the second, which cannot discard the third, ... so deciding the last
