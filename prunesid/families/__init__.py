@@ -35,7 +35,10 @@ def _declarations() -> tuple[FamilyDeclaration, ...]:
     found = []
     for info in pkgutil.iter_modules(__path__):
         if info.ispkg:
-            found.append(importlib.import_module(f"{__name__}.{info.name}").FAMILY)
+            package = importlib.import_module(f"{__name__}.{info.name}")
+            if not isinstance(getattr(package, "FAMILY", None), FamilyDeclaration):
+                raise TypeError(f"{package.__name__} is a family folder without FAMILY = FamilyDeclaration(...) in its __init__.py")
+            found.append(package.FAMILY)
     found += [module.FAMILY for module in plugin_modules() if isinstance(getattr(module, "FAMILY", None), FamilyDeclaration)]
     return tuple(sorted(found, key=lambda declared: declared.order))
 
