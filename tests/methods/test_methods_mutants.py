@@ -1,0 +1,232 @@
+"""Pins that the mutation run of ``prunesid/methods`` showed missing: each test names the
+mistake it catches (a survivor of ``mutmut run 'prunesid.methods*'``, docs/testing.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pytest
+import torch
+
+from prunesid.methods import PRESSES, Press, PressInfo, VisionTokens, method_choices, options_of, presses
+from prunesid.methods.prunesid import PruneSID
+from prunesid.methods.registry import build_press, register_press
+from prunesid.methods.visionzip import VisionZip, zip_view
+
+
+@pytest.fixture
+def scratch_registry():
+    """Presses registered by a test are removed after it."""
+    before = dict(PRESSES)
+    yield
+    PRESSES.clear()
+    PRESSES.update(before)
+
+
+# --- base.py ------------------------------------------------------------------------------
+
+
+KEEP_CLS_DEFAULTS = {"prunesid": True, "visionzip": True, "divprune": False, "random": True, "uniform": True}
+
+
+@pytest.mark.parametrize("method", sorted(KEEP_CLS_DEFAULTS))
+def test_every_keep_cls_is_spelled_cls_and_tagged_cls(method):
+    """``keep_cls_option`` losing its default, help, ``--cls`` alias or "CLS" tag (the CLI's
+    ``--no-cls``, the result tables' tag and each method's own default would change)."""
+    (spec,) = [spec for spec in options_of(presses()[method]) if spec.name == "keep_cls"]
+    assert spec.default is KEEP_CLS_DEFAULTS[method]
+    assert spec.flags == ["--keep-cls", "--cls"]
+    assert spec.declaration.tag == "CLS"
+    assert "CLS" in spec.help and len(spec.help) > 40
+
+
+def test_about_cites_the_paper_only_when_there_is_one():
+    """``PressInfo.about`` putting "()" or a placeholder after a baseline of no paper, or
+    dropping the citation of one that has a paper."""
+    assert presses()["random"].info.about() == "random: random tokens (floor)"
+    assert presses()["divprune"].info.about() == "DivPrune (Alvar et al., CVPR 2025): max-min diversity of the kept tokens (greedy)"
+
+
+def test_calibrating_a_fixed_budget_prunesid_changes_nothing():
+    """``PruneSID.calibrated`` setting phi_ref on a press that is not dynamic (the reference
+    would then show in its settings and cache key though it is never read)."""
+    press = PruneSID(budget=32)
+    assert press.calibrated(0.4) is press
+    assert press.calibrated(0.4).phi_ref is None
+
+
+# --- registry.py --------------------------------------------------------------------------
+
+
+INFO = PressInfo(label="Scratch", paper="", summary="a test press")
+
+
+def _body(**namespace):
+    return {"__annotations__": {}, "compress": lambda self, tokens: None, "info": INFO, **namespace}
+
+
+def test_register_press_refuses_what_is_not_a_press_dataclass(scratch_registry):
+    """``register_press``'s class test with ``or`` for an ``and``: a dataclass that is no
+    Press, or no class at all, must get the "dataclass subclass of Press" refusal."""
+    not_a_press = dataclass(frozen=True)(type("NotAPress", (), _body()))
+    for refused in (42, not_a_press):
+        with pytest.raises(TypeError, match=r"^register_press\('odd'\) takes a dataclass subclass of Press, got "):
+            register_press("odd")(refused)
+    assert "odd" not in PRESSES
+
+
+def test_register_press_appends_the_options_to_the_docstring(scratch_registry):
+    """The docstring's options section mangled (``lstrip``, ``and`` for ``or``, another heading
+    or joiner): ``help(PruneSID)`` and the API docs read it."""
+    cls = register_press("scratch")(dataclass(frozen=True)(type("Scratch", (Press,), _body(__doc__="A scratch press.\n\n"))))
+    assert cls.__doc__.startswith("A scratch press.\n\n    Options (declared on the fields):\n        budget: N, visual")
+    lines = cls.__doc__.split("\n")
+    assert [line.split(":")[0] for line in lines[3:5]] == ["        budget", "        keep_cls"]
+
+
+def test_build_press_names_the_option_as_shown():
+    """``build_press`` handing ``parse`` no ``shown`` (the error would say ``groups``, not
+    the flag the user typed)."""
+    with pytest.raises(ValueError, match=r"^--groups must be an integer or None, got 'abc'$"):
+        build_press("prunesid", {"groups": "abc"}, shown=lambda name: "--" + name)
+
+
+def test_build_press_keeps_the_press_type_error_message(scratch_registry):
+    """``build_press`` turning a press's TypeError into a ValueError without its message."""
+
+    def refuse(self):
+        raise TypeError("width and depth clash")
+
+    register_press("picky")(dataclass(frozen=True)(type("Picky", (Press,), _body(__post_init__=refuse))))
+    with pytest.raises(ValueError, match=r"^width and depth clash$"):
+        build_press("picky", {"budget": "8"})
+
+
+def test_a_menu_entry_builds_its_press_at_the_budget_with_the_settings_given():
+    """``MethodChoice.press`` dropping the budget or the caller's settings."""
+    (dyn,) = [choice for choice in method_choices() if choice.label == "PruneSID-Dyn"]
+    press = dyn.press(48, seed=3)
+    assert (press.budget, press.dynamic, press.seed) == (48, True, 3)
+
+
+def test_menu_entries_carry_their_label_and_line():
+    """``method_choices`` leaving out a press's or a variant's label or one-line description."""
+    choices = {choice.label: choice for choice in method_choices()}
+    assert choices["PruneSID"].about == PruneSID.info.about()
+    dyn = choices["PruneSID-Dyn"]
+    assert (dyn.method, dyn.settings) == ("prunesid", {"dynamic": True})
+    assert dyn.about == "PruneSID-Dyn: budget ∝ the image's information φ, N on average"
+
+
+# --- visionzip.py -------------------------------------------------------------------------
+
+
+def _tokens(batch=1, length=16, width=4, dtype=torch.float32, seed=0, **fields):
+    generator = torch.Generator().manual_seed(seed)
+    features = torch.randn(batch, length, width, generator=generator).to(dtype)
+    importance = torch.rand(batch, length, generator=generator)
+    return VisionTokens(features=features, importance=importance, **fields)
+
+
+def test_visionzip_with_no_room_for_dominant_tokens_keeps_only_contextual_ones():
+    """``zip_view`` with ``dominant == 0`` keeping a token anyway (``new_zeros(1)``) or
+    building a float or ill-shaped index (the CLS + contextual-only split must work)."""
+    press = VisionZip(budget=4, contextual=3)
+    result = press.compress(_tokens(cls_slot=True))
+    assert result.indices[0].numel() == 0 and result.indices[0].dtype == torch.long
+    assert result.merged[0].shape == (3, 4)
+    assert int(result.targets[0].sum()) == 3
+
+
+def test_visionzip_takes_as_many_anchors_as_asked_when_few_tokens_remain():
+    """The anchor stride at least 2 (``max(2, ...)``): with fewer than twice as many remaining
+    tokens as contextual ones, every other token would leave anchors missing."""
+    x = torch.randn(10, 4, generator=torch.Generator().manual_seed(1))
+    importance = torch.arange(10.0)
+    kept, anchors, others, joined, merged = zip_view(x, importance, x, 4, 4)  # 6 remain, 4 anchors
+    assert kept.tolist() == [6, 7, 8, 9]
+    assert anchors.tolist() == [0, 1, 2, 3] and others.tolist() == [4, 5]
+    assert merged.shape == (4, 4)
+
+
+def test_visionzip_results_have_bool_anchors_and_the_input_dtype():
+    """``targets`` made without ``dtype=torch.bool`` (float anchors) and contextual tokens
+    not cast back to the features' dtype (``.to(None)``: float32 from float64 input)."""
+    result = VisionZip(budget=8).compress(_tokens(dtype=torch.float64))
+    assert result.targets.dtype == torch.bool and result.merged_from.dtype == torch.long
+    assert result.merged[0].dtype == torch.float64
+
+
+def test_visionzip_view_keeping_everything_merges_an_empty_d_wide_block():
+    """A view that keeps every token gets ``merged`` of shape ``[0, D]``, not ``[0]``
+    (``new_zeros(0, )``), so it concatenates with the other views' contextual tokens."""
+    valid = torch.ones(2, 16, dtype=torch.bool)
+    valid[1, 3:] = False  # view 1 holds 3 tokens, fewer than its budget
+    result = VisionZip(budget=8, keep_cls=False).compress(_tokens(batch=2, valid=valid))
+    assert result.merged[1].shape == (0, 4)
+    assert result.indices[1].tolist() == [0, 1, 2]
+
+
+def test_visionzip_on_a_masked_view_measures_similarity_among_its_own_tokens():
+    """With some tokens not selectable, the merge metric (``keys``) read for the whole view
+    instead of its selectable tokens (``(every) or True``): local indices would then point at
+    other tokens' keys. The view must merge exactly as ``zip_view`` on its gathered tokens."""
+    generator = torch.Generator().manual_seed(3)
+    valid = torch.ones(1, 16, dtype=torch.bool)
+    valid[0, :5] = False
+    tokens = _tokens(valid=valid, keys=torch.randn(1, 16, 4, generator=generator))
+    result = VisionZip(budget=6, contextual=3, keep_cls=False).compress(tokens)
+    candidates = torch.arange(5, 16)
+    kept, anchors, others, joined, merged = zip_view(
+        tokens.features[0, candidates], tokens.importance[0, candidates].float(), tokens.keys[0, candidates], 3, 3
+    )
+    assert result.indices[0].tolist() == candidates[kept].tolist()
+    assert result.merged_from[0, candidates[others]].tolist() == joined.tolist()
+    assert torch.equal(result.merged[0], merged)
+    assert result.merged_from[0, :5].tolist() == [-1] * 5
+
+
+def test_visionzip_scores_are_the_cls_attention_zeroed_off_the_selectable_tokens():
+    """``scores`` dropped, or filled on the selectable tokens / with 1.0 instead of zero on
+    the others (the overlays draw these scores)."""
+    valid = torch.ones(1, 16, dtype=torch.bool)
+    valid[0, 10:] = False
+    tokens = _tokens(valid=valid)
+    scores = VisionZip(budget=6, keep_cls=False).compress(tokens).scores
+    assert torch.equal(scores[0, :10], tokens.importance[0, :10])
+    assert scores[0, 10:].tolist() == [0.0] * 6
+
+
+# --- base.py: inputs ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("needed", "field", "value"),
+    [("attention_keys", "keys", torch.zeros(1, 4, 2)), ("projector", "project", lambda x: x), ("patch_grid", "grid_shapes", [(2, 2)])],
+)
+def test_an_input_is_available_exactly_when_its_field_is_given(needed, field, value):
+    """``VisionTokens.available`` with a misspelt key or an inverted test for keys, the
+    projector or the patch grid (a press would be refused, or run without what it needs)."""
+    bare = VisionTokens(features=torch.zeros(1, 4, 2))
+    given = VisionTokens(features=torch.zeros(1, 4, 2), **{field: value})
+    assert (bare.available(needed), given.available(needed)) == (False, True)
+
+
+# --- floors.py ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("grid", [(1, 16), (16, 1), (2, 8)])
+def test_uniform_takes_a_one_row_or_one_column_grid(grid):
+    """``_grid_shape`` refusing a grid of one row or one column (``rows <= 1`` / ``< 2``)."""
+    tokens = VisionTokens(features=torch.randn(1, 16, 3), grid_shapes=[grid])
+    assert presses()["uniform"](budget=4, keep_cls=False).compress(tokens).indices[0].numel() == 4
+
+
+@pytest.mark.parametrize("grid", [(0, 4), (4, 0), (5, 4)])
+def test_uniform_refuses_a_grid_that_does_not_fit(grid):
+    """``_grid_shape``'s checks joined with ``and``: an empty side, or a grid larger than the
+    view, must be refused whatever the other side."""
+    tokens = VisionTokens(features=torch.randn(1, 16, 3), grid_shapes=[grid])
+    with pytest.raises(ValueError, match=r"does not fit a view of 16 tokens"):
+        presses()["uniform"](budget=4, keep_cls=False).compress(tokens)
