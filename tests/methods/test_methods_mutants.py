@@ -230,3 +230,51 @@ def test_uniform_refuses_a_grid_that_does_not_fit(grid):
     tokens = VisionTokens(features=torch.randn(1, 16, 3), grid_shapes=[grid])
     with pytest.raises(ValueError, match=r"does not fit a view of 16 tokens"):
         presses()["uniform"](budget=4, keep_cls=False).compress(tokens)
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "count", "expected"),
+    [
+        (2, 16, 2, [20, 28]),  # a wide strip: one lattice row, spread along it (not ``max(2, ...)`` rows)
+        (4, 2, 4, [0, 1, 5, 6]),  # 3 x 2 lattice, every 6/4-th point (not 2 x 2 when b == width)
+        (2, 9, 10, [0, 1, 3, 5, 7, 9, 10, 12, 14, 16]),  # b = 10 > 9 columns: clipped to 9, a = 2 rows
+    ],
+)
+def test_lattice_points_on_full_grids(rows, cols, count, expected):
+    """``lattice``'s shape rules: at least one row (``max(1, ...)``, not 2), a lattice as wide
+    as the grid left alone (``b > width``, not ``>=``), and a lattice wider than the grid
+    clipped to it with ``ceil(count / width)`` rows (the clipping branch, never reached by the
+    presses' own tests). Worked by hand from the docstring's rule."""
+    from prunesid.methods.floors import lattice
+
+    assert lattice(torch.ones(rows * cols, dtype=torch.bool), rows, cols, count).tolist() == expected
+
+
+def test_lattice_covers_the_bounding_box_of_right_hand_columns():
+    """The box's width as ``max_col + left + 1`` (not ``- left``): with only columns 2-3 of a
+    4 x 4 grid selectable, the points stay in those columns, at their centres."""
+    from prunesid.methods.floors import lattice
+
+    valid = torch.zeros(4, 4, dtype=torch.bool)
+    valid[:, 2:] = True
+    assert lattice(valid.flatten(), 4, 4, 2).tolist() == [7, 15]
+    assert lattice(valid.flatten(), 4, 4, 4).tolist() == [2, 3, 11, 14]
+
+
+def test_lattice_keeps_every_token_when_the_budget_holds_them_all():
+    """``count > n`` for ``>=``: a view with exactly ``count`` selectable tokens is returned
+    whole, even with tokens beyond its grid (the lattice would refuse them)."""
+    from prunesid.methods.floors import lattice
+
+    assert lattice(torch.ones(16, dtype=torch.bool), 3, 3, 16).tolist() == list(range(16))
+
+
+def test_lattice_refuses_tokens_beyond_the_grid():
+    """``>`` for ``>=`` in the beyond-the-grid test (token 9 of a 3 x 3 grid is the first
+    outside it), and the refusal's message."""
+    from prunesid.methods.floors import lattice
+
+    valid = torch.zeros(16, dtype=torch.bool)
+    valid[:10] = True
+    with pytest.raises(ValueError, match=r"^selectable tokens lie beyond the 3 x 3 patch grid of the view$"):
+        lattice(valid, 3, 3, 4)
