@@ -278,3 +278,33 @@ def test_lattice_refuses_tokens_beyond_the_grid():
     valid[:10] = True
     with pytest.raises(ValueError, match=r"^selectable tokens lie beyond the 3 x 3 patch grid of the view$"):
         lattice(valid, 3, 3, 4)
+
+
+# --- registry.py: what the overlays read off a result -------------------------------------
+
+
+def test_a_result_is_traced_back_to_its_press_declaration():
+    """``info_of`` / ``drawn_anchors`` / ``has_groups`` (the overlays' only way to know what
+    to draw) returning another press's declaration, or something for an unknown method."""
+    from types import SimpleNamespace
+
+    from prunesid.methods.registry import drawn_anchors, has_groups, info_of
+
+    targets = torch.tensor([[True, False]])
+    zipped = SimpleNamespace(method="visionzip", targets=targets)
+    selected = SimpleNamespace(method="prunesid", targets=targets)
+    unknown = SimpleNamespace(method="nobody", targets=targets)
+    assert info_of(zipped) is VisionZip.info and info_of(selected) is PruneSID.info
+    assert info_of(unknown) is None and info_of(object()) is None
+    assert drawn_anchors(zipped) is targets
+    assert drawn_anchors(selected) is None and drawn_anchors(unknown) is None
+    assert (has_groups(selected), has_groups(zipped), has_groups(unknown)) == (True, False, False)
+
+
+def test_a_per_view_press_without_a_decision_says_so():
+    """``PerViewPress.keep_view``'s refusal naming the class that gives neither method."""
+    from prunesid.methods import PerViewPress
+
+    cls = dataclass(frozen=True)(type("Undecided", (PerViewPress,), {"__annotations__": {}, "info": INFO}))
+    with pytest.raises(NotImplementedError, match=r"^Undecided gives neither keep_view nor compress_views$"):
+        cls(budget=4, keep_cls=False).compress(VisionTokens(features=torch.zeros(1, 8, 2)))
