@@ -308,3 +308,49 @@ def test_a_per_view_press_without_a_decision_says_so():
     cls = dataclass(frozen=True)(type("Undecided", (PerViewPress,), {"__annotations__": {}, "info": INFO}))
     with pytest.raises(NotImplementedError, match=r"^Undecided gives neither keep_view nor compress_views$"):
         cls(budget=4, keep_cls=False).compress(VisionTokens(features=torch.zeros(1, 8, 2)))
+
+
+def test_a_lattice_point_on_a_masked_token_moves_to_the_nearest_free_one():
+    """The miss path of ``lattice``: the squared Euclidean distance on the grid (a ``-``,
+    ``* 2``, ``** 3`` or ``+ r`` / ``+ c`` in it, or rows and columns read with ``/``, picks
+    a far token), ties to the lowest index. Lattice point (1, 1) of a 4 x 4 grid is masked,
+    as are (0, 1) and (1, 0): its nearest free tokens are (1, 2) and (2, 1), and (1, 2) = 6
+    comes first."""
+    from prunesid.methods.floors import lattice
+
+    valid = torch.ones(16, dtype=torch.bool)
+    valid[[1, 4, 5]] = False
+    assert lattice(valid, 4, 4, 4).tolist() == [6, 7, 13, 15]
+
+
+def test_lattice_points_on_selectable_tokens_are_taken_before_misses_move():
+    """Every lattice point taken as a miss (``bool(None)``): a moved point would then take a
+    token that a later lattice point sits on, pushing that one elsewhere. (A case found by
+    search over random masks of a 4 x 4 grid; the expected set is the one the rule gives.)"""
+    from prunesid.methods.floors import lattice
+
+    valid = torch.zeros(16, dtype=torch.bool)
+    valid[[0, 1, 4, 5, 6, 7, 8, 9, 10, 13, 14, 15]] = True
+    assert lattice(valid, 4, 4, 11).tolist() == [0, 1, 4, 6, 7, 8, 9, 10, 13, 14, 15]
+
+
+def test_uniform_and_random_indices_are_long():
+    """The lattice's indices made without ``dtype=torch.long`` (floats, which cannot index)."""
+    from prunesid.methods.floors import lattice
+
+    valid = torch.ones(16, dtype=torch.bool)
+    valid[5] = False
+    assert lattice(valid, 4, 4, 4).dtype == torch.long
+    assert lattice(torch.ones(16, dtype=torch.bool), 4, 4, 4).dtype == torch.long
+
+
+def test_visionzip_refusal_without_cls_attention_says_why():
+    """The refusal's text (which inputs are missing and what to do) mangled."""
+    tokens = VisionTokens(features=torch.randn(1, 16, 4))
+    message = (
+        "VisionZip chooses its dominant tokens by the CLS token's attention, and these tokens come without it (a vision "
+        "tower without a CLS token, e.g. SigLIP or Qwen-VL); use another method"
+    )
+    with pytest.raises(ValueError) as refused:
+        VisionZip(budget=8).compress(tokens)
+    assert str(refused.value) == message
