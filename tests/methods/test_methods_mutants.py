@@ -354,3 +354,16 @@ def test_visionzip_refusal_without_cls_attention_says_why():
     with pytest.raises(ValueError) as refused:
         VisionZip(budget=8).compress(tokens)
     assert str(refused.value) == message
+
+
+def test_visionzip_contextual_bound_is_the_budget_less_the_cls():
+    """``contextual > room`` as ``>=`` (all-contextual refused), and the refusal naming
+    ``budget - 1 (the CLS)`` only when the CLS takes a slot."""
+    assert VisionZip(budget=8, contextual=7).contextual_tokens == 7
+    assert VisionZip(budget=8, contextual=8, keep_cls=False).contextual_tokens == 8
+    with pytest.raises(ValueError) as with_cls:
+        VisionZip(budget=8, contextual=8)
+    assert str(with_cls.value) == "contextual must be at most budget - 1 (the CLS) = 7, got 8"
+    with pytest.raises(ValueError) as without_cls:
+        VisionZip(budget=8, contextual=9, keep_cls=False)
+    assert str(without_cls.value) == "contextual must be at most budget = 8, got 9"
