@@ -367,3 +367,28 @@ def test_visionzip_contextual_bound_is_the_budget_less_the_cls():
     with pytest.raises(ValueError) as without_cls:
         VisionZip(budget=8, contextual=9, keep_cls=False)
     assert str(without_cls.value) == "contextual must be at most budget = 8, got 9"
+
+
+# --- divprune.py --------------------------------------------------------------------------
+
+
+def test_cosine_distance_is_one_minus_cosine_similarity():
+    """``cosine_distances`` as ``2 - cos`` (the greedy's picks would not change, the
+    documented distances would: 0 for a token and itself, 1 for orthogonal tokens)."""
+    from prunesid.methods.divprune import cosine_distances
+
+    x = torch.tensor([[[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0]]])
+    assert torch.allclose(cosine_distances(x), torch.tensor([[[0.0, 1.0, 2.0], [1.0, 0.0, 1.0], [2.0, 1.0, 0.0]]]))
+
+
+def test_divprune_rank_marks_untaken_tokens_minus_one():
+    """``rank`` filled with ``-2`` (or not long) for the tokens the greedy did not take: -1
+    is the documented "not taken" (and ``TOKEN_FIELDS``' padding)."""
+    from prunesid.methods.divprune import DivPrune
+
+    tokens = VisionTokens(features=torch.randn(1, 12, 4, generator=torch.Generator().manual_seed(0)))
+    result = DivPrune(budget=4, space="tower").compress(tokens)
+    rank = result.rank[0]
+    assert rank.dtype == torch.long
+    assert sorted(rank[rank >= 0].tolist()) == [0, 1, 2, 3]
+    assert rank[rank < 0].tolist() == [-1] * 8
