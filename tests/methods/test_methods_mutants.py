@@ -392,3 +392,25 @@ def test_divprune_rank_marks_untaken_tokens_minus_one():
     assert rank.dtype == torch.long
     assert sorted(rank[rank >= 0].tolist()) == [0, 1, 2, 3]
     assert rank[rank < 0].tolist() == [-1] * 8
+
+
+def test_divprune_first_pick_is_farthest_from_its_nearest_neighbour():
+    """The first pick scored by the second-nearest other token (``topk(..., 3)``) instead of
+    the nearest (the authors' rule). Unit vectors at 0, 2, 90, 150 and 160 degrees: the token
+    at 90 is farthest from its nearest neighbour (60 degrees); the one at 0 is farthest from
+    its second-nearest (90 degrees)."""
+    import math
+
+    from prunesid.methods.divprune import max_min_greedy
+
+    angles = torch.tensor([0.0, 2.0, 90.0, 150.0, 160.0]) * math.pi / 180
+    x = torch.stack([angles.cos(), angles.sin()], dim=-1)[None]
+    assert max_min_greedy(x, torch.ones(1, 5, dtype=torch.bool), 1).tolist() == [[2]]
+
+
+def test_divprune_takes_the_one_token_of_a_one_token_view():
+    """A view of one token (``topk`` of one value, read at ``[:, +1]`` instead of the last)."""
+    from prunesid.methods.divprune import DivPrune
+
+    result = DivPrune(budget=4, space="tower").compress(VisionTokens(features=torch.randn(2, 1, 4)))
+    assert [index.tolist() for index in result.indices] == [[0], [0]]
