@@ -414,3 +414,24 @@ def test_divprune_takes_the_one_token_of_a_one_token_view():
 
     result = DivPrune(budget=4, space="tower").compress(VisionTokens(features=torch.randn(2, 1, 4)))
     assert [index.tolist() for index in result.indices] == [[0], [0]]
+
+
+# --- common.py / registry.py: budgets and menu order ----------------------------------------
+
+
+def test_a_view_whose_budget_is_all_cls_is_refused():
+    """``budgets``' test as ``<`` for ``<=`` and its message: under "qwen2-vl" a view of one
+    token gets an effective budget of 1, which the passed-through CLS would take whole."""
+    tokens = VisionTokens(features=torch.randn(1, 1, 4), cls_slot=True, preset="qwen2-vl")
+    with pytest.raises(ValueError) as refused:
+        presses()["random"](budget=8).compress(tokens)
+    assert str(refused.value) == "budget must exceed the 1 reserved token(s) (the CLS), got 8"
+
+
+def test_presses_of_the_same_order_are_listed_by_name(scratch_registry):
+    """``presses()`` breaking ties in menu order by the class instead of the name (classes do
+    not compare: two plug-ins of the default order would make every menu raise)."""
+    for name in ("zeta", "alpha"):
+        register_press(name)(dataclass(frozen=True)(type(name.title(), (Press,), _body())))
+    names = list(presses())
+    assert names.index("alpha") + 1 == names.index("zeta")
