@@ -435,3 +435,18 @@ def test_presses_of_the_same_order_are_listed_by_name(scratch_registry):
         register_press(name)(dataclass(frozen=True)(type(name.title(), (Press,), _body())))
     names = list(presses())
     assert names.index("alpha") + 1 == names.index("zeta")
+
+
+def test_a_per_view_result_names_its_method_and_budget():
+    """``PerViewPress.result`` dropping the budget per view or the method's name (the
+    overlays and reports read both off the result)."""
+    result = presses()["random"](budget=5, keep_cls=False).compress(VisionTokens(features=torch.randn(2, 9, 3)))
+    assert result.method == "random"
+    assert result.budget.tolist() == [5, 5] and result.budget.dtype == torch.long
+
+
+def test_compressing_what_is_not_vision_tokens_names_its_type():
+    """``validated``'s TypeError without its message or naming ``NoneType``."""
+    with pytest.raises(TypeError) as refused:
+        presses()["random"](budget=5).compress(torch.zeros(1, 4, 2))
+    assert str(refused.value) == "a press compresses prunesid.VisionTokens, got Tensor"
