@@ -450,3 +450,15 @@ def test_compressing_what_is_not_vision_tokens_names_its_type():
     with pytest.raises(TypeError) as refused:
         presses()["random"](budget=5).compress(torch.zeros(1, 4, 2))
     assert str(refused.value) == "a press compresses prunesid.VisionTokens, got Tensor"
+
+
+@pytest.mark.parametrize(
+    ("features", "shown"),
+    [([[0.0]], "list"), (torch.zeros(4, 2), "torch.Size([4, 2])"), (torch.zeros(1, 4, 2, dtype=torch.long), "torch.Size([1, 4, 2])")],
+)
+def test_features_that_are_no_float_b_t_d_tensor_are_refused_by_what_they_are(features, shown):
+    """``validated``'s feature test with ``and`` for an ``or`` (a 2-D float tensor, an integer
+    tensor or a list let through) and its message (the shape, or the type without one)."""
+    with pytest.raises(ValueError) as refused:
+        presses()["random"](budget=5).compress(VisionTokens(features=features))
+    assert str(refused.value) == f"features must be a float tensor [B, T, D], got {shown}"
