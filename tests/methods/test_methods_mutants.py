@@ -462,3 +462,14 @@ def test_features_that_are_no_float_b_t_d_tensor_are_refused_by_what_they_are(fe
     with pytest.raises(ValueError) as refused:
         presses()["random"](budget=5).compress(VisionTokens(features=features))
     assert str(refused.value) == f"features must be a float tensor [B, T, D], got {shown}"
+
+
+def test_a_moved_lattice_point_measures_columns_as_columns():
+    """The miss path's grid columns read as ``index / cols`` instead of ``index % cols``
+    (a case found by search over random masks of a 4 x 4 grid; the expected set is the one
+    the nearest-free rule gives)."""
+    from prunesid.methods.floors import lattice
+
+    valid = torch.zeros(16, dtype=torch.bool)
+    valid[[0, 1, 5, 6, 7, 8, 9, 11, 15]] = True
+    assert lattice(valid, 4, 4, 3).tolist() == [5, 7, 9]
