@@ -334,8 +334,10 @@ def test_lattice_points_on_selectable_tokens_are_taken_before_misses_move():
     assert lattice(valid, 4, 4, 11).tolist() == [0, 1, 4, 6, 7, 8, 9, 10, 13, 14, 15]
 
 
-def test_uniform_and_random_indices_are_long():
-    """The lattice's indices made without ``dtype=torch.long`` (floats, which cannot index)."""
+def test_lattice_indices_are_long():
+    """The lattice's indices are long, with or without a moved point (they index the view's
+    tokens). Dropping ``dtype=torch.long`` is equivalent today (a tensor of Python ints is
+    long); this pins the type should ``taken`` ever be built otherwise."""
     from prunesid.methods.floors import lattice
 
     valid = torch.ones(16, dtype=torch.bool)
