@@ -125,6 +125,7 @@ def test_every_familys_numbers_agree_with_the_library_and_each_other(browser, ho
         assert abs(lam * basis - tau) < 5e-4 and _row(text, "λ").startswith(f"{lam:g}"), text
     # Qwen-VL at N = 8: the floor of 16 decides, and the row says so.
     _switch(page, "tiny-random-qwen2-vl")
+    _stats_of(page, "tiny-random-qwen2-vl", 64)  # the switch's re-render has landed: the new N is not overwritten by it
     page.locator("#budget input[type=number]").fill("8")
     page.locator("#budget input[type=number]").press("Enter")
     text = _stats_of(page, "tiny-random-qwen2-vl", 8)
