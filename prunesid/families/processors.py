@@ -162,6 +162,9 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
         tokenizer=AutoTokenizer.from_pretrained(model),
         **options,
     )
+    from prunesid.families import load_families
+
+    load_families()  # each family's adapter registers its stand-in (a vLLM process may not have imported them yet)
     build = VIDEO_STAND_INS.get(processor_class.__name__)
     if build is not None:
         processor.video_processor = build(model, processor.image_processor)
