@@ -63,8 +63,9 @@ def load_vlm(
     start = time.perf_counter()
     if progress:
         print(f"Loading {model} on {resolved_device} ({str(resolved_dtype).removeprefix('torch.')})...", file=sys.stderr, flush=True)
-    with _no_progress_bars() if model in builtin_models() else nullcontext():  # a built-in loads in a blink
-        path = str(builtin_directory(model)) if model in builtin_models() else model
+    builtin = model in builtin_models()
+    with _no_progress_bars() if builtin else nullcontext():  # a built-in loads in a blink
+        path = str(builtin_directory(model)) if builtin else model
         hf_model, processor = _load_pretrained(path, resolved_dtype, options)
     hf_model = hf_model.to(resolved_device, resolved_dtype).eval()
     if progress:
