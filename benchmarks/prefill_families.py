@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.prefill import measure_rows, picture, print_rows  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
-from prunesid.families import builtin_directory  # noqa: E402
-from prunesid.families.processors import load_processor  # noqa: E402
+from prunesid.family_kit import builtin_directory  # noqa: E402
+from prunesid.family_kit.processors import load_processor  # noqa: E402
 
 VISION_LAYERS = 2
 QWEN2_7B = {"hidden_size": 3584, "intermediate_size": 18944, "num_attention_heads": 28, "num_key_value_heads": 4, "head_dim": 128}

@@ -44,7 +44,7 @@ from prunesid import PruneSID  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.pipeline import PressedInputs  # noqa: E402
 from prunesid.families.qwen_vl.builtins import build_qwen_tokenizer, qwen_chat_template  # noqa: E402
-from prunesid.families.processors import without_video_processor  # noqa: E402
+from prunesid.family_kit.processors import without_video_processor  # noqa: E402
 
 BUDGETS = (192, 128, 64)
 PROMPT = "What is in the image?"

@@ -46,7 +46,7 @@ from prunesid.video import load_video  # noqa: E402
 from prunesid.vlm import VLM, wrap  # noqa: E402
 from prunesid.families.llava.builtins import build_tokenizer  # noqa: E402
 from prunesid.families.video_llava.builtins import CHAT_TEMPLATE  # noqa: E402
-from prunesid.families.processors import without_video_processor  # noqa: E402
+from prunesid.family_kit.processors import without_video_processor  # noqa: E402
 
 FRAMES, PER_FRAME_BUDGETS = 8, (64, 34, 17)
 PROMPT = "What happens in the video?"

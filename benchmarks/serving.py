@@ -75,7 +75,7 @@ def library_processor_if_needed(family: str) -> None:
         return
     import transformers
 
-    from prunesid.families.processors import load_processor
+    from prunesid.family_kit.processors import load_processor
 
     transformers.Qwen2_5_VLProcessor.from_pretrained = classmethod(lambda cls, path, *args, **kwargs: load_processor(str(path), family))
 

@@ -14,7 +14,7 @@ Two policies (docs/demo.md, "Switching models"):
 Local policy:
 
 - The picker lists every offline built-in the registry holds at launch
-  (``prunesid.families.builtin_models()``), the model the app started with, ``$PRUNESID_VIDEO_MODEL``
+  (``prunesid.family_kit.builtin_models()``), the model the app started with, ``$PRUNESID_VIDEO_MODEL``
   when set, and, only when the Hugging Face Hub was reachable at launch, the Hub models of
   the app's hardware. A value outside that list is refused.
 - The choice is per session (a browser page, or one gradio_client): a visitor's switch
@@ -93,7 +93,7 @@ class Served:
 def picker_choices(startup: str, hub_reachable: bool, gpu: bool | None = None) -> list[str]:
     """The picker's entries: the start-up model, the built-ins the registry holds now, and
     the Hub models of this hardware when the Hub is reachable."""
-    from prunesid.families import builtin_models
+    from prunesid.family_kit import builtin_models
 
     names = [startup] + [name for name in builtin_models() if name != startup]
     video_model = os.environ.get(VIDEO_MODEL_ENV, "").strip()  # a deployment's clip model (e.g. Video-LLaVA-7B)
@@ -135,7 +135,7 @@ def hosted() -> bool:
 def served_models(startup: str) -> list[str]:
     """The host's list under the hosted policy: ``$PRUNESID_SERVE`` (the start-up model first
     if it is not named), else the start-up model and the offline built-ins."""
-    from prunesid.families import builtin_models
+    from prunesid.family_kit import builtin_models
 
     named = [name.strip() for name in os.environ.get(SERVE_ENV, "").split(",") if name.strip()]
     names = [startup] + (named or list(builtin_models()))

@@ -18,8 +18,8 @@ import json
 import os
 import sys
 
-from prunesid.builtin_names import BUILTIN_NAMES, DEFAULT_MODEL
-from prunesid.family_options import FAMILY_OPTIONS, NEWLINES  # noqa: F401  (NEWLINES: the --newlines choices)
+from prunesid.family_kit.names import BUILTIN_NAMES, DEFAULT_MODEL
+from prunesid.family_kit.options import FAMILY_OPTIONS, NEWLINES  # noqa: F401  (NEWLINES: the --newlines choices)
 from prunesid.methods import Press, presses
 from prunesid.methods.registry import build_press, default_method, has_groups, options_of
 from prunesid.presets import get_preset
@@ -117,7 +117,7 @@ def method_options(sub: argparse.ArgumentParser) -> None:
 
 
 def model_options(sub: argparse.ArgumentParser, media: str | None = None) -> None:
-    """One flag per model family option (``prunesid.family_options``), None unless given;
+    """One flag per model family option (``prunesid.family_kit.options``), None unless given;
     ``media="image"``: a command that reads images only leaves out the clips' options."""
     for spec in FAMILY_OPTIONS.values():
         if media is not None and media not in spec.declaration.media:

@@ -2,7 +2,7 @@
 text becomes a value, and the check every value passes when the thing is built.
 
 A press's options are its dataclass fields, and so are a model family's
-(:class:`prunesid.family_options.FamilyOptions`): each made with :func:`option`, its type
+(:class:`prunesid.family_kit.options.FamilyOptions`): each made with :func:`option`, its type
 the field's annotation (bool, int, float or str, optionally ``| None``). From these
 declarations every front end is derived: the CLI's flags, lmms-eval's ``--model_args``, the
 demo's method switch, the docs tables, and the checks at build (:func:`check_declared`).

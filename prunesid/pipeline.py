@@ -6,7 +6,7 @@ context manager for a transformers model a user loaded themselves. The steps:
 
 1. each input (image or clip) is encoded once by its family (:class:`EncodedMedia`);
 2. a press compresses all their views in one batch (:func:`compress`);
-3. the family's backend-neutral layout orders what is fed (:class:`prunesid.families.base.FeedPlan`)
+3. the family's backend-neutral layout orders what is fed (:class:`prunesid.family_kit.base.FeedPlan`)
    and its adapter projects the tokens (:func:`visual_run`);
 4. each input's placeholder run in the prompt is set to its fed count and the adapter names
    the keyword arguments ``generate`` takes the features through (:class:`PressedInputs`).
@@ -26,8 +26,8 @@ from PIL import Image
 from prunesid.compression import Compression
 from prunesid.methods.base import Press, VisionTokens, check_press
 from prunesid.video import Video
-from prunesid.families import load_families
-from prunesid.families.base import EncodedMedia, Family, VisualRun
+from prunesid.family_kit import load_families
+from prunesid.family_kit.base import EncodedMedia, Family, VisualRun
 
 
 @dataclass
@@ -260,7 +260,7 @@ def press_applied(model, processor, press: Press) -> Iterator[AppliedPress]:
     the new tokens, so the usual trimming works; ``forward`` returns logits over the shortened
     sequence). Nothing is installed on any class; on leaving the block (normally or by an
     exception) the instance is exactly as before. Supported: the families of
-    ``prunesid.families.load_families()``; one conversation per call.
+    ``prunesid.family_kit.load_families()``; one conversation per call.
     """
     check_press(press)
     model_type = getattr(getattr(model, "config", None), "model_type", None)

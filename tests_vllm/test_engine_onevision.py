@@ -43,7 +43,7 @@ def processor_without_torchvision():
     processor without it (the same image processing, PIL backend; clips resized frame by frame)."""
     import transformers
 
-    from prunesid.families.processors import load_processor, torchvision_available
+    from prunesid.family_kit.processors import load_processor, torchvision_available
 
     if torchvision_available():
         yield

@@ -3,7 +3,7 @@
 A rank of a TP group holds ``heads / TP`` whole heads of a CLIP layer's fused qkv_proj. Here
 each rank is a stand-in layer with exactly that shard of a transformers CLIP layer's
 weights; the all-reduce is the sum over the ranks. Every rank must end with what the
-library computes on the unsharded layer (prunesid.families.importance).
+library computes on the unsharded layer (prunesid.family_kit.importance).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from transformers import CLIPVisionConfig
 from transformers.models.clip.modeling_clip import CLIPEncoderLayer
 
-from prunesid.families.importance import cls_attention_and_keys
+from prunesid.family_kit.importance import cls_attention_and_keys
 from prunesid.vllm.heads import layer_importance, partial_head_sums
 
 HEADS, WIDTH = 4, 64

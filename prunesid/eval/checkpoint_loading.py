@@ -3,7 +3,7 @@
 lmms-eval's model classes build a checkpoint's processor themselves (``AutoProcessor``,
 ``VideoLlavaProcessor``), and without torchvision that fails for Qwen-VL and Video-LLaVA:
 their video processors need it. :func:`checkpoint_loading` lets one such class's
-``__init__`` build it the way ``prunesid.load_vlm`` does (``prunesid.families.processors``): for
+``__init__`` build it the way ``prunesid.load_vlm`` does (``prunesid.family_kit.processors``): for
 the duration of the call, the names the class's modules load processors by resolve to that
 loader; they are restored afterwards, exceptions included. With torchvision installed it
 changes nothing.
@@ -24,7 +24,7 @@ import sys
 from contextlib import contextmanager
 from pathlib import Path
 
-from prunesid.families.processors import load_processor, torchvision_available
+from prunesid.family_kit.processors import load_processor, torchvision_available
 
 PROCESSOR_NAMES = ("AutoProcessor", "VideoLlavaProcessor")
 MODEL_CLASS_RESOLVER = "_resolve_model_class"  # lmms-eval's qwen3_vl: (pretrained, is_moe) -> class

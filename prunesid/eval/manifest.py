@@ -8,7 +8,7 @@ registry is imported here; a model's classes are imported when a run asks for it
 
 from __future__ import annotations
 
-from prunesid.families import declarations
+from prunesid.family_kit import declarations
 
 
 def manifests() -> list:

@@ -30,7 +30,7 @@ from prunesid.eval.pressing import (
 from prunesid.eval.settings import EvalSettings, parse_model_args
 from prunesid.pipeline import media_key
 from prunesid.vlm import wrap
-from prunesid.families import builtin_directory, builtin_models
+from prunesid.family_kit import builtin_directory, builtin_models
 
 DEFAULT_RECORDS_DIR = "prunesid-records"
 

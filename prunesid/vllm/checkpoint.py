@@ -94,7 +94,7 @@ def _widen_linear_attention(text: dict, directory: Path) -> None:
 
 def engine_checkpoint(builtin: str = "tiny-random") -> Path:
     """A directory holding the built-in ``builtin`` with heads vLLM's CPU kernels take."""
-    from prunesid.families import builtin_directory
+    from prunesid.family_kit import builtin_directory
 
     source = builtin_directory(builtin)
     # Keyed by this file too: a change of the rewrite writes a new copy.

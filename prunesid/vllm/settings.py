@@ -12,14 +12,14 @@ import json
 from dataclasses import dataclass
 
 from prunesid.methods.base import Press
-from prunesid.families.base import FamilyLayout, fed_per_view
+from prunesid.family_kit.base import FamilyLayout, fed_per_view
 
 CONFIG_KEY = "prunesid"  # the key of hf_overrides (and so of the model's config) holding the settings
 DOCS = "docs/vllm.md"
 
 
 def _declared_vllm() -> dict:
-    from prunesid.families import declarations
+    from prunesid.family_kit import declarations
 
     return {model_type: declared for declared in declarations() for model_type in declared.vllm}
 

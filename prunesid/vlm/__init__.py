@@ -5,8 +5,8 @@ They sit above the press path (:mod:`prunesid.pipeline`), which sits above the f
 not on import.
 """
 
-from prunesid.families import builtin_models, load_families
-from prunesid.families.base import EncodedMedia
+from prunesid.family_kit import builtin_models, load_families
+from prunesid.family_kit.base import EncodedMedia
 
 BUILTIN_MODELS = tuple(builtin_models())
 FAMILIES = load_families()

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import torch
 
-from prunesid.family_options import given_family_options
-from prunesid.families import builtin_directory, builtin_models, load_families, refuse_foreign
-from prunesid.families.base import FamilySpec, supported_families
+from prunesid.family_kit.options import given_family_options
+from prunesid.family_kit import builtin_directory, builtin_models, load_families, refuse_foreign
+from prunesid.family_kit.base import FamilySpec, supported_families
 from prunesid.vlm.model import VLM
-from prunesid.families.processors import load_processor, missing_package_message
+from prunesid.family_kit.processors import load_processor, missing_package_message
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -32,7 +32,7 @@ def load_vlm(
     *, min_pixels: int | None = None, max_pixels: int | None = None, newlines: str | None = None,
     fps: float | None = None,
 ) -> VLM:
-    """Load a VLM of a supported family (``prunesid.families.base.FAMILIES``) with press support.
+    """Load a VLM of a supported family (``prunesid.family_kit.base.FAMILIES``) with press support.
 
     Args:
         model: a Hugging Face model id (``llava-hf/llava-1.5-7b-hf``,
@@ -53,7 +53,7 @@ def load_vlm(
             (one per row of the unpadded grid; LLaVA-OneVision's default, its own packing).
 
     The family options (``min_pixels``, ``max_pixels``, ``newlines``, ``fps``) are declared
-    once in :class:`prunesid.family_options.FamilyOptions`, with the CLI's flags.
+    once in :class:`prunesid.family_kit.options.FamilyOptions`, with the CLI's flags.
     """
     if not isinstance(model, str) or not model.strip():
         raise ValueError(f"model must be a built-in name ({', '.join(builtin_models())}), a Hugging Face id or a directory, got {model!r}")
@@ -75,7 +75,7 @@ def load_vlm(
 
 def wrap(hf_model, processor, name: str, **family_options) -> VLM:
     """A VLM around an already loaded transformers model and its processor (``family_options``:
-    those of :class:`prunesid.family_options.FamilyOptions` its family takes)."""
+    those of :class:`prunesid.family_kit.options.FamilyOptions` its family takes)."""
     model_type = hf_model.config.model_type
     if model_type not in load_families():
         raise ValueError(f"model type {model_type!r} is not supported; supported: {supported_families()}")

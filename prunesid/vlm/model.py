@@ -29,7 +29,7 @@ from prunesid.compression import Compression
 from prunesid.images import load_image
 from prunesid.methods.base import Press, VisionTokens, check_press
 from prunesid.video import Video, is_video, load_video
-from prunesid.families.base import EncodedMedia, Family, VisualRun
+from prunesid.family_kit.base import EncodedMedia, Family, VisualRun
 
 CACHE_SIZE = 16
 
@@ -181,7 +181,7 @@ class VLM:
 
     def fed_tokens(self, image_size: tuple[int, int], press: Press | None = None, modality: str = "image") -> int:
         """Visual tokens the LLM will receive for one input of ``image_size`` (width, height)
-        under ``press``, known before encoding (see :meth:`prunesid.families.base.FamilyLayout.fed_tokens`)."""
+        under ``press``, known before encoding (see :meth:`prunesid.family_kit.base.FamilyLayout.fed_tokens`)."""
         return self.family.fed_tokens(image_size, press, modality)
 
     # --- language -----------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Parsing is light: ``prunesid --help``, every command's ``--help`` and argument errors answer
-without importing transformers (the built-ins' names come from prunesid.builtin_names, kept
+without importing transformers (the built-ins' names come from prunesid.family_kit.names, kept
 equal to the registry by test_builtin_names.py), and the help names every built-in and the
 default Hub model."""
 

@@ -1,4 +1,4 @@
-"""The model family options (prunesid.family_options.FamilyOptions) are declared once: the
+"""The model family options (prunesid.family_kit.options.FamilyOptions) are declared once: the
 CLI's flags and load_vlm's checks are derived from the declarations, so a flag that drifts
 from its declaration (help, choices, the commands that offer it) or a check that forgets
 one fails here."""
@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 
 from prunesid.cli import _parser
-from prunesid.families import takers
-from prunesid.family_options import FAMILY_OPTIONS, FamilyOptions, given_family_options
+from prunesid.family_kit import takers
+from prunesid.family_kit.options import FAMILY_OPTIONS, FamilyOptions, given_family_options
 
 
 def _flags(command: str) -> dict:

@@ -16,8 +16,8 @@ from demo.handlers import user_errors
 from demo.limits import MODEL_SWITCHES
 from demo.model_choice import CPU_MODEL, GPU_MODEL
 from demo.models import ModelSlot, picker_choices
-from prunesid.families import builtin_models
-from prunesid.families.builtin_registry import BUILTINS
+from prunesid.family_kit import builtin_models
+from prunesid.family_kit.builtin_registry import BUILTINS
 
 
 class Loader:

@@ -39,7 +39,7 @@ ROWS = table_rows()
 
 
 def test_the_table_names_every_builtin():
-    from prunesid.families import builtin_models
+    from prunesid.family_kit import builtin_models
 
     named = {name for label, _ in ROWS for name, _ in models_of(label)}
     assert named == set(builtin_models()), sorted(set(builtin_models()) ^ named)

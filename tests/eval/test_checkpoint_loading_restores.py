@@ -20,7 +20,7 @@ def test_the_module_is_changed_only_inside_and_restored_after(monkeypatch):
     monkeypatch.setattr(qwen3_vl, "process_vision_info", qwen_vl_utils_standin.process_vision_info)
     monkeypatch.setattr(qwen3_vl, "_has_qwen_vl", True)
     from prunesid.eval.checkpoint_loading import checkpoint_loading
-    from prunesid.families import builtin_directory
+    from prunesid.family_kit import builtin_directory
 
     moe = str(builtin_directory("tiny-random-qwen3-vl-moe"))  # a directory without lmms-eval's "A<n>B" mark
     before = {name: getattr(qwen3_vl, name) for name in NAMES}

@@ -13,7 +13,7 @@ import pytest
 
 pytest.importorskip("lmms_eval")
 
-from prunesid.families.base import FAMILIES  # noqa: E402
+from prunesid.family_kit.base import FAMILIES  # noqa: E402
 from tests.conftest import scene, scene_clip  # noqa: E402
 from tests.eval import qwen_vl_utils_standin  # noqa: E402
 

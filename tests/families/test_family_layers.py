@@ -1,11 +1,14 @@
-"""The layers of a family folder, read from the imports of every module of prunesid/families.
+"""The layers around the family folders, read from the imports of every module.
 
-A family folder holds two kinds of module: the family itself (declaration, adapter, layout,
-built-ins, model code and checkpoint reader), which sits below the press path, and its front
-ends' classes (``vllm_model*`` and ``lmms_eval_model``), leaves that vLLM and lmms-eval load
-by name and that may use everything. Catches an adapter or a built-in importing the press
-path, the facade or a plug-in surface (a circle waiting to happen), and a library module
-importing a front end's class by module instead of through the declarations.
+The family folders (prunesid/families) sit on top of the library, as plug-ins do: the library
+finds them by walking the package (prunesid/family_kit/discovery.py) and never imports one by
+name, while a folder's front ends' classes (``vllm_model*``, ``lmms_eval_model``) build on the
+press path and the vLLM and lmms-eval machinery. What the folders share (prunesid/family_kit)
+sits below the press path. Inside a folder, the family itself (declaration, adapter, layout,
+built-ins, model code) stays below the press path too, so that loading a model never imports
+an engine. Catches an adapter or a built-in importing the press path or a front end, a library
+module importing a family by name (the circle families -> pipeline -> families), and the kit
+importing what is built on it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 FAMILIES = ROOT / "prunesid" / "families"
+KIT = ROOT / "prunesid" / "family_kit"
 ABOVE = ("prunesid.pipeline", "prunesid.vlm", "prunesid.eval", "prunesid.vllm", "prunesid.cli", "demo", "viz")
+LIBRARY = [*(ROOT / "prunesid").rglob("*.py"), *(ROOT / "demo").rglob("*.py"), *(ROOT / "viz").rglob("*.py"), ROOT / "app.py"]
 
 
 def imported(path: Path) -> set[str]:
@@ -42,19 +47,27 @@ def test_the_family_modules_import_nothing_above_them():
     assert not {path: names for path, names in wrong.items() if names}
 
 
-def test_no_library_module_imports_a_front_end_class_of_a_family():
-    front_end_classes = {
-        ".".join(path.relative_to(ROOT).with_suffix("").parts)
-        for path in FAMILIES.rglob("*.py")
-        if is_front_end_class(path) and path.name != "__init__.py"
-    }
-    assert "prunesid.families.llava.vllm_model" in front_end_classes  # the rule has something to check
+def test_no_library_module_imports_a_family_by_name():
+    """Only the walk of the folders loads a family: a library, demo or viz module that imports
+    ``prunesid.families.<name>`` (or a front end's class) puts the folders below the press path
+    again, and adding a family would mean editing that module."""
     importers = {
-        str(path.relative_to(ROOT)): sorted(imported(path) & front_end_classes)
-        for path in (ROOT / "prunesid").rglob("*.py")
-        if not is_front_end_class(path)
+        str(path.relative_to(ROOT)): sorted(name for name in imported(path) if name.startswith("prunesid.families."))
+        for path in LIBRARY
+        if FAMILIES not in path.parents
     }
+    assert importers  # the rule has something to check
     assert not {path: names for path, names in importers.items() if names}
+
+
+def test_the_kit_imports_nothing_built_on_it():
+    """prunesid/family_kit is what the folders and the press path stand on."""
+    wrong = {
+        str(path.relative_to(ROOT)): sorted(name for name in imported(path) if name.startswith((*ABOVE, "prunesid.families")))
+        for path in KIT.rglob("*.py")
+    }
+    assert len(wrong) >= 9  # every module of the kit was read
+    assert not {path: names for path, names in wrong.items() if names}
 
 
 def test_each_declaration_names_the_model_options_its_families_take():
@@ -63,8 +76,8 @@ def test_each_declaration_names_the_model_options_its_families_take():
     declared (refused with "no family" words) or declared but not taken."""
     import inspect
 
-    from prunesid.families import declarations, load_families
-    from prunesid.family_options import FAMILY_OPTIONS
+    from prunesid.family_kit import declarations, load_families
+    from prunesid.family_kit.options import FAMILY_OPTIONS
 
     taken: dict[str, set] = {}
     for spec in load_families().values():

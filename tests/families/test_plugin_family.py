@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TOY_FAMILY = {
     "__init__.py": '''
-from prunesid.families import FamilyDeclaration, LmmsEvalModel
+from prunesid.family_kit import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,
@@ -38,7 +38,7 @@ FAMILY = FamilyDeclaration(
     "adapter.py": '''
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
-from prunesid.families.base import register_family
+from prunesid.family_kit.base import register_family
 from prunesid.families.llava.adapter import SingleView
 
 
@@ -59,7 +59,7 @@ import dataclasses
 
 from transformers import CLIPImageProcessorPil, LlavaProcessor
 
-from prunesid.families.builtin_registry import register_builtin
+from prunesid.family_kit.builtin_registry import register_builtin
 from prunesid.families.llava.builtins import IMAGE_SIZE, LLAVA_LAYOUT, PATCH_SIZE, build_llava, image_processor_kwargs
 from toy_family.adapter import ToyConfig, ToyModel
 
@@ -86,7 +86,7 @@ import json, sys
 import torch
 from PIL import Image
 import prunesid
-from prunesid.families import load_families
+from prunesid.family_kit import load_families
 from prunesid.methods.registry import build_press, presses
 from prunesid.vlm import BUILTIN_MODELS
 from demo.models import picker_choices

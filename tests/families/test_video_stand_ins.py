@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from prunesid.families import builtin_directory
+from prunesid.family_kit import builtin_directory
 
 pytestmark = pytest.mark.slow  # a fresh interpreter
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = (
     "import sys\n"
-    "from prunesid.families.processors import load_processor\n"
+    "from prunesid.family_kit.processors import load_processor\n"
     "processor = load_processor(sys.argv[1], sys.argv[2])\n"
     "print(type(processor.video_processor).__name__)\n"
 )

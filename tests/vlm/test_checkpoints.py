@@ -45,8 +45,8 @@ from transformers import (
 from prunesid import PruneSID, load_vlm
 from prunesid.video import load_video
 from prunesid.vlm import wrap
-from prunesid.families import builtin_directory, builtin_models
-from prunesid.families.hub import HubLayout, write_checkpoint
+from prunesid.family_kit import builtin_directory, builtin_models
+from prunesid.family_kit.hub import HubLayout, write_checkpoint
 from prunesid.families.llava.builtins import SEED, printable_only
 from prunesid.families.qwen_vl.builtins import build_qwen_tokenizer
 from tests.conftest import scene
@@ -222,7 +222,7 @@ def test_a_video_model_directory_answers_about_a_clip_with_n_per_frame(checkpoin
 def test_processors_without_torchvision_have_no_video_slot(checkpoints):
     """Here (no torchvision) the Qwen and Video-LLaVA processors are their own classes minus
     the video processor; the LLaVA ones are transformers' own."""
-    from prunesid.families.processors import torchvision_available
+    from prunesid.family_kit.processors import torchvision_available
 
     if torchvision_available():
         pytest.skip("torchvision is installed: the model's own processors are used (tests/vlm/test_checkpoints_torchvision.py)")

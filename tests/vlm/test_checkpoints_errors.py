@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from prunesid import load_vlm
-from prunesid.families import processors
-from prunesid.families import builtin_directory
+from prunesid.family_kit import processors
+from prunesid.family_kit import builtin_directory
 from tests.conftest import scene
 
 
@@ -112,8 +112,8 @@ def test_the_weights_are_not_read_before_the_processor_is_known_to_load(tmp_path
 def test_a_family_outside_transformers_loads_through_its_own_loader(tmp_path):
     """register_family(..., loader=...): load_vlm reads model_type from config.json (no
     transformers config class for it) and hands the directory to the family's loader."""
-    from prunesid.families import builtin_models
-    from prunesid.families.base import FAMILIES, register_family
+    from prunesid.family_kit import builtin_models
+    from prunesid.family_kit.base import FAMILIES, register_family
     from prunesid.families.llava.adapter import SingleView
 
     directory = tmp_path / "toy"
@@ -137,7 +137,7 @@ def test_a_family_outside_transformers_loads_through_its_own_loader(tmp_path):
 
 
 def test_a_family_gives_a_model_class_or_a_loader():
-    from prunesid.families.base import register_family
+    from prunesid.family_kit.base import register_family
 
     with pytest.raises(ValueError, match="give a model_class or a loader"):
         register_family("toy_vlm", None, "neither")

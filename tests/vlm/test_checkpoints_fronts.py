@@ -18,7 +18,7 @@ from prunesid import PruneSID, load_vlm
 from prunesid.cli import main
 from prunesid.images import load_image
 from prunesid.video import load_video
-from prunesid.families.hub import write_checkpoint
+from prunesid.family_kit.hub import write_checkpoint
 from tests.conftest import launched_app, scene
 from tests.vlm.test_checkpoints import build
 

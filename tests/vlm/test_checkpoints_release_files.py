@@ -19,7 +19,7 @@ from safetensors import safe_open
 
 from prunesid import PruneSID, load_vlm
 from prunesid.cli import main
-from prunesid.families import builtin_directory, builtin_models
+from prunesid.family_kit import builtin_directory, builtin_models
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"

@@ -16,8 +16,8 @@ import torch
 
 from prunesid import load_vlm
 from prunesid.vlm import wrap
-from prunesid.families import builtin_directory
-from prunesid.families.processors import _images_only_processor, _processor_class, torchvision_available
+from prunesid.family_kit import builtin_directory
+from prunesid.family_kit.processors import _images_only_processor, _processor_class, torchvision_available
 from prunesid.video import load_video
 from tests.conftest import scene
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from prunesid.limits import MAX_SAMPLED_FRAMES
-from prunesid.families.processors import FramewiseVideoProcessor
+from prunesid.family_kit.processors import FramewiseVideoProcessor
 from tests.conftest import scene_clip
 
 

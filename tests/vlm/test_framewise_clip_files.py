@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from prunesid.families import load_families
-from prunesid.families.processors import VIDEO_STAND_INS, FramewiseVideoProcessor
+from prunesid.family_kit import load_families
+from prunesid.family_kit.processors import VIDEO_STAND_INS, FramewiseVideoProcessor
 from tests.conftest import scene_clip
 
 TOTAL = 12
@@ -65,8 +65,8 @@ def test_an_unknown_rule_is_refused():
 
 
 def test_clips_of_different_lengths_in_one_call_are_refused_by_name(clip):
-    from prunesid.families import builtin_directory
-    from prunesid.families.processors import load_processor
+    from prunesid.family_kit import builtin_directory
+    from prunesid.family_kit.processors import load_processor
 
     processor = load_processor(str(builtin_directory("tiny-random-internvl")), "internvl").video_processor
     with pytest.raises(ValueError, match=r"the clips of one call must have one frame count, got \[4, 3\]"):

@@ -17,7 +17,7 @@ from prunesid.methods.registry import presses
 from prunesid.pipeline import press_applied
 from prunesid.video import Video
 from prunesid.vlm import wrap
-from prunesid.families import builtin_directory
+from prunesid.family_kit import builtin_directory
 from tests.conftest import scene
 
 QUESTION = "What is in the picture?"

@@ -19,7 +19,7 @@ from prunesid import PruneSID, load_vlm, press_applied
 from prunesid.methods.registry import presses
 from prunesid.video import load_video
 from prunesid.vlm import wrap
-from prunesid.families import builtin_directory
+from prunesid.family_kit import builtin_directory
 from tests.conftest import fed_to_language_model, scene
 
 NAME = "tiny-random-llava-onevision"
@@ -249,7 +249,7 @@ def test_press_applied_compresses_a_clip(vlm, short_clip):
 def test_frames_without_torchvision_are_the_image_processors_base_view(vlm, short_clip):
     """ResizedFramesVideoProcessor: each frame resized to 384 x 384, rescaled and normalised as
     the image processor makes an image's base view; the video config's mean and std are used."""
-    from prunesid.families.processors import ResizedFramesVideoProcessor
+    from prunesid.family_kit.processors import ResizedFramesVideoProcessor
 
     video_processor = vlm.processor.video_processor
     assert isinstance(video_processor, ResizedFramesVideoProcessor)

@@ -21,7 +21,7 @@ from safetensors.torch import load_file, save_file
 
 from prunesid import PruneSID
 from prunesid.vlm import load_vlm
-from prunesid.families import builtin_directory
+from prunesid.family_kit import builtin_directory
 from prunesid.families.mini_gemini.checkpoint import MiniGeminiConfig, native_name, original_name
 from tests.conftest import scene
 

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from prunesid.vlm import load_vlm
-from prunesid.families import builtin_directory
+from prunesid.family_kit import builtin_directory
 from prunesid.families.mini_gemini.adapter import CHAT_TEMPLATES, conversation_mode
 from prunesid.families.mini_gemini.checkpoint import original_name, save_original
 from prunesid.families.mini_gemini.towers import AUX_PREFIX, CLIP_PREFIX, ENV

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prunesid.families import builtin_directory
-from prunesid.families.processors import FramewiseVideoProcessor, load_processor
+from prunesid.family_kit import builtin_directory
+from prunesid.family_kit.processors import FramewiseVideoProcessor, load_processor
 from tests.conftest import scene_clip
 
 COUNT = 4  # of the clip's 12 frames: centred 1, 4, 7, 10; from the first 0, 3, 6, 9

@@ -19,8 +19,8 @@ import pytest
 import torch
 
 from prunesid import PruneSID, load_vlm
-from prunesid.families import builtin_directory, builtin_models
-from prunesid.families.base import FAMILIES
+from prunesid.family_kit import builtin_directory, builtin_models
+from prunesid.family_kit.base import FAMILIES
 from prunesid.families.qwen_vl.adapter import QwenVL
 from tests.conftest import scene
 from tests.vlm.test_qwen_video import (  # noqa: F401  (collected here, on this module's built-ins)

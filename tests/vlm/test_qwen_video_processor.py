@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from prunesid import load_vlm
-from prunesid.families.processors import QwenVideoProcessor, torchvision_available
+from prunesid.family_kit.processors import QwenVideoProcessor, torchvision_available
 from tests.conftest import scene
 
 MODELS = ["tiny-random-qwen2-vl", "tiny-random-qwen2.5-vl", "tiny-random-qwen3-vl"]

@@ -1,6 +1,6 @@
 """InternVL3 / 3.5 ``-hf`` checkpoints (``internvl``): dynamic 448 px tiles, pixel shuffle."""
 
-from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+from prunesid.family_kit.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,

@@ -45,8 +45,8 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optimal_tiled_canvas
 
 from prunesid.geometry import PatchGrid
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
-from prunesid.families.processors import FramewiseVideoProcessor, stand_in_video_processor
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.family_kit.processors import FramewiseVideoProcessor, stand_in_video_processor
 from prunesid.families.llava.adapter import views_in_sequence
 
 FRAMES = 8
@@ -382,7 +382,7 @@ def _token_views(origin: torch.Tensor, per_view: int) -> torch.Tensor:
 
 def _framewise(video_processor) -> bool:
     """The torchvision-free stand-in (the image processor on every frame)."""
-    from prunesid.families.processors import FramewiseVideoProcessor
+    from prunesid.family_kit.processors import FramewiseVideoProcessor
 
     return isinstance(video_processor, FramewiseVideoProcessor)
 

@@ -40,7 +40,7 @@ from vllm.multimodal.parse import ImageProcessorItems
 from vllm.multimodal.processing import PromptReplacement, PromptUpdateDetails, cached_encode
 
 from prunesid.geometry import PatchGrid
-from prunesid.families.base import EncodedMedia
+from prunesid.family_kit.base import EncodedMedia
 from prunesid.families.internvl.adapter import InternVLLayout, internvit_cls_attention
 from prunesid.families.llava.vllm_model import EngineFamily, SentEmbeddings, TakesSentEmbeddings, pressed_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress
@@ -74,7 +74,7 @@ class PressedInternVLInfo(InternS1ProcessingInfo):
     """The front end: each image's ``<IMG_CONTEXT>`` run (a clip's ``<video>`` runs) is the press's fed count."""
 
     def get_hf_processor(self, **kwargs):
-        from prunesid.families.processors import torchvision_available
+        from prunesid.family_kit.processors import torchvision_available
 
         if torchvision_available():
             return super().get_hf_processor(**kwargs)
@@ -91,7 +91,7 @@ class PressedInternVLInfo(InternS1ProcessingInfo):
 
 @lru_cache(maxsize=4)
 def _library_processor(model: str):
-    from prunesid.families.processors import load_processor
+    from prunesid.family_kit.processors import load_processor
 
     return load_processor(model, "internvl")
 

@@ -1,6 +1,6 @@
 """LLaVA-1.5 and SigLIP LLaVA (``llava``): one view per image."""
 
-from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+from prunesid.family_kit.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 import torch
 
 from prunesid.geometry import PatchGrid, center_crop_grid
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
-from prunesid.families.importance import has_cls_token
-from prunesid.families.towers import check_strategy, encode_views
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
+from prunesid.family_kit.importance import has_cls_token
+from prunesid.family_kit.towers import check_strategy, encode_views
 
 
 @register_family("llava", "LlavaForConditionalGeneration", "single view: LLaVA-1.5, SigLIP LLaVA")

@@ -22,9 +22,9 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from prunesid.families.hub import HubLayout
-from prunesid.families.tokenizers import byte_level_tokenizer
-from prunesid.families.builtin_registry import register_builtin
+from prunesid.family_kit.hub import HubLayout
+from prunesid.family_kit.tokenizers import byte_level_tokenizer
+from prunesid.family_kit.builtin_registry import register_builtin
 
 SEED = 1234
 IMAGE_SIZE, PATCH_SIZE = 336, 14

@@ -3,7 +3,7 @@
 It is vLLM's own ``LlavaForConditionalGeneration`` with two changes:
 
 - the front end's placeholder count per image (``get_num_image_tokens``) is the family's fed
-  count under the run's press (:meth:`prunesid.families.base.FamilyLayout.fed_tokens`);
+  count under the run's press (:meth:`prunesid.family_kit.base.FamilyLayout.fed_tokens`);
 - the image embeddings: the tower runs up to the feature layer, the CLS attention row of that
   layer is recomputed from its own projections (reduced over tensor-parallel ranks,
   :mod:`prunesid.vllm.heads`), and the press of the registry chooses, through the library's
@@ -30,7 +30,7 @@ from vllm.model_executor.models.llava import (
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from prunesid.pipeline import compress, visual_run
-from prunesid.families.base import EncodedMedia, Family, VisualRun
+from prunesid.family_kit.base import EncodedMedia, Family, VisualRun
 from prunesid.families.llava.adapter import Resize, SingleViewLayout
 from prunesid.vllm.heads import layer_importance
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress

@@ -1,6 +1,6 @@
 """LLaVA-NeXT (``llava_next``): a base view and anyres tiles (LLaVA-1.5's recipe for its built-in)."""
 
-from prunesid.families.declaration import FamilyDeclaration
+from prunesid.family_kit.declaration import FamilyDeclaration
 
 FAMILY = FamilyDeclaration(
     package=__name__,

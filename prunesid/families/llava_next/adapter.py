@@ -29,8 +29,8 @@ from transformers.image_processing_utils import select_best_resolution
 from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches, unpad_image
 
 from prunesid.geometry import PatchGrid
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
-from prunesid.families.towers import check_strategy, encode_views
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
+from prunesid.family_kit.towers import check_strategy, encode_views
 
 
 NEWLINES = ("authors", "rows")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from transformers import LlavaNextConfig, LlavaNextForConditionalGeneration, LlavaNextImageProcessorPil, LlavaNextProcessor
 
-from prunesid.families.builtin_registry import register_builtin
-from prunesid.families.hub import HubLayout
+from prunesid.family_kit.builtin_registry import register_builtin
+from prunesid.family_kit.hub import HubLayout
 from prunesid.families.llava.builtins import GRID_PINPOINTS, build_llava, image_processor_kwargs
 
 LLAVA_NEXT_LAYOUT = HubLayout(

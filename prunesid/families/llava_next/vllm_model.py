@@ -19,7 +19,7 @@ from vllm.model_executor.models.llava_next import (
 )
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
-from prunesid.families.base import EncodedMedia
+from prunesid.family_kit.base import EncodedMedia
 from prunesid.families.llava_next.adapter import AnyResLayout
 from prunesid.families.llava.vllm_model import EngineFamily, SentEmbeddings, TakesSentEmbeddings, encode_tower, pressed_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress

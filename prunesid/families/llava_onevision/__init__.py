@@ -1,6 +1,6 @@
 """LLaVA-OneVision (``llava_onevision``): SigLIP, anyres_max_9 tiles, pooled video frames."""
 
-from prunesid.families.declaration import FamilyDeclaration
+from prunesid.family_kit.declaration import FamilyDeclaration
 
 FAMILY = FamilyDeclaration(
     package=__name__,

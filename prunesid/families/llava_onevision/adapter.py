@@ -39,11 +39,11 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.models.llava_onevision.modeling_llava_onevision import image_size_to_num_patches, unpad_image
 
 from prunesid.geometry import PatchGrid
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
-from prunesid.families.processors import ResizedFramesVideoProcessor, stand_in_video_processor
-from prunesid.families.importance import has_cls_token
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.family_kit.processors import ResizedFramesVideoProcessor, stand_in_video_processor
+from prunesid.family_kit.importance import has_cls_token
 from prunesid.families.llava.adapter import views_in_sequence
-from prunesid.families.towers import check_strategy, encode_views
+from prunesid.family_kit.towers import check_strategy, encode_views
 
 NEWLINES = ("rows", "authors")
 # Frames a clip is sampled to when the checkpoint's video processor names no count: the
@@ -80,7 +80,7 @@ class OneVision(Family):
 
     def preprocess_video(self, frames) -> dict:
         """``pixel_values_videos`` ``[1, F, 3, 384, 384]``: the processor's video processor
-        (without torchvision, :class:`prunesid.families.processors.ResizedFramesVideoProcessor`)."""
+        (without torchvision, :class:`prunesid.family_kit.processors.ResizedFramesVideoProcessor`)."""
         video_processor = getattr(self.processor, "video_processor", None)
         if video_processor is None:
             raise ValueError("this LLaVA-OneVision processor has no video processor: load it with prunesid.load_vlm or AutoProcessor")

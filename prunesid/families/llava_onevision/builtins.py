@@ -21,11 +21,11 @@ from transformers import (
     SiglipVisionConfig,
 )
 
-from prunesid.families.hub import HubLayout
+from prunesid.family_kit.hub import HubLayout
 from prunesid.families.llava.builtins import printable_only
 from prunesid.families.qwen_vl.builtins import build_qwen_tokenizer
-from prunesid.families.builtin_registry import register_builtin
-from prunesid.families.processors import without_video_processor
+from prunesid.family_kit.builtin_registry import register_builtin
+from prunesid.family_kit.processors import without_video_processor
 
 SEED = 1234
 IMAGE_SIZE, PATCH_SIZE = 384, 14

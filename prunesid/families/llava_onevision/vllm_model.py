@@ -27,7 +27,7 @@ from vllm.model_executor.models.llava_onevision import (
 from vllm.model_executor.models.siglip import SiglipVisionModel
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
-from prunesid.families.base import EncodedMedia
+from prunesid.family_kit.base import EncodedMedia
 from prunesid.families.llava_onevision.adapter import OneVisionLayout, max_tiles
 from prunesid.families.llava.vllm_model import EngineFamily, SentEmbeddings, TakesSentEmbeddings, pressed_embeddings
 from prunesid.vllm.settings import CONFIG_KEY, EnginePress

@@ -1,7 +1,7 @@
 """Mini-Gemini (MGM, MGM-HD): its own model code and checkpoint reader (transformers has none),
 a low-resolution CLIP tower mined against a high-resolution ConvNeXt."""
 
-from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+from prunesid.family_kit.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,

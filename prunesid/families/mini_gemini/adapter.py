@@ -24,10 +24,10 @@ from PIL import Image
 from transformers import BatchEncoding
 
 from prunesid.geometry import PatchGrid
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, register_family
 from prunesid.families.llava.adapter import views_in_sequence
 from prunesid.families.mini_gemini.checkpoint import MODEL_TYPES, load_model, read_config
-from prunesid.families.towers import encode_views
+from prunesid.family_kit.towers import encode_views
 
 OPENAI_CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 OPENAI_CLIP_STD = [0.26862954, 0.26130258, 0.27577711]

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from prunesid.families.hub import HubLayout
+from prunesid.family_kit.hub import HubLayout
 from prunesid.families.llava.builtins import SEED, _configs
-from prunesid.families.builtin_registry import register_builtin
+from prunesid.family_kit.builtin_registry import register_builtin
 from prunesid.families.mini_gemini.checkpoint import MiniGeminiConfig, build_model, save_original
 
 AUX_TOWER = {"hidden_sizes": [8, 16, 24, 32], "depths": [1, 1, 1, 1]}

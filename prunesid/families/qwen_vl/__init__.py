@@ -1,7 +1,7 @@
 """The Qwen-VL families: Qwen2-VL, Qwen2.5-VL, Qwen3-VL (+ MoE), Qwen3.5 (+ MoE): dynamic
 resolution, merged tokens, M-RoPE positions; one adapter, one vLLM module per model type."""
 
-from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+from prunesid.family_kit.declaration import FamilyDeclaration, LmmsEvalModel
 
 _TYPES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl", "qwen3_vl_moe", "qwen3_5", "qwen3_5_moe")
 _ARCHITECTURES = (

@@ -19,7 +19,7 @@ the same kept tokens. Nothing is patched, and any number of images works in one 
 Video: a clip's frames (``num_frames``, 16 sampled uniformly; with ``fps`` (``load_vlm(...,
 fps=2.0)``) as many as the clip's length gives at that rate, as the Qwen processors sample:
 :class:`prunesid.video.FrameRate`) are processed as the model's
-video processor does (:class:`prunesid.families.processors.QwenVideoProcessor` without
+video processor does (:class:`prunesid.family_kit.processors.QwenVideoProcessor` without
 torchvision): pairs of frames (``temporal_patch_size`` 2) form t temporal groups of
 rows x cols merged tokens, and each group is a view a press compresses on its own (N_eff per
 group; PruneSID-Dyn shares groups x N across them). Positions come from ``get_rope_index``
@@ -37,9 +37,9 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_res
 
 from prunesid.geometry import PatchGrid
 from prunesid.video import FrameRate
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
 from prunesid.families.llava.adapter import views_in_sequence
-from prunesid.families.processors import QwenVideoProcessor, stand_in_video_processor
+from prunesid.family_kit.processors import QwenVideoProcessor, stand_in_video_processor
 
 # Frames a clip is sampled to (uniformly, first and last included): 8 temporal groups.
 QWEN_FRAMES = 16

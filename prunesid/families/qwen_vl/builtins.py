@@ -40,11 +40,11 @@ from transformers import (
     Qwen3_5MoeForConditionalGeneration,
 )
 
-from prunesid.families.hub import HubLayout
-from prunesid.families.tokenizers import byte_level_tokenizer
+from prunesid.family_kit.hub import HubLayout
+from prunesid.family_kit.tokenizers import byte_level_tokenizer
 from prunesid.families.llava.builtins import printable_only
-from prunesid.families.builtin_registry import register_builtin
-from prunesid.families.processors import without_video_processor
+from prunesid.family_kit.builtin_registry import register_builtin
+from prunesid.family_kit.processors import without_video_processor
 
 SEED = 1234
 QWEN_SPECIAL_TOKENS = [

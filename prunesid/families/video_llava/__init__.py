@@ -1,6 +1,6 @@
 """Video-LLaVA (``video_llava``): 8-frame clips and images, one press per frame."""
 
-from prunesid.families.declaration import FamilyDeclaration, LmmsEvalModel
+from prunesid.family_kit.declaration import FamilyDeclaration, LmmsEvalModel
 
 FAMILY = FamilyDeclaration(
     package=__name__,

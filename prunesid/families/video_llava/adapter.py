@@ -26,11 +26,11 @@ from PIL import Image
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from prunesid.geometry import PatchGrid
-from prunesid.families.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
-from prunesid.families.processors import FramewiseVideoProcessor, stand_in_video_processor
-from prunesid.families.importance import has_cls_token
+from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
+from prunesid.family_kit.processors import FramewiseVideoProcessor, stand_in_video_processor
+from prunesid.family_kit.importance import has_cls_token
 from prunesid.families.llava.adapter import Resize, views_in_sequence
-from prunesid.families.towers import check_strategy, encode_views
+from prunesid.family_kit.towers import check_strategy, encode_views
 
 DEFAULT_FRAMES = 8
 

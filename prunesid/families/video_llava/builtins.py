@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from transformers import VideoLlavaConfig, VideoLlavaForConditionalGeneration, VideoLlavaImageProcessor, VideoLlavaProcessor
 
-from prunesid.families.hub import HubLayout
+from prunesid.family_kit.hub import HubLayout
 from prunesid.families.llava.builtins import PATCH_SIZE, SEED, _configs, build_tokenizer, printable_only
-from prunesid.families.builtin_registry import register_builtin
-from prunesid.families.processors import without_video_processor
+from prunesid.family_kit.builtin_registry import register_builtin
+from prunesid.family_kit.processors import without_video_processor
 
 FRAME_SIZE, FRAMES = 224, 8
 TOKENS_PER_FRAME = (FRAME_SIZE // PATCH_SIZE) ** 2 + 1  # 257: CLS + 16 x 16 patches

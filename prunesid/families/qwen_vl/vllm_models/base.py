@@ -27,7 +27,7 @@ from functools import lru_cache, partial
 import torch
 from PIL import Image
 
-from prunesid.families.base import EncodedMedia
+from prunesid.family_kit.base import EncodedMedia
 from prunesid.families.qwen_vl.adapter import QWEN_FRAMES, TIMESTAMPED_GROUPS, QwenLayout, _cut
 from prunesid.families.llava.vllm_model import EngineFamily, pressed_run
 from prunesid.families.qwen_vl.vllm_models.positions import group_channels, kept_channels, place, provisional_positions, runs_of, split_channels
@@ -98,10 +98,10 @@ def engine_layout_like(layout: QwenLayout, frames: int) -> QwenLayout:
 class LibraryProcessorInfo:
     """In front of vLLM's Qwen-VL processing info: without torchvision (vLLM's CPU build), the
     Hugging Face processor as the library builds it (images through transformers' PIL image
-    processor, clips through :class:`prunesid.families.processors.QwenVideoProcessor`)."""
+    processor, clips through :class:`prunesid.family_kit.processors.QwenVideoProcessor`)."""
 
     def get_hf_processor(self, **kwargs):
-        from prunesid.families.processors import torchvision_available
+        from prunesid.family_kit.processors import torchvision_available
 
         if torchvision_available():
             return super().get_hf_processor(**kwargs)
@@ -110,7 +110,7 @@ class LibraryProcessorInfo:
 
 @lru_cache(maxsize=4)
 def _library_processor(model: str, model_type: str):
-    from prunesid.families.processors import load_processor
+    from prunesid.family_kit.processors import load_processor
 
     return load_processor(model, model_type)
 

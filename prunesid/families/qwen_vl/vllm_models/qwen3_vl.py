@@ -21,7 +21,7 @@ from vllm.model_executor.models.qwen3_vl import (
 )
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
-from prunesid.families.base import fed_per_view
+from prunesid.family_kit.base import fed_per_view
 from prunesid.families.qwen_vl.vllm_models.base import LibraryProcessorInfo, PressedQwen, PressedQwenProcessor, engine_press, fed_count, grid_of
 from prunesid.vllm.settings import CONFIG_KEY
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from prunesid.families.hub import HubLayout, write_checkpoint
+from prunesid.family_kit.hub import HubLayout, write_checkpoint
 
 
 @dataclass(frozen=True)

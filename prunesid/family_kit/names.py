@@ -2,11 +2,11 @@
 
 ``prunesid chat --help`` lists them; reading them from ``prunesid.vlm`` (the registry itself)
 would import transformers and cost seconds on every help. The names come from the families'
-declarations (:func:`prunesid.families.declarations`), which import nothing heavy;
+declarations (:func:`prunesid.family_kit.declarations`), which import nothing heavy;
 tests/cli/test_builtin_names.py checks them against what the built-in modules register.
 """
 
-from prunesid.families import declarations
+from prunesid.family_kit import declarations
 
 # In list order, as prunesid.vlm.BUILTIN_MODELS lists them.
 BUILTIN_NAMES = tuple(name for declared in declarations() for name in declared.builtins)

@@ -29,7 +29,7 @@ class LmmsEvalModel:
 class FamilyDeclaration:
     package: str  # the folder's package: give __name__
     label: str = ""  # what a user calls it ("LLaVA-NeXT"): the words of refusals and help
-    # the model options (prunesid.family_options) its Family takes: the names of its __init__'s options
+    # the model options (prunesid.family_kit.options) its Family takes: the names of its __init__'s options
     options: tuple[str, ...] = ()
     order: int = 100  # where its built-ins and models appear in lists (the demo's picker, --help)
     builtins: tuple[str, ...] = ()  # its built-ins' names, as builtins.py registers them

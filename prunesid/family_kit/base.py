@@ -365,7 +365,7 @@ def register_family(
 
 
 def supported_families() -> str:
-    from prunesid.families import load_families
+    from prunesid.family_kit import load_families
 
     load_families()
     return ", ".join(f"{spec.model_type} ({spec.description})" for spec in FAMILIES.values())

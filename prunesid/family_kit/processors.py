@@ -162,7 +162,7 @@ def _images_only_processor(processor_class: type[ProcessorMixin], model: str, **
         tokenizer=AutoTokenizer.from_pretrained(model),
         **options,
     )
-    from prunesid.families import load_families
+    from prunesid.family_kit import load_families
 
     load_families()  # each family's adapter registers its stand-in (a vLLM process may not have imported them yet)
     build = VIDEO_STAND_INS.get(processor_class.__name__)

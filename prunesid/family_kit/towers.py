@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from prunesid.families.base import VisionOutput
-from prunesid.families.importance import cls_attention_and_keys, has_cls_token, tower_layers
+from prunesid.family_kit.base import VisionOutput
+from prunesid.family_kit.importance import cls_attention_and_keys, has_cls_token, tower_layers
 
 STRATEGIES = ("default", "full")
 
