@@ -72,8 +72,9 @@ def _fingerprint() -> str:
 
     digest = hashlib.sha256(transformers.__version__.encode())
     # the writer, every family's built-ins, and the checkpoint formats of families that write their own (Mini-Gemini)
-    here = Path(__file__).parent
-    for source in [here / "hub.py", here / "builtin_registry.py", *sorted(here.glob("*/builtins.py")), *sorted(here.glob("mini_gemini/*.py"))]:
+    here, families = Path(__file__).parent, Path(__file__).parent.parent / "families"
+    sources = [here / "hub.py", here / "builtin_registry.py", *sorted(families.glob("*/builtins.py")), *sorted(families.glob("mini_gemini/*.py"))]
+    for source in sources:
         digest.update(source.read_bytes())
     return digest.hexdigest()[:12]
 

@@ -1,7 +1,8 @@
 """Writing a model and its processor as a directory laid out like a Hub repository.
 
 A :class:`HubLayout` names the repository it mirrors and what distinguishes its files: the
-weight shards (``model-00001-of-00003.safetensors`` + index, or one ``model.safetensors``),
+weight shards (``model-00001-of-00003.safetensors`` + index, Qwen3.5's
+``model.safetensors-00001-of-00011.safetensors``, or one ``model.safetensors``),
 the weight names of its CLIP towers (``vision_tower.vision_model.*``), the keys of its
 ``config.json`` (``image_token_index``, Qwen2-VL's flat text configuration with ``rope_scaling``),
 ``preprocessor_config.json`` (the ``image_processor_type`` and ``processor_class`` the
@@ -15,11 +16,13 @@ does with a download, so the built-ins are loaded from one (``prunesid.families`
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
@@ -33,7 +36,8 @@ class HubLayout:
     repo: str  # the Hub repository whose file layout this mirrors
     image_processor_type: str  # preprocessor_config.json's image_processor_type
     processor_class: str  # preprocessor_config.json's processor_class
-    shards: int = 1  # 1: model.safetensors; n: model-0000i-of-0000n.safetensors + index
+    shards: int = 1  # 1: model.safetensors; n: shard_name's n files + model.safetensors.index.json
+    shard_name: str = "model-{index:05d}-of-{count:05d}.safetensors"  # Qwen3.5: "model.safetensors-{index:05d}-of-..."
     clip_towers: tuple[str, ...] = ()  # weight prefixes of CLIP towers ("vision_tower.")
     token_index_keys: bool = False  # config.json says image_token_index (video_token_index)
     flat_text_config: bool = False  # config.json holds the LLM's keys at top level (Qwen2-VL)
@@ -50,16 +54,24 @@ class HubLayout:
     # special_tokens_map.json, added_tokens.json; Qwen-based: vocab.json, merges.txt).
     tokenizer_files: tuple[str, ...] = ("special_tokens_map.json", "added_tokens.json")
     chat_template_file: str = "chat_template.json"  # or "chat_template.jinja" (Qwen3.5: the template's text)
-    # MoE experts as the release stores them (Qwen3-VL-MoE: gate_up_proj [E, hidden, 2I], down_proj
-    # [E, I, hidden]), transformers 5 keeps them transposed ([E, 2I, hidden], [E, hidden, I]) and
-    # transposes on load
-    experts_as_released: bool = False
+    # MoE experts as the release stores them: "saved" as transformers 5's save_pretrained writes them;
+    # "fused": each layer's experts in two tensors in the layout of transformers' modules, gate_up_proj
+    # [E, 2I, hidden] and down_proj [E, hidden, I] (Qwen3.5-MoE); "fused_transposed": the same names
+    # transposed, [E, hidden, 2I] and [E, I, hidden] (Qwen3-VL-MoE; transformers transposes on load)
+    experts: str = "saved"
     # Weights the release carries beside the model's (Qwen3.5's multi-token-prediction head mtp.*,
     # which transformers skips on load): extra_weights(config.json as a dict) -> {name: tensor}
     extra_weights: Callable | None = None
     # A family with a checkpoint format of its own (Mini-Gemini): writer(model, processor,
     # directory, layout) writes the whole directory instead of the steps below.
     writer: Callable | None = None
+
+    def __post_init__(self):
+        if self.experts not in EXPERT_LAYOUTS:
+            raise ValueError(f"{self.repo}: experts must be one of {EXPERT_LAYOUTS}, got {self.experts!r}")
+
+
+EXPERT_LAYOUTS = ("saved", "fused", "fused_transposed")
 
 
 def write_checkpoint(model, processor, directory: str | Path, layout: HubLayout) -> Path:
@@ -74,6 +86,8 @@ def write_checkpoint(model, processor, directory: str | Path, layout: HubLayout)
         (directory / "generation_config.json").write_text((Path(scratch) / "generation_config.json").read_text())
         config = json.loads((Path(scratch) / "config.json").read_text())
         tensors = _read_weights(Path(scratch))
+        if layout.experts != "saved":
+            tensors = _fused_experts(tensors, transposed=layout.experts == "fused_transposed")
         if layout.extra_weights is not None:
             tensors.update(layout.extra_weights(config))
         _write_weights(tensors, directory, layout)
@@ -106,11 +120,41 @@ def _read_weights(scratch: Path) -> dict:
     return tensors
 
 
+# One expert's projection as save_pretrained may write it: <layer>.mlp.experts.<e>.<gate|up|down>_proj.weight
+_EXPERT = re.compile(r"(.+\.mlp\.experts)\.(\d+)\.(gate|up|down)_proj\.weight")
+
+
+def _fused_experts(tensors: dict, transposed: bool) -> dict:
+    """Each layer's experts as two tensors, gate_up_proj [E, 2I, hidden] (gate rows, then up rows)
+    and down_proj [E, hidden, I], ``transposed`` [E, hidden, 2I] and [E, I, hidden]; written where the
+    layer's first expert tensor was, so the shards keep their order. Weights already fused (Qwen3-VL-MoE)
+    are only transposed."""
+    experts: dict[str, dict] = {}
+    fused = {}
+    for name, tensor in tensors.items():
+        match = _EXPERT.fullmatch(name)
+        if match is None:
+            fused[name] = tensor
+            continue
+        prefix, index, part = match[1], int(match[2]), match[3]
+        if prefix not in experts:
+            experts[prefix] = {"gate": {}, "up": {}, "down": {}}
+            fused[prefix + ".gate_up_proj"] = fused[prefix + ".down_proj"] = None  # their place
+        experts[prefix][part][index] = tensor
+    for prefix, parts in experts.items():
+        order = sorted(parts["down"])
+        fused[prefix + ".gate_up_proj"] = torch.stack([torch.cat([parts["gate"][e], parts["up"][e]]) for e in order])
+        fused[prefix + ".down_proj"] = torch.stack([parts["down"][e] for e in order])
+    if transposed:
+        for name in fused:
+            if name.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
+                fused[name] = fused[name].transpose(1, 2)
+    return fused
+
+
 def _write_weights(tensors: dict, directory: Path, layout: HubLayout) -> None:
     renamed = {}
     for name, tensor in tensors.items():
-        if layout.experts_as_released and name.endswith((".mlp.experts.gate_up_proj", ".mlp.experts.down_proj")):
-            tensor = tensor.transpose(1, 2)
         for prefix in layout.clip_towers:
             if name.startswith(prefix):
                 name = prefix + CLIP_PREFIX + name[len(prefix):]
@@ -119,11 +163,12 @@ def _write_weights(tensors: dict, directory: Path, layout: HubLayout) -> None:
         save_file(renamed, str(directory / "model.safetensors"), metadata={"format": "pt"})
         return
     names = list(renamed)
-    per_shard = -(-len(names) // layout.shards)
+    if len(names) < layout.shards:
+        raise ValueError(f"{len(names)} weights cannot fill {layout.shards} shards")
     weight_map = {}
-    for shard in range(layout.shards):
-        file = f"model-{shard + 1:05d}-of-{layout.shards:05d}.safetensors"
-        part = {name: renamed[name] for name in names[shard * per_shard:(shard + 1) * per_shard]}
+    for shard in range(layout.shards):  # in order, every shard holding some (the index names each file)
+        file = layout.shard_name.format(index=shard + 1, count=layout.shards)
+        part = {name: renamed[name] for name in names[shard * len(names) // layout.shards:(shard + 1) * len(names) // layout.shards]}
         save_file(part, str(directory / file), metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(part, file))
     total = sum(tensor.numel() * tensor.element_size() for tensor in renamed.values())

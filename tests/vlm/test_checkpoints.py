@@ -250,6 +250,22 @@ def test_a_builtin_is_loaded_from_its_hub_layout_directory(name):
     assert (directory / "preprocessor_config.json").is_file() == (builtin_models()[name].layout.writer is None)
 
 
+@pytest.mark.parametrize("module", ["internvl.builtins", "mini_gemini.checkpoint"])
+def test_a_change_of_a_familys_builder_writes_a_new_directory(module, monkeypatch):
+    """The directory's fingerprint covers every family's builtins.py and Mini-Gemini's format. Catches
+    a fingerprint that misses them (as when the registry moved beside them and globbed its own folder):
+    an edited builder would keep loading the stale directory."""
+    import importlib
+
+    from prunesid.family_kit import builtin_registry
+
+    before = builtin_registry._fingerprint()
+    edited = Path(importlib.import_module(f"prunesid.families.{module}").__file__)
+    read_bytes = Path.read_bytes
+    monkeypatch.setattr(Path, "read_bytes", lambda path: read_bytes(path) + (b"# edited" if path == edited else b""))
+    assert builtin_registry._fingerprint() != before
+
+
 def test_the_video_llava_processor_takes_clips_without_torchvision(checkpoints):
     """Video-LLaVA's processor, built without its torchvision video processor, still takes
     ``videos=``: each frame through the image processor (the checkpoint's settings), 8 x 257

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from transformers import GotOcr2ImageProcessorPil
 
 from prunesid.family_kit import load_families
 from prunesid.family_kit.processors import VIDEO_STAND_INS, FramewiseVideoProcessor
@@ -37,7 +38,7 @@ def test_without_sampling_a_file_gives_every_frame(every_frame):
 def test_internvl_samples_frame_centres(clip, every_frame, count):
     """InternVL's video processor: frame indices total/n/2 + i total/n, rounded down."""
     load_families()  # the adapters register their stand-ins
-    assert VIDEO_STAND_INS["InternVLProcessor"]("unused", None).sampling == "centred"
+    assert VIDEO_STAND_INS["InternVLProcessor"]("unused", GotOcr2ImageProcessorPil()).sampling == "centred"
     frames = FramewiseVideoProcessor(None, "centred").decoded(clip, count)
     step = TOTAL / count
     assert frame_numbers(frames, every_frame) == [int(step / 2 + i * step) for i in range(count)]

@@ -46,7 +46,7 @@ from transformers.models.got_ocr2.image_processing_pil_got_ocr2 import get_optim
 
 from prunesid.geometry import PatchGrid
 from prunesid.family_kit.base import Family, FamilyLayout, FeedPlan, VisionOutput, VisualRun, register_family
-from prunesid.family_kit.processors import FramewiseVideoProcessor, stand_in_video_processor
+from prunesid.family_kit.processors import FramewiseVideoProcessor, stand_in_video_processor, video_settings
 from prunesid.families.llava.adapter import views_in_sequence
 
 FRAMES = 8
@@ -117,13 +117,15 @@ class InternVL(Family):
 
     def preprocess_video(self, frames: list[Image.Image]) -> dict:
         """``pixel_values`` ``[F, 3, 448, 448]``: every frame resized whole (no tiles), by the
-        model's video processor where there is one (it needs torchvision), else by the image
-        processor with tiling off, which has the same resize, mean and std."""
+        model's video processor where there is one (it needs torchvision), else by its stand-in,
+        the image processor with the checkpoint's video settings and tiling off; a processor
+        built in memory without either: the image processor with tiling off."""
         video_processor = getattr(self.processor, "video_processor", None)
         if video_processor is not None and not _framewise(video_processor):
             out = video_processor(videos=[list(frames)], return_tensors="pt", do_sample_frames=False)
             return {"pixel_values": out["pixel_values_videos"][0]}
-        out = self.processor.image_processor(images=list(frames), return_tensors="pt", crop_to_patches=False)
+        frames_processor = video_processor.image_processor if video_processor is not None else self.processor.image_processor
+        out = frames_processor(images=list(frames), return_tensors="pt", crop_to_patches=False)
         return {"pixel_values": out["pixel_values"]}
 
     # --- the tower ----------------------------------------------------------------------
@@ -387,6 +389,20 @@ def _framewise(video_processor) -> bool:
     return isinstance(video_processor, FramewiseVideoProcessor)
 
 
-# InternVL's video processor: every frame resized whole (the image processor with its tiling
-# off), frames sampled at the centres of equal spans; it needs torchvision
-stand_in_video_processor("InternVLProcessor", lambda model, images: FramewiseVideoProcessor(images, "centred"))
+# The keys of a video processor's settings that decide a frame's pixels, as an image processor reads them.
+FRAME_SETTINGS = ("size", "resample", "do_convert_rgb", "do_resize", "do_rescale", "rescale_factor", "do_normalize", "image_mean", "image_std")
+
+
+def frames_stand_in(model: str, images) -> FramewiseVideoProcessor:
+    """InternVL's video processor without torchvision: every frame resized whole by the image
+    processor with tiling off, frames sampled at the centres of equal spans. Its settings are the
+    checkpoint's video processor's where it keeps them (video_preprocessor_config.json), else
+    preprocessor_config.json's, as transformers falls back to that file: OpenGVLab/InternVL3-1B-hf
+    is reported without a video file, its video processor then 448 px with ImageNet mean and std.
+    Keys the video file lacks keep the image processor's."""
+    settings = {key: value for key, value in video_settings(model).items() if key in FRAME_SETTINGS}
+    frames = type(images).from_dict({**images.to_dict(), **settings, "crop_to_patches": False})
+    return FramewiseVideoProcessor(frames, "centred")
+
+
+stand_in_video_processor("InternVLProcessor", frames_stand_in)

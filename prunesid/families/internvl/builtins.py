@@ -51,10 +51,13 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-# What OpenGVLab/InternVL3-1B-hf holds: one model.safetensors, nested configs, the fast
-# GotOcr2 image processor's name, a video preprocessor config, Qwen2 tokenizer files; since the
-# InternVL3-hf repositories' "Update processor" revision, processor_config.json with
-# image_seq_length only and the template as chat_template.jinja.
+# What OpenGVLab/InternVL3-1B-hf holds: one model.safetensors (assumed from its size), nested
+# configs, the fast GotOcr2 image processor's name, Qwen2 tokenizer files; since the InternVL3-hf
+# repositories' "Update processor" revision, processor_config.json with image_seq_length only and
+# the template as chat_template.jinja. Whether it holds a video_preprocessor_config.json is not
+# settled (an earlier tree page showed one; OpenGVLab/InternVL issue #1222 says it has none): the
+# built-in writes one with the image processor's settings, and a copy without it loads the same,
+# its video settings then read from preprocessor_config.json as transformers does.
 INTERNVL3_LAYOUT = HubLayout(
     repo="OpenGVLab/InternVL3-1B-hf", image_processor_type="GotOcr2ImageProcessorFast", processor_class="InternVLProcessor",
     processor_config=("image_seq_length",), chat_template_file="chat_template.jinja",

@@ -131,16 +131,19 @@ QWEN3_VL_LAYOUT = HubLayout(
 # processor, image and video processor classes.
 # Qwen3-VL-MoE's release stores each layer's experts fused and transposed against transformers
 # 5's modules (gate_up_proj [E, hidden, 2I], down_proj [E, I, hidden]; transformers transposes
-# them on load).
+# them on load); its index (QwenLM/Qwen3-VL issue #1588) names 13 model-000NN-of-00013 shards.
 QWEN3_VL_MOE_LAYOUT = HubLayout(
     repo="Qwen/Qwen3-VL-30B-A3B-Instruct", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
-    shards=13, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES, experts_as_released=True,
+    shards=13, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES, experts="fused_transposed",
 )
 
 
 def mtp_weights(config: dict) -> dict[str, torch.Tensor]:
-    """Qwen3.5's multi-token-prediction head as the releases carry it beside the model
-    (``mtp.fc``, its norms, one decoder layer's norms and attention): transformers 5 skips
+    """Qwen3.5's multi-token-prediction head as the releases carry it beside the model: ``mtp.fc``,
+    its norms and one decoder layer (norms, attention, MLP). The dense MLP is
+    ``mlp.{gate,up,down}_proj``; the MoE one (Qwen3.5-35B-A3B) a router ``mlp.gate``, every expert
+    in tensors of its own (``mlp.experts.{e}.{gate,up,down}_proj``, unlike the main layers' fused
+    experts), ``mlp.shared_expert.*`` and ``mlp.shared_expert_gate``. transformers 5 skips
     ``mtp.*`` on load, so a directory with them must load to the same model."""
     text = config["text_config"]
     width, heads, kv_heads, head_dim = text["hidden_size"], text["num_attention_heads"], text["num_key_value_heads"], text["head_dim"]
@@ -152,20 +155,37 @@ def mtp_weights(config: dict) -> dict[str, torch.Tensor]:
         "mtp.layers.0.self_attn.o_proj.weight": (width, heads * head_dim),
         "mtp.layers.0.self_attn.q_norm.weight": (head_dim,), "mtp.layers.0.self_attn.k_norm.weight": (head_dim,),
     }
+    if "num_experts" in text:
+        inner, shared = text["moe_intermediate_size"], text["shared_expert_intermediate_size"]
+        shapes["mtp.layers.0.mlp.gate.weight"] = (text["num_experts"], width)
+        for expert in range(text["num_experts"]):
+            shapes.update(_mlp_shapes(f"mtp.layers.0.mlp.experts.{expert}", width, inner))
+        shapes.update(_mlp_shapes("mtp.layers.0.mlp.shared_expert", width, shared))
+        shapes["mtp.layers.0.mlp.shared_expert_gate.weight"] = (1, width)
+    else:
+        shapes.update(_mlp_shapes("mtp.layers.0.mlp", width, text["intermediate_size"]))
     generator = torch.Generator().manual_seed(SEED)
     return {name: torch.randn(shape, generator=generator).to(torch.bfloat16) for name, shape in shapes.items()}
 
 
-# Qwen3.5 (released for transformers 5): the chat template as chat_template.jinja, the MTP head's weights.
+def _mlp_shapes(prefix: str, width: int, inner: int) -> dict[str, tuple[int, int]]:
+    return {f"{prefix}.gate_proj.weight": (inner, width), f"{prefix}.up_proj.weight": (inner, width), f"{prefix}.down_proj.weight": (width, inner)}
+
+
+# Qwen3.5 (released for transformers 5; Qwen/Qwen3.5-27B @ fc05daec, Qwen/Qwen3.5-35B-A3B @ 59d61f3c):
+# the shards named model.safetensors-000NN-of-000MM.safetensors, the chat template as
+# chat_template.jinja, the MTP head's weights; the MoE release keeps each main layer's experts fused
+# in transformers' layout (gate_up_proj [E, 2I, hidden], down_proj [E, hidden, I]).
+QWEN3_5_SHARD_NAME = "model.safetensors-{index:05d}-of-{count:05d}.safetensors"
 QWEN3_5_LAYOUT = HubLayout(
     repo="Qwen/Qwen3.5-27B", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
-    shards=11, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+    shards=11, shard_name=QWEN3_5_SHARD_NAME, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
     chat_template_file="chat_template.jinja", extra_weights=mtp_weights,
 )
 QWEN3_5_MOE_LAYOUT = HubLayout(
     repo="Qwen/Qwen3.5-35B-A3B", image_processor_type="Qwen2VLImageProcessorFast", processor_class="Qwen3VLProcessor",
-    shards=14, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
-    chat_template_file="chat_template.jinja", extra_weights=mtp_weights,
+    shards=14, shard_name=QWEN3_5_SHARD_NAME, video_processor_type="Qwen3VLVideoProcessor", tokenizer_files=QWEN_TOKENIZER_FILES,
+    chat_template_file="chat_template.jinja", extra_weights=mtp_weights, experts="fused",
 )
 
 
