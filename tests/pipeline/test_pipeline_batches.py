@@ -5,6 +5,8 @@ compresses one input, or inputs of one size, so the batch's bookkeeping went unc
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from PIL import Image
@@ -12,6 +14,7 @@ from PIL import Image
 from prunesid import PruneSID, load_vlm
 from prunesid.pipeline import compress, cut_placeholder_runs
 
+CLIP = Path(__file__).resolve().parents[2] / "assets" / "clip.mp4"
 # Three sizes give three token counts on Qwen2-VL: the batch pads the two smaller ones.
 SIZES = [(84, 56), (140, 112), (56, 196)]
 
@@ -58,3 +61,47 @@ def test_a_run_asked_for_more_tokens_than_its_room_is_named():
     ids = torch.tensor([[1, 9, 9, 2]])
     with pytest.raises(ValueError, match=r"^an input would get 3 visual tokens but the prompt has room for 2$"):
         cut_placeholder_runs(ids, 9, [2], [3])
+
+
+def test_the_batch_feeds_the_cls_only_if_every_input_does():
+    """Bug caught: the batch's ``cls_fed`` lost (None), so PruneSID-Dyn's cap at what the
+    unmodified model feeds would leave out the CLS a Video-LLaVA clip feeds per frame."""
+    from prunesid.pipeline import vision_tokens
+    from prunesid.video import load_video
+
+    vlm = load_vlm("tiny-random-video-llava")
+    clip, image = vlm.encode(load_video(CLIP)), vlm.encode(scenes()[0])
+    assert (clip.cls_fed, image.cls_fed) == (True, False)
+    assert vision_tokens(vlm.family, [clip]).cls_fed is True
+    assert vision_tokens(vlm.family, [image]).cls_fed is False
+    assert vision_tokens(vlm.family, [clip, image]).cls_fed is False
+
+
+def test_press_inputs_refuses_what_is_not_one_conversation_or_not_a_press(qwen):
+    """Bugs caught: ``or`` read as ``and`` in the shape check (a batch of two conversations
+    let through), the press check given nothing, the message's shape lost."""
+    from prunesid.pipeline import press_inputs
+
+    ids = torch.tensor([[1, 2, 3]])
+    with pytest.raises(ValueError, match=r"^a press needs the input ids of one conversation \(\[1, L\]\), got shape \[2, 3\]$"):
+        press_inputs(qwen.family, ids.repeat(2, 1), [], None)
+    with pytest.raises(ValueError, match=r"got shape \[3\]$"):
+        press_inputs(qwen.family, ids[0], [], None)
+    with pytest.raises(TypeError, match=r"^press must be a prunesid press \(e\.g\. prunesid\.PruneSID\) or None, got str$"):
+        press_inputs(qwen.family, ids, [], "prunesid")
+
+
+def test_no_press_feeds_every_token_without_running_one(qwen):
+    """Bug caught: the press path run with ``press=None`` (it must feed the unmodified model's
+    tokens and compute no result)."""
+    from prunesid.pipeline import press_inputs
+
+    image = scenes()[1]
+    encoded = qwen.encode(image)
+    text = qwen.processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What is this?"}]}], add_generation_prompt=True, tokenize=False,
+    )
+    ids = qwen.processor.tokenizer(text, return_tensors="pt")["input_ids"]
+    pressed = press_inputs(qwen.family, ids, [encoded], None)
+    assert pressed.compressions == [None]
+    assert pressed.visual_tokens == pressed.unmodified_tokens
