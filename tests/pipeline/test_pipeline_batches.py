@@ -33,6 +33,10 @@ def scenes():
     return images
 
 
+def text_ids(vlm, text: str) -> torch.Tensor:
+    return vlm.processor.tokenizer(text, return_tensors="pt")["input_ids"]
+
+
 def test_inputs_of_three_sizes_in_one_batch_each_get_their_own_result(qwen):
     """Bugs caught: the batch padding left on an input's result (``!=`` flipped, or the cut
     given no length), and the running view offset reset instead of advanced (``start =``
@@ -105,3 +109,43 @@ def test_no_press_feeds_every_token_without_running_one(qwen):
     pressed = press_inputs(qwen.family, ids, [encoded], None)
     assert pressed.compressions == [None]
     assert pressed.visual_tokens == pressed.unmodified_tokens
+
+
+def test_a_prompt_without_media_is_left_as_it_is(qwen):
+    """Bug caught: the placeholder runs read from an empty media list (``zip(*())`` fails:
+    a text-only question could not be asked)."""
+    from prunesid.pipeline import press_inputs
+
+    ids = text_ids(qwen, "no picture here")
+    pressed = press_inputs(qwen.family, ids, [], PruneSID(budget=16))
+    assert pressed.input_ids.tolist() == ids.tolist()
+    assert (pressed.visual_tokens, pressed.unmodified_tokens, pressed.compressions) == ([], [], [])
+
+
+def test_a_video_placeholder_without_a_video_is_refused_by_name():
+    """Bugs caught: the video runs checked only when a video is given (a stray video
+    placeholder then reached the model), and the modality left out of the message."""
+    from prunesid.pipeline import press_inputs
+
+    vlm = load_vlm("tiny-random-video-llava")
+    config = vlm.model.config
+    encoded = vlm.encode(scenes()[0])
+    ids = torch.tensor([[1, config.image_token_id, 5, config.video_token_id, 2]])
+    message = r"^the prompt holds 1 video placeholder tokens but its 0 video\(s\) need one each or 0 \(\[\]"
+    with pytest.raises(ValueError, match=message):
+        press_inputs(vlm.family, ids, [encoded], PruneSID(budget=16))
+
+
+def test_the_layout_time_is_reported_in_milliseconds(qwen):
+    """Bugs caught: the layout's time dropped, renamed or measured from the wrong origin
+    (``perf_counter() + start``). Only its key and bounds are checked: no test times code."""
+    import time
+
+    from prunesid.pipeline import press_inputs
+
+    ids = text_ids(qwen, "no picture here")
+    before = time.perf_counter()
+    pressed = press_inputs(qwen.family, ids, [], None)
+    elapsed_ms = (time.perf_counter() - before) * 1000
+    assert list(pressed.timings) == ["layout_ms"]
+    assert 0 <= pressed.timings["layout_ms"] <= elapsed_ms
