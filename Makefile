@@ -16,7 +16,7 @@ TORCH_INDEX ?=
 LOCK        ?= requirements.lock
 PIP         := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: setup test test-fast demo bench lock clean setup-vllm test-vllm mutation
+.PHONY: setup test test-fast demo bench lock clean setup-vllm test-vllm mutation mutation-vllm
 
 setup: $(VENV)/.installed
 
@@ -62,13 +62,25 @@ test-vllm: setup-vllm
 # Mutation testing, on demand (not in CI; hours for the whole scope on two cores): mutmut
 # mutates the modules listed in pyproject.toml [tool.mutmut] in a copy under mutants/ and runs,
 # per mutant, the tests that reach the mutated function. MUTANTS narrows the run by mutant
-# name, e.g. make mutation MUTANTS='prunesid.selection.dynamic*'; the scores and the
-# survivors judged equivalent are in docs/testing.md. `mutmut browse` inspects the survivors.
+# name, e.g. make mutation MUTANTS='prunesid.selection.dynamic*'; MUTATION_SAMPLE=40 runs a
+# random sample of 40 mutants per module (the same one each time: tests/mutation_sample.py).
+# The scores and the survivors judged equivalent are in docs/testing.md; `mutmut browse` or
+# `mutmut show NAME` inspects a survivor. mutation-vllm does the same for the vLLM plug-in's
+# modules in vLLM's environment, in build/mutation-vllm ([tool.mutmut_vllm]).
 MUTANTS     ?=
 MUTATION_CHILDREN ?= 2
+MUTATION_SAMPLE ?=
+MUTATION_NAMES = $(if $(MUTATION_SAMPLE),$$(python tests/mutation_sample.py $(MUTATION_SAMPLE) $(MUTANTS)),$(MUTANTS))
 mutation: setup
-	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children $(MUTATION_CHILDREN) $(MUTANTS)
+	PATH=$(abspath $(BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 mutmut run --max-children $(MUTATION_CHILDREN) $(MUTATION_NAMES)
 	$(BIN)/mutmut results
+
+mutation-vllm: setup-vllm
+	$(VLLM_BIN)/pip install "mutmut==3.8.1"
+	$(VLLM_BIN)/python tests_vllm/mutation_tree.py build/mutation-vllm
+	cd build/mutation-vllm && PATH=$(abspath $(VLLM_BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 \
+		mutmut run --max-children $(MUTATION_CHILDREN) $(MUTATION_NAMES)
+	cd build/mutation-vllm && $(abspath $(VLLM_BIN))/mutmut results
 
 demo: setup
 	$(BIN)/python app.py
@@ -93,4 +105,4 @@ lock:
 	  | grep -v -i -E '^(prunesid|pip|setuptools|wheel)==' | sed -E 's/^(torch==[^+]+)\+.*/\1/'; } > $(LOCK)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts mutants
+	rm -rf $(VENV) .pytest_cache .hypothesis test-artifacts mutants build/mutation-vllm
