@@ -50,8 +50,9 @@ def media_key(image: Image.Image) -> str:
     return digest.hexdigest()
 
 
-def encode_media(family: Family, key: str, image: Image.Image, pixel_inputs: dict, modality: str = "image", video: Video | None = None) -> EncodedMedia:
-    """Run the family's tower on one input's preprocessed pixels."""
+def encode_media(family: Family, key: str, image: Image.Image, pixel_inputs: dict, modality: str, video: Video | None = None) -> EncodedMedia:
+    """Run the family's tower on one input's preprocessed pixels (``modality``: "image" or
+    "video", which decides the views' grids and which tokens may be kept)."""
     start = time.perf_counter()
     vision = family.encode(pixel_inputs)
     device = vision.features.device

@@ -149,3 +149,52 @@ def test_the_layout_time_is_reported_in_milliseconds(qwen):
     elapsed_ms = (time.perf_counter() - before) * 1000
     assert list(pressed.timings) == ["layout_ms"]
     assert 0 <= pressed.timings["layout_ms"] <= elapsed_ms
+
+
+def test_the_tower_time_is_reported_in_milliseconds(qwen):
+    """Bugs caught: the tower's time dropped or measured from the wrong origin (key and
+    bounds only, as above)."""
+    import time
+
+    from prunesid.pipeline import encode_media
+
+    image = scenes()[0]
+    pixel_inputs = qwen.family.preprocess(image)
+    before = time.perf_counter()
+    encoded = encode_media(qwen.family, "key", image, pixel_inputs, "image")
+    elapsed_ms = (time.perf_counter() - before) * 1000
+    assert 0 <= encoded.vision_ms <= elapsed_ms
+
+
+def test_internvl_attention_keys_reach_visionzip():
+    """Bug caught: the tower's attention keys dropped on the way to the press (VisionZip then
+    measures its merges in feature space, silently, instead of the keys' space)."""
+    from prunesid import VisionZip
+
+    vlm = load_vlm("tiny-random-internvl")
+    encoded = vlm.encode(scenes()[1])
+    assert encoded.keys is not None
+    (result,) = vlm.compress([encoded], VisionZip(budget=16))
+    assert result.space == "keys"
+
+
+def test_onevision_images_among_several_and_clips_get_their_own_views():
+    """Bugs caught: the grids or the valid patches of an image among several computed without
+    its pixel inputs, or a clip's as an image's: an image among several is one square-padded
+    view with every token selectable, and a clip's frames are the layout's video views."""
+    from prunesid.pipeline import encode_media
+    from prunesid.video import load_video
+
+    vlm = load_vlm("tiny-random-llava-onevision")
+    layout, image = vlm.family.layout, scenes()[1]
+    pixel_inputs = {**vlm.family.preprocess(image), "batch_num_images": torch.tensor([2])}  # as the processor marks it
+    encoded = encode_media(vlm.family, "key", image, pixel_inputs, "image")
+    assert encoded.features.shape[0] == 1
+    assert encoded.grids == [layout.square_grid(image.size)]
+    assert encoded.valid is None
+    alone = vlm.encode(image)  # the same image alone: the anyres views, some tokens unselectable
+    assert alone.grids == layout.grids(image.size, "image") and alone.valid is not None
+    clip = vlm.encode(load_video(CLIP))
+    assert clip.grids == layout.grids(clip.image.size, "video")[: clip.features.shape[0]]
+    expected = layout.valid_patches(clip.image.size, "video")
+    assert (clip.valid is None and expected is None) or torch.equal(clip.valid, expected)
