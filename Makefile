@@ -70,16 +70,20 @@ test-vllm: setup-vllm
 MUTANTS     ?=
 MUTATION_CHILDREN ?= 2
 MUTATION_SAMPLE ?=
-MUTATION_NAMES = $(if $(MUTATION_SAMPLE),$$(python tests/mutation_sample.py $(MUTATION_SAMPLE) $(MUTANTS)),$(MUTANTS))
+# The mutants' names: MUTANTS, or the sample (a failed or empty sample stops the run rather
+# than leave mutmut to run every mutant).
+mutation_names = names="$(MUTANTS)"; if [ -n "$(MUTATION_SAMPLE)" ]; then \
+	names=$$($(1) tests/mutation_sample.py $(MUTATION_SAMPLE) $(MUTANTS)) || exit 1; fi
 mutation: setup
-	PATH=$(abspath $(BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 mutmut run --max-children $(MUTATION_CHILDREN) $(MUTATION_NAMES)
+	$(call mutation_names,$(abspath $(BIN))/python); \
+	PATH=$(abspath $(BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 mutmut run --max-children $(MUTATION_CHILDREN) $$names
 	$(BIN)/mutmut results
 
 mutation-vllm: setup-vllm
 	$(VLLM_BIN)/pip install "mutmut==3.8.1"
 	$(VLLM_BIN)/python tests_vllm/mutation_tree.py build/mutation-vllm
-	cd build/mutation-vllm && PATH=$(abspath $(VLLM_BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 \
-		mutmut run --max-children $(MUTATION_CHILDREN) $(MUTATION_NAMES)
+	cd build/mutation-vllm && $(call mutation_names,$(abspath $(VLLM_BIN))/python); \
+		PATH=$(abspath $(VLLM_BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 mutmut run --max-children $(MUTATION_CHILDREN) $$names
 	cd build/mutation-vllm && $(abspath $(VLLM_BIN))/mutmut results
 
 demo: setup

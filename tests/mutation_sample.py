@@ -49,10 +49,14 @@ def main(argv: list[str]) -> None:
     if not list(Path("mutants").rglob("*.py.meta")):
         with contextlib.redirect_stdout(sys.stderr):  # stdout is the list
             write_mutants()
+    sample = []
     for module, names in mutants_by_module().items():
         if any(fnmatch.fnmatch(module, pattern) for pattern in patterns):
             chosen = random.Random(f"{SEED}:{module}")  # a module's sample does not depend on the others
-            print("\n".join(sorted(chosen.sample(names, min(per_module, len(names))))))
+            sample += sorted(chosen.sample(names, min(per_module, len(names))))
+    if not sample:  # an empty list would make `mutmut run` run every mutant
+        raise SystemExit(f"no mutants of a module matching {' '.join(patterns)}")
+    print("\n".join(sample))
 
 
 if __name__ == "__main__":
