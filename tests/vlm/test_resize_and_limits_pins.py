@@ -33,3 +33,24 @@ def test_a_pixel_limit_that_is_not_a_positive_integer_is_refused_by_its_name(nam
     limits = {"min_pixels": None, "max_pixels": None, name: 0}
     with pytest.raises(ValueError, match=rf"^{name} must be a positive integer number of pixels, got 0$"):
         _pixel_limits(processor, limits["min_pixels"], limits["max_pixels"], 28)
+
+
+def test_a_clip_group_left_without_tokens_is_named_by_its_number():
+    """Bug caught: the empty temporal group counted from 0 or -1 in the refusal (``index - 1``):
+    a Qwen3-VL clip fed tokens of its first group only names group 2 as empty."""
+    from pathlib import Path
+
+    import torch
+
+    from prunesid import load_vlm
+    from prunesid.family_kit.base import VisualRun
+    from prunesid.video import load_video
+
+    vlm = load_vlm("tiny-random-qwen3-vl")
+    clip = vlm.encode(load_video(Path(__file__).resolve().parents[2] / "assets" / "clip.mp4"))
+    groups, per_group = clip.features.shape[:2]
+    assert groups >= 2
+    run = VisualRun(torch.zeros(3, 8), torch.tensor([0, 1, 2]))  # three tokens, all of the first group
+    ids = torch.tensor([[vlm.family.placeholder_for("video")]])
+    with pytest.raises(ValueError, match=r"^temporal group 2 of a clip has no visual token left; every group needs at least one$"):
+        vlm.family.unpruned_indices(ids, [run], [clip])
