@@ -1,0 +1,17 @@
+"""validated_inputs' documented return types, pinned where a mutation run found them unchecked."""
+
+from __future__ import annotations
+
+import torch
+
+from prunesid.selection.validate import validated_inputs
+
+
+def test_without_a_mask_every_token_is_selectable_as_a_bool_mask():
+    """Bug caught: the all-selectable mask made as float ones (dtype dropped). The stages
+    combine it with bool masks; a float one works by accident there and breaks ``~valid``."""
+    x, scores, valid = validated_inputs(torch.randn(2, 5, 4, dtype=torch.float64), None, None)
+    assert (x.dtype, x.shape, scores) == (torch.float32, (2, 5, 4), None)
+    assert valid.dtype == torch.bool and valid.shape == (2, 5) and bool(valid.all())
+    single = validated_inputs(torch.randn(5, 4), None, None)[2]
+    assert single.dtype == torch.bool and single.shape == (1, 5)
