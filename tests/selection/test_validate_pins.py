@@ -15,3 +15,14 @@ def test_without_a_mask_every_token_is_selectable_as_a_bool_mask():
     assert valid.dtype == torch.bool and valid.shape == (2, 5) and bool(valid.all())
     single = validated_inputs(torch.randn(5, 4), None, None)[2]
     assert single.dtype == torch.bool and single.shape == (1, 5)
+
+
+def test_an_unknown_preset_name_is_refused():
+    """Bug caught: the preset check's ``or`` read as ``and`` (any string then passed, and the
+    run failed later with a KeyError instead of naming the presets)."""
+    import pytest
+
+    from prunesid import select
+
+    with pytest.raises(ValueError, match=r"^preset must be one of .*'llava'.*got 'nope'$"):
+        select(torch.randn(8, 4), budget=4, preset="nope")
