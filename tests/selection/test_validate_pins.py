@@ -26,3 +26,15 @@ def test_an_unknown_preset_name_is_refused():
 
     with pytest.raises(ValueError, match=r"^preset must be one of .*'llava'.*got 'nope'$"):
         select(torch.randn(8, 4), budget=4, preset="nope")
+
+
+def test_a_mask_that_is_not_a_bool_tensor_is_named_by_its_type():
+    """Bug caught: the refusal's ``getattr(valid, "dtype", ...)`` without its default (a list
+    then raised AttributeError instead of naming what was given)."""
+    import pytest
+
+    x = torch.randn(1, 3, 4)
+    with pytest.raises(TypeError, match=r"^valid must be a bool torch.Tensor or None, got list$"):
+        validated_inputs(x, None, [[True, False, True]])
+    with pytest.raises(TypeError, match=r"got torch.float32$"):
+        validated_inputs(x, None, torch.ones(1, 3))
