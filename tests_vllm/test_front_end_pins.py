@@ -89,3 +89,22 @@ def test_next_front_end_counts_read_width_then_height(next_checkpoint):
     info = _info(PressedLlavaNextInfo, config)
     assert info.get_num_image_tokens(image_width=700, image_height=300) == 3 * BUDGET
     assert info.get_num_image_tokens(image_width=300, image_height=700) == 5 * BUDGET
+
+
+def test_next_settings_the_layout_cannot_serve_are_refused_by_name(next_checkpoint):
+    """Bugs caught: the refusal of a tower that is not CLIP losing its text or the tower's
+    name (read from nothing, or from a mangled attribute), and a checkpoint without PruneSID
+    settings failing with an AttributeError instead of saying so."""
+    import copy
+
+    import prunesid.families.llava_next.vllm_model as plugin
+
+    config = _config(next_checkpoint)
+    siglip = copy.deepcopy(config)
+    siglip.vision_config.model_type = "siglip_vision_model"
+    with pytest.raises(ValueError, match=r"^prunesid: the vLLM plug-in supports LLaVA-NeXT with a CLIP tower, this model's is 'siglip_vision_model'$"):
+        plugin.engine_press(siglip)
+    unset = copy.deepcopy(config)
+    delattr(unset, "prunesid")
+    with pytest.raises(ValueError, match="sets no prunesid settings"):
+        plugin.engine_press(unset)
