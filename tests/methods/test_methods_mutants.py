@@ -15,15 +15,6 @@ from prunesid.methods.registry import build_press, register_press
 from prunesid.methods.visionzip import VisionZip, zip_view
 
 
-@pytest.fixture
-def scratch_registry():
-    """Presses registered by a test are removed after it."""
-    before = dict(PRESSES)
-    yield
-    PRESSES.clear()
-    PRESSES.update(before)
-
-
 # --- base.py ------------------------------------------------------------------------------
 
 

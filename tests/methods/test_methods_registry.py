@@ -17,15 +17,6 @@ from prunesid.methods.registry import build_press, options_table, register_press
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def scratch_registry():
-    """Presses registered by a test are removed after it."""
-    before = dict(PRESSES)
-    yield
-    PRESSES.clear()
-    PRESSES.update(before)
-
-
 def _declared(name: str, **namespace):
     """A minimal press class with ``namespace`` as its body, registered as ``name``."""
     body = {"__annotations__": {}, "compress": lambda self, tokens: None, **namespace}
