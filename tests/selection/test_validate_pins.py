@@ -18,8 +18,9 @@ def test_without_a_mask_every_token_is_selectable_as_a_bool_mask():
 
 
 def test_an_unknown_preset_name_is_refused():
-    """Bug caught: the preset check's ``or`` read as ``and`` (any string then passed, and the
-    run failed later with a KeyError instead of naming the presets)."""
+    """An unknown preset is refused with the presets' names. (The preset check's ``or`` read as
+    ``and`` does not fail this: the preset lookup that follows refuses with the same words, so
+    that mutant is equivalent; docs/testing.md lists it.)"""
     import pytest
 
     from prunesid import select
