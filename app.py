@@ -409,19 +409,24 @@ def wire_image(events: PageEvents, image: SimpleNamespace, api: SimpleNamespace)
     image.clicked = clicked = gr.State(None)
     viewed = image.inputs + [clicked]
     image.page_outputs = outputs = image.overlays + [image.explanation, image.explanation_json]
-    image.analyze_button.click(events.page_view, viewed, outputs, **HIDDEN, **MODEL)
+    # Renders of the page view finish in any order (two model events at once): an older one
+    # landing late is skipped, never shown over a newer one (demo/ordering.py).
+    image.page_view = page_view = events.newest("image", events.page_view, outputs)
+    clicked_view = events.newest("image", events.page_click, outputs + [clicked])
+    picked_view = events.newest("image", events.page_pick, outputs + [clicked])
+    image.analyze_button.click(page_view, viewed, outputs, **HIDDEN, **MODEL)
     # In the browser alone (no request): the line changes as the image does.
     hint = f"(picture) => picture ? {json.dumps(CLICK_HINT)} : {json.dumps(OVERLAYS_HINT)}"
     image.image.change(None, image.image, image.overlays_hint, js=hint, **HIDDEN)
-    image.image.change(lambda: None, None, clicked, queue=False, **HIDDEN).then(events.page_view, viewed, outputs, **HIDDEN, **MODEL)
+    image.image.change(lambda: None, None, clicked, queue=False, **HIDDEN).then(page_view, viewed, outputs, **HIDDEN, **MODEL)
     # Live re-render while a control moves: one event for all of them, so only the latest
     # values run when busy and an older answer never lands after a newer one.
-    gr.on([widget.change for widget in image.inputs[1:]], events.page_view, viewed, outputs, **LIVE)
+    gr.on([widget.change for widget in image.inputs[1:]], page_view, viewed, outputs, **LIVE)
     snap_sliders(image.controls, BUDGET_RANGE)
     for view in (image.kept_view, image.groups_view, image.survivors_view):
-        view.select(events.page_click, image.inputs, outputs + [clicked], **HIDDEN, **MODEL)
+        view.select(clicked_view, image.inputs, outputs + [clicked], **HIDDEN, **MODEL)
     picked = image.inputs + [image.pick_view, image.pick_row, image.pick_column]
-    image.pick_button.click(events.page_pick, picked, outputs + [clicked], **HIDDEN, **MODEL)
+    image.pick_button.click(picked_view, picked, outputs + [clicked], **HIDDEN, **MODEL)
     explained = [image.explanation, image.explanation_json]
     api.explain.click(events.explain, image.inputs + [api.pixel_x, api.pixel_y], explained, api_name="explain", **MODEL)
 
@@ -474,9 +479,10 @@ def wire_methods(events: PageEvents, image: SimpleNamespace, methods: SimpleName
     methods.inputs = inputs = [image.image, methods.method, image.controls.budget]
     methods.method_button.click(events.analyze_method, inputs, methods.outputs, api_name="analyze_method", **MODEL)
     # The method view follows the switch, the budget and a new image, like the overlays.
+    methods.refresh = refresh = events.newest("methods", events.refresh_method, methods.outputs)
     for control in (methods.method, image.controls.budget):
-        control.change(events.refresh_method, inputs, methods.outputs, **LIVE)
-    image.image.change(events.refresh_method, inputs, methods.outputs, **HIDDEN, **MODEL)
+        control.change(refresh, inputs, methods.outputs, **LIVE)
+    image.image.change(refresh, inputs, methods.outputs, **HIDDEN, **MODEL)
     methods.compare_button.click(
         events.compare_methods, [image.image, methods.question, image.controls.budget], methods.compared, api_name="compare_methods", **MODEL,
     )
@@ -486,8 +492,9 @@ def wire_clip(events: PageEvents, clips: SimpleNamespace, api: SimpleNamespace) 
     """The clip's strips, chart and stats follow the clip and its controls, as the image's do;
     its chat is the image chat's queue and events (demo/chat.py), on the clip."""
     clips.analyze_button.click(events.analyze_video, clips.inputs, clips.outputs, api_name="analyze_video", **MODEL)
-    clips.video.change(events.refresh_video, clips.inputs, clips.outputs, **HIDDEN, **MODEL)
-    gr.on([widget.change for widget in clips.inputs[1:]], events.refresh_video, clips.inputs, clips.outputs, **LIVE)
+    clips.refresh = refresh = events.newest("clip", events.refresh_video, clips.outputs)
+    clips.video.change(refresh, clips.inputs, clips.outputs, **HIDDEN, **MODEL)
+    gr.on([widget.change for widget in clips.inputs[1:]], refresh, clips.inputs, clips.outputs, **LIVE)
     snap_sliders(clips.controls, FRAME_BUDGET_RANGE)
     # A clip whose codec browsers do not play (MPEG-4 Part 2, MJPEG...) is swapped for a
     # VP8 copy of the same frames, within bounds (demo/playable.py); the analysis follows.
@@ -506,10 +513,10 @@ def wire_model_picker(events, header, image, chat, compare, methods, clips) -> N
 
     def after_switch(switched):
         switched.success(events.methods_of_model, methods.method, [methods.method, methods.method_note], **HIDDEN, **MODEL).then(
-            events.page_view, image.inputs + [image.clicked], image.page_outputs, **HIDDEN, **MODEL,
+            image.page_view, image.inputs + [image.clicked], image.page_outputs, **HIDDEN, **MODEL,
         ).then(
-            events.refresh_method, methods.inputs, methods.outputs, **HIDDEN, **MODEL,
-        ).then(events.refresh_video, clips.inputs, clips.outputs, **HIDDEN, **MODEL)
+            methods.refresh, methods.inputs, methods.outputs, **HIDDEN, **MODEL,
+        ).then(clips.refresh, clips.inputs, clips.outputs, **HIDDEN, **MODEL)
         switched.failure(events.shown_model, None, header.picker, queue=False, **HIDDEN)
 
     # `input`, not `change`: the picker set back after a refusal must not switch again.
@@ -536,6 +543,8 @@ def model_switch(events, header, image, chat, compare, methods, clips):
     def switch_model(model, request: gr.Request):
         served = events.slot.choose(request.session_hash, client_of(request), model)
         events.reset_chats(request)
+        for view in ("image", "methods"):  # what the previous model was still rendering is not shown
+            events.reset_view(view, request)
         vlm, clips_on = served.vlm, served.takes_clips
         return (
             served.banner,

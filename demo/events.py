@@ -21,6 +21,7 @@ from demo.conversation import question
 from demo.handlers import check_image_question, checked_controls, refused, user_errors
 from demo.methods import offered, unavailable_note
 from demo.models import ModelSlot, unbound
+from demo.ordering import Tickets, newest_only
 from demo.stats import stats_markdown, video_stats_markdown
 from demo.video import VideoHandlers, allowed_clip, check_clip_question
 
@@ -120,6 +121,7 @@ class PageEvents:
 
     def __init__(self, slot: ModelSlot):
         self.slot = slot
+        self.tickets = Tickets()  # which render of each session's views was shown last
         first, handlers = slot.first, slot.first.handlers
         on_model = self.on_model
         self.analyze_method = on_model(lambda m: checked_controls(m.methods.analyze), first.methods.analyze)
@@ -153,6 +155,15 @@ class PageEvents:
             pick, reference = (lambda served, picked=pick: widgets(picked(served))), widgets(reference)
         return on_gpu(user_errors(self.slot.bind(pick, reference, check)))
 
+    def newest(self, view: str, function, outputs: list):
+        """``function`` (a render of ``view`` into ``outputs``) whose answer never replaces the
+        answer of a later render of that view in the same session (demo/ordering.py)."""
+        return newest_only(self.tickets, view, len(outputs))(function)
+
+    def reset_view(self, view: str, request: gr.Request) -> None:
+        """An event that resets ``view`` (a model switch): renders started before it are not shown."""
+        self.tickets.show((getattr(request, "session_hash", None), view), self.tickets.take())
+
     @property
     def queues(self) -> tuple[ChatQueue, ChatQueue]:
         return self.image_chat.queue, self.clip_chat.queue
@@ -167,6 +178,7 @@ class PageEvents:
         for queue in self.queues:
             queue.forget(request.session_hash, client_of(request))
         self.slot.forget(request.session_hash, client_of(request))
+        self.tickets.forget(request.session_hash)
 
     def reset_chats(self, request: gr.Request) -> None:
         """A model switch: both conversations of the previous model end."""

@@ -203,16 +203,17 @@ def _pixel_of(encoded, view: int, patch: int) -> tuple[int, int]:
     return int(cols.mean()), int(rows.mean())
 
 
-def _click_overlay(page, element: str, x: int, y: int) -> None:
-    """Click natural pixel (x, y) of an overlay shown with object-fit: contain."""
+def _settled_overlay(page, element: str):
+    """The overlay's image once loaded, scrolled into view and no longer moving: its box and its
+    natural size. Just after a render or a tab switch the image may still be loading or being
+    laid out, and a click at an old box (or below the fold) lands on nothing."""
     image = page.locator(f"{element} img")
-    # Just after a tab switch the image may still be loading or being laid out: wait until
-    # it has loaded and its box has stopped moving, else the click lands on the old layout.
     image.wait_for(state="visible", timeout=30_000)
     page.wait_for_function(
         "selector => { const img = document.querySelector(selector); return img && img.complete && img.naturalWidth > 0; }",
         arg=f"{element} img", timeout=30_000,
     )
+    image.scroll_into_view_if_needed()
     box = image.bounding_box()
     for _ in range(20):
         page.wait_for_timeout(100)
@@ -220,11 +221,22 @@ def _click_overlay(page, element: str, x: int, y: int) -> None:
         if settled == box:
             break
         box = settled
-    natural_w, natural_h = image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+    return box, image.evaluate("img => [img.naturalWidth, img.naturalHeight]")
+
+
+def _click_overlay(page, element: str, x: float, y: float) -> None:
+    """Click natural pixel (x, y) of an overlay shown with object-fit: contain."""
+    box, (natural_w, natural_h) = _settled_overlay(page, element)
     scale = min(box["width"] / natural_w, box["height"] / natural_h)
     left = box["x"] + (box["width"] - natural_w * scale) / 2
     top = box["y"] + (box["height"] - natural_h * scale) / 2
     page.mouse.click(left + (x + 0.5) * scale, top + (y + 0.5) * scale)
+
+
+def click_overlay_at(page, element: str, fx: float, fy: float) -> None:
+    """Click the overlay's picture at fractions (fx, fy) of its width and height."""
+    _, (natural_w, natural_h) = _settled_overlay(page, element)
+    _click_overlay(page, element, fx * natural_w - 0.5, fy * natural_h - 0.5)
 
 
 def _explanation(page, patch: int) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.app.test_app_browser import ARTIFACTS, SLOW_APP, browser  # noqa: F401  (browser: a fixture)
+from tests.app.test_app_browser import ARTIFACTS, SLOW_APP, browser, click_overlay_at  # noqa: F401  (browser: a fixture)
 from tests.conftest import launched_app
 
 pytestmark = pytest.mark.browser
@@ -84,9 +84,7 @@ def test_the_overlays_stats_and_explanation_stay_in_step(browser, first_use_url,
     _pick_example(page, 0)
     # 3. Click a patch: explained, and outlined (blue) on the overlay; the groups are numbered.
     before = _overlay_pixels(page, "#kept-view")
-    page.locator("#kept-view img").scroll_into_view_if_needed()
-    box = page.locator("#kept-view img").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.55)
+    click_overlay_at(page, "#kept-view", 0.5, 0.55)
     page.wait_for_function("/Patch \\d+/.test(document.querySelector('#explain').innerText)", timeout=60_000)
     page.wait_for_function("/in blue/.test(document.querySelector('#explain').innerText)", timeout=60_000)
     after = _overlay_pixels(page, "#kept-view")

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tests.app.test_app_browser import ARTIFACTS, browser  # noqa: F401  (browser: a fixture)
+from tests.app.test_app_browser import ARTIFACTS, browser, click_overlay_at  # noqa: F401  (browser: a fixture)
 from tests.app.test_app_first_use import _boxes_intersect, _pick_example
 from tests.conftest import launched_app
 
@@ -51,8 +51,7 @@ def test_a_switch_re_renders_every_panel_and_clears_the_previous_models_state(br
     assert not page.locator("#input-video").is_visible()
     _pick_example(page, 0)
     assert re.search(r"Budget N\s+64\b", page.locator("#stats").inner_text())
-    box = page.locator("#kept-view img").bounding_box()
-    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.55)
+    click_overlay_at(page, "#kept-view", 0.5, 0.55)
     page.wait_for_function("/Patch \\d+/.test(document.querySelector('#explain').innerText)", timeout=60_000)
     page.fill("#message textarea", "What is this?")
     page.click("#send")
