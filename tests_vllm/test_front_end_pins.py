@@ -108,3 +108,57 @@ def test_next_settings_the_layout_cannot_serve_are_refused_by_name(next_checkpoi
     delattr(unset, "prunesid")
     with pytest.raises(ValueError, match="sets no prunesid settings"):
         plugin.engine_press(unset)
+
+
+def test_next_image_embeddings_sent_by_a_client_reach_the_language_model_as_sent():
+    """Bug caught: LLaVA-NeXT's engine reading image embeddings (enable_mm_embeds) under another
+    key than vLLM's ``data``: every request with embeddings fails."""
+    from vllm.model_executor.models.llava_next import LlavaNextImageEmbeddingInputs
+
+    from prunesid.families.llava_next import vllm_model as plugin
+
+    embeds = torch.randn(2, 5, 8)
+    sent = LlavaNextImageEmbeddingInputs(type="image_embeds", data=embeds)
+    stub = SimpleNamespace(engine_press=None, vision_tower=None, press_family=None)
+    assert plugin.PruneSIDLlavaNextForConditionalGeneration._process_image_input(stub, sent) is embeds
+
+
+@pytest.mark.parametrize(("size", "patch", "expected"), [
+    (448, 14, (448, 16)),  # InternVL3: 32 patches a side, shuffled by 2
+    ([448, 448], [14, 14], (448, 16)),
+    (449, 14, (449, 16)),  # a side the patches do not divide: the tower's conv floors it to 32
+])
+def test_internvl_tiles_and_their_tokens_per_side(size, patch, expected):
+    from prunesid.families.internvl.vllm_model import _tile_and_side
+
+    config = SimpleNamespace(vision_config=SimpleNamespace(image_size=size, patch_size=patch), downsample_ratio=0.5)
+    assert _tile_and_side(config) == expected
+
+
+@pytest.mark.parametrize(("size", "patch", "message"), [
+    ([448, 336], 14, r"InternVL tiles are square, this model's are \[448, 336\] with patches \[14, 14\]"),
+    (448, [14, 16], r"InternVL tiles are square, this model's are \[448, 448\] with patches \[14, 16\]"),
+])
+def test_internvl_tiles_that_are_not_square_are_refused_by_size(size, patch, message):
+    """Bug caught: a non-square patch size read as square (one side compared with itself)."""
+    from prunesid.families.internvl.vllm_model import _tile_and_side
+
+    config = SimpleNamespace(vision_config=SimpleNamespace(image_size=size, patch_size=patch), downsample_ratio=0.5)
+    with pytest.raises(ValueError, match=message):
+        _tile_and_side(config)
+
+
+@pytest.mark.parametrize(("columns", "levels"), [(8, None), (24, 2)])
+def test_qwen3_vl_deepstack_levels_are_none_when_the_tower_returns_none(columns, levels):
+    """Bug caught: a tower without deepstack levels handing back an empty tensor for them (the
+    language model then adds nothing where vLLM expects no levels at all)."""
+    from prunesid.families.qwen_vl.vllm_models.qwen3_vl import deepstack_tower
+
+    output = torch.arange(5.0 * columns).reshape(5, columns)
+    model = SimpleNamespace(visual=lambda pixels, grid_thw: output, visual_dim=8)
+    merged, stacked = deepstack_tower(model, torch.zeros(20, 3), [1, 4, 5])
+    assert torch.equal(merged, output[:, :8])
+    if levels is None:
+        assert stacked is None
+    else:
+        assert torch.equal(stacked, output[:, 8:]) and stacked.shape[1] == levels * 8

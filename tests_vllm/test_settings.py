@@ -82,3 +82,15 @@ def test_the_cls_is_reserved_only_for_a_press_that_keeps_it():
     kept = EnginePress.checked({**settings, "budget": 576}, CLIP, (336, 336))
     assert kept.fed_tokens((336, 336)) == 576
     assert EnginePress.checked({"method": "prunesid", "budget": 577}, CLIP, (336, 336)).fed_tokens((336, 336)) == 577
+
+
+@pytest.mark.parametrize("settings", [
+    {"method": "prunesid", "budget": 64, "dynamic": True},
+    '{"method": "prunesid", "budget": 64, "dynamic": true}',  # a config read back from disk as text
+])
+def test_a_content_set_budget_is_refused_with_the_settings_shown_as_given(settings):
+    """Bug caught: the refusal showing ``None`` for settings that came as JSON text."""
+    shown = "method='prunesid', budget=64, dynamic=True" if isinstance(settings, dict) else repr(settings)
+    with pytest.raises(ValueError, match="with these settings") as refused:
+        EnginePress.checked(settings, CLIP, (336, 336))
+    assert f"({shown})" in str(refused.value)
