@@ -162,3 +162,14 @@ def test_qwen3_vl_deepstack_levels_are_none_when_the_tower_returns_none(columns,
         assert stacked is None
     else:
         assert torch.equal(stacked, output[:, 8:]) and stacked.shape[1] == levels * 8
+
+
+@pytest.mark.parametrize("newlines", ["rows", "authors"])
+def test_onevision_s_clip_layout_changes_the_frame_count_only(newlines):
+    from prunesid.families.llava_onevision.adapter import OneVisionLayout
+    from prunesid.families.llava_onevision.vllm_model import clip_layout
+
+    image = OneVisionLayout([[384, 384], [384, 768]], 384, 27, 9, 1, newlines)
+    clip = clip_layout(image, 12)
+    assert clip.frames == 12 and image.frames == 1
+    assert (clip.pinpoints, clip.tile_size, clip.side, clip.max_tiles, clip.newlines) == (image.pinpoints, 384, 27, 9, newlines)

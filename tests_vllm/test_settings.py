@@ -94,3 +94,15 @@ def test_a_content_set_budget_is_refused_with_the_settings_shown_as_given(settin
     with pytest.raises(ValueError, match="with these settings") as refused:
         EnginePress.checked(settings, CLIP, (336, 336))
     assert f"({shown})" in str(refused.value)
+
+
+def test_settings_text_that_is_not_json_is_refused_with_the_text_and_the_parse_error():
+    with pytest.raises(ValueError, match=r"prunesid must be a JSON object, got '\{method: prunesid\}': Expecting property name"):
+        press_from_settings("{method: prunesid}")
+
+
+@pytest.mark.parametrize(("layout", "most", "parts"), [(CLIP, 577, "576 patches + the CLS"), (NO_CLS, 576, "576 patches")])
+def test_a_budget_past_a_view_names_the_view_s_tokens(layout, most, parts):
+    with pytest.raises(ValueError) as refused:
+        EnginePress.checked({"method": "prunesid", "budget": most + 1}, layout, (336, 336))
+    assert str(refused.value) == f"prunesid.budget {most + 1} exceeds the {most} tokens a view of this model has ({parts})"
