@@ -47,6 +47,7 @@ class Question:
     turn: dict  # the user message in the conversation (identity places its answer)
     image: object  # the image value at the time it was sent
     controls: object  # the section's Controls (demo/controls.py) at the time it was sent
+    order: int = 0  # its place among the page's renders of the same view (demo/ordering.py)
 
 
 @dataclass
@@ -161,8 +162,9 @@ class ChatQueue:
 
     # --- events ----------------------------------------------------------------------------
 
-    def send(self, session: str, message, image, controls, client: str = "") -> list[dict]:
-        """Queue a question; returns the history to show (the question included)."""
+    def send(self, session: str, message, image, controls, client: str = "", order: int = 0) -> list[dict]:
+        """Queue a question; returns the history to show (the question included). ``order``:
+        the question's ticket among the renders of its view (see :meth:`answer`)."""
         conversation = self._asked(session, message, image, controls, client)
         now = self._clock()
         with conversation.lock:
@@ -174,7 +176,7 @@ class ChatQueue:
             conversation.sent.append(now)
             turn = {"role": "user", "content": message}
             conversation.turns.append(turn)
-            conversation.pending.append(Question(turn, image, controls))
+            conversation.pending.append(Question(turn, image, controls, order))
             return _copy(conversation.turns)
 
     def refusal(self, session: str, message, image, controls, client: str = "") -> str:
@@ -199,12 +201,14 @@ class ChatQueue:
             self._validate(image, controls)
         return self.conversation(session, client)
 
-    def answer(self, session: str, client: str = "", answer_stream=None):
+    def answer(self, session: str, client: str = "", answer_stream=None, fresh=None):
         """Answer this session's queued questions in order. Yields ``(history, info, stats)``:
         ``info`` and ``stats`` None while streaming; ``info`` "" and ``stats`` None when an answer
         failed (the reason is in the history) or the conversation was reset. Returns at once when another worker is
         answering for this session. ``answer_stream`` replaces the queue's own for this call (the
-        session's model)."""
+        session's model). ``fresh(order)``, when given, says whether a finished answer's stats
+        may still be shown: not when the page has shown a render newer than the question
+        (the controls moved while it was answered); then ``stats`` is None."""
         answer_stream = answer_stream or self._answer_stream
         conversation = self.conversation(session, client)
         with conversation.lock:
@@ -244,6 +248,8 @@ class ChatQueue:
                             reply["content"] = text + (" ⏹ (stopped)" if stopped else "")
                             conversation.beat = time.monotonic()
                             history = _copy(conversation.turns)
+                        if finished is not None and fresh is not None and finished[1] is not None and not fresh(question.order):
+                            finished = (finished[0], None)
                         yield (history, *finished) if finished is not None else (history, None, None)
                 except (ValueError, TypeError) as error:  # e.g. a file that cannot be decoded
                     with conversation.lock:
@@ -265,7 +271,7 @@ class ChatQueue:
                 conversation.stop.set()
             return working
 
-    def retry(self, session: str, image, controls, client: str = "") -> list[dict]:
+    def retry(self, session: str, image, controls, client: str = "", order: int = 0) -> list[dict]:
         """Ask the last question again, with the current image and controls."""
         if self._validate is not None:
             self._validate(image, controls)
@@ -277,7 +283,7 @@ class ChatQueue:
                 raise ValueError("there is no question to retry yet")
             previous = conversation.turns[last]
             del conversation.turns[last + 1:]
-            conversation.pending.append(Question(previous, image, controls))
+            conversation.pending.append(Question(previous, image, controls, order))
             return _copy(conversation.turns)
 
     def undo(self, session: str, client: str = "") -> tuple[list[dict], str]:

@@ -72,8 +72,11 @@ class ChatEvents:
     (``stream_of(served)``). The answer also says whether Stop can be pressed: only while an
     answer is being written."""
 
-    def __init__(self, slot: ModelSlot, queue: ChatQueue, stream_of, stats_markdown_of, widgets):
+    def __init__(self, slot: ModelSlot, queue: ChatQueue, stream_of, stats_markdown_of, widgets, tickets: Tickets, view: str):
         self.slot, self.queue, self.stream_of, self.stats_markdown_of = slot, queue, stream_of, stats_markdown_of
+        # A finished answer's stats are those of the controls it was asked with: not shown over
+        # a render of the section's view newer than the question (demo/ordering.py).
+        self.tickets, self.view = tickets, view
         # Each event wrapped for the page, under its method's name (Gradio names the page's events after it).
         self.send = said_why_not_sent(widgets(self.send_message))
         self.answer = on_gpu(user_errors(self.answer))
@@ -83,12 +86,14 @@ class ChatEvents:
         self.new_chat = user_errors(self.new_chat)
 
     def send_message(self, message, media, controls, request: gr.Request):
-        return "", self.queue.send(request.session_hash, message, media, controls, client_of(request)), "waiting for the answer..."
+        order = self.tickets.take()
+        return "", self.queue.send(request.session_hash, message, media, controls, client_of(request), order), "waiting for the answer..."
 
     def answer(self, request: gr.Request):
         last = None
         with self.slot.lease_for(request) as served:  # the session's model, kept loaded until the answers are written
-            answers = self.queue.answer(request.session_hash, client_of(request), answer_stream=self.stream_of(served))
+            fresh = functools.partial(self.tickets.show, (request.session_hash, self.view))
+            answers = self.queue.answer(request.session_hash, client_of(request), answer_stream=self.stream_of(served), fresh=fresh)
             for history, info, stats in answers:
                 last = self._shown(history, info, stats)
                 yield last
@@ -106,7 +111,7 @@ class ChatEvents:
         self.queue.stop(request.session_hash, client_of(request))
 
     def retry(self, media, controls, request: gr.Request):
-        return self.queue.retry(request.session_hash, media, controls, client_of(request))
+        return self.queue.retry(request.session_hash, media, controls, client_of(request), self.tickets.take())
 
     def undo(self, request: gr.Request):
         return self.queue.undo(request.session_hash, client_of(request))
@@ -143,8 +148,8 @@ class PageEvents:
         )
         chats = ChatQueue(handlers.queued_answer, validate=check_image_question, check_message=question)
         clip_chats = ChatQueue(None, validate=check_clip_question, check_message=question)
-        self.image_chat = ChatEvents(slot, chats, lambda served: served.handlers.queued_answer, stats_markdown, image_widgets)
-        self.clip_chat = ChatEvents(slot, clip_chats, lambda served: served.clips().queued_answer, video_stats_markdown, clip_widgets)
+        self.image_chat = ChatEvents(slot, chats, lambda served: served.handlers.queued_answer, stats_markdown, image_widgets, self.tickets, "image")
+        self.clip_chat = ChatEvents(slot, clip_chats, lambda served: served.clips().queued_answer, video_stats_markdown, clip_widgets, self.tickets, "clip")
         self.open_chat = user_errors(self.open_chat)
         self.methods_of_model = user_errors(self.methods_of_model)
 

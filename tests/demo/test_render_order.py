@@ -226,3 +226,64 @@ def test_a_model_switch_skips_what_the_previous_model_was_still_rendering(built_
         release.set()
         assert switched[0] == "banner"
         assert _skipped(pending.result(timeout=30))
+
+
+def test_a_finished_answer_s_stats_are_not_shown_over_a_render_newer_than_its_question():
+    """The chat's answer writes the section's stats too: asked at N = 64, it finishes after the
+    visitor moved N to 8 and that render was shown, and would put N = 64's stats back. Its
+    stats are left out then (the answer and its info are shown); a question newer than every
+    render shows its stats. Dropping the ``fresh`` check in ChatQueue.answer fails this."""
+    from demo.chat import ChatQueue
+    from demo.controls import Controls
+    from tests.demo.test_app_chat_queue import FakeModel
+
+    tickets = Tickets()
+    key = ("s", "image")
+    chats = ChatQueue(FakeModel())
+    chats.open("s")
+    asked = []
+
+    def fresh(order):
+        asked.append(order)
+        return tickets.show(key, order)
+
+    question = tickets.take()
+    chats.send("s", "first", "img", Controls(), order=question)
+    assert tickets.show(key, tickets.take())  # the render of the new N, shown while it is answered
+    *_, (history, info, stats) = list(chats.answer("s", fresh=fresh))
+    assert asked == [question] and stats is None and info == "info"
+    assert history[-1]["content"] == "answer to first"
+    later = tickets.take()  # a question after that render: its stats are shown
+    chats.send("s", "second", "img", Controls(), order=later)
+    *_, (_, _, stats) = list(chats.answer("s", fresh=fresh))
+    assert stats == {"visual_tokens": 64} and asked == [question, later]
+    # A retry is a new question: it takes its place when it is asked again.
+    assert tickets.show(key, tickets.take())
+    chats.retry("s", "img", Controls(), order=tickets.take())
+    *_, (_, _, stats) = list(chats.answer("s", fresh=fresh))
+    assert stats == {"visual_tokens": 64}
+
+
+def test_the_image_chat_s_answer_leaves_the_stats_to_a_newer_render(tiny_vlm, picture_path):
+    """Through the page's own chat events on the tiny model: a question, then a render of the
+    image view shown while it waits; the answer is shown, its stats are not (one skip each
+    for the stats JSON and table). The next question's stats are shown."""
+    from demo.controls import Controls
+    from demo.events import PageEvents
+    from demo.models import ModelSlot
+
+    events = PageEvents(ModelSlot.starting_with(tiny_vlm, "banner"))
+    assert events.image_chat.tickets is events.tickets is events.clip_chat.tickets
+    assert (events.image_chat.view, events.clip_chat.view) == ("image", "clip")
+    chat, request = events.image_chat, _request("session-chat")
+    events.open_chat(request)
+    chat.send_message("What is this?", picture_path, Controls.read(64, 0, 0, "psca", False), request)
+    assert events.tickets.show(("session-chat", "image"), events.tickets.take())  # the render of a new N
+    *_, last = list(chat.answer(request))
+    history, info, stats, table, _ = last
+    assert history[-1]["role"] == "assistant" and history[-1]["content"]
+    assert _skipped(stats) and _skipped(table)
+    chat.send_message("And now?", picture_path, Controls.read(8, 0, 0, "psca", False), request)
+    *_, last = list(chat.answer(request))
+    assert last[2]["budget"] == 8 and "8" in last[3]
+    events.close_chat(request)
