@@ -66,7 +66,9 @@ test-vllm: setup-vllm
 # random sample of 40 mutants per module (the same one each time: tests/mutation_sample.py).
 # The scores and the survivors judged equivalent are in docs/testing.md; `mutmut browse` or
 # `mutmut show NAME` inspects a survivor. mutation-vllm does the same for the vLLM plug-in's
-# modules in vLLM's environment, in build/mutation-vllm ([tool.mutmut_vllm]).
+# modules in vLLM's environment, in build/mutation-vllm ([tool.mutmut_vllm]);
+# VLLM_ENGINE_TESTS=0 leaves the engine tests out (a first pass in minutes; then a run with
+# them for the mutants reported as having no tests: each starts an engine).
 MUTANTS     ?=
 MUTATION_CHILDREN ?= 2
 MUTATION_SAMPLE ?=
@@ -81,7 +83,7 @@ mutation: setup
 
 mutation-vllm: setup-vllm
 	$(VLLM_BIN)/pip install "mutmut==3.8.1"
-	$(VLLM_BIN)/python tests_vllm/mutation_tree.py build/mutation-vllm
+	$(VLLM_BIN)/python tests_vllm/mutation_tree.py build/mutation-vllm $(if $(filter 0,$(VLLM_ENGINE_TESTS)),--without-engine)
 	cd build/mutation-vllm && $(call mutation_names,$(abspath $(VLLM_BIN))/python); \
 		PATH=$(abspath $(VLLM_BIN)):$$PATH HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 mutmut run --max-children $(MUTATION_CHILDREN) $$names
 	cd build/mutation-vllm && $(abspath $(VLLM_BIN))/mutmut results

@@ -7,11 +7,16 @@ ignored) to DEST where they differ, and writes DEST/pyproject.toml with that tab
 [tool.mutmut]. Files that did not change keep their times, so mutmut's results in
 DEST/mutants carry over between runs.
 
-    python tests_vllm/mutation_tree.py DEST
+    python tests_vllm/mutation_tree.py DEST [--without-engine]
+
+--without-engine leaves the engine tests (tests_vllm/test_engine*.py) out of the selection:
+a first pass over every mutant in minutes, after which a run with them (each mutant starts
+an engine, minutes each) is needed only for the mutants that pass reported as having no tests.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -27,13 +32,20 @@ def project_files() -> list[str]:
     return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
 
 
-def vllm_settings(pyproject: str) -> str:
+def vllm_settings(pyproject: str, engine: bool = True) -> str:
     if "[tool.mutmut_vllm]" not in pyproject:
         raise SystemExit("pyproject.toml has no [tool.mutmut_vllm] table")
-    return pyproject.replace("[tool.mutmut]", "[tool.mutmut_main]").replace("[tool.mutmut_vllm]", "[tool.mutmut]")
+    settings = pyproject.replace("[tool.mutmut]", "[tool.mutmut_main]").replace("[tool.mutmut_vllm]", "[tool.mutmut]")
+    if not engine:
+        head, table = settings.split("[tool.mutmut]", 1)
+        table, left_out = re.subn(r'"tests_vllm/test_engine[^"]*",?[ \t]*', "", table)
+        if not left_out:
+            raise SystemExit("[tool.mutmut_vllm] names no engine test to leave out")
+        settings = head + "[tool.mutmut]" + table  # (the emptied lines stay: TOML takes them)
+    return settings
 
 
-def main(destination: str) -> None:
+def main(destination: str, engine: bool = True) -> None:
     dest = Path(destination).resolve()
     for name in project_files():
         source, target = ROOT / name, dest / name
@@ -42,10 +54,10 @@ def main(destination: str) -> None:
         if not target.exists() or target.read_bytes() != source.read_bytes():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
-    settings = vllm_settings((ROOT / "pyproject.toml").read_text())
+    settings = vllm_settings((ROOT / "pyproject.toml").read_text(), engine)
     if not (dest / "pyproject.toml").exists() or (dest / "pyproject.toml").read_text() != settings:
         (dest / "pyproject.toml").write_text(settings)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], engine="--without-engine" not in sys.argv[2:])
