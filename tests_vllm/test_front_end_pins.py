@@ -173,3 +173,23 @@ def test_onevision_s_clip_layout_changes_the_frame_count_only(newlines):
     clip = clip_layout(image, 12)
     assert clip.frames == 12 and image.frames == 1
     assert (clip.pinpoints, clip.tile_size, clip.side, clip.max_tiles, clip.newlines) == (image.pinpoints, 384, 27, 9, newlines)
+
+
+def test_llava_with_another_tower_is_refused_by_its_type(checkpoint):
+    """Bug caught: the refusal's message itself failing (a TypeError instead of the words)."""
+    from prunesid.families.llava.vllm_model import engine_press
+
+    with pytest.raises(ValueError, match=r"^prunesid: the vLLM plug-in supports LLaVA with a CLIP tower, this model's is 'siglip_vision_model'$"):
+        engine_press(_config(checkpoint, **{"vision_config.model_type": "siglip_vision_model"}))
+
+
+def test_llava_image_embeddings_sent_by_a_client_reach_the_language_model_as_sent():
+    """Bug caught: LLaVA's engine reading sent image embeddings under another key than ``data``."""
+    from vllm.model_executor.models.llava import LlavaImageEmbeddingInputs
+
+    from prunesid.families.llava import vllm_model as plugin
+
+    embeds = torch.randn(2, 5, 8)
+    sent = LlavaImageEmbeddingInputs(type="image_embeds", data=embeds)
+    stub = SimpleNamespace(engine_press=None, vision_tower=None, press_family=None)
+    assert plugin.PruneSIDLlavaForConditionalGeneration._process_image_input(stub, sent) is embeds
