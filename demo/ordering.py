@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import itertools
 import threading
+from collections import OrderedDict
 
 import gradio as gr
 
@@ -29,7 +30,7 @@ class Tickets:
     def __init__(self, max_sessions: int = MAX_SESSIONS):
         self._lock = threading.Lock()
         self._counter = itertools.count(1)
-        self._shown: dict[tuple, int] = {}
+        self._shown: OrderedDict[tuple, int] = OrderedDict()  # least recently shown first
         self._max = max_sessions
 
     def take(self) -> int:
@@ -40,10 +41,10 @@ class Tickets:
         with self._lock:
             if ticket < self._shown.get(key, 0):
                 return False
-            self._shown.pop(key, None)  # re-inserted last: the dict is kept in order of use
             self._shown[key] = ticket
+            self._shown.move_to_end(key)
             while len(self._shown) > self._max:
-                self._shown.pop(next(iter(self._shown)))
+                self._shown.popitem(last=False)
             return True
 
     def forget(self, session) -> None:
